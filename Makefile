@@ -1,0 +1,76 @@
+# realtime-voice: `make demo` and `make test` set up a fresh machine by themselves (make setup).
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+PORT ?= 8080
+TEST_PORT ?= 18080
+export PATH := $(HOME)/.cargo/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+export CHROMEDRIVER ?= /usr/bin/chromedriver
+export GECKODRIVER ?= $(HOME)/.cargo/bin/geckodriver
+export WASM_BINDGEN_TEST_TIMEOUT ?= 180
+SERVER_BIN := target/debug/realtime-voice-server
+WITH_SERVER := TEST_PORT=$(TEST_PORT) scripts/with-server.sh
+XVFB := xvfb-run -a -s "-screen 0 1280x1024x24"
+
+.PHONY: help setup demo test lint fmt-check clippy test-native pkg server webdriver \
+        test-browser test-chrome test-firefox test-webkit test-e2e size size-check
+
+help:
+	@echo "make demo   build the package and serve the demo with the reference backend (PORT=$(PORT))"
+	@echo "make test   every test layer: lint, native, browser (Chromium, Firefox, WebKit), E2E, size"
+
+setup:
+	@bash scripts/setup.sh
+
+# ---- build -------------------------------------------------------------------------------
+pkg: setup
+	@bash scripts/build-pkg.sh pkg web
+
+server: setup
+	cargo build -q -p realtime-voice-server
+
+webdriver.json: tests/webdriver.template.json
+	sed "s|@ROOT@|$(CURDIR)|g" $< > $@
+
+demo: pkg server
+	@echo
+	@echo "  realtime-voice demo: open http://127.0.0.1:$(PORT)/"
+	@echo
+	PORT=$(PORT) STATIC_ROOT=$(CURDIR) $(SERVER_BIN) --dev
+
+# ---- tests -------------------------------------------------------------------------------
+test: setup lint test-native pkg size-check test-browser test-e2e
+	@echo "make test: all layers passed"
+
+lint: setup fmt-check clippy
+
+fmt-check:
+	cargo fmt --all -- --check
+
+clippy:
+	cargo clippy -q --workspace --all-targets -- -D warnings
+	cargo clippy -q -p realtime-voice --lib --tests --target wasm32-unknown-unknown -- -D warnings
+
+test-native: setup
+	cargo test -q --workspace
+
+test-browser: test-chrome test-firefox test-webkit
+
+test-chrome: setup pkg server webdriver.json
+	$(WITH_SERVER) wasm-pack test --headless --chrome --chromedriver $(CHROMEDRIVER) -- --test web
+
+test-firefox: setup pkg server webdriver.json
+	$(WITH_SERVER) scripts/with-pulseaudio.sh wasm-pack test --headless --firefox --geckodriver $(GECKODRIVER) -- --test web
+
+# WebKitGTK's MiniBrowser has no headless mode: its driver runs under Xvfb. The runner says
+# "Firefox" because the WebKit driver stands in for geckodriver (TOOLCHAIN.md).
+test-webkit: setup pkg server webdriver.json
+	$(WITH_SERVER) $(XVFB) wasm-pack test --headless --firefox --geckodriver /usr/bin/WebKitWebDriver -- --test web
+
+test-e2e: setup pkg server
+	$(WITH_SERVER) $(XVFB) node --test --test-concurrency=1 e2e/
+
+size: pkg
+	@bash scripts/size.sh
+
+size-check: pkg
+	@bash scripts/size.sh --check $$(cat size-budget)

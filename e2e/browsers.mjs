@@ -1,0 +1,108 @@
+// One small page-driver API over the three engines the E2E suite runs in: Chromium through
+// Playwright (playwright-core driving Debian's /usr/bin/chromium), Firefox through geckodriver and
+// WebKitGTK through WebKitWebDriver (both W3C WebDriver, via selenium-webdriver). Fake media
+// devices and autoplay are enabled in each, as in tests/webdriver.template.json.
+import { mkdirSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { homedir } from "node:os";
+
+export const SERVER = process.env.RV_TEST_SERVER ?? "http://127.0.0.1:18080";
+export const OUTPUT = new URL("./output/", import.meta.url).pathname;
+mkdirSync(OUTPUT, { recursive: true });
+
+const ROOT = new URL("../", import.meta.url).pathname;
+export const ENGINES = (process.env.E2E_ENGINES ?? "chromium,firefox,webkit").split(",").filter(Boolean);
+
+/** Opens a fresh browser of `engine` and returns a small driver; always `close()` it. */
+export async function open(engine) {
+  if (engine === "chromium") return openChromium();
+  if (engine === "firefox" || engine === "webkit") return openWebDriver(engine);
+  throw new Error(`unknown engine ${engine}`);
+}
+
+async function openChromium() {
+  const { chromium } = await import("playwright-core");
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+      "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+      `--use-file-for-fake-audio-capture=${join(ROOT, "tests/fixtures/mic.wav")}`,
+      "--autoplay-policy=no-user-gesture-required"],
+  });
+  const context = await browser.newContext();
+  const pages = [await context.newPage()];
+  const logs = [];
+  const watch = (p) => { p.on("console", (m) => logs.push(`${m.type()}: ${m.text()}`)); p.on("pageerror", (e) => logs.push(`pageerror: ${e}`)); };
+  watch(pages[0]);
+  let page = pages[0];
+  return {
+    engine: "chromium", logs,
+    goto: (url) => page.goto(url),
+    async newTab() { page = await context.newPage(); watch(page); pages.push(page); },
+    switchTab(i) { page = pages[i]; },
+    eval: (fn, ...args) => page.evaluate(fn, ...args),
+    async waitFor(fn, timeoutMs = 15000, ...args) { return (await page.waitForFunction(fn, args.length ? args : undefined, { timeout: timeoutMs })).jsonValue(); },
+    click: (selector) => page.click(selector),
+    type: (selector, text) => page.fill(selector, text),
+    screenshot: (name) => page.screenshot({ path: join(OUTPUT, `${name}.png`) }),
+    close: () => browser.close(),
+  };
+}
+
+async function openWebDriver(engine) {
+  const { Builder, By } = await import("selenium-webdriver");
+  const firefox = await import("selenium-webdriver/firefox.js");
+  let driver;
+  if (engine === "firefox") {
+    const options = new firefox.Options().addArguments("-headless");
+    for (const [k, v] of Object.entries({ "media.navigator.streams.fake": true, "media.navigator.permission.disabled": true,
+      "media.autoplay.default": 0, "media.autoplay.block-webaudio": false })) options.setPreference(k, v);
+    const service = new firefox.ServiceBuilder(process.env.GECKODRIVER ?? join(homedir(), ".cargo/bin/geckodriver"));
+    driver = await new Builder().forBrowser("firefox").setFirefoxOptions(options).setFirefoxService(service).build();
+  } else {
+    const caps = { browserName: "MiniBrowser", "webkitgtk:browserOptions": {
+      binary: "/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser",
+      args: ["--automation", "--enable-media-stream=true", "--enable-mock-capture-devices=true", "--autoplay-policy=allow"] } };
+    driver = await new Builder().usingServer(await webkitDriverUrl()).withCapabilities(caps).build();
+  }
+  const tabs = [await driver.getWindowHandle()];
+  const toFn = (fn) => `return (${fn})(...arguments)`;
+  return {
+    engine, logs: [],
+    goto: (url) => driver.get(url),
+    async newTab() { await driver.switchTo().newWindow("tab"); tabs.push(await driver.getWindowHandle()); },
+    switchTab: (i) => driver.switchTo().window(tabs[i]),
+    eval: (fn, ...args) => driver.executeScript(toFn(fn), ...args),
+    async waitFor(fn, timeoutMs = 15000, ...args) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const v = await driver.executeScript(toFn(fn), ...args);
+        if (v) return v;
+        if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${fn}`);
+        await new Promise((r) => setTimeout(r, 100)); // polling interval of the wait, not a sync sleep
+      }
+    },
+    click: async (selector) => (await driver.findElement(By.css(selector))).click(),
+    type: async (selector, text) => { const el = await driver.findElement(By.css(selector)); await el.clear(); await el.sendKeys(text); },
+    screenshot: async (name) => writeFile(join(OUTPUT, `${name}.png`), await driver.takeScreenshot(), "base64"),
+    close: async () => { await driver.quit(); await stopWebKitDriver(); },
+  };
+}
+
+// WebKitWebDriver needs an X display (MiniBrowser has no headless mode): the Makefile runs the E2E
+// suite under xvfb-run. It is started here on a free port and stopped on close.
+let webkitDriver = null;
+async function webkitDriverUrl() {
+  const { spawn } = await import("node:child_process");
+  const net = await import("node:net");
+  const port = await new Promise((res) => { const s = net.createServer(); s.listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => res(p)); }); });
+  webkitDriver = spawn("/usr/bin/WebKitWebDriver", [`--port=${port}`], { stdio: "ignore" });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 100; i++) {
+    try { const r = await fetch(`${url}/status`); if (r.ok) return url; } catch { /* not up yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error("WebKitWebDriver did not start");
+}
+async function stopWebKitDriver() { if (webkitDriver) { webkitDriver.kill(); webkitDriver = null; } }

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Builds the npm package into pkg/ (or $1): wasm-pack --target web (release profile for size),
+# wasm-opt -Oz from the npm binaryen (never Debian's 108, which breaks the module), the worklet
+# files beside the glue, and package.json from pkg.json.template with the crate's version.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-pkg}"
+target="${2:-web}"
+export PATH="$PWD/node_modules/.bin:$HOME/.cargo/bin:$PATH"
+
+wasm-pack build --quiet --release --target "$target" --out-dir "$out" --out-name realtime_voice --no-pack
+wasm="$out/realtime_voice_bg.wasm"
+# Features the Rust wasm32 target enables by default; wasm-opt must accept them, and adds none.
+wasm-opt -Oz --enable-bulk-memory --enable-mutable-globals --enable-nontrapping-float-to-int \
+  --enable-sign-ext --enable-reference-types --enable-multivalue --strip-debug --strip-producers \
+  "$wasm" -o "$wasm.opt"
+mv "$wasm.opt" "$wasm"
+mkdir -p "$out/worklets"
+cp src/web/worklets/capture.js src/web/worklets/playback.js "$out/worklets/"
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+sed "s/@VERSION@/$version/" pkg.json.template > "$out/package.json"
+rm -f "$out/.gitignore"
+echo "built $out/ (realtime-voice $version, target $target)"

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Idempotent setup of everything `make demo` and `make test` need, from package registries only
+# (Debian apt, crates.io, npm). Each step is skipped when its tool is already there at the right
+# version, so a warm run takes seconds. See ../shared/TOOLCHAIN.md for why each pin exists.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WASM_BINDGEN_VERSION=0.2.130
+APT_PACKAGES=(chromium chromium-driver firefox-esr pulseaudio sox espeak-ng
+  webkit2gtk-driver xvfb xauth gstreamer1.0-gl libgl1-mesa-dri gstreamer1.0-plugins-bad
+  gstreamer1.0-alsa gstreamer1.0-libav)
+export PATH="$HOME/.cargo/bin:$PATH"
+
+log() { printf '[setup] %s\n' "$*"; }
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "apt: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! rustup target list --installed | grep -q '^wasm32-unknown-unknown$'; then
+  log "rustup: adding wasm32-unknown-unknown"
+  rustup target add wasm32-unknown-unknown
+fi
+for c in rustfmt clippy; do
+  rustup component list --installed | grep -q "^$c" || rustup component add "$c"
+done
+
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
+  log "cargo: installing wasm-bindgen-cli $WASM_BINDGEN_VERSION"
+  # No --locked: its lockfile wants a webpki-roots version the index lacks (TOOLCHAIN.md).
+  cargo install -q wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --no-default-features --force
+fi
+if ! command -v wasm-pack >/dev/null; then
+  log "cargo: installing wasm-pack"
+  cargo install -q wasm-pack --locked
+fi
+if ! command -v geckodriver >/dev/null; then
+  log "cargo: installing geckodriver"
+  cargo install -q geckodriver --locked
+fi
+
+# npm tools (playwright-core, selenium-webdriver, binaryen's wasm-opt, typescript): the lockfile
+# pins them; reinstall only when the lockfile changed since the last install.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "npm: installing dev tools"
+  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; else npm install --no-audit --no-fund --loglevel=error; fi
+fi
+log "ready"
