@@ -4,8 +4,12 @@ SHELL := bash
 PORT ?= 8080
 TEST_PORT ?= 18080
 export PATH := $(HOME)/.cargo/bin:$(CURDIR)/node_modules/.bin:$(PATH)
-export CHROMEDRIVER ?= /usr/bin/chromedriver
-export GECKODRIVER ?= $(HOME)/.cargo/bin/geckodriver
+# Drivers are passed per target, never exported: the test runner takes the first driver variable
+# it finds, whatever browser was asked for (TOOLCHAIN.md).
+CHROMEDRIVER ?= /usr/bin/chromedriver
+GECKODRIVER ?= $(HOME)/.cargo/bin/geckodriver
+WEBKITDRIVER ?= /usr/bin/WebKitWebDriver
+NO_DRIVERS := env -u CHROMEDRIVER -u GECKODRIVER -u SAFARIDRIVER
 export WASM_BINDGEN_TEST_TIMEOUT ?= 180
 SERVER_BIN := target/debug/realtime-voice-server
 WITH_SERVER := TEST_PORT=$(TEST_PORT) scripts/with-server.sh
@@ -56,18 +60,18 @@ test-native: setup
 test-browser: test-chrome test-firefox test-webkit
 
 test-chrome: setup pkg server webdriver.json
-	$(WITH_SERVER) wasm-pack test --headless --chrome --chromedriver $(CHROMEDRIVER) -- --test web
+	$(NO_DRIVERS) $(WITH_SERVER) wasm-pack test --headless --chrome --chromedriver $(CHROMEDRIVER) -- --test web
 
 test-firefox: setup pkg server webdriver.json
-	$(WITH_SERVER) scripts/with-pulseaudio.sh wasm-pack test --headless --firefox --geckodriver $(GECKODRIVER) -- --test web
+	$(NO_DRIVERS) $(WITH_SERVER) scripts/with-pulseaudio.sh wasm-pack test --headless --firefox --geckodriver $(GECKODRIVER) -- --test web
 
 # WebKitGTK's MiniBrowser has no headless mode: its driver runs under Xvfb. The runner says
 # "Firefox" because the WebKit driver stands in for geckodriver (TOOLCHAIN.md).
 test-webkit: setup pkg server webdriver.json
-	$(WITH_SERVER) $(XVFB) wasm-pack test --headless --firefox --geckodriver /usr/bin/WebKitWebDriver -- --test web
+	$(NO_DRIVERS) $(WITH_SERVER) $(XVFB) wasm-pack test --headless --firefox --geckodriver $(WEBKITDRIVER) -- --test web
 
 test-e2e: setup pkg server
-	$(WITH_SERVER) $(XVFB) node --test --test-concurrency=1 e2e/
+	GECKODRIVER=$(GECKODRIVER) $(WITH_SERVER) $(XVFB) node --test --test-concurrency=1 e2e/
 
 size: pkg
 	@bash scripts/size.sh

@@ -24,7 +24,8 @@ class RealtimeVoiceCapture extends AudioWorkletProcessor {
     if (ch !== this.channels || !this.buf) {
       this.flush();
       this.channels = ch;
-      this.buf = new Float32Array(n * ch * this.batch);
+      this.cap = n * ch * this.batch;
+      this.buf = new Float32Array(this.cap);
       this.used = 0;
     }
     if (this.used === 0) this.t0 = currentTime;
@@ -37,9 +38,9 @@ class RealtimeVoiceCapture extends AudioWorkletProcessor {
   }
   flush() {
     if (!this.buf || this.used === 0) return;
-    const frames = this.used * this.channels === this.buf.length ? this.buf : this.buf.slice(0, this.used * this.channels);
+    const frames = this.used * this.channels === this.cap ? this.buf : this.buf.slice(0, this.used * this.channels);
     this.port.postMessage({ frames, channels: this.channels, time: this.t0 }, [frames.buffer]);
-    this.buf = new Float32Array(this.buf.length);
+    this.buf = new Float32Array(this.cap); // the posted buffer was transferred (detached) here
     this.used = 0;
   }
 }
