@@ -254,6 +254,17 @@ impl Resampler {
         usize::try_from(span.div_ceil(u64::from(self.down))).unwrap_or(usize::MAX)
     }
 
+    /// Upper bound of [`Resampler::output_capacity`] over every state: size an output buffer
+    /// with this once for blocks of at most `input_frames` frames.
+    pub fn max_output_capacity(&self, input_frames: usize) -> usize {
+        if self.phases == Phases::PassThrough {
+            return input_frames;
+        }
+        // `input_frames` pushes span less than `input_frames + 1` input samples of output time.
+        let n = (input_frames as u64).saturating_mul(u64::from(self.up));
+        usize::try_from(n.div_ceil(u64::from(self.down)) + 1).unwrap_or(usize::MAX)
+    }
+
     /// Consumes all of `input` (interleaved frames), writes the mono output samples to the
     /// front of `output` and returns how many. Allocates nothing. On error nothing is consumed.
     pub fn process_into(
