@@ -1,41 +1,62 @@
-//! `realtime-voice-server`: the reference backend. For now it serves `/health` and the static
-//! demo (`www/`) and package (`pkg/`) folders; the realtime endpoint comes with the backend issue.
+//! `realtime-voice-server`: reads the configuration, binds, prints one "listening" line and serves
+//! until SIGTERM or SIGINT. Usage: `realtime-voice-server [--dev] [--faults]`; see docs/SERVER.md.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-
-use axum::{routing::get, Router};
-use tower_http::services::ServeDir;
+use realtime_voice_server::{log, serve_with_shutdown, Config};
 
 #[tokio::main]
 async fn main() {
-    let port: u16 = match std::env::var("PORT") {
-        Ok(p) => match p.parse() {
-            Ok(p) => p,
-            Err(_) => {
-                eprintln!("PORT must be a number from 1 to 65535, got {p:?}");
+    let config =
+        match Config::from_env_and_args(std::env::args().skip(1), |k| std::env::var(k).ok()) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("realtime-voice-server: {e}");
                 std::process::exit(2);
             }
-        },
-        Err(_) => 8080,
-    };
-    let root = std::env::var("STATIC_ROOT").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("."));
-    // ServeDir guesses `.wasm` as application/wasm through mime_guess.
-    let app = Router::new()
-        .route("/health", get(|| async { "ok" }))
-        .nest_service("/pkg", ServeDir::new(root.join("pkg")))
-        .fallback_service(ServeDir::new(root.join("www")));
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        };
+    let addr = config.addr;
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("cannot listen on {addr}: {e}");
+            eprintln!("realtime-voice-server: cannot listen on {addr}: {e}");
             std::process::exit(1);
         }
     };
-    println!("realtime-voice-server listening on http://{addr}/");
-    if let Err(e) = axum::serve(listener, app).await {
-        eprintln!("server error: {e}");
+    let bound = listener.local_addr().unwrap_or(addr);
+    log::log(
+        log::Level::Info,
+        "starting",
+        &[
+            ("addr", bound.to_string().into()),
+            ("dev", config.dev.into()),
+            ("faults", config.faults.into()),
+            ("protocol", format!("{:?}", config.protocol).into()),
+        ],
+    );
+    println!("realtime-voice-server listening on http://{bound}/");
+    if let Err(e) = serve_with_shutdown(config, listener, shutdown_signal()).await {
+        eprintln!("realtime-voice-server: {e}");
         std::process::exit(1);
+    }
+    log::log(log::Level::Info, "stopped", &[]);
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
     }
 }

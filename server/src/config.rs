@@ -1,0 +1,411 @@
+//! Server configuration from the environment and the command line, validated once at start-up.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+/// Built-in HS256 secret used only with `--dev` when `JWT_SECRET` is unset (≥ 32 characters).
+pub const DEV_JWT_SECRET: &str = "realtime-voice-dev-secret-do-not-use-in-production";
+/// Minimum JWT secret length, as the deployment checklist demands.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Which names the simulated interviewer uses for its server events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProtocolFlavor {
+    /// The GA protocol (`response.output_audio.delta`, `conversation.item.added`, ...).
+    Ga,
+    /// The 2024 beta protocol (`response.audio.delta`, `conversation.item.created`, ...).
+    Beta,
+}
+
+impl ProtocolFlavor {
+    /// Parses `ga` or `beta` (case-insensitive).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "ga" => Some(Self::Ga),
+            "beta" => Some(Self::Beta),
+            _ => None,
+        }
+    }
+}
+
+/// Session parameters reported in `session.created` (REALTIME_* variables).
+#[derive(Debug, Clone)]
+pub struct SessionDefaults {
+    /// REALTIME_API_MODEL; `None` picks the flavour's default model.
+    pub model: Option<String>,
+    /// REALTIME_VOICE.
+    pub voice: String,
+    /// REALTIME_TEMPERATURE (beta sessions only; GA removed it).
+    pub temperature: f64,
+    /// REALTIME_MAX_RESPONSE_TOKENS.
+    pub max_response_tokens: u32,
+}
+
+impl Default for SessionDefaults {
+    fn default() -> Self {
+        Self {
+            model: None,
+            voice: "alloy".into(),
+            temperature: 0.8,
+            max_response_tokens: 1000,
+        }
+    }
+}
+
+/// Limits enforced on every realtime connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest accepted WebSocket message in bytes (MAX_FRAME_BYTES); bigger → close 1009.
+    pub max_frame_bytes: usize,
+    /// Appends allowed per one-second window (RATE_LIMIT_APPENDS_PER_S).
+    pub appends_per_s: u32,
+    /// Consecutive over-limit windows that close the connection with 4429 (RATE_LIMIT_PERSIST_S).
+    pub persist_windows: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 1 << 20,
+            appends_per_s: 10,
+            persist_windows: 3,
+        }
+    }
+}
+
+/// Everything the server needs to run; build it with [`Config::from_env_and_args`] or by hand in tests.
+#[derive(Clone)]
+pub struct Config {
+    /// `--dev`: dev token endpoint, dev secret fallback, permissive CORS, dev inspection routes.
+    pub dev: bool,
+    /// `--faults`: the fault injection endpoint (`POST /dev/faults`, needs `dev`).
+    pub faults: bool,
+    /// Address to bind (HOST, PORT).
+    pub addr: SocketAddr,
+    /// HS256 secret (never printed by `Debug`).
+    pub jwt_secret: String,
+    /// ENABLE_REALTIME_API.
+    pub enable_realtime: bool,
+    /// REALTIME_ROLLOUT_PERCENT (0..=100).
+    pub rollout_percent: u8,
+    /// REALTIME_PROTOCOL.
+    pub protocol: ProtocolFlavor,
+    /// REALTIME_* session parameters.
+    pub session: SessionDefaults,
+    /// Per-connection limits.
+    pub limits: Limits,
+    /// DATABASE_PATH; `None` = in-memory SQLite.
+    pub database_path: Option<PathBuf>,
+    /// CORS_ALLOWED_ORIGINS (comma separated); `None` = unset.
+    pub cors_allowed_origins: Option<Vec<String>>,
+    /// STATIC_ROOT: folder holding `www/` and `pkg/`.
+    pub static_root: PathBuf,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("dev", &self.dev)
+            .field("faults", &self.faults)
+            .field("addr", &self.addr)
+            .field("jwt_secret", &"<redacted>")
+            .field("enable_realtime", &self.enable_realtime)
+            .field("rollout_percent", &self.rollout_percent)
+            .field("protocol", &self.protocol)
+            .field("session", &self.session)
+            .field("limits", &self.limits)
+            .field("database_path", &self.database_path)
+            .field("cors_allowed_origins", &self.cors_allowed_origins)
+            .field("static_root", &self.static_root)
+            .finish()
+    }
+}
+
+/// Why the configuration was refused; the server prints it and exits with status 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// JWT_SECRET unset without `--dev`.
+    MissingSecret,
+    /// JWT_SECRET shorter than [`MIN_SECRET_LEN`].
+    SecretTooShort {
+        /// Characters given.
+        len: usize,
+    },
+    /// A variable that could not be parsed.
+    Invalid {
+        /// Variable name.
+        name: &'static str,
+        /// The raw value (never a secret).
+        value: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// An unknown command-line argument.
+    UnknownArg(String),
+    /// `--faults` without `--dev`.
+    FaultsNeedDev,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingSecret => write!(
+                f,
+                "JWT_SECRET is required (at least {MIN_SECRET_LEN} characters) unless --dev is given"
+            ),
+            Self::SecretTooShort { len } => write!(
+                f,
+                "JWT_SECRET is {len} characters long; at least {MIN_SECRET_LEN} are required"
+            ),
+            Self::Invalid {
+                name,
+                value,
+                expected,
+            } => write!(f, "{name}={value:?} is invalid: expected {expected}"),
+            Self::UnknownArg(a) => write!(
+                f,
+                "unknown argument {a:?} (usage: realtime-voice-server [--dev] [--faults])"
+            ),
+            Self::FaultsNeedDev => write!(f, "--faults requires --dev"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// A development configuration on 127.0.0.1:0 with the dev secret, in-memory database and
+    /// default limits: the starting point of tests and the load example.
+    pub fn dev_default() -> Self {
+        Self {
+            dev: true,
+            faults: true,
+            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            jwt_secret: DEV_JWT_SECRET.into(),
+            enable_realtime: true,
+            rollout_percent: 100,
+            protocol: ProtocolFlavor::Ga,
+            session: SessionDefaults::default(),
+            limits: Limits::default(),
+            database_path: None,
+            cors_allowed_origins: None,
+            static_root: PathBuf::from("."),
+        }
+    }
+
+    /// Reads the command line (`--dev`, `--faults`) and the environment through `env`
+    /// (a lookup function, so tests need not touch the process environment).
+    pub fn from_env_and_args<I, F>(args: I, env: F) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = String>,
+        F: Fn(&str) -> Option<String>,
+    {
+        let mut dev = false;
+        let mut faults = false;
+        for a in args {
+            match a.as_str() {
+                "--dev" => dev = true,
+                "--faults" => faults = true,
+                _ => return Err(ConfigError::UnknownArg(a)),
+            }
+        }
+        if faults && !dev {
+            return Err(ConfigError::FaultsNeedDev);
+        }
+        let jwt_secret = match env("JWT_SECRET").filter(|s| !s.is_empty()) {
+            Some(s) if s.chars().count() < MIN_SECRET_LEN => {
+                return Err(ConfigError::SecretTooShort {
+                    len: s.chars().count(),
+                })
+            }
+            Some(s) => s,
+            None if dev => DEV_JWT_SECRET.to_string(),
+            None => return Err(ConfigError::MissingSecret),
+        };
+        let port: u16 = parse_or(&env, "PORT", 8080, "a port number 0..=65535")?;
+        let host: IpAddr = parse_or(
+            &env,
+            "HOST",
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            "an IP address",
+        )?;
+        let enable_realtime = match env("ENABLE_REALTIME_API") {
+            None => true,
+            Some(v) => parse_bool(&v).ok_or(ConfigError::Invalid {
+                name: "ENABLE_REALTIME_API",
+                value: v,
+                expected: "true or false",
+            })?,
+        };
+        let rollout_percent: u8 =
+            parse_or(&env, "REALTIME_ROLLOUT_PERCENT", 100, "an integer 0..=100")?;
+        if rollout_percent > 100 {
+            return Err(ConfigError::Invalid {
+                name: "REALTIME_ROLLOUT_PERCENT",
+                value: rollout_percent.to_string(),
+                expected: "an integer 0..=100",
+            });
+        }
+        let protocol = match env("REALTIME_PROTOCOL") {
+            None => ProtocolFlavor::Ga,
+            Some(v) => ProtocolFlavor::parse(&v).ok_or(ConfigError::Invalid {
+                name: "REALTIME_PROTOCOL",
+                value: v,
+                expected: "ga or beta",
+            })?,
+        };
+        let d = SessionDefaults::default();
+        let session = SessionDefaults {
+            model: env("REALTIME_API_MODEL").filter(|s| !s.is_empty()),
+            voice: env("REALTIME_VOICE")
+                .filter(|s| !s.is_empty())
+                .unwrap_or(d.voice),
+            temperature: parse_or(&env, "REALTIME_TEMPERATURE", d.temperature, "a number")?,
+            max_response_tokens: parse_or(
+                &env,
+                "REALTIME_MAX_RESPONSE_TOKENS",
+                d.max_response_tokens,
+                "a positive integer",
+            )?,
+        };
+        let l = Limits::default();
+        let limits = Limits {
+            max_frame_bytes: parse_or(&env, "MAX_FRAME_BYTES", l.max_frame_bytes, "bytes")?,
+            appends_per_s: parse_or(&env, "RATE_LIMIT_APPENDS_PER_S", l.appends_per_s, "count")?,
+            persist_windows: parse_or(&env, "RATE_LIMIT_PERSIST_S", l.persist_windows, "seconds")?,
+        };
+        let database_path = env("DATABASE_PATH")
+            .filter(|s| !s.is_empty() && s != ":memory:")
+            .map(PathBuf::from);
+        let cors_allowed_origins = env("CORS_ALLOWED_ORIGINS").map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        });
+        let static_root = env("STATIC_ROOT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(Self {
+            dev,
+            faults,
+            addr: SocketAddr::new(host, port),
+            jwt_secret,
+            enable_realtime,
+            rollout_percent,
+            protocol,
+            session,
+            limits,
+            database_path,
+            cors_allowed_origins,
+            static_root,
+        })
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_or<T: std::str::FromStr, F: Fn(&str) -> Option<String>>(
+    env: &F,
+    name: &'static str,
+    default: T,
+    expected: &'static str,
+) -> Result<T, ConfigError> {
+    match env(name) {
+        None => Ok(default),
+        Some(v) if v.trim().is_empty() => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
+            name,
+            value: v,
+            expected,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let v: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        move |k| v.iter().find(|(a, _)| a == k).map(|(_, b)| b.clone())
+    }
+
+    #[test]
+    fn production_requires_a_long_secret() {
+        let e = Config::from_env_and_args(Vec::new(), env_of(&[])).unwrap_err();
+        assert_eq!(e, ConfigError::MissingSecret);
+        let e =
+            Config::from_env_and_args(Vec::new(), env_of(&[("JWT_SECRET", "short")])).unwrap_err();
+        assert_eq!(e, ConfigError::SecretTooShort { len: 5 });
+        assert!(e.to_string().contains("at least 32"));
+        let c = Config::from_env_and_args(Vec::new(), env_of(&[("JWT_SECRET", &"x".repeat(32))]))
+            .unwrap();
+        assert!(!c.dev);
+        assert_eq!(c.addr.port(), 8080);
+    }
+
+    #[test]
+    fn dev_uses_builtin_secret_and_reads_variables() {
+        let c = Config::from_env_and_args(
+            vec!["--dev".into(), "--faults".into()],
+            env_of(&[
+                ("PORT", "9001"),
+                ("REALTIME_PROTOCOL", "beta"),
+                ("REALTIME_ROLLOUT_PERCENT", "25"),
+                ("ENABLE_REALTIME_API", "false"),
+                (
+                    "CORS_ALLOWED_ORIGINS",
+                    "https://a.example, https://b.example",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert!(c.dev && c.faults);
+        assert!(c.jwt_secret.len() >= MIN_SECRET_LEN);
+        assert_eq!(c.addr.port(), 9001);
+        assert_eq!(c.protocol, ProtocolFlavor::Beta);
+        assert_eq!(c.rollout_percent, 25);
+        assert!(!c.enable_realtime);
+        assert_eq!(
+            c.cors_allowed_origins.as_deref(),
+            Some(
+                &[
+                    "https://a.example".to_string(),
+                    "https://b.example".to_string()
+                ][..]
+            )
+        );
+        assert!(!format!("{c:?}").contains(DEV_JWT_SECRET));
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        let e = Config::from_env_and_args(
+            vec!["--dev".into()],
+            env_of(&[("REALTIME_ROLLOUT_PERCENT", "101")]),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            e,
+            ConfigError::Invalid {
+                name: "REALTIME_ROLLOUT_PERCENT",
+                ..
+            }
+        ));
+        let e = Config::from_env_and_args(vec!["--faults".into()], env_of(&[])).unwrap_err();
+        assert_eq!(e, ConfigError::FaultsNeedDev);
+    }
+}
