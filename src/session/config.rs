@@ -1,0 +1,639 @@
+//! Session options: parsed and validated from the JSON the web shell passes (the app's JS options
+//! object, `JSON.stringify`-ed), so every check is here and natively tested. Errors name the option.
+
+use std::fmt;
+
+use super::backoff::Backoff;
+use super::cost::Prices;
+use super::status::Mode;
+use super::url::{BaseUrl, UrlError};
+use crate::protocol::json::{self, JsonError, Value};
+use crate::protocol::ApiShape;
+
+/// How the token reaches the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthVia {
+    /// `?token=<jwt>` on the socket URL (what the backend expects by default).
+    Query,
+    /// Subprotocols `["realtime", "bearer.<jwt>"]`.
+    Subprotocol,
+}
+
+/// Where the token comes from.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenSource {
+    /// A fixed token from the options.
+    Static(String),
+    /// The app's async provider, asked via `Output::RequestToken` before every (re)connect.
+    Provider,
+}
+
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenSource::Static(_) => f.write_str("Static(<redacted>)"),
+            TokenSource::Provider => f.write_str("Provider"),
+        }
+    }
+}
+
+/// Which server events are forwarded to the app as `ServerEvent` (raw JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerEventFilter {
+    /// Every server event (default).
+    All,
+    /// Every event except audio deltas (saves copying ~64 KB/s of base64 to JS).
+    NoAudio,
+    /// None.
+    None,
+}
+
+/// Validated session options. Build with [`SessionConfig::from_json`] or [`SessionConfig::new`].
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// The backend's base URL (validated; scheme mapped to ws/wss for the socket).
+    pub base: BaseUrl,
+    /// The interview id (percent-encoded into the paths).
+    pub interview_id: String,
+    /// Static token or provider.
+    pub token: TokenSource,
+    /// Query or subprotocol.
+    pub auth_via: AuthVia,
+    /// Initial mode.
+    pub mode: Mode,
+    /// Beta or GA shape of `session.update` / `response.create`.
+    pub shape: ApiShape,
+    /// Normal chunk length, ms (100..=1000; the backend allows 10 chunks/s).
+    pub chunk_ms: u32,
+    /// Largest chunk when catching up after a reconnect, ms.
+    pub max_chunk_ms: u32,
+    /// Mic backlog bound while (re)connecting, ms (at least `max_chunk_ms`); beyond it the oldest
+    /// audio is dropped and counted.
+    pub max_backlog_ms: u32,
+    /// Playback pre-buffer, ms (passed through to the shell).
+    pub prebuffer_ms: u32,
+    /// Reconnect attempts before falling back (0 = never reconnect).
+    pub max_reconnect_attempts: u32,
+    /// Backoff parameters.
+    pub backoff: Backoff,
+    /// How long a token request plus socket open may take before it counts as a failed attempt.
+    pub connect_timeout_ms: u32,
+    /// Largest server frame accepted (and largest text or session update sent), bytes.
+    pub max_frame_bytes: usize,
+    /// Send text over HTTP when the socket is unusable.
+    pub http_fallback: bool,
+    /// Price override (USD per 1M tokens) instead of the table.
+    pub prices: Option<Prices>,
+    /// Model name override for pricing (else `session.created`'s).
+    pub model: Option<String>,
+    /// Number of latency samples kept for percentiles.
+    pub latency_window: usize,
+    /// Period of `metrics` events while connected, ms (0 = none).
+    pub metrics_interval_ms: u32,
+    /// Allow `ws://`/`http://` to hosts other than localhost.
+    pub allow_insecure_transport: bool,
+    /// Which server events are forwarded.
+    pub server_events: ServerEventFilter,
+    /// Shell pass-through: getUserMedia audio constraints as JSON (object), if given.
+    pub mic_constraints_json: Option<String>,
+    /// Shell pass-through: URL of the capture worklet module.
+    pub capture_worklet_url: Option<String>,
+    /// Shell pass-through: URL of the playback worklet module.
+    pub playback_worklet_url: Option<String>,
+    /// Shell pass-through: output device id for `setSinkId`.
+    pub sink_id: Option<String>,
+}
+
+/// Why the options were refused; the message names the option.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The options text is not JSON.
+    InvalidJson(JsonError),
+    /// The options are not a JSON object.
+    NotAnObject {
+        /// The JSON type found.
+        found: &'static str,
+    },
+    /// A string option is missing, not a string or empty.
+    NonEmptyString {
+        /// The option.
+        option: &'static str,
+        /// What was found (`missing`, a JSON type, or `empty string`).
+        found: &'static str,
+    },
+    /// An option has the wrong JSON type.
+    WrongType {
+        /// The option.
+        option: &'static str,
+        /// What was expected.
+        expected: &'static str,
+        /// The JSON type found.
+        found: &'static str,
+    },
+    /// A numeric option is not an integer in its range.
+    OutOfRange {
+        /// The option.
+        option: &'static str,
+        /// The value given.
+        value: f64,
+        /// Smallest allowed.
+        min: u64,
+        /// Largest allowed.
+        max: u64,
+    },
+    /// A string option has a value outside its set.
+    UnknownValue {
+        /// The option.
+        option: &'static str,
+        /// The value given (clipped).
+        value: String,
+        /// The allowed values.
+        allowed: &'static str,
+    },
+    /// `baseUrl` is not acceptable.
+    InvalidUrl(UrlError),
+    /// Options that contradict each other.
+    Conflict(&'static str),
+    /// An option name this library does not know (typos are caught here).
+    UnknownOption {
+        /// The name (clipped).
+        name: String,
+    },
+    /// The token contains characters a subprotocol cannot carry.
+    TokenNotSubprotocolSafe,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::InvalidJson(e) => write!(f, "options are not valid JSON: {e}"),
+            ConfigError::NotAnObject { found } => write!(f, "options must be an object, got {found}"),
+            ConfigError::NonEmptyString { option, found } => {
+                write!(f, "{option} must be a non-empty string (got {found})")
+            }
+            ConfigError::WrongType { option, expected, found } => {
+                write!(f, "{option} must be {expected}, got {found}")
+            }
+            ConfigError::OutOfRange { option, value, min, max } => {
+                write!(f, "{option} must be an integer from {min} to {max}, got {value}")
+            }
+            ConfigError::UnknownValue { option, value, allowed } => {
+                write!(f, "{option} must be one of {allowed}, got {value:?}")
+            }
+            ConfigError::InvalidUrl(e) => write!(f, "baseUrl {e}"),
+            ConfigError::Conflict(m) => f.write_str(m),
+            ConfigError::UnknownOption { name } => write!(f, "unknown option {name:?}"),
+            ConfigError::TokenNotSubprotocolSafe => write!(
+                f,
+                "token contains characters not allowed in a WebSocket subprotocol; use authVia \"query\""
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+const KNOWN: &[&str] = &[
+    "baseUrl",
+    "interviewId",
+    "token",
+    "tokenProvider",
+    "authVia",
+    "mode",
+    "protocol",
+    "chunkMs",
+    "maxChunkMs",
+    "maxBacklogMs",
+    "prebufferMs",
+    "maxReconnectAttempts",
+    "backoffBaseMs",
+    "backoffMaxMs",
+    "connectTimeoutMs",
+    "maxFrameBytes",
+    "httpFallback",
+    "prices",
+    "model",
+    "latencyWindow",
+    "metricsIntervalMs",
+    "allowInsecureTransport",
+    "serverEvents",
+    "micConstraints",
+    "captureWorkletUrl",
+    "playbackWorkletUrl",
+    "sinkId",
+];
+
+/// The largest options text accepted.
+const MAX_OPTIONS_BYTES: usize = 64 * 1024;
+
+impl SessionConfig {
+    /// Defaults for everything but the three required options.
+    pub fn new(
+        base_url: &str,
+        interview_id: &str,
+        token: TokenSource,
+    ) -> Result<SessionConfig, ConfigError> {
+        let mut o = String::from("{\"baseUrl\":");
+        json::write_str(&mut o, base_url);
+        o.push_str(",\"interviewId\":");
+        json::write_str(&mut o, interview_id);
+        match &token {
+            TokenSource::Static(t) => {
+                o.push_str(",\"token\":");
+                json::write_str(&mut o, t);
+            }
+            TokenSource::Provider => o.push_str(",\"tokenProvider\":true"),
+        }
+        o.push('}');
+        SessionConfig::from_json(&o)
+    }
+
+    /// Parses and validates the options object (camelCase keys; see docs/SESSION.md).
+    pub fn from_json(text: &str) -> Result<SessionConfig, ConfigError> {
+        let v = json::parse(text, MAX_OPTIONS_BYTES).map_err(ConfigError::InvalidJson)?;
+        let Value::Object(fields) = &v else {
+            return Err(ConfigError::NotAnObject {
+                found: v.type_name(),
+            });
+        };
+        for (k, _) in fields {
+            if !KNOWN.contains(&k.as_ref()) {
+                return Err(ConfigError::UnknownOption {
+                    name: k.chars().take(64).collect(),
+                });
+            }
+        }
+        let o = Opts(&v);
+        let allow_insecure = o.bool("allowInsecureTransport", false)?;
+        let base_url = o.req_str("baseUrl")?;
+        let base = BaseUrl::parse(base_url, allow_insecure).map_err(ConfigError::InvalidUrl)?;
+        let interview_id = o.req_str("interviewId")?.to_string();
+        if interview_id.len() > 256 {
+            return Err(ConfigError::Conflict(
+                "interviewId must be at most 256 bytes",
+            ));
+        }
+        let provider = o.bool("tokenProvider", false)?;
+        let token = match (o.opt_str("token")?, provider) {
+            (Some(_), true) => {
+                return Err(ConfigError::Conflict(
+                    "give either token or tokenProvider: true, not both",
+                ))
+            }
+            (Some(t), false) => TokenSource::Static(t.to_string()),
+            (None, true) => TokenSource::Provider,
+            (None, false) => {
+                return Err(ConfigError::Conflict(
+                    "token must be a non-empty string, or tokenProvider must be true",
+                ))
+            }
+        };
+        let auth_via = match o.choice(
+            "authVia",
+            &["query", "subprotocol"],
+            "\"query\" or \"subprotocol\"",
+        )? {
+            Some(1) => AuthVia::Subprotocol,
+            _ => AuthVia::Query,
+        };
+        if let (AuthVia::Subprotocol, TokenSource::Static(t)) = (auth_via, &token) {
+            if !subprotocol_safe(t) {
+                return Err(ConfigError::TokenNotSubprotocolSafe);
+            }
+        }
+        let mode = match o.choice("mode", &["voice", "text"], "\"voice\" or \"text\"")? {
+            Some(1) => Mode::Text,
+            _ => Mode::Voice,
+        };
+        let shape = match o.choice("protocol", &["ga", "beta"], "\"ga\" or \"beta\"")? {
+            Some(1) => ApiShape::Beta,
+            _ => ApiShape::Ga,
+        };
+        let chunk_ms = o.int("chunkMs", 100, 100, 1000)? as u32;
+        let max_chunk_ms = o.int(
+            "maxChunkMs",
+            1000.max(u64::from(chunk_ms)),
+            u64::from(chunk_ms),
+            5000,
+        )? as u32;
+        let max_backlog_ms = o.int(
+            "maxBacklogMs",
+            10_000.max(u64::from(max_chunk_ms)),
+            u64::from(max_chunk_ms),
+            60_000,
+        )? as u32;
+        let prebuffer_ms = o.int("prebufferMs", 60, 0, 2000)? as u32;
+        let max_reconnect_attempts = o.int("maxReconnectAttempts", 8, 0, 100)? as u32;
+        let base_ms = o.int("backoffBaseMs", 250, 10, 60_000)?;
+        let max_ms = o.int("backoffMaxMs", 8000.max(base_ms), base_ms, 300_000)?;
+        let connect_timeout_ms = o.int("connectTimeoutMs", 10_000, 1000, 120_000)? as u32;
+        let max_frame_bytes = o.int("maxFrameBytes", 4 << 20, 1024, 64 << 20)? as usize;
+        let http_fallback = o.bool("httpFallback", false)?;
+        let prices = match v.get("prices") {
+            None | Some(Value::Null) => None,
+            Some(p @ Value::Object(_)) => Some(parse_prices(p)?),
+            Some(other) => {
+                return Err(ConfigError::WrongType {
+                    option: "prices",
+                    expected: "an object",
+                    found: other.type_name(),
+                })
+            }
+        };
+        let model = o.opt_str("model")?.map(str::to_string);
+        let latency_window = o.int("latencyWindow", 256, 1, 4096)? as usize;
+        let metrics_interval_ms = o.int("metricsIntervalMs", 1000, 0, 60_000)? as u32;
+        if metrics_interval_ms != 0 && metrics_interval_ms < 100 {
+            return Err(ConfigError::OutOfRange {
+                option: "metricsIntervalMs",
+                value: f64::from(metrics_interval_ms),
+                min: 100,
+                max: 60_000,
+            });
+        }
+        let server_events = match o.choice(
+            "serverEvents",
+            &["all", "no_audio", "none"],
+            "\"all\", \"no_audio\" or \"none\"",
+        )? {
+            Some(1) => ServerEventFilter::NoAudio,
+            Some(2) => ServerEventFilter::None,
+            _ => ServerEventFilter::All,
+        };
+        let mic_constraints_json = match v.get("micConstraints") {
+            None | Some(Value::Null) => None,
+            Some(c @ Value::Object(_)) => Some(c.to_json()),
+            Some(other) => {
+                return Err(ConfigError::WrongType {
+                    option: "micConstraints",
+                    expected: "an object",
+                    found: other.type_name(),
+                })
+            }
+        };
+        Ok(SessionConfig {
+            base,
+            interview_id,
+            token,
+            auth_via,
+            mode,
+            shape,
+            chunk_ms,
+            max_chunk_ms,
+            max_backlog_ms,
+            prebuffer_ms,
+            max_reconnect_attempts,
+            backoff: Backoff { base_ms, max_ms },
+            connect_timeout_ms,
+            max_frame_bytes,
+            http_fallback,
+            prices,
+            model,
+            latency_window,
+            metrics_interval_ms,
+            allow_insecure_transport: allow_insecure,
+            server_events,
+            mic_constraints_json,
+            capture_worklet_url: o.opt_str("captureWorkletUrl")?.map(str::to_string),
+            playback_worklet_url: o.opt_str("playbackWorkletUrl")?.map(str::to_string),
+            sink_id: o.opt_str("sinkId")?.map(str::to_string),
+        })
+    }
+}
+
+/// RFC 7230 token characters (what `Sec-WebSocket-Protocol` may carry).
+pub(crate) fn subprotocol_safe(t: &str) -> bool {
+    !t.is_empty()
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn parse_prices(p: &Value<'_>) -> Result<Prices, ConfigError> {
+    const KEYS: [&str; 6] = [
+        "textInput",
+        "textCachedInput",
+        "textOutput",
+        "audioInput",
+        "audioCachedInput",
+        "audioOutput",
+    ];
+    if let Value::Object(f) = p {
+        if let Some((k, _)) = f.iter().find(|(k, _)| !KEYS.contains(&k.as_ref())) {
+            return Err(ConfigError::UnknownOption {
+                name: format!("prices.{}", k.chars().take(64).collect::<String>()),
+            });
+        }
+    }
+    let mut vals = [0.0f64; 6];
+    for (i, k) in KEYS.iter().enumerate() {
+        vals[i] = match p.get(k).and_then(Value::as_f64) {
+            Some(x) if x.is_finite() && x >= 0.0 => x,
+            _ => {
+                return Err(ConfigError::WrongType {
+                    option: "prices",
+                    expected: "an object with non-negative numbers textInput, textCachedInput, textOutput, audioInput, audioCachedInput, audioOutput (USD per 1M tokens)",
+                    found: "something else",
+                })
+            }
+        };
+    }
+    Ok(Prices {
+        text_input: vals[0],
+        text_cached: vals[1],
+        text_output: vals[2],
+        audio_input: vals[3],
+        audio_cached: vals[4],
+        audio_output: vals[5],
+    })
+}
+
+/// Typed option access on the parsed object.
+struct Opts<'v, 'a>(&'v Value<'a>);
+
+impl<'v, 'a> Opts<'v, 'a> {
+    fn get(&self, k: &str) -> Option<&'v Value<'a>> {
+        match self.0.get(k) {
+            Some(Value::Null) | None => None,
+            Some(v) => Some(v),
+        }
+    }
+
+    fn req_str(&self, option: &'static str) -> Result<&'v str, ConfigError> {
+        self.opt_str(option)?.ok_or(ConfigError::NonEmptyString {
+            option,
+            found: "missing",
+        })
+    }
+
+    fn opt_str(&self, option: &'static str) -> Result<Option<&'v str>, ConfigError> {
+        match self.get(option) {
+            None => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Err(ConfigError::NonEmptyString {
+                option,
+                found: "empty string",
+            }),
+            Some(Value::String(s)) => Ok(Some(s.as_ref())),
+            Some(other) => Err(ConfigError::NonEmptyString {
+                option,
+                found: other.type_name(),
+            }),
+        }
+    }
+
+    fn bool(&self, option: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(option) {
+            None => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(other) => Err(ConfigError::WrongType {
+                option,
+                expected: "true or false",
+                found: other.type_name(),
+            }),
+        }
+    }
+
+    fn int(
+        &self,
+        option: &'static str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<u64, ConfigError> {
+        match self.get(option) {
+            None => Ok(default),
+            Some(Value::Number(n)) => {
+                if n.fract() == 0.0 && *n >= min as f64 && *n <= max as f64 {
+                    Ok(*n as u64)
+                } else {
+                    Err(ConfigError::OutOfRange {
+                        option,
+                        value: *n,
+                        min,
+                        max,
+                    })
+                }
+            }
+            Some(other) => Err(ConfigError::WrongType {
+                option,
+                expected: "a number",
+                found: other.type_name(),
+            }),
+        }
+    }
+
+    fn choice(
+        &self,
+        option: &'static str,
+        values: &[&str],
+        allowed: &'static str,
+    ) -> Result<Option<usize>, ConfigError> {
+        match self.get(option) {
+            None => Ok(None),
+            Some(Value::String(s)) => match values.iter().position(|v| v == s) {
+                Some(i) => Ok(Some(i)),
+                None => Err(ConfigError::UnknownValue {
+                    option,
+                    value: s.chars().take(64).collect(),
+                    allowed,
+                }),
+            },
+            Some(other) => Err(ConfigError::WrongType {
+                option,
+                expected: allowed,
+                found: other.type_name(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(j: &str) -> String {
+        SessionConfig::from_json(j).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn minimal_options_get_defaults() {
+        let c = SessionConfig::from_json(
+            r#"{"baseUrl":"https://x.example","interviewId":"42","token":"t.k.n"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.chunk_ms, 100);
+        assert_eq!(c.max_backlog_ms, 10_000);
+        assert_eq!(c.max_reconnect_attempts, 8);
+        assert_eq!(
+            c.backoff,
+            Backoff {
+                base_ms: 250,
+                max_ms: 8000
+            }
+        );
+        assert_eq!(c.auth_via, AuthVia::Query);
+        assert_eq!(c.mode, Mode::Voice);
+        assert_eq!(c.shape, ApiShape::Ga);
+        assert!(
+            !format!("{c:?}").contains("t.k.n"),
+            "token leaked into Debug"
+        );
+    }
+
+    #[test]
+    fn messages_name_the_option() {
+        assert_eq!(
+            err(r#"{"baseUrl":"https://x","interviewId":"","token":"t"}"#),
+            "interviewId must be a non-empty string (got empty string)"
+        );
+        assert_eq!(
+            err(r#"{"baseUrl":"https://x","interviewId":7,"token":"t"}"#),
+            "interviewId must be a non-empty string (got number)"
+        );
+        assert!(
+            err(r#"{"baseUrl":"ws://evil.com","interviewId":"a","token":"t"}"#)
+                .contains("allowInsecureTransport")
+        );
+        assert!(SessionConfig::from_json(r#"{"baseUrl":"ws://evil.com","interviewId":"a","token":"t","allowInsecureTransport":true}"#).is_ok());
+        assert_eq!(
+            err(r#"{"baseUrl":"https://x","interviewId":"a","token":"t","chunkMs":50}"#),
+            "chunkMs must be an integer from 100 to 1000, got 50"
+        );
+        assert_eq!(
+            err(r#"{"baseUrl":"https://x","interviewId":"a","token":"t","mode":"video"}"#),
+            "mode must be one of \"voice\" or \"text\", got \"video\""
+        );
+        assert!(err(r#"{"baseUrl":"https://x","interviewId":"a"}"#).contains("tokenProvider"));
+        assert!(err(
+            r#"{"baseUrl":"https://x","interviewId":"a","token":"t","tokenProvider":true}"#
+        )
+        .contains("not both"));
+        assert_eq!(
+            err(r#"{"baseUrl":"https://x","interviewId":"a","token":"t","chunkMS":100}"#),
+            "unknown option \"chunkMS\""
+        );
+        assert!(err(
+            r#"{"baseUrl":"https://x","interviewId":"a","token":"a b","authVia":"subprotocol"}"#
+        )
+        .contains("subprotocol"));
+        assert!(err("[]").contains("object"));
+        assert!(err("{").contains("JSON"));
+    }
+
+    #[test]
+    fn prices_override() {
+        let c = SessionConfig::from_json(
+            r#"{"baseUrl":"https://x","interviewId":"a","tokenProvider":true,"prices":{"textInput":1,"textCachedInput":0.5,"textOutput":2,"audioInput":3,"audioCachedInput":0.5,"audioOutput":4}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.prices.unwrap().audio_output, 4.0);
+        assert_eq!(c.token, TokenSource::Provider);
+        assert!(err(
+            r#"{"baseUrl":"https://x","interviewId":"a","token":"t","prices":{"textInput":1}}"#
+        )
+        .contains("prices"));
+    }
+}

@@ -1,0 +1,71 @@
+//! The sans-IO realtime session: one [`Session`] that owns every decision — connection state,
+//! reconnect with backoff, text fallback, mic chunking within the backend's rate limit, barge-in
+//! truncation, metrics and cost — while the web shell only performs I/O.
+//!
+//! # Contract (quinn-proto / str0m style)
+//!
+//! - **Time** enters as `now_ms: u64` (any monotonic ms clock, e.g. `performance.now()`), first
+//!   argument of every input. The session never reads a clock, never blocks, never spawns.
+//! - **Inputs**: commands ([`Session::connect`], [`Session::disconnect`],
+//!   [`Session::set_muted`], [`Session::send_text`], [`Session::interrupt`],
+//!   [`Session::update_session`]) and events (`handle_token`, `handle_socket_opened`,
+//!   `handle_socket_message`, `handle_socket_closed`, `handle_socket_error`, `handle_timeout`,
+//!   `handle_audio_started` / `handle_audio_failed`, `handle_mic_samples`,
+//!   `handle_playback_progress`, `handle_online`, `handle_http_reply`). Calls in the wrong state
+//!   are no-ops (or a typed [`CommandError`]), never panics.
+//! - **Outputs**: after *every* input, drain [`Session::poll_output`] until it returns `None`
+//!   and perform each [`Output`] **in order** (a `CloseSocket` always precedes the next
+//!   `OpenSocket`; `Send`s follow the `OpenSocket`/`handle_socket_opened` they belong to). Then
+//!   read [`Session::poll_timeout`] and arm one timer for that absolute time; when it fires call
+//!   [`Session::handle_timeout`] and drain again. Re-read `poll_timeout` after every drain (it
+//!   moves).
+//!
+//! ```text
+//! loop {
+//!     input(now, ...)                      // a command or a handle_* call
+//!     while let Some(o) = s.poll_output() { perform(o) }
+//!     timer.set(s.poll_timeout())          // absolute ms, or none
+//! }
+//! ```
+//!
+//! - **Getters**: [`Session::status`], [`Session::mode`], [`Session::metrics`] (and
+//!   [`MetricsSnapshot::to_json`]), [`Session::config`].
+//!
+//! # States
+//!
+//! `idle → connecting → connected ⇄ reconnecting → closed`, plus `text` (realtime unusable, text
+//! over HTTP) and `failed{auth|busy|unsupported|network|server}`. Every transition is an
+//! [`AppEvent::Status`] with the reason, close code and attempt number. The mode (voice/text) is
+//! separate ([`AppEvent::Mode`]): a text-mode session over an open socket is `connected`.
+//!
+//! Close codes: 1000 → `closed`; 1001, 1006, 1011, 1013 and others → reconnect with exponential
+//! backoff and full jitter (250 ms × 2ⁿ up to 8 s), bounded attempts; 1006 before the socket ever
+//! opened is a rejected handshake (same, counted); 1008 → one retry with a fresh token from the
+//! provider, then `failed{auth}`; 4403 → text mode at once; 4409 → `failed{busy}`, no retry;
+//! 4429 → reconnect after a longer wait. Attempts exhausted → text mode (`reconnect_exhausted`)
+//! over HTTP if `httpFallback`, else `failed{network|server}`. A connection open for 5 s resets
+//! the attempt counter.
+//!
+//! # Memory
+//!
+//! Bounded by design: the mic backlog is the chunker's ring (`maxBacklogMs`), latency samples a
+//! ring of `latencyWindow`, assistant items tracked: 4, HTTP queue: 16, play buffer pool: 4,
+//! droppable app events stop queueing at 4096 undrained outputs (counted).
+
+pub mod backoff;
+pub mod config;
+pub mod cost;
+pub mod events;
+pub mod machine;
+pub mod metrics;
+pub mod output;
+pub mod rng;
+pub mod status;
+pub mod url;
+
+pub use config::{AuthVia, ConfigError, ServerEventFilter, SessionConfig, TokenSource};
+pub use events::{AppEvent, ErrorKind, Role};
+pub use machine::Session;
+pub use metrics::MetricsSnapshot;
+pub use output::{AudioFailure, CommandError, HttpFailure, Output};
+pub use status::{FailReason, Mode, State, Status};

@@ -1,0 +1,211 @@
+//! What the session asks the web shell to do ([`Output`]), and the typed inputs and errors of its
+//! commands ([`AudioFailure`], [`HttpFailure`], [`CommandError`]).
+
+use std::fmt;
+
+use super::events::AppEvent;
+use super::status::State;
+use super::url::redact;
+use crate::protocol::SessionUpdateError;
+
+/// One thing for the shell to do. Drain with `Session::poll_output` until `None`, in order.
+///
+/// `Debug` redacts: socket URLs lose their query, subprotocol tokens and HTTP tokens are hidden,
+/// frames and PCM show only their size.
+#[derive(Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Output {
+    /// Call the app's token provider, then `handle_token`.
+    RequestToken,
+    /// Open a WebSocket (`new WebSocket(url, protocols)`), then report `handle_socket_*`.
+    /// Any previous socket is already gone (a `CloseSocket` came first).
+    OpenSocket {
+        /// The URL (may carry `?token=`: never log it; `Debug` redacts it).
+        url: String,
+        /// Subprotocols (empty, or `["realtime", "bearer.<jwt>"]`).
+        protocols: Vec<String>,
+    },
+    /// Send one text frame on the open socket.
+    Send(String),
+    /// Close the socket with this code and reason and detach its handlers (its close is not
+    /// reported back).
+    CloseSocket {
+        /// 1000 or 4000–4999.
+        code: u16,
+        /// Short snake_case reason.
+        reason: &'static str,
+    },
+    /// Start the microphone and playback (voice mode), then `handle_audio_started`/`_failed`.
+    StartAudio,
+    /// Stop the microphone and playback.
+    StopAudio,
+    /// Queue 24 kHz mono samples for playback of an assistant item; report progress with
+    /// `handle_playback_progress`. Give the `Vec` back with `Session::recycle` to reuse it.
+    Play {
+        /// The assistant item.
+        item_id: String,
+        /// Samples, f32 in [-1, 1].
+        samples: Vec<f32>,
+    },
+    /// Drop all queued playback after a fade of `ramp_ms` (barge-in).
+    FlushPlayback {
+        /// Fade length, ms.
+        ramp_ms: u32,
+    },
+    /// POST `body_json` to `url` with `Authorization: Bearer <token>`, then `handle_http_reply`.
+    HttpText {
+        /// `{base}/api/v1/interviews/{id}/messages`.
+        url: String,
+        /// The bearer token (`Debug` hides it).
+        token: String,
+        /// `{"text": "..."}`.
+        body_json: String,
+    },
+    /// An event for the app.
+    Event(AppEvent),
+}
+
+impl fmt::Debug for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Output::RequestToken => f.write_str("RequestToken"),
+            Output::OpenSocket { url, protocols } => {
+                let protos: Vec<&str> = protocols
+                    .iter()
+                    .map(|p| {
+                        if p.starts_with("bearer.") {
+                            "bearer.<redacted>"
+                        } else {
+                            p.as_str()
+                        }
+                    })
+                    .collect();
+                f.debug_struct("OpenSocket")
+                    .field("url", &redact(url))
+                    .field("protocols", &protos)
+                    .finish()
+            }
+            Output::Send(frame) => f.debug_struct("Send").field("len", &frame.len()).finish(),
+            Output::CloseSocket { code, reason } => f
+                .debug_struct("CloseSocket")
+                .field("code", code)
+                .field("reason", reason)
+                .finish(),
+            Output::StartAudio => f.write_str("StartAudio"),
+            Output::StopAudio => f.write_str("StopAudio"),
+            Output::Play { item_id, samples } => f
+                .debug_struct("Play")
+                .field("item_id", item_id)
+                .field("samples", &samples.len())
+                .finish(),
+            Output::FlushPlayback { ramp_ms } => f
+                .debug_struct("FlushPlayback")
+                .field("ramp_ms", ramp_ms)
+                .finish(),
+            Output::HttpText { url, body_json, .. } => f
+                .debug_struct("HttpText")
+                .field("url", &redact(url))
+                .field("token", &"<redacted>")
+                .field("body_len", &body_json.len())
+                .finish(),
+            Output::Event(e) => f.debug_tuple("Event").field(e).finish(),
+        }
+    }
+}
+
+/// Why the shell could not start audio (each one triggers the text fallback).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AudioFailure {
+    /// getUserMedia was refused (`NotAllowedError`).
+    MicDenied,
+    /// No microphone (`NotFoundError`, `OverconstrainedError`).
+    MicAbsent,
+    /// `AudioWorklet` is not available (old browser, insecure context).
+    NoAudioWorklet,
+    /// The AudioContext could not be created or resumed.
+    AudioContextFailed,
+    /// The microphone track ended (unplugged, revoked).
+    TrackEnded,
+    /// Anything else.
+    Other,
+}
+
+impl AudioFailure {
+    /// The snake_case reason used on the `mode` event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AudioFailure::MicDenied => "mic_denied",
+            AudioFailure::MicAbsent => "mic_absent",
+            AudioFailure::NoAudioWorklet => "no_audio_worklet",
+            AudioFailure::AudioContextFailed => "audio_context_failed",
+            AudioFailure::TrackEnded => "track_ended",
+            AudioFailure::Other => "audio_failed",
+        }
+    }
+}
+
+/// Why an HTTP text request failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HttpFailure {
+    /// `fetch` rejected (offline, DNS, CORS).
+    Network,
+    /// The server answered with a non-2xx status.
+    Status(u16),
+    /// The shell's timeout fired.
+    Timeout,
+}
+
+impl HttpFailure {
+    /// A stable code for the `error` event.
+    pub fn code(&self) -> String {
+        match self {
+            HttpFailure::Network => "http_network".into(),
+            HttpFailure::Status(s) => format!("http_{s}"),
+            HttpFailure::Timeout => "http_timeout".into(),
+        }
+    }
+}
+
+/// Why a command was refused (a caller mistake or a state where it cannot work; never a panic).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// No usable transport for text: the socket is not open and HTTP fallback is not configured
+    /// (or the session is idle/closed/failed).
+    NoTextTransport {
+        /// The state at the time.
+        state: State,
+    },
+    /// The text would make a frame over `maxFrameBytes`.
+    TooLong {
+        /// Bytes of text.
+        len: usize,
+        /// Largest allowed.
+        max: usize,
+    },
+    /// The HTTP text queue is full (16 messages waiting).
+    QueueFull,
+    /// `update_session` got JSON that is not an object.
+    InvalidSessionUpdate(SessionUpdateError),
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::NoTextTransport { state } => write!(
+                f,
+                "cannot send text while {}: the socket is not open and httpFallback is off",
+                state.as_str()
+            ),
+            CommandError::TooLong { len, max } => {
+                write!(f, "text of {len} bytes exceeds the limit of {max} bytes")
+            }
+            CommandError::QueueFull => write!(f, "too many text messages waiting for HTTP replies"),
+            CommandError::InvalidSessionUpdate(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for CommandError {}

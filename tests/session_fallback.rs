@@ -1,0 +1,247 @@
+//! Text fallback: every trigger, and text over the socket or HTTP.
+
+mod session_support;
+
+use realtime_voice::protocol::json;
+use realtime_voice::session::{
+    AudioFailure, CommandError, FailReason, HttpFailure, Mode, Output, State,
+};
+use session_support::*;
+
+fn mode_events(v: &[Output]) -> Vec<String> {
+    events(v)
+        .iter()
+        .filter(|e| e.name() == "mode")
+        .map(|e| e.to_json())
+        .collect()
+}
+
+#[test]
+fn every_audio_failure_falls_back_to_text_and_keeps_the_socket() {
+    for (f, reason) in [
+        (AudioFailure::MicDenied, "mic_denied"),
+        (AudioFailure::MicAbsent, "mic_absent"),
+        (AudioFailure::NoAudioWorklet, "no_audio_worklet"),
+        (AudioFailure::AudioContextFailed, "audio_context_failed"),
+        (AudioFailure::TrackEnded, "track_ended"),
+    ] {
+        let mut sim = Sim::new("");
+        sim.connect_open();
+        sim.s.handle_audio_failed(sim.now, f);
+        let v = sim.drain();
+        assert_eq!(sim.s.mode(), Mode::Text, "{reason}");
+        assert_eq!(
+            sim.state(),
+            State::Connected,
+            "the socket carries text: {reason}"
+        );
+        assert_eq!(
+            mode_events(&v),
+            [format!(r#"{{"mode":"text","reason":"{reason}"}}"#)]
+        );
+        assert!(v.iter().any(|o| matches!(o, Output::StopAudio)));
+        // Text now goes over the socket with text output.
+        sim.s.send_text(sim.now, "hello").unwrap();
+        let v = sim.drain();
+        let f = sends(&v);
+        assert_eq!(f.len(), 2);
+        assert_eq!(frame_type(f[0]), "conversation.item.create");
+        assert_eq!(
+            f[1],
+            r#"{"type":"response.create","response":{"output_modalities":["text"]}}"#
+        );
+        // Mic samples are no longer streamed.
+        sim.s.handle_mic_samples(sim.now, &[0.1; 4800]);
+        sim.advance(1000);
+        assert!(sends(&sim.drain()).is_empty());
+    }
+}
+
+#[test]
+fn audio_failure_while_connecting_still_connects_for_text() {
+    let mut sim = Sim::new("");
+    sim.s.connect(0);
+    sim.drain();
+    sim.s.handle_audio_failed(0, AudioFailure::MicDenied);
+    sim.s.handle_socket_opened(10);
+    sim.drain();
+    assert_eq!(sim.state(), State::Connected);
+    assert_eq!(sim.s.mode(), Mode::Text);
+}
+
+#[test]
+fn unsupported_device_rate_is_an_audio_failure() {
+    let mut sim = Sim::new("");
+    sim.s.connect(0);
+    sim.s.handle_audio_started(0, 1, 1);
+    let v = sim.drain();
+    assert_eq!(sim.s.mode(), Mode::Text);
+    assert!(events(&v)
+        .iter()
+        .any(|e| e.name() == "error" && e.to_json().contains("unsupported_audio_format")));
+}
+
+#[test]
+fn beta_shape_text_response() {
+    let mut sim = Sim::new(r#","protocol":"beta","mode":"text""#);
+    sim.connect_open();
+    assert!(
+        !sim.log.iter().any(|o| matches!(o, Output::StartAudio)),
+        "text mode never starts audio"
+    );
+    sim.s.send_text(sim.now, "hi").unwrap();
+    let v = sim.drain();
+    assert_eq!(
+        sends(&v)[1],
+        r#"{"type":"response.create","response":{"modalities":["text"]}}"#
+    );
+}
+
+#[test]
+fn voice_mode_text_asks_for_audio() {
+    let mut sim = Sim::new("");
+    sim.connect_open();
+    sim.s.send_text(sim.now, "hi").unwrap();
+    let v = sim.drain();
+    assert_eq!(
+        sends(&v)[1],
+        r#"{"type":"response.create","response":{"output_modalities":["audio"]}}"#
+    );
+}
+
+#[test]
+fn text_over_http_when_realtime_is_disabled() {
+    let mut sim = Sim::new(r#","httpFallback":true"#);
+    sim.connect_open();
+    sim.close(4403, true);
+    assert_eq!(sim.state(), State::Text);
+    sim.s.send_text(sim.now, "what \"now\"?").unwrap();
+    sim.s.send_text(sim.now, "second").unwrap();
+    let v = sim.drain();
+    let reqs: Vec<_> = v
+        .iter()
+        .filter_map(|o| match o {
+            Output::HttpText {
+                url,
+                token,
+                body_json,
+            } => Some((url.clone(), token.clone(), body_json.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reqs.len(), 1, "one request at a time");
+    assert_eq!(
+        reqs[0].0,
+        "https://api.example.com/api/v1/interviews/iv1/messages"
+    );
+    assert_eq!(reqs[0].1, "tok.SECRET.sig");
+    assert_eq!(reqs[0].2, r#"{"text":"what \"now\"?"}"#);
+    assert!(!format!("{v:?}").contains("SECRET"));
+    sim.s
+        .handle_http_reply(sim.now, Ok(r#"{"reply":"Fine."}"#.into()));
+    let v = sim.drain();
+    let tr: Vec<String> = events(&v)
+        .iter()
+        .filter(|e| e.name() == "transcript")
+        .map(|e| e.to_json())
+        .collect();
+    assert_eq!(
+        tr,
+        [r#"{"role":"assistant","itemId":"http_1","text":"Fine.","final":true}"#]
+    );
+    assert!(v.iter().any(
+        |o| matches!(o, Output::HttpText { body_json, .. } if body_json == r#"{"text":"second"}"#)
+    ));
+    sim.s
+        .handle_http_reply(sim.now, Err(HttpFailure::Status(503)));
+    let v = sim.drain();
+    assert!(events(&v)
+        .iter()
+        .any(|e| e.name() == "error" && e.to_json().contains("http_503")));
+    // A spurious reply is ignored.
+    sim.s.handle_http_reply(sim.now, Ok("{}".into()));
+    assert!(sim.drain().is_empty());
+}
+
+#[test]
+fn http_text_with_a_token_provider_asks_for_a_token() {
+    let mut sim = Sim::with_opts(
+        r#"{"baseUrl":"https://h","interviewId":"i","tokenProvider":true,"httpFallback":true,"maxReconnectAttempts":0}"#,
+    );
+    sim.s.connect(0);
+    sim.drain();
+    sim.s.handle_token(0, Ok("t1".into()));
+    sim.s.handle_socket_opened(0);
+    sim.close(1006, true);
+    assert_eq!(sim.state(), State::Text, "0 attempts: exhausted at once");
+    // The last token is reused while it works...
+    sim.s.send_text(0, "hi").unwrap();
+    let v = sim.drain();
+    assert!(v
+        .iter()
+        .any(|o| matches!(o, Output::HttpText { token, .. } if token == "t1")));
+    // ...and a 401 makes the next request ask the provider for a fresh one.
+    sim.s.handle_http_reply(0, Err(HttpFailure::Status(401)));
+    sim.s.send_text(0, "again").unwrap();
+    let v = sim.drain();
+    assert!(v.iter().any(|o| matches!(o, Output::RequestToken)));
+    assert!(!v.iter().any(|o| matches!(o, Output::HttpText { .. })));
+    sim.s.handle_token(0, Ok("t2".into()));
+    let v = sim.drain();
+    assert!(v
+        .iter()
+        .any(|o| matches!(o, Output::HttpText { token, .. } if token == "t2")));
+}
+
+#[test]
+fn text_without_any_transport_is_a_typed_error() {
+    let mut sim = Sim::new("");
+    assert!(matches!(
+        sim.s.send_text(0, "x"),
+        Err(CommandError::NoTextTransport { state: State::Idle })
+    ));
+    sim.connect_open();
+    sim.close(4403, true);
+    assert_eq!(sim.state(), State::Failed(FailReason::Unsupported));
+    let e = sim.s.send_text(0, "x").unwrap_err();
+    assert!(e.to_string().contains("httpFallback"), "{e}");
+    let big = "x".repeat(5 << 20);
+    assert!(matches!(
+        sim.s.send_text(0, &big),
+        Err(CommandError::TooLong { .. })
+    ));
+}
+
+#[test]
+fn session_update_is_sent_and_resent_after_reconnect() {
+    let mut sim = Sim::new(r#","protocol":"beta""#);
+    assert!(sim.s.update_session(0, "[]").is_err());
+    sim.s
+        .update_session(0, r#"{"instructions":"be brief","voice":"alloy"}"#)
+        .unwrap();
+    let v = sim.connect_open();
+    assert_eq!(
+        sends(&v),
+        [r#"{"type":"session.update","session":{"instructions":"be brief","voice":"alloy"}}"#]
+    );
+    sim.close(1001, true);
+    let at = sim.s.poll_timeout().unwrap();
+    sim.advance_to(at);
+    sim.s.handle_socket_opened(sim.now);
+    let v = sim.drain();
+    assert_eq!(sends(&v).len(), 1);
+    assert_eq!(frame_type(sends(&v)[0]), "session.update");
+    let j = json::parse(sends(&v)[0], 4096).unwrap();
+    assert!(j.get("session").is_some());
+}
+
+#[test]
+fn connect_again_after_text_fallback_retries_voice() {
+    let mut sim = Sim::new(r#","httpFallback":true"#);
+    sim.connect_open();
+    sim.close(4403, true);
+    assert_eq!(sim.s.mode(), Mode::Text);
+    sim.connect_open();
+    assert_eq!(sim.s.mode(), Mode::Voice);
+    assert_eq!(sim.state(), State::Connected);
+}
