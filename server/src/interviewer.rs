@@ -387,6 +387,11 @@ impl Interviewer {
                 return;
             }
             RateDecision::Close { windows } => {
+                self.out.push_back(Output::Append {
+                    accepted: false,
+                    pcm: Vec::new(),
+                    max_per_window: self.limiter.max_per_window(),
+                });
                 let limit = self.params.limits.appends_per_s;
                 self.error(
                     "rate_limit_exceeded",
