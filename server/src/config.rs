@@ -63,6 +63,9 @@ pub struct Limits {
     pub appends_per_s: u32,
     /// Consecutive over-limit windows that close the connection with 4429 (RATE_LIMIT_PERSIST_S).
     pub persist_windows: u32,
+    /// Longest session, ms (SESSION_MAX_S × 1000, default 30 min as OpenAI's): then an `error`
+    /// `session_expired` and close 1001.
+    pub session_max_ms: u64,
 }
 
 impl Default for Limits {
@@ -71,6 +74,7 @@ impl Default for Limits {
             max_frame_bytes: 1 << 20,
             appends_per_s: 10,
             persist_windows: 3,
+            session_max_ms: 30 * 60 * 1000,
         }
     }
 }
@@ -276,6 +280,13 @@ impl Config {
             max_frame_bytes: parse_or(&env, "MAX_FRAME_BYTES", l.max_frame_bytes, "bytes")?,
             appends_per_s: parse_or(&env, "RATE_LIMIT_APPENDS_PER_S", l.appends_per_s, "count")?,
             persist_windows: parse_or(&env, "RATE_LIMIT_PERSIST_S", l.persist_windows, "seconds")?,
+            session_max_ms: parse_or::<u64, _>(
+                &env,
+                "SESSION_MAX_S",
+                l.session_max_ms / 1000,
+                "seconds",
+            )?
+            .saturating_mul(1000),
         };
         let database_path = env("DATABASE_PATH")
             .filter(|s| !s.is_empty() && s != ":memory:")

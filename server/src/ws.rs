@@ -271,9 +271,27 @@ async fn session(
         return "send failed";
     }
     let limit = st.config.limits.max_frame_bytes;
+    // Clamped to a year so the deadline cannot overflow.
+    let expire_at =
+        t0 + Duration::from_millis(st.config.limits.session_max_ms.min(365 * 86_400_000));
     loop {
         let next = iv.poll_timeout().map(|ms| t0 + Duration::from_millis(ms));
         tokio::select! {
+            _ = sleep_until(expire_at) => {
+                let mut e = events::error(
+                    "session_expired",
+                    "Your session hit the maximum duration.",
+                    None,
+                    None,
+                );
+                e["event_id"] = json!(format!("event_expired_{conn}"));
+                st.metrics.error("session_expired");
+                received.lock().unwrap_or_else(|p| p.into_inner()).add_error("session_expired");
+                if socket.send(Message::Text(e.to_string().into())).await.is_ok() {
+                    close(st, socket, conn, 1001, "session expired").await;
+                }
+                return "session expired";
+            }
             m = socket.recv() => match m {
                 None => return "client gone",
                 Some(Err(e)) => {

@@ -327,3 +327,19 @@ async fn static_files_html_gets_the_csp_and_wasm_its_type() {
     assert_eq!(r.header("content-type"), Some("application/wasm"));
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[tokio::test]
+async fn a_session_past_its_maximum_gets_session_expired_then_1001() {
+    let mut c = dev();
+    c.limits.session_max_ms = 400;
+    let s = start(c).await;
+    let t0 = Instant::now();
+    let mut ws = connect(&s, "u", "iv-exp", "").await;
+    let seen = until(&mut ws, "error").await;
+    assert_eq!(seen.last().unwrap()["error"]["code"], "session_expired");
+    assert!(t0.elapsed() >= Duration::from_millis(400));
+    assert_eq!(
+        expect_close(&mut ws).await,
+        (1001, "session expired".into())
+    );
+}
