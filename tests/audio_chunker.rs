@@ -1,5 +1,6 @@
 //! Chunker behaviour on a virtual clock: chunk sizes, the 10-per-second sliding window, catch-up
 //! after a pause, flush, clear, bounded backlog with counted overflow.
+#![cfg(not(target_arch = "wasm32"))] // proptest is a native-only dev-dependency
 
 use proptest::prelude::*;
 use realtime_voice::audio::{ChunkInfo, Chunker, ChunkerConfig};

@@ -1,5 +1,6 @@
 //! A chunked run of the resampler equals a one-shot run (pieces of 128 frames, 1 frame, random
 //! sizes), for down- and upsampling, exact and interpolated phase tables, mono and stereo.
+#![cfg(not(target_arch = "wasm32"))] // proptest is a native-only dev-dependency
 
 use proptest::prelude::*;
 use realtime_voice::audio::Resampler;
