@@ -1,0 +1,180 @@
+//! Random input sequences to the session machine: never a panic, outputs always drain, the mic
+//! never exceeds 10 chunks per second, and the token never shows up in Debug output.
+#![no_main]
+
+use libfuzzer_sys::arbitrary::{self, Arbitrary};
+use libfuzzer_sys::fuzz_target;
+use realtime_voice::session::{AudioFailure, HttpFailure, Output, Session, SessionConfig};
+
+const TOKEN: &str = "tok.SECRETSECRET.sig";
+
+#[derive(Arbitrary, Debug)]
+enum Input {
+    Advance(u16),
+    Connect,
+    Disconnect,
+    Mute(bool),
+    SendText(String),
+    Interrupt,
+    UpdateSession(String),
+    Token(Option<String>),
+    Opened,
+    Message(String),
+    Known { which: u8, item: u8, n: u16 },
+    Closed { code: u16, was_open: bool },
+    SocketError,
+    AudioStarted { rate: u32, channels: u8 },
+    AudioFailed(u8),
+    Mic { n: u16, value: i16 },
+    MicRaw(Vec<f32>),
+    Progress { item: u8, played: u32, underruns: u32 },
+    Online(bool),
+    HttpReply(Option<String>, u16),
+    Recycle,
+}
+
+#[derive(Arbitrary, Debug)]
+struct Case {
+    config: u8,
+    seed: u64,
+    inputs: Vec<Input>,
+}
+
+fn config(sel: u8) -> SessionConfig {
+    let auth = if sel & 1 == 0 {
+        format!(r#""token":"{TOKEN}""#)
+    } else {
+        r#""tokenProvider":true"#.to_string()
+    };
+    let mut o = format!(r#"{{"baseUrl":"https://h.example","interviewId":"iv","maxFrameBytes":65536,{auth}"#);
+    if sel & 2 != 0 {
+        o.push_str(r#","httpFallback":true"#);
+    }
+    if sel & 4 != 0 {
+        o.push_str(r#","protocol":"beta""#);
+    }
+    if sel & 8 != 0 {
+        o.push_str(r#","mode":"text""#);
+    }
+    if sel & 16 != 0 {
+        o.push_str(r#","authVia":"subprotocol","maxReconnectAttempts":2,"maxBacklogMs":1000"#);
+    }
+    o.push('}');
+    SessionConfig::from_json(&o).expect("fuzz configs are valid")
+}
+
+fn known(which: u8, item: &str, n: u16) -> String {
+    let mut b64 = String::new();
+    realtime_voice::audio::pcm16::encode_i16_as_pcm16_base64(&vec![100; usize::from(n % 4800)], &mut b64);
+    match which % 12 {
+        0 => format!(r#"{{"type":"response.output_audio.delta","response_id":"r","item_id":"{item}","delta":"{b64}"}}"#),
+        1 => format!(r#"{{"type":"response.audio.done","item_id":"{item}"}}"#),
+        2 => r#"{"type":"input_audio_buffer.speech_started","audio_start_ms":1,"item_id":"u"}"#.into(),
+        3 => r#"{"type":"input_audio_buffer.speech_stopped","audio_end_ms":1,"item_id":"u"}"#.into(),
+        4 => r#"{"type":"response.created","response":{"id":"r"}}"#.into(),
+        5 => r#"{"type":"response.done","response":{"id":"r","usage":{"input_tokens":5,"output_tokens":7}}}"#.into(),
+        6 => r#"{"type":"session.created","session":{"model":"gpt-realtime"}}"#.into(),
+        7 => format!(r#"{{"type":"response.output_audio_transcript.delta","item_id":"{item}","delta":"x"}}"#),
+        8 => r#"{"type":"error","error":{"type":"x","code":"rate_limit_exceeded","message":"m"}}"#.into(),
+        9 => r#"{"type":"input_audio_buffer.committed","item_id":"u"}"#.into(),
+        10 => format!(r#"{{"type":"conversation.item.truncated","item_id":"{item}","audio_end_ms":{n}}}"#),
+        _ => r#"{"type":"brand.new"}"#.into(),
+    }
+}
+
+fuzz_target!(|case: Case| {
+    let mut s = Session::new(config(case.config), case.seed);
+    let mut now = 0u64;
+    let mut appends: Vec<u64> = Vec::new();
+    let mut spare: Vec<Vec<f32>> = Vec::new();
+    for input in case.inputs.into_iter().take(400) {
+        match input {
+            Input::Advance(ms) => {
+                let target = now + u64::from(ms);
+                while let Some(t) = s.poll_timeout().filter(|&t| t <= target) {
+                    now = now.max(t);
+                    s.handle_timeout(now);
+                    drain(&mut s, now, &mut appends, &mut spare);
+                }
+                now = target;
+            }
+            Input::Connect => s.connect(now),
+            Input::Disconnect => s.disconnect(now),
+            Input::Mute(m) => s.set_muted(now, m),
+            Input::SendText(t) => {
+                let _ = s.send_text(now, &t);
+            }
+            Input::Interrupt => s.interrupt(now),
+            Input::UpdateSession(j) => {
+                let _ = s.update_session(now, &j);
+            }
+            Input::Token(t) => s.handle_token(now, t.ok_or_else(|| "no".to_string())),
+            Input::Opened => s.handle_socket_opened(now),
+            Input::Message(m) => s.handle_socket_message(now, &m),
+            Input::Known { which, item, n } => {
+                let f = known(which, &format!("it{}", item % 3), n);
+                s.handle_socket_message(now, &f);
+            }
+            Input::Closed { code, was_open } => s.handle_socket_closed(now, code, "r", was_open),
+            Input::SocketError => s.handle_socket_error(now),
+            Input::AudioStarted { rate, channels } => {
+                let rate = [8_000, 16_000, 24_000, 44_100, 48_000, rate][(rate % 6) as usize];
+                s.handle_audio_started(now, rate, u16::from(channels % 4));
+            }
+            Input::AudioFailed(k) => {
+                let f = [
+                    AudioFailure::MicDenied,
+                    AudioFailure::MicAbsent,
+                    AudioFailure::NoAudioWorklet,
+                    AudioFailure::AudioContextFailed,
+                    AudioFailure::TrackEnded,
+                    AudioFailure::Other,
+                ][usize::from(k % 6)];
+                s.handle_audio_failed(now, f);
+            }
+            Input::Mic { n, value } => {
+                let block = vec![f32::from(value) / 32768.0; usize::from(n % 9600)];
+                s.handle_mic_samples(now, &block);
+            }
+            Input::MicRaw(v) => s.handle_mic_samples(now, &v),
+            Input::Progress { item, played, underruns } => {
+                s.handle_playback_progress(now, &format!("it{}", item % 3), u64::from(played), u64::from(underruns))
+            }
+            Input::Online(o) => s.handle_online(now, o),
+            Input::HttpReply(body, status) => s.handle_http_reply(
+                now,
+                body.ok_or(if status == 0 { HttpFailure::Network } else { HttpFailure::Status(status) }),
+            ),
+            Input::Recycle => {
+                if let Some(b) = spare.pop() {
+                    s.recycle(b);
+                }
+            }
+        }
+        drain(&mut s, now, &mut appends, &mut spare);
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("SECRET"));
+        let _ = s.metrics().to_json();
+    }
+    for w in appends.windows(11) {
+        assert!(w[10] - w[0] >= 1000, "11 chunks within {} ms", w[10] - w[0]);
+    }
+});
+
+fn drain(s: &mut Session, now: u64, appends: &mut Vec<u64>, spare: &mut Vec<Vec<f32>>) {
+    let mut n = 0;
+    while let Some(o) = s.poll_output() {
+        n += 1;
+        assert!(n < 100_000, "outputs never end");
+        let dbg = format!("{o:?}");
+        assert!(!dbg.contains("SECRET"), "token in Debug: {dbg}");
+        match o {
+            Output::Send(f) if f.starts_with("{\"type\":\"input_audio_buffer.append\"") => appends.push(now),
+            Output::Play { samples, .. } if spare.len() < 8 => spare.push(samples),
+            Output::Event(e) => {
+                let _ = (e.name(), e.to_json());
+            }
+            _ => {}
+        }
+    }
+}
