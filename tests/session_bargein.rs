@@ -172,3 +172,16 @@ fn play_buffers_are_recycled() {
         .unwrap();
     assert!(cap >= 10_000, "reused a recycled buffer (capacity {cap})");
 }
+
+#[test]
+fn end_of_item_marks_the_tail_of_untruncated_items_only() {
+    let mut sim = playing_sim("");
+    let v = sim.msg(r#"{"type":"response.output_audio.done","item_id":"item_a"}"#);
+    assert!(v
+        .iter()
+        .any(|o| matches!(o, Output::EndOfItem { item_id } if item_id == "item_a")));
+    let mut sim = playing_sim("");
+    sim.msg(r#"{"type":"input_audio_buffer.speech_started","audio_start_ms":1,"item_id":"u"}"#);
+    let v = sim.msg(r#"{"type":"response.output_audio.done","item_id":"item_a"}"#);
+    assert!(!v.iter().any(|o| matches!(o, Output::EndOfItem { .. })));
+}

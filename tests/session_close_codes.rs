@@ -363,3 +363,30 @@ fn disconnect_closes_and_ignores_late_socket_reports() {
     sim.connect_open();
     assert_eq!(sim.state(), State::Connected);
 }
+
+#[test]
+fn busy_in_another_tab_fails_without_a_socket() {
+    let mut sim = Sim::new("");
+    sim.s.handle_busy_elsewhere(0);
+    let v = sim.drain();
+    assert_eq!(sim.state(), State::Failed(FailReason::Busy));
+    assert_eq!(opens(&v), 0);
+    assert_eq!(statuses(&v), [("failed".into(), "busy".into(), None, 0)]);
+    // Ignored while this tab holds a live connection.
+    let mut sim = Sim::new("");
+    sim.connect_open();
+    sim.s.handle_busy_elsewhere(0);
+    assert_eq!(sim.state(), State::Connected);
+}
+
+#[test]
+fn socket_backlog_is_measured() {
+    let mut sim = Sim::new("");
+    sim.connect_open();
+    sim.s.handle_socket_backlog(0);
+    sim.s.handle_socket_backlog(70_000);
+    sim.s.handle_socket_backlog(12_000);
+    let m = sim.s.metrics();
+    assert_eq!(m.socket_backpressure_events, 2);
+    assert_eq!(m.socket_buffered_max_bytes, 70_000);
+}

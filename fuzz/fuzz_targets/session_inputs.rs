@@ -20,14 +20,31 @@ enum Input {
     Token(Option<String>),
     Opened,
     Message(String),
-    Known { which: u8, item: u8, n: u16 },
-    Closed { code: u16, was_open: bool },
+    Known {
+        which: u8,
+        item: u8,
+        n: u16,
+    },
+    Closed {
+        code: u16,
+        was_open: bool,
+    },
     SocketError,
-    AudioStarted { rate: u32, channels: u8 },
+    AudioStarted {
+        rate: u32,
+        channels: u8,
+    },
     AudioFailed(u8),
-    Mic { n: u16, value: i16 },
+    Mic {
+        n: u16,
+        value: i16,
+    },
     MicRaw(Vec<f32>),
-    Progress { item: u8, played: u32, underruns: u32 },
+    Progress {
+        item: u8,
+        played: u32,
+        underruns: u32,
+    },
     Online(bool),
     HttpReply(Option<String>, u16),
     Recycle,
@@ -46,7 +63,9 @@ fn config(sel: u8) -> SessionConfig {
     } else {
         r#""tokenProvider":true"#.to_string()
     };
-    let mut o = format!(r#"{{"baseUrl":"https://h.example","interviewId":"iv","maxFrameBytes":65536,{auth}"#);
+    let mut o = format!(
+        r#"{{"baseUrl":"https://h.example","interviewId":"iv","maxFrameBytes":65536,{auth}"#
+    );
     if sel & 2 != 0 {
         o.push_str(r#","httpFallback":true"#);
     }
@@ -65,7 +84,10 @@ fn config(sel: u8) -> SessionConfig {
 
 fn known(which: u8, item: &str, n: u16) -> String {
     let mut b64 = String::new();
-    realtime_voice::audio::pcm16::encode_i16_as_pcm16_base64(&vec![100; usize::from(n % 4800)], &mut b64);
+    realtime_voice::audio::pcm16::encode_i16_as_pcm16_base64(
+        &vec![100; usize::from(n % 4800)],
+        &mut b64,
+    );
     match which % 12 {
         0 => format!(r#"{{"type":"response.output_audio.delta","response_id":"r","item_id":"{item}","delta":"{b64}"}}"#),
         1 => format!(r#"{{"type":"response.audio.done","item_id":"{item}"}}"#),
@@ -137,13 +159,24 @@ fuzz_target!(|case: Case| {
                 s.handle_mic_samples(now, &block);
             }
             Input::MicRaw(v) => s.handle_mic_samples(now, &v),
-            Input::Progress { item, played, underruns } => {
-                s.handle_playback_progress(now, &format!("it{}", item % 3), u64::from(played), u64::from(underruns))
-            }
+            Input::Progress {
+                item,
+                played,
+                underruns,
+            } => s.handle_playback_progress(
+                now,
+                &format!("it{}", item % 3),
+                u64::from(played),
+                u64::from(underruns),
+            ),
             Input::Online(o) => s.handle_online(now, o),
             Input::HttpReply(body, status) => s.handle_http_reply(
                 now,
-                body.ok_or(if status == 0 { HttpFailure::Network } else { HttpFailure::Status(status) }),
+                body.ok_or(if status == 0 {
+                    HttpFailure::Network
+                } else {
+                    HttpFailure::Status(status)
+                }),
             ),
             Input::Recycle => {
                 if let Some(b) = spare.pop() {
@@ -169,7 +202,9 @@ fn drain(s: &mut Session, now: u64, appends: &mut Vec<u64>, spare: &mut Vec<Vec<
         let dbg = format!("{o:?}");
         assert!(!dbg.contains("SECRET"), "token in Debug: {dbg}");
         match o {
-            Output::Send(f) if f.starts_with("{\"type\":\"input_audio_buffer.append\"") => appends.push(now),
+            Output::Send(f) if f.starts_with("{\"type\":\"input_audio_buffer.append\"") => {
+                appends.push(now)
+            }
             Output::Play { samples, .. } if spare.len() < 8 => spare.push(samples),
             Output::Event(e) => {
                 let _ = (e.name(), e.to_json());

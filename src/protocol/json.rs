@@ -305,10 +305,12 @@ impl<'a> Parser<'a> {
             let f = n as f64;
             return Ok(Value::Number(if neg { -f } else { f }));
         }
-        self.src[start..i]
-            .parse::<f64>()
-            .map(Value::Number)
-            .map_err(|_| JsonError::InvalidNumber { offset: start })
+        // Out-of-range numbers (e.g. 1e999) would become infinity, which JSON cannot write back:
+        // refused like any other invalid number (found by the parse_frame fuzz target).
+        match self.src[start..i].parse::<f64>() {
+            Ok(n) if n.is_finite() => Ok(Value::Number(n)),
+            _ => Err(JsonError::InvalidNumber { offset: start }),
+        }
     }
 
     /// Parses a string starting at the opening quote; borrows when there are no escapes.
@@ -648,6 +650,8 @@ mod tests {
             "+1",
             "[",
             "{\"a\":",
+            "1e999",
+            "-1e400",
         ] {
             assert!(p(bad).is_err(), "accepted {bad:?}");
         }

@@ -583,6 +583,28 @@ impl Session {
         }
     }
 
+    /// Another tab of this browser holds the interview's connection (the shell's Web Locks
+    /// check, before `connect`): `failed{busy}` without opening a socket.
+    pub fn handle_busy_elsewhere(&mut self, _now_ms: u64) {
+        if matches!(
+            self.status.state,
+            State::Connecting | State::Connected | State::Reconnecting
+        ) {
+            return;
+        }
+        self.fail(FailReason::Busy, "other_tab", None);
+    }
+
+    /// Bytes the socket has queued but not yet sent (`bufferedAmount`), as the shell sees it
+    /// after a send: a rising figure means the network is slower than the audio.
+    pub fn handle_socket_backlog(&mut self, bytes: u32) {
+        let bytes = u64::from(bytes);
+        if bytes > 0 {
+            self.snap.socket_backpressure_events += 1;
+        }
+        self.snap.socket_buffered_max_bytes = self.snap.socket_buffered_max_bytes.max(bytes);
+    }
+
     // ---------------------------------------------------------------- audio inputs
 
     /// Audio started at the device's rate (after `Output::StartAudio`).
@@ -970,6 +992,11 @@ impl Session {
             ServerEvent::AudioDone { item_id } => {
                 if let Some(it) = self.items.iter_mut().find(|i| i.item_id == item_id) {
                     it.done = true;
+                    if !it.truncated {
+                        self.out.push_back(Output::EndOfItem {
+                            item_id: it.item_id.clone(),
+                        });
+                    }
                 }
                 self.check_assistant_done();
             }

@@ -100,6 +100,10 @@ pub struct MetricsSnapshot {
     pub frames_sent: u64,
     /// Frames received.
     pub frames_received: u64,
+    /// Times the socket had bytes queued after a send (`bufferedAmount` > 0).
+    pub socket_backpressure_events: u64,
+    /// Largest `bufferedAmount` seen, bytes.
+    pub socket_buffered_max_bytes: u64,
     /// Malformed frames received.
     pub protocol_errors: u64,
     /// App events dropped because the output queue was full (the shell stopped draining).
@@ -174,6 +178,16 @@ impl MetricsSnapshot {
         opt(s, ",\"bytesSent\":", Some(self.bytes_sent));
         opt(s, ",\"framesSent\":", Some(self.frames_sent));
         opt(s, ",\"framesReceived\":", Some(self.frames_received));
+        opt(
+            s,
+            ",\"socketBackpressureEvents\":",
+            Some(self.socket_backpressure_events),
+        );
+        opt(
+            s,
+            ",\"socketBufferedMaxBytes\":",
+            Some(self.socket_buffered_max_bytes),
+        );
         opt(s, ",\"protocolErrors\":", Some(self.protocol_errors));
         opt(s, ",\"eventsDropped\":", Some(self.events_dropped));
         s.push_str(",\"model\":");

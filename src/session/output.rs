@@ -47,6 +47,12 @@ pub enum Output {
         /// Samples, f32 in [-1, 1].
         samples: Vec<f32>,
     },
+    /// No more audio will come for this assistant item: the player plays its tail even below
+    /// the pre-buffer, and running dry after it is not an underrun.
+    EndOfItem {
+        /// The assistant item.
+        item_id: String,
+    },
     /// Drop all queued playback after a fade of `ramp_ms` (barge-in).
     FlushPlayback {
         /// Fade length, ms.
@@ -97,6 +103,10 @@ impl fmt::Debug for Output {
                 .debug_struct("Play")
                 .field("item_id", item_id)
                 .field("samples", &samples.len())
+                .finish(),
+            Output::EndOfItem { item_id } => f
+                .debug_struct("EndOfItem")
+                .field("item_id", item_id)
                 .finish(),
             Output::FlushPlayback { ramp_ms } => f
                 .debug_struct("FlushPlayback")
