@@ -4,84 +4,108 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// Arrival jitter tolerated by the rate limiter on top of a one-second burst, ms: frames sent at
+/// most `limit` per second may arrive bunched by up to this much without being limited.
+pub const JITTER_TOLERANCE_MS: u64 = 300;
+
 /// What the rate limiter decided about one `input_audio_buffer.append`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RateDecision {
     /// Within the limit.
     Allow,
-    /// Over the limit in this window: reject the append; `first_in_window` says whether this is
-    /// the first rejection of the window (send one `error` event per window, not one per append).
+    /// Over the limit: reject the append; `first_in_window` says whether this is the first
+    /// rejection of the current one-second window (send one `error` event per window, not one
+    /// per append).
     Reject {
         /// True for the first rejected append of the current window.
         first_in_window: bool,
     },
-    /// The limit was exceeded in `windows` consecutive windows: close with 4429.
+    /// Appends were rejected in `windows` consecutive one-second windows: close with 4429.
     Close {
-        /// Consecutive over-limit windows.
+        /// Consecutive windows with rejections.
         windows: u32,
     },
 }
 
-/// Fixed one-second windows (like a Redis `INCR` + `EXPIRE 1` limiter), aligned to the first append
-/// of the connection. "Persists" means over the limit in `persist_windows` consecutive windows.
+/// The append rate limit: `limit` per second as a GCRA (virtual scheduling: one emission every
+/// `1000 / limit` ms) whose tolerance is one second's worth of appends plus
+/// [`JITTER_TOLERANCE_MS`]. So the long-run rate is exactly `limit` per second; a client that
+/// keeps to `limit` in any second of its own clock — paced, or in a catch-up burst of `limit` —
+/// is never limited, even when its frames arrive bunched; a burst of more than `limit` + 3, or a
+/// sustained higher rate, is. "Persists" means rejections in `persist_windows` consecutive
+/// one-second windows (aligned to the connection's first append). Also counts raw appends per
+/// window for reporting.
 #[derive(Debug, Clone)]
 pub struct AppendRateLimiter {
-    limit: u32,
+    limit: u64,
     persist_windows: u32,
-    window_start_ms: Option<u64>,
+    origin_ms: Option<u64>,
+    /// Theoretical arrival time, in ms × limit (exact integer arithmetic).
+    tat: u64,
+    window: u64,
     count: u32,
-    consecutive_over: u32,
     max_per_window: u32,
+    last_reject_window: Option<u64>,
+    consecutive: u32,
 }
 
 impl AppendRateLimiter {
     /// A limiter allowing `limit` appends per second, closing after `persist_windows` bad windows.
     pub fn new(limit: u32, persist_windows: u32) -> Self {
         Self {
-            limit,
+            limit: u64::from(limit.max(1)),
             persist_windows: persist_windows.max(1),
-            window_start_ms: None,
+            origin_ms: None,
+            tat: 0,
+            window: 0,
             count: 0,
-            consecutive_over: 0,
             max_per_window: 0,
+            last_reject_window: None,
+            consecutive: 0,
         }
     }
 
     /// Records one append at `now_ms`.
     pub fn on_append(&mut self, now_ms: u64) -> RateDecision {
-        let start = *self.window_start_ms.get_or_insert(now_ms);
-        let elapsed = now_ms.saturating_sub(start);
-        if elapsed >= 1000 {
-            let windows_passed = elapsed / 1000;
-            let was_over = self.count > self.limit;
-            // A skipped (empty) window breaks the run of over-limit windows.
-            if !was_over || windows_passed > 1 {
-                self.consecutive_over = 0;
-            }
-            self.window_start_ms = Some(start + windows_passed * 1000);
+        let origin = *self.origin_ms.get_or_insert(now_ms);
+        let window = now_ms.saturating_sub(origin) / 1000;
+        if window != self.window {
+            self.window = window;
             self.count = 0;
         }
         self.count += 1;
         self.max_per_window = self.max_per_window.max(self.count);
-        if self.count <= self.limit {
+        // Scaled by `limit` so the emission interval (1000 / limit ms) is an integer: 1000.
+        let t = now_ms * self.limit;
+        let tat = self.tat.max(t);
+        let tolerance = (1000 - 1000 / self.limit + JITTER_TOLERANCE_MS) * self.limit;
+        if tat <= t + tolerance {
+            self.tat = tat + 1000;
             return RateDecision::Allow;
         }
-        let first = self.count == self.limit + 1;
-        if first {
-            self.consecutive_over += 1;
-            if self.consecutive_over >= self.persist_windows {
-                return RateDecision::Close {
-                    windows: self.consecutive_over,
-                };
-            }
+        if self.last_reject_window == Some(window) {
+            return RateDecision::Reject {
+                first_in_window: false,
+            };
+        }
+        self.consecutive = match self.last_reject_window {
+            Some(w) if w + 1 == window => self.consecutive + 1,
+            _ => 1,
+        };
+        self.last_reject_window = Some(window);
+        if self.consecutive >= self.persist_windows {
+            return RateDecision::Close {
+                windows: self.consecutive,
+            };
         }
         RateDecision::Reject {
-            first_in_window: first,
+            first_in_window: true,
         }
     }
 
-    /// The most appends seen in any one window so far.
+    /// The most appends received in one one-second window so far (raw count, rejected ones
+    /// included; arrival jitter can make an honest 10/s sender show 11).
     pub fn max_per_window(&self) -> u32 {
         self.max_per_window
     }
@@ -141,25 +165,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ten_per_second_is_fine_forever() {
+    fn ten_per_second_with_arrival_jitter_is_fine_forever() {
         let mut l = AppendRateLimiter::new(10, 3);
-        for i in 0..600u64 {
-            assert_eq!(l.on_append(i * 100), RateDecision::Allow, "append {i}");
+        // Sent every 100 ms, each arrival delayed by a pseudo-random 0..250 ms.
+        let mut x: u64 = 12345;
+        for i in 0..6000u64 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let jitter = (x >> 33) % 250;
+            assert_eq!(
+                l.on_append(i * 100 + jitter),
+                RateDecision::Allow,
+                "append {i}"
+            );
         }
-        assert_eq!(l.max_per_window(), 10);
+        // Raw per-window counts do show the bunching.
+        assert!(l.max_per_window() >= 11);
     }
 
     #[test]
-    fn eleventh_in_a_window_is_rejected_once_then_persisting_closes() {
+    fn a_catch_up_burst_of_ten_then_real_time_is_fine() {
         let mut l = AppendRateLimiter::new(10, 3);
-        // 20 appends per second: every window goes over.
-        let mut decisions = Vec::new();
-        for i in 0..60u64 {
-            decisions.push(l.on_append(i * 50));
+        for _ in 0..10 {
+            assert_eq!(l.on_append(0), RateDecision::Allow);
         }
-        let firsts: Vec<usize> = decisions
+        // The client's next second starts at 1000 on its clock; the frames arrive 300 ms early.
+        for _ in 0..10 {
+            assert_eq!(l.on_append(700), RateDecision::Allow);
+        }
+        for i in 0..100u64 {
+            assert_eq!(l.on_append(2000 + i * 100), RateDecision::Allow);
+        }
+    }
+
+    #[test]
+    fn twenty_per_second_is_rejected_once_per_window_then_closed() {
+        let mut l = AppendRateLimiter::new(10, 3);
+        let mut decisions = Vec::new();
+        for i in 0..100u64 {
+            decisions.push((i * 50, l.on_append(i * 50)));
+        }
+        let firsts: Vec<u64> = decisions
             .iter()
-            .enumerate()
             .filter(|(_, d)| {
                 matches!(
                     d,
@@ -168,35 +216,53 @@ mod tests {
                     }
                 )
             })
-            .map(|(i, _)| i)
+            .map(|(t, _)| *t / 1000)
             .collect();
-        assert_eq!(firsts, vec![10, 30]);
-        assert_eq!(decisions[50], RateDecision::Close { windows: 3 });
-        // Rejected appends count too: the figure is what the client sent.
+        // The burst allowance (13) lasts until 1.25 s; then windows 1 and 2 get one error each.
+        assert_eq!(firsts, vec![1, 2]);
+        let close: Vec<u64> = decisions
+            .iter()
+            .filter(|(_, d)| matches!(d, RateDecision::Close { windows: 3 }))
+            .map(|(t, _)| *t / 1000)
+            .collect();
+        assert_eq!(close, vec![3]);
+        // Long-run: 10 per second plus the burst allowance got through in the first 3 s.
+        let allowed = decisions
+            .iter()
+            .filter(|(t, d)| *t < 3000 && *d == RateDecision::Allow)
+            .count();
+        assert!((40..=44).contains(&allowed), "{allowed}");
         assert_eq!(l.max_per_window(), 20);
     }
 
     #[test]
-    fn a_good_window_resets_persistence() {
-        let mut l = AppendRateLimiter::new(10, 2);
-        for i in 0..11u64 {
-            l.on_append(i * 10);
-        }
-        // Second window: within the limit.
-        for i in 0..5u64 {
-            assert_eq!(l.on_append(1000 + i * 10), RateDecision::Allow);
-        }
-        // Third window over again: only one consecutive bad window, so a reject, not a close.
-        let mut last = RateDecision::Allow;
-        for i in 0..11u64 {
-            last = l.on_append(2000 + i * 10);
+    fn a_burst_of_thirteen_passes_the_fourteenth_does_not() {
+        let mut l = AppendRateLimiter::new(10, 3);
+        for _ in 0..13 {
+            assert_eq!(l.on_append(1000), RateDecision::Allow);
         }
         assert_eq!(
-            last,
+            l.on_append(1000),
             RateDecision::Reject {
                 first_in_window: true
             }
         );
+        // 100 ms later one more slot is free.
+        assert_eq!(l.on_append(1100), RateDecision::Allow);
+    }
+
+    #[test]
+    fn a_clean_window_resets_persistence() {
+        let mut l = AppendRateLimiter::new(10, 2);
+        for _ in 0..20 {
+            l.on_append(0);
+        }
+        assert_eq!(l.consecutive, 1);
+        // Window 1: quiet. Window 2: over again → only one consecutive bad window, no close.
+        for _ in 0..20 {
+            assert!(!matches!(l.on_append(2000), RateDecision::Close { .. }));
+        }
+        assert_eq!(l.consecutive, 1);
     }
 
     #[test]
