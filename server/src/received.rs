@@ -1,6 +1,7 @@
 //! Dev-only record of what the server received on an interview's current or last connection, for
 //! browser tests that compare it with the audio they fed in. Bounded: the first 10 s of PCM, the
-//! first 64 truncates and error codes, and at most 256 interviews (oldest evicted).
+//! first 64 truncates and error codes, and at most 64 interviews (oldest evicted). Only kept
+//! with `--dev`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -13,8 +14,8 @@ use serde_json::{json, Value};
 pub const MAX_PCM_BYTES: usize = 24_000 * 2 * 10;
 /// Truncates and error codes kept per connection.
 pub const MAX_ITEMS: usize = 64;
-/// Interviews whose summaries are kept.
-pub const MAX_INTERVIEWS: usize = 256;
+/// Interviews whose summaries are kept (live connections keep theirs until they end).
+pub const MAX_INTERVIEWS: usize = 64;
 
 /// What one connection received.
 #[derive(Debug, Default, Clone)]

@@ -21,7 +21,7 @@ use crate::faults::Fault;
 use crate::http::{now_ms, valid_id};
 use crate::interviewer::{Interviewer, Output, SessionParams};
 use crate::log::{log, Level};
-use crate::received::ReceivedHandle;
+use crate::received::{Received, ReceivedHandle};
 use crate::{events, jwt, rollout, AppState};
 
 /// How long to wait for the client's close frame after sending ours.
@@ -65,6 +65,9 @@ pub async fn connect(
     };
     let limit = st.config.limits.max_frame_bytes;
     ws.protocols(["realtime"])
+        // Frames are small (a 100 ms append is ~6.4 kB); larger ones grow the buffer as needed.
+        .read_buffer_size(32 * 1024)
+        .write_buffer_size(32 * 1024)
         .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| run(st, socket, req))
@@ -205,7 +208,8 @@ async fn run(st: Arc<AppState>, mut socket: WebSocket, req: Request) {
     } else {
         None
     };
-    let received = st.received.start(&req.interview_id);
+    // What the connection received is recorded for the dev inspection route only.
+    let received = st.config.dev.then(|| st.received.start(&req.interview_id));
     let end = session(
         &st,
         &mut socket,
@@ -239,7 +243,7 @@ async fn session(
     conn: u64,
     index: u32,
     fault: Fault,
-    received: &ReceivedHandle,
+    received: &Option<ReceivedHandle>,
 ) -> &'static str {
     let t0 = Instant::now();
     let now = || t0.elapsed().as_millis() as u64;
@@ -286,7 +290,7 @@ async fn session(
                 );
                 e["event_id"] = json!(format!("event_expired_{conn}"));
                 st.metrics.error("session_expired");
-                received.lock().unwrap_or_else(|p| p.into_inner()).add_error("session_expired");
+                record(received, |r| r.add_error("session_expired"));
                 if socket.send(Message::Text(e.to_string().into())).await.is_ok() {
                     close(st, socket, conn, 1001, "session expired").await;
                 }
@@ -316,7 +320,7 @@ async fn session(
                     }
                     let e = events::error("invalid_event", "Binary frames are not supported; send JSON text events.", None, None);
                     st.metrics.error("invalid_event");
-                    received.lock().unwrap_or_else(|p| p.into_inner()).add_error("invalid_event");
+                    record(received, |r| r.add_error("invalid_event"));
                     if socket.send(Message::Text(e.to_string().into())).await.is_err() {
                         return "send failed";
                     }
@@ -349,7 +353,7 @@ async fn flush(
     iv: &mut Interviewer,
     req: &Request,
     conn: u64,
-    received: &ReceivedHandle,
+    received: &Option<ReceivedHandle>,
 ) -> Option<&'static str> {
     let id = req.interview_id.as_str();
     while let Some(o) = iv.poll_output() {
@@ -367,8 +371,7 @@ async fn flush(
                 accepted,
                 pcm,
                 max_per_window,
-            } => {
-                let mut r = received.lock().unwrap_or_else(|p| p.into_inner());
+            } => record(received, |r| {
                 r.appends += 1;
                 r.max_appends_per_s = max_per_window;
                 if accepted {
@@ -376,7 +379,7 @@ async fn flush(
                 } else {
                     r.rejected_appends += 1;
                 }
-            }
+            }),
             Output::UserTurn(text) => {
                 persist(st, st.db.add_turn(id, "user", &text, "realtime", now_ms()))
             }
@@ -401,21 +404,22 @@ async fn flush(
             Output::ResponseLatency { latency_ms } => st.metrics.response_latency_ms(latency_ms),
             Output::ErrorSent(code) => {
                 st.metrics.error(&code);
-                received
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .add_error(&code);
+                record(received, |r| r.add_error(&code));
             }
             Output::Truncated {
                 item_id,
                 audio_end_ms,
-            } => received
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .add_truncate(&item_id, audio_end_ms),
+            } => record(received, |r| r.add_truncate(&item_id, audio_end_ms)),
         }
     }
     None
+}
+
+/// Updates the dev record, if this connection keeps one.
+fn record(received: &Option<ReceivedHandle>, f: impl FnOnce(&mut Received)) {
+    if let Some(h) = received {
+        f(&mut h.lock().unwrap_or_else(|p| p.into_inner()));
+    }
 }
 
 fn persist(_st: &AppState, r: Result<(), crate::db::DbError>) {
