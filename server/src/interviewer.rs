@@ -126,8 +126,11 @@ pub enum Output {
         accepted: bool,
         /// Decoded PCM16 LE bytes (empty when rejected).
         pcm: Vec<u8>,
-        /// Most appends seen in one rate window so far.
-        max_per_window: u32,
+        /// Most appends per second so far, allowing for arrival jitter
+        /// ([`crate::limits::AppendRateLimiter::max_per_second`]).
+        max_per_s: u32,
+        /// Most appends in one fixed one-second window so far (raw).
+        max_per_s_raw: u32,
     },
     /// A user turn to persist (a transcription or a text item).
     UserTurn(String),
@@ -373,7 +376,8 @@ impl Interviewer {
                 self.out.push_back(Output::Append {
                     accepted: false,
                     pcm: Vec::new(),
-                    max_per_window: self.limiter.max_per_window(),
+                    max_per_s: self.limiter.max_per_second(),
+                    max_per_s_raw: self.limiter.max_per_window(),
                 });
                 if first_in_window {
                     let limit = self.params.limits.appends_per_s;
@@ -390,7 +394,8 @@ impl Interviewer {
                 self.out.push_back(Output::Append {
                     accepted: false,
                     pcm: Vec::new(),
-                    max_per_window: self.limiter.max_per_window(),
+                    max_per_s: self.limiter.max_per_second(),
+                    max_per_s_raw: self.limiter.max_per_window(),
                 });
                 let limit = self.params.limits.appends_per_s;
                 self.error(
@@ -446,7 +451,8 @@ impl Interviewer {
         self.out.push_back(Output::Append {
             accepted: true,
             pcm,
-            max_per_window: self.limiter.max_per_window(),
+            max_per_s: self.limiter.max_per_second(),
+            max_per_s_raw: self.limiter.max_per_window(),
         });
         for e in vad_events {
             match e {

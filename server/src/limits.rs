@@ -8,6 +8,14 @@ use std::sync::{Arc, Mutex};
 /// most `limit` per second may arrive bunched by up to this much without being limited.
 pub const JITTER_TOLERANCE_MS: u64 = 300;
 
+/// Arrival jitter allowed for in the reported appends-per-second figure, ms: it counts appends in
+/// sliding windows of `1000 - MEASURE_JITTER_MS` ms, so a client that sends at most `limit` in
+/// any second of its own clock reports at most `limit` when its frames arrive up to this much
+/// bunched, while 11 in one burst, or 12 or more per second paced, still show.
+pub const MEASURE_JITTER_MS: u64 = 100;
+/// Arrival times kept for the sliding count (bounded: a flood reports this many at most).
+const MAX_TRACKED: usize = 64;
+
 /// What the rate limiter decided about one `input_audio_buffer.append`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -48,6 +56,8 @@ pub struct AppendRateLimiter {
     max_per_window: u32,
     last_reject_window: Option<u64>,
     consecutive: u32,
+    recent: std::collections::VecDeque<u64>,
+    max_sliding: u32,
 }
 
 impl AppendRateLimiter {
@@ -63,6 +73,8 @@ impl AppendRateLimiter {
             max_per_window: 0,
             last_reject_window: None,
             consecutive: 0,
+            recent: std::collections::VecDeque::with_capacity(MAX_TRACKED),
+            max_sliding: 0,
         }
     }
 
@@ -76,6 +88,16 @@ impl AppendRateLimiter {
         }
         self.count += 1;
         self.max_per_window = self.max_per_window.max(self.count);
+        let span = 1000 - MEASURE_JITTER_MS;
+        while self
+            .recent
+            .front()
+            .is_some_and(|&t| t + span <= now_ms || self.recent.len() >= MAX_TRACKED)
+        {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(now_ms);
+        self.max_sliding = self.max_sliding.max(self.recent.len() as u32);
         // Scaled by `limit` so the emission interval (1000 / limit ms) is an integer: 1000.
         let t = now_ms * self.limit;
         let tat = self.tat.max(t);
@@ -104,10 +126,16 @@ impl AppendRateLimiter {
         }
     }
 
-    /// The most appends received in one one-second window so far (raw count, rejected ones
-    /// included; arrival jitter can make an honest 10/s sender show 11).
+    /// The most appends received in one fixed one-second window so far (raw count, rejected
+    /// ones included; arrival jitter can make an honest 10/s sender show 11).
     pub fn max_per_window(&self) -> u32 {
         self.max_per_window
+    }
+
+    /// The most appends received in any sliding window of `1000 - MEASURE_JITTER_MS` ms:
+    /// "appends per second" with an allowance for arrival jitter (see [`MEASURE_JITTER_MS`]).
+    pub fn max_per_second(&self) -> u32 {
+        self.max_sliding
     }
 }
 
@@ -182,6 +210,34 @@ mod tests {
         }
         // Raw per-window counts do show the bunching.
         assert!(l.max_per_window() >= 11);
+    }
+
+    #[test]
+    fn reported_rate_allows_for_arrival_jitter_but_shows_violations() {
+        let mut honest = AppendRateLimiter::new(10, 3);
+        let mut x: u64 = 99;
+        for i in 0..600u64 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            honest.on_append(i * 100 + (x >> 33) % MEASURE_JITTER_MS);
+        }
+        assert_eq!(honest.max_per_second(), 10);
+        let mut burst = AppendRateLimiter::new(10, 3);
+        for _ in 0..11 {
+            burst.on_append(5000);
+        }
+        assert_eq!(burst.max_per_second(), 11);
+        let mut fast = AppendRateLimiter::new(10, 3);
+        for i in 0..60u64 {
+            fast.on_append(i * 1000 / 12);
+        }
+        assert!(fast.max_per_second() >= 11, "{}", fast.max_per_second());
+        let mut flood = AppendRateLimiter::new(10, 3);
+        for _ in 0..1000 {
+            flood.on_append(0);
+        }
+        assert_eq!(flood.max_per_second(), MAX_TRACKED as u32);
     }
 
     #[test]

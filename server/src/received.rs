@@ -26,8 +26,10 @@ pub struct Received {
     pub rejected_appends: u64,
     /// Samples accepted.
     pub samples: u64,
-    /// Most appends in one rate-limit window.
+    /// Most appends per second, allowing 100 ms of arrival jitter (sliding 900 ms windows).
     pub max_appends_per_s: u32,
+    /// Most appends in one fixed one-second window (raw, aligned to the first append).
+    pub max_appends_per_s_raw: u32,
     /// The first [`MAX_PCM_BYTES`] of accepted audio.
     pub pcm: Vec<u8>,
     /// Accepted truncates: (item_id, audio_end_ms).
@@ -65,6 +67,7 @@ impl Received {
             "rejected_appends": self.rejected_appends,
             "samples": self.samples,
             "max_appends_per_s": self.max_appends_per_s,
+            "max_appends_per_s_raw": self.max_appends_per_s_raw,
             "pcm16_base64": STANDARD.encode(&self.pcm),
             "truncates": self.truncates.iter().map(|(i, ms)| json!({"item_id": i, "audio_end_ms": ms})).collect::<Vec<_>>(),
             "errors_sent": self.errors_sent,

@@ -68,8 +68,11 @@ pub async fn connect(
         // Frames are small (a 100 ms append is ~6.4 kB); larger ones grow the buffer as needed.
         .read_buffer_size(32 * 1024)
         .write_buffer_size(32 * 1024)
-        .max_message_size(limit)
-        .max_frame_size(limit)
+        // Twice our limit, so most oversize messages are read whole and refused by our own check
+        // (nothing left unread that would turn the close into a TCP reset); beyond that the
+        // codec's error path closes 1009 too.
+        .max_message_size(limit.saturating_mul(2))
+        .max_frame_size(limit.saturating_mul(2))
         .on_upgrade(move |socket| run(st, socket, req))
 }
 
@@ -101,7 +104,14 @@ async fn close(st: &AppState, socket: &mut WebSocket, conn: u64, code: u16, reas
     loop {
         tokio::select! {
             m = socket.recv() => match m {
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(Message::Close(_))) | None => return,
+                // Unreadable input (e.g. the rest of an oversize frame): closing now would reset
+                // the TCP connection and could destroy our close frame before the client reads
+                // it, so give the client the grace period.
+                Some(Err(_)) => {
+                    sleep_until(deadline).await;
+                    return;
+                }
                 Some(Ok(_)) => {}
             },
             _ = sleep_until(deadline) => return,
@@ -370,10 +380,12 @@ async fn flush(
             Output::Append {
                 accepted,
                 pcm,
-                max_per_window,
+                max_per_s,
+                max_per_s_raw,
             } => record(received, |r| {
                 r.appends += 1;
-                r.max_appends_per_s = max_per_window;
+                r.max_appends_per_s = max_per_s;
+                r.max_appends_per_s_raw = max_per_s_raw;
                 if accepted {
                     r.add_pcm(&pcm);
                 } else {
