@@ -1,3 +1,4 @@
+#![cfg(not(target_arch = "wasm32"))] // proptest is a native-only dev-dependency
 //! Mic audio through the session: continuity across reconnects, bounded loss, the 10 chunks/s
 //! limit (proptest), mute.
 
@@ -77,7 +78,7 @@ fn reconnect_keeps_every_sample_exactly_once_in_order() {
     // The retry opens a socket; the handshake takes until t = 7 s (5 s of mic audio buffered).
     feed(&mut sim, &mut mic, 7_000);
     assert_eq!(opens(&sim.log), 2);
-    sim.s.handle_socket_opened(sim.now);
+    sim.opened(sim.now);
     sim.drain();
     feed(&mut sim, &mut mic, 15_000);
     finish(&mut sim);
@@ -107,7 +108,7 @@ fn loss_beyond_the_bound_is_counted_and_reported() {
     feed(&mut sim, &mut mic, 9_000); // 8 s offline, bound 3 s → ~5 s lost
     sim.s.handle_online(sim.now, true);
     sim.drain();
-    sim.s.handle_socket_opened(sim.now);
+    sim.opened(sim.now);
     sim.drain();
     feed(&mut sim, &mut mic, 10_000);
     finish(&mut sim);
@@ -209,7 +210,7 @@ proptest! {
                 _ => {}
             }
             if sim.log.last().is_some_and(|o| matches!(o, Output::OpenSocket { .. })) || sim.drain().iter().any(|o| matches!(o, Output::OpenSocket { .. })) {
-                sim.s.handle_socket_opened(t);
+                sim.opened(t);
             }
             sim.drain();
         }

@@ -79,8 +79,7 @@ fn close_1001_reconnects_with_backoff() {
     assert!(at <= 250, "first retry within base 250 ms, got {at}");
     let v = sim.advance_to(at);
     assert_eq!(opens(&v), 1);
-    sim.s.handle_socket_opened(sim.now);
-    let v = sim.drain();
+    let v = sim.opened(sim.now);
     assert_eq!(
         statuses(&v),
         [("connected".into(), "reconnected".into(), None, 1)]
@@ -142,6 +141,7 @@ fn close_1008_with_provider_retries_once_with_a_fresh_token_then_fails_auth() {
     assert!(v
         .iter()
         .any(|o| matches!(o, Output::OpenSocket { url, .. } if url.ends_with("token=t1"))));
+    // The backend accepts, then closes: no server frame in between.
     sim.s.handle_socket_opened(0);
     sim.drain();
     // Backend accepts, then closes 1008 (expired token).
@@ -214,7 +214,7 @@ fn close_1011_and_1013_back_off_and_recover() {
         assert!(at2 - sim.now <= 500);
         assert_eq!(sim.s.status().attempt, 2);
         sim.advance_to(at2);
-        sim.s.handle_socket_opened(sim.now);
+        sim.opened(sim.now);
         sim.drain();
         assert_eq!(sim.state(), State::Connected);
     }
@@ -319,7 +319,7 @@ fn connect_timeout_counts_as_a_failed_attempt() {
     assert!(v.iter().any(|o| matches!(o, Output::CloseSocket { .. })));
     assert_eq!(sim.s.status().reason, Some("connect_timeout"));
     // A late open of the abandoned socket is ignored.
-    sim.s.handle_socket_opened(sim.now);
+    sim.opened(sim.now);
     assert_eq!(sim.state(), State::Connecting);
 }
 
@@ -339,7 +339,7 @@ fn stable_connection_resets_the_attempt_counter() {
         );
         let at = sim.s.poll_timeout().unwrap();
         sim.advance_to(at);
-        sim.s.handle_socket_opened(sim.now);
+        sim.opened(sim.now);
         sim.drain();
     }
 }
@@ -389,4 +389,37 @@ fn socket_backlog_is_measured() {
     let m = sim.s.metrics();
     assert_eq!(m.socket_backpressure_events, 2);
     assert_eq!(m.socket_buffered_max_bytes, 70_000);
+}
+
+#[test]
+fn an_open_socket_is_connected_only_once_the_server_speaks() {
+    let mut sim = Sim::new("");
+    sim.s.connect(0);
+    sim.drain();
+    sim.s.handle_socket_opened(5);
+    assert!(
+        statuses(&sim.drain()).is_empty(),
+        "no status change on a bare open"
+    );
+    assert_eq!(sim.state(), State::Connecting);
+    // A relay that accepts and then refuses (here 4409) never looked connected.
+    sim.close(4409, true);
+    assert_eq!(sim.state(), State::Failed(FailReason::Busy));
+    assert!(!statuses(&sim.log).iter().any(|s| s.0 == "connected"));
+    // And the connect timeout still covers a server that opens but never speaks.
+    let mut sim = Sim::new(r#","connectTimeoutMs":2000"#);
+    sim.s.connect(0);
+    sim.s.handle_socket_opened(10);
+    let v = sim.advance(2000);
+    assert!(v.iter().any(|o| matches!(o, Output::CloseSocket { .. })));
+    assert_eq!(sim.s.status().reason, Some("connect_timeout"));
+    // The first server frame establishes it.
+    let mut sim = Sim::new("");
+    sim.s.connect(0);
+    sim.drain();
+    let v = sim.opened(0);
+    assert_eq!(
+        statuses(&v),
+        [("connected".into(), "connected".into(), None, 0)]
+    );
 }

@@ -63,7 +63,7 @@ fn audio_failure_while_connecting_still_connects_for_text() {
     sim.s.connect(0);
     sim.drain();
     sim.s.handle_audio_failed(0, AudioFailure::MicDenied);
-    sim.s.handle_socket_opened(10);
+    sim.opened(10);
     sim.drain();
     assert_eq!(sim.state(), State::Connected);
     assert_eq!(sim.s.mode(), Mode::Text);
@@ -171,7 +171,7 @@ fn http_text_with_a_token_provider_asks_for_a_token() {
     sim.s.connect(0);
     sim.drain();
     sim.s.handle_token(0, Ok("t1".into()));
-    sim.s.handle_socket_opened(0);
+    sim.opened(0);
     sim.close(1006, true);
     assert_eq!(sim.state(), State::Text, "0 attempts: exhausted at once");
     // The last token is reused while it works...
@@ -227,8 +227,7 @@ fn session_update_is_sent_and_resent_after_reconnect() {
     sim.close(1001, true);
     let at = sim.s.poll_timeout().unwrap();
     sim.advance_to(at);
-    sim.s.handle_socket_opened(sim.now);
-    let v = sim.drain();
+    let v = sim.opened(sim.now);
     assert_eq!(sends(&v).len(), 1);
     assert_eq!(frame_type(sends(&v)[0]), "session.update");
     let j = json::parse(sends(&v)[0], 4096).unwrap();

@@ -3,7 +3,10 @@
 //! - Parsing builds a [`Value`] tree that **borrows** from the input wherever a string has no
 //!   escapes, so a long base64 audio delta is never copied by the parser.
 //! - Objects keep their key order (a `Vec` of pairs); lookups take the first matching key.
-//! - Numbers are `f64`; integers up to 2^53 are parsed exactly from their digits.
+//! - Numbers keep their source text (validated against the JSON grammar), so writing a value back
+//!   reproduces it exactly; [`Value::as_u64`] reads integers exactly, [`Value::as_f64`] converts
+//!   (correctly rounded for up to 15 significant digits and exponents within ±22, within a few
+//!   ulp beyond). No `core` float parser or printer is linked: they cost ~20 KB of gzipped wasm.
 //! - Strings get full escape handling, including `\u` surrogate pairs; lone surrogates are errors.
 //! - Nesting is limited to [`MAX_DEPTH`]; the caller checks the frame size before parsing
 //!   ([`parse`] takes the limit), so a hostile frame cannot exhaust memory or the stack.
@@ -23,8 +26,8 @@ pub enum Value<'a> {
     Null,
     /// `true` or `false`.
     Bool(bool),
-    /// Any number, as `f64` (integers up to 2^53 are exact).
-    Number(f64),
+    /// Any number, as its source text (see [`Value::as_f64`] and [`Value::as_u64`]).
+    Number(&'a str),
     /// A string, borrowed from the input when it had no escape sequences.
     String(Cow<'a, str>),
     /// An array.
@@ -96,7 +99,11 @@ impl fmt::Display for JsonError {
                 write!(f, "JSON text ends early at byte {offset}")
             }
             JsonError::UnexpectedChar { offset, found } => {
-                write!(f, "unexpected character {found:?} at byte {offset}")
+                write!(
+                    f,
+                    "unexpected character U+{:04X} at byte {offset}",
+                    u32::from(*found)
+                )
             }
             JsonError::InvalidNumber { offset } => write!(f, "invalid number at byte {offset}"),
             JsonError::InvalidEscape { offset } => {
@@ -253,64 +260,44 @@ impl<'a> Parser<'a> {
     fn number(&mut self) -> Result<Value<'a>, JsonError> {
         let start = self.pos;
         let b = self.bytes;
-        let mut i = self.pos;
-        let neg = b.get(i) == Some(&b'-');
-        if neg {
-            i += 1;
-        }
-        let int_start = i;
-        match b.get(i) {
-            Some(b'0') => i += 1,
-            Some(b'1'..=b'9') => {
-                while let Some(b'0'..=b'9') = b.get(i) {
-                    i += 1;
-                }
-            }
-            _ => return Err(JsonError::InvalidNumber { offset: start }),
-        }
-        let int_end = i;
-        let mut is_int = true;
-        if b.get(i) == Some(&b'.') {
-            is_int = false;
-            i += 1;
-            let d = i;
+        let digits = |mut i: usize| {
             while let Some(b'0'..=b'9') = b.get(i) {
                 i += 1;
             }
+            i
+        };
+        let mut i = self.pos + usize::from(b.get(self.pos) == Some(&b'-'));
+        i = match b.get(i) {
+            Some(b'0') => i + 1,
+            Some(b'1'..=b'9') => digits(i),
+            _ => return Err(JsonError::InvalidNumber { offset: start }),
+        };
+        if b.get(i) == Some(&b'.') {
+            let d = i + 1;
+            i = digits(d);
             if i == d {
                 return Err(JsonError::InvalidNumber { offset: start });
             }
         }
         if let Some(b'e' | b'E') = b.get(i) {
-            is_int = false;
             i += 1;
             if let Some(b'+' | b'-') = b.get(i) {
                 i += 1;
             }
             let d = i;
-            while let Some(b'0'..=b'9') = b.get(i) {
-                i += 1;
-            }
+            i = digits(d);
             if i == d {
                 return Err(JsonError::InvalidNumber { offset: start });
             }
         }
         self.pos = i;
-        // Integers of up to 15 digits fit below 2^53 and convert exactly.
-        if is_int && int_end - int_start <= 15 {
-            let mut n: u64 = 0;
-            for &d in &b[int_start..int_end] {
-                n = n * 10 + u64::from(d - b'0');
-            }
-            let f = n as f64;
-            return Ok(Value::Number(if neg { -f } else { f }));
+        let text = &self.src[start..i];
+        // Out-of-range numbers (e.g. 1e999) would be infinite as f64: refused like any other
+        // invalid number, as strict parsers do (found by the parse_frame fuzz target).
+        if number_to_f64(text).is_none() {
+            return Err(JsonError::InvalidNumber { offset: start });
         }
-        // Out-of-range numbers (e.g. 1e999) would become infinity, which JSON cannot write back:
-        // refused like any other invalid number (found by the parse_frame fuzz target).
-        match self.src[start..i].parse::<f64>() {
-            Ok(n) if n.is_finite() => Ok(Value::Number(n)),
-            _ => Err(JsonError::InvalidNumber { offset: start }),
-        }
+        Ok(Value::Number(text))
     }
 
     /// Parses a string starting at the opening quote; borrows when there are no escapes.
@@ -441,19 +428,28 @@ impl<'a> Value<'a> {
         }
     }
 
-    /// The number, if this is one.
+    /// The number as `f64`, if this is one (see the module docs for the accuracy).
     pub fn as_f64(&self) -> Option<f64> {
         match self {
-            Value::Number(n) => Some(*n),
+            Value::Number(t) => number_to_f64(t),
             _ => None,
         }
     }
 
-    /// The number as a `u64`, if it is a non-negative integer that fits exactly.
+    /// The number as a `u64`, if it is a non-negative integer that fits exactly: plain digits
+    /// up to `u64::MAX`, or any other spelling (`1e3`, `2.0`) whose value is an integer ≤ 2^53.
     pub fn as_u64(&self) -> Option<u64> {
-        match self {
-            Value::Number(n) if *n >= 0.0 && n.fract() == 0.0 && *n <= 9_007_199_254_740_992.0 => {
-                Some(*n as u64)
+        let Value::Number(t) = self else {
+            return None;
+        };
+        if t.bytes().all(|b| b.is_ascii_digit()) {
+            return t.bytes().try_fold(0u64, |n, d| {
+                n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+            });
+        }
+        match number_to_f64(t) {
+            Some(n) if n >= 0.0 && n.fract() == 0.0 && n <= 9_007_199_254_740_992.0 => {
+                Some(n as u64)
             }
             _ => None,
         }
@@ -485,7 +481,7 @@ impl<'a> Value<'a> {
             Value::Null => out.push_str("null"),
             Value::Bool(true) => out.push_str("true"),
             Value::Bool(false) => out.push_str("false"),
-            Value::Number(n) => write_f64(out, *n),
+            Value::Number(t) => out.push_str(t),
             Value::String(s) => write_str(out, s),
             Value::Array(items) => {
                 out.push('[');
@@ -553,17 +549,127 @@ pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// Appends a number: integers without a fraction, non-finite values as `null` (JSON has none).
-pub fn write_f64(out: &mut String, n: f64) {
-    use std::fmt::Write;
+/// Appends `n` rounded to `decimals` (at most 12) fractional digits, trailing zeros trimmed;
+/// non-finite values as `null` (JSON has none). Avoids `core`'s float printer (~7 KB gz).
+pub fn write_fixed(out: &mut String, n: f64, decimals: u32) {
     if !n.is_finite() {
         out.push_str("null");
-    } else if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
-        // Exact integer below 2^53: print without ".0".
-        let _ = write!(out, "{}", n as i64);
-    } else {
-        let _ = write!(out, "{n}");
+        return;
     }
+    let decimals = decimals.min(12);
+    let scale = 10u64.pow(decimals);
+    // `as` saturates: magnitudes beyond u64 after scaling are clamped (far outside our uses).
+    let v = (n.abs() * scale as f64 + 0.5).floor() as u64;
+    if n < 0.0 && v > 0 {
+        out.push('-');
+    }
+    write_u64(out, v / scale);
+    let mut frac = v % scale;
+    if frac > 0 {
+        let mut digits = decimals;
+        while frac % 10 == 0 {
+            frac /= 10;
+            digits -= 1;
+        }
+        out.push('.');
+        let text_len = {
+            let mut t = 1;
+            let mut x = frac;
+            while x >= 10 {
+                x /= 10;
+                t += 1;
+            }
+            t
+        };
+        for _ in text_len..digits {
+            out.push('0');
+        }
+        write_u64(out, frac);
+    }
+}
+
+/// Converts JSON number text (already validated) to `f64`; `None` when out of range.
+///
+/// Up to 19 significant digits are kept in a `u64`, then scaled by a power of ten: a single,
+/// correctly rounded operation when the digits fit 2^53 and the exponent is within ±22 (all our
+/// uses), a few ulp at worst otherwise.
+pub fn number_to_f64(text: &str) -> Option<f64> {
+    const POW10: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ];
+    let b = text.as_bytes();
+    let neg = b.first() == Some(&b'-');
+    let mut i = usize::from(neg);
+    let mut mant: u64 = 0;
+    let mut digits = 0u32;
+    let mut exp10: i64 = 0;
+    let mut seen_point = false;
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'0'..=b'9' => {
+                if digits < 19 {
+                    mant = mant * 10 + u64::from(c - b'0');
+                    if mant > 0 {
+                        digits += 1;
+                    }
+                    if seen_point {
+                        exp10 -= 1;
+                    }
+                } else if !seen_point {
+                    exp10 += 1;
+                }
+            }
+            b'.' => seen_point = true,
+            _ => break,
+        }
+        i += 1;
+    }
+    if let Some(b'e' | b'E') = b.get(i) {
+        i += 1;
+        let eneg = b.get(i) == Some(&b'-');
+        if let Some(b'+' | b'-') = b.get(i) {
+            i += 1;
+        }
+        let mut e: i64 = 0;
+        while let Some(&c) = b.get(i) {
+            if !c.is_ascii_digit() {
+                break;
+            }
+            e = (e * 10 + i64::from(c - b'0')).min(100_000);
+            i += 1;
+        }
+        exp10 += if eneg { -e } else { e };
+    }
+    // Clinger's extended fast path: move excess exponent into the integer while it stays exact.
+    while exp10 > 22 && mant <= (1u64 << 53) / 10 {
+        mant *= 10;
+        exp10 -= 1;
+    }
+    let mut v = mant as f64;
+    if mant != 0 {
+        let mut e = exp10;
+        while e > 22 {
+            v *= 1e22;
+            e -= 22;
+            if v.is_infinite() {
+                return None;
+            }
+        }
+        while e < -22 {
+            v /= 1e22;
+            e += 22;
+            if v == 0.0 {
+                break;
+            }
+        }
+        let p = POW10[e.unsigned_abs() as usize % 23];
+        v = if e >= 0 { v * p } else { v / p };
+    }
+    if !v.is_finite() {
+        return None;
+    }
+    Some(if neg { -v } else { v })
 }
 
 /// Appends an unsigned integer.
@@ -584,10 +690,10 @@ mod tests {
     fn parses_scalars_and_containers() {
         assert_eq!(p("null").unwrap(), Value::Null);
         assert_eq!(p(" true ").unwrap(), Value::Bool(true));
-        assert_eq!(p("-12.5e1").unwrap(), Value::Number(-125.0));
-        assert_eq!(p("0").unwrap(), Value::Number(0.0));
+        assert_eq!(p("-12.5e1").unwrap().as_f64(), Some(-125.0));
+        assert_eq!(p("0").unwrap(), Value::Number("0"));
         let v = p(r#"{"b":1,"a":[1,"x",{}],"b":2}"#).unwrap();
-        assert_eq!(v.get("b"), Some(&Value::Number(1.0)));
+        assert_eq!(v.get("b"), Some(&Value::Number("1")));
         match &v {
             Value::Object(f) => {
                 let keys: Vec<&str> = f.iter().map(|(k, _)| k.as_ref()).collect();
@@ -613,6 +719,46 @@ mod tests {
         );
         assert_eq!(p("-0").unwrap().as_f64(), Some(0.0));
         assert_eq!(p("1.5").unwrap().as_u64(), None);
+    }
+
+    #[test]
+    fn numbers_keep_their_text_and_convert_accurately() {
+        let v = p(r#"[0.8,1e3,-0.0,1E-2,123456789012345678901234567890]"#).unwrap();
+        assert_eq!(
+            v.to_json(),
+            "[0.8,1e3,-0.0,1E-2,123456789012345678901234567890]"
+        );
+        assert_eq!(p("1e3").unwrap().as_u64(), Some(1000));
+        assert_eq!(p("18446744073709551615").unwrap().as_u64(), Some(u64::MAX));
+        assert_eq!(p("18446744073709551616").unwrap().as_u64(), None);
+        // Against std's correctly rounded parser, over many shapes of number.
+        let mut x: u64 = 0x1234_5678;
+        for _ in 0..20_000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let mant = (x >> 11) % 10u64.pow(((x >> 3) % 16) as u32 + 1);
+            let frac = ((x >> 40) % 8) as usize;
+            let exp = ((x >> 50) % 61) as i64 - 30;
+            let mut t = mant.to_string();
+            let frac = if frac > 0 && frac < t.len() { frac } else { 0 };
+            if frac > 0 {
+                t.insert(t.len() - frac, '.');
+            }
+            let t = format!("{t}e{exp}");
+            let want: f64 = t.parse().unwrap();
+            let got = number_to_f64(&t).unwrap();
+            let digits = mant.to_string().trim_start_matches('0').len();
+            let e = exp - frac as i64;
+            if digits <= 15 && (-22..=22).contains(&e) {
+                assert_eq!(got, want, "{t}");
+            } else {
+                assert!(
+                    (got - want).abs() <= want.abs() * 4.0 * f64::EPSILON,
+                    "{t}: {got} vs {want}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -679,7 +825,20 @@ mod tests {
         let v = p(r#"{"a":[1,2.5,-3,true,null,"x"],"b":{}}"#).unwrap();
         assert_eq!(v.to_json(), r#"{"a":[1,2.5,-3,true,null,"x"],"b":{}}"#);
         let mut n = String::new();
-        write_f64(&mut n, f64::NAN);
+        write_fixed(&mut n, f64::NAN, 9);
         assert_eq!(n, "null");
+        for (x, d, want) in [
+            (0.0125, 9, "0.0125"),
+            (3.0, 9, "3"),
+            (-2.5, 1, "-2.5"),
+            (0.000_000_4, 9, "0.0000004"),
+            (1_234.000_000_000_4, 9, "1234"),
+            (-0.000_000_000_1, 9, "0"),
+            (0.1 + 0.2, 9, "0.3"),
+        ] {
+            let mut o = String::new();
+            write_fixed(&mut o, x, d);
+            assert_eq!(o, want, "{x}");
+        }
     }
 }

@@ -139,7 +139,7 @@ pub enum ConfigError {
         /// The option.
         option: &'static str,
         /// The value given.
-        value: f64,
+        value: String,
         /// Smallest allowed.
         min: u64,
         /// Largest allowed.
@@ -182,11 +182,11 @@ impl fmt::Display for ConfigError {
                 write!(f, "{option} must be an integer from {min} to {max}, got {value}")
             }
             ConfigError::UnknownValue { option, value, allowed } => {
-                write!(f, "{option} must be one of {allowed}, got {value:?}")
+                write!(f, "{option} must be one of {allowed}, got \"{value}\"")
             }
             ConfigError::InvalidUrl(e) => write!(f, "baseUrl {e}"),
             ConfigError::Conflict(m) => f.write_str(m),
-            ConfigError::UnknownOption { name } => write!(f, "unknown option {name:?}"),
+            ConfigError::UnknownOption { name } => write!(f, "unknown option \"{name}\""),
             ConfigError::TokenNotSubprotocolSafe => write!(
                 f,
                 "token contains characters not allowed in a WebSocket subprotocol; use authVia \"query\""
@@ -350,7 +350,7 @@ impl SessionConfig {
         if metrics_interval_ms != 0 && metrics_interval_ms < 100 {
             return Err(ConfigError::OutOfRange {
                 option: "metricsIntervalMs",
-                value: f64::from(metrics_interval_ms),
+                value: metrics_interval_ms.to_string(),
                 min: 100,
                 max: 60_000,
             });
@@ -505,18 +505,15 @@ impl<'v, 'a> Opts<'v, 'a> {
     ) -> Result<u64, ConfigError> {
         match self.get(option) {
             None => Ok(default),
-            Some(Value::Number(n)) => {
-                if n.fract() == 0.0 && *n >= min as f64 && *n <= max as f64 {
-                    Ok(*n as u64)
-                } else {
-                    Err(ConfigError::OutOfRange {
-                        option,
-                        value: *n,
-                        min,
-                        max,
-                    })
-                }
-            }
+            Some(v @ Value::Number(text)) => match v.as_u64() {
+                Some(n) if (min..=max).contains(&n) => Ok(n),
+                _ => Err(ConfigError::OutOfRange {
+                    option,
+                    value: text.chars().take(32).collect(),
+                    min,
+                    max,
+                }),
+            },
             Some(other) => Err(ConfigError::WrongType {
                 option,
                 expected: "a number",

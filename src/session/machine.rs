@@ -38,7 +38,14 @@ const OVERFLOW_EVENT_EVERY_MS: u64 = 1_000;
 enum Sock {
     None,
     Opening,
-    Open { since: u64 },
+    /// The WebSocket opened but the server has not spoken yet: a relay that accepts the
+    /// upgrade and then refuses (1008, 4403, 4409) must not look connected.
+    Handshaking {
+        since: u64,
+    },
+    Open {
+        since: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -138,9 +145,14 @@ impl Session {
         // SessionConfig validation keeps every field inside the chunker's accepted ranges
         // (chunkMs ≥ 100, maxChunkMs ≥ chunkMs, maxBacklogMs ≥ maxChunkMs); the fallback only
         // guards a config built by hand with other values.
-        let chunker = Chunker::new(chunker_cfg)
-            .or_else(|_| Chunker::new(ChunkerConfig::default()))
-            .expect("the default chunker config is valid");
+        let chunker = match Chunker::new(chunker_cfg) {
+            Ok(c) => c,
+            Err(_) => match Chunker::new(ChunkerConfig::default()) {
+                Ok(c) => c,
+                // Local invariant: the default config is valid (and unit-tested by the audio core).
+                Err(_) => unreachable!("the default chunker config is valid"),
+            },
+        };
         let model = config.model.clone();
         let prices = config
             .prices
@@ -430,7 +442,17 @@ impl Session {
         if self.sock != Sock::Opening {
             return;
         }
-        self.sock = Sock::Open { since: now_ms };
+        // Connected only once the server speaks (its first valid frame, normally
+        // session.created): see `Sock::Handshaking`. The connect timeout keeps running.
+        self.sock = Sock::Handshaking { since: now_ms };
+    }
+
+    /// The server's first valid frame on a new socket: the connection is established.
+    fn established(&mut self, now_ms: u64) {
+        let Sock::Handshaking { since } = self.sock else {
+            return;
+        };
+        self.sock = Sock::Open { since };
         self.attempt_deadline = None;
         self.opened_in_sequence = true;
         self.snap.connection_successes += 1;
@@ -452,7 +474,7 @@ impl Session {
 
     /// A text frame arrived. Malformed frames become an `error` event; the session goes on.
     pub fn handle_socket_message(&mut self, now_ms: u64, text: &str) {
-        if !matches!(self.sock, Sock::Open { .. }) {
+        if !matches!(self.sock, Sock::Open { .. } | Sock::Handshaking { .. }) {
             return;
         }
         self.snap.frames_received += 1;
@@ -465,6 +487,7 @@ impl Session {
             }
         };
         self.auth_retry_used = false;
+        self.established(now_ms);
         let forward = match self.cfg.server_events {
             ServerEventFilter::All => true,
             ServerEventFilter::NoAudio => !matches!(frame.event, ServerEvent::AudioDelta { .. }),
@@ -485,7 +508,7 @@ impl Session {
         let since = match self.sock {
             Sock::None => return,
             Sock::Opening => None,
-            Sock::Open { since } => Some(since),
+            Sock::Open { since } | Sock::Handshaking { since } => Some(since),
         };
         self.sock = Sock::None;
         self.attempt_deadline = None;
@@ -536,7 +559,7 @@ impl Session {
     pub fn handle_timeout(&mut self, now_ms: u64) {
         if self.attempt_deadline.is_some_and(|t| t <= now_ms) {
             self.attempt_deadline = None;
-            if self.sock == Sock::Opening {
+            if matches!(self.sock, Sock::Opening | Sock::Handshaking { .. }) {
                 self.close_socket("connect_timeout");
             }
             self.attempt_wants_token = false;

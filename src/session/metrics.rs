@@ -49,13 +49,42 @@ impl LatencyWindow {
             return out;
         }
         let mut v: Vec<u32> = self.ring[..self.len].to_vec();
-        v.sort_unstable();
+        heapsort(&mut v);
         for (o, p) in out.iter_mut().zip(ps) {
             // Nearest rank: ceil(p/100 × n), 1-based.
             let rank = (u64::from(p) * self.len as u64).div_ceil(100).max(1) as usize;
             *o = Some(u64::from(v[rank.min(self.len) - 1]));
         }
         out
+    }
+}
+
+/// In-place heapsort: O(n log n), a few hundred bytes of wasm instead of `sort_unstable`'s
+/// several KB (the window holds at most 4096 samples, sorted at most once per metrics event).
+fn heapsort(v: &mut [u32]) {
+    fn sift_down(v: &mut [u32], mut root: usize, end: usize) {
+        loop {
+            let mut child = 2 * root + 1;
+            if child >= end {
+                return;
+            }
+            if child + 1 < end && v[child] < v[child + 1] {
+                child += 1;
+            }
+            if v[root] >= v[child] {
+                return;
+            }
+            v.swap(root, child);
+            root = child;
+        }
+    }
+    let n = v.len();
+    for i in (0..n / 2).rev() {
+        sift_down(v, i, n);
+    }
+    for end in (1..n).rev() {
+        v.swap(0, end);
+        sift_down(v, 0, end);
     }
 }
 
@@ -196,7 +225,7 @@ impl MetricsSnapshot {
             None => s.push_str("null"),
         }
         s.push_str(",\"costUsd\":");
-        json::write_f64(s, self.cost_usd);
+        json::write_fixed(s, self.cost_usd, 9);
         s.push_str(",\"costIsUpperBound\":");
         s.push_str(if self.cost_is_upper_bound {
             "true"
@@ -233,6 +262,23 @@ mod tests {
         }
         assert_eq!(w.len(), 100);
         assert_eq!(w.percentiles([50, 100]), [Some(1050), Some(1100)]);
+    }
+
+    #[test]
+    fn heapsort_sorts() {
+        let mut x: u32 = 7;
+        for n in [0usize, 1, 2, 3, 10, 257] {
+            let mut v: Vec<u32> = (0..n)
+                .map(|_| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    x % 1000
+                })
+                .collect();
+            let mut want = v.clone();
+            want.sort();
+            heapsort(&mut v);
+            assert_eq!(v, want);
+        }
     }
 
     #[test]

@@ -9,6 +9,10 @@ use realtime_voice::session::{AppEvent, Output, Session, SessionConfig, State};
 pub const BASE: &str =
     r#""baseUrl":"https://api.example.com","interviewId":"iv1","token":"tok.SECRET.sig""#;
 
+/// The server's first frame, which establishes the connection (a bare `session.created`
+/// without a model, so no price table is picked).
+pub const SESSION_CREATED: &str = r#"{"type":"session.created","session":{}}"#;
+
 /// A session on a virtual clock, recording every output.
 pub struct Sim {
     pub s: Session,
@@ -65,7 +69,15 @@ impl Sim {
         self.advance_to(self.now + ms)
     }
 
-    /// connect + open (static token).
+    /// The socket opens and the server speaks first ([`SESSION_CREATED`]): the session is
+    /// `connected` only once the server has spoken (a relay may accept and then refuse).
+    pub fn opened(&mut self, t: u64) -> Vec<Output> {
+        self.s.handle_socket_opened(t);
+        self.s.handle_socket_message(t, SESSION_CREATED);
+        self.drain()
+    }
+
+    /// connect + open (static token) + the server's first frame.
     pub fn connect_open(&mut self) -> Vec<Output> {
         self.s.connect(self.now);
         let mut v = self.drain();
@@ -73,8 +85,8 @@ impl Sim {
             v.iter().any(|o| matches!(o, Output::OpenSocket { .. })),
             "{v:?}"
         );
-        self.s.handle_socket_opened(self.now);
-        v.extend(self.drain());
+        let now = self.now;
+        v.extend(self.opened(now));
         v
     }
 
