@@ -181,8 +181,8 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// A development configuration on 127.0.0.1:0 with the dev secret, in-memory database and
-    /// default limits: the starting point of tests and the load example.
+    /// A development configuration (`--dev --faults`) on 127.0.0.1:0 with the dev secret, an
+    /// in-memory database and default limits: the starting point of tests and the load example.
     pub fn dev_default() -> Self {
         Self {
             dev: true,

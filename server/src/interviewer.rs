@@ -916,6 +916,15 @@ impl Interviewer {
             Some(audio) => {
                 let end = (a.sent_samples + DELTA_SAMPLES).min(audio.len());
                 if end > a.sent_samples {
+                    // Transcript keeps pace with the audio, a word at a time.
+                    let target = a.text.len() * end / audio.len().max(1);
+                    let delta = next_words(&a.text, a.sent_chars, target).to_string();
+                    let end_ms = (end as u64 * 1000) / voice::SAMPLE_RATE as u64;
+                    let projected = usage::assistant_audio_tokens(end_ms)
+                        + usage::text_tokens(&a.text[..a.sent_chars + delta.len()]);
+                    if projected > u64::from(self.params.session.max_response_tokens) {
+                        return self.finish(a, "incomplete", max_tokens_details());
+                    }
                     let mut bytes = Vec::with_capacity((end - a.sent_samples) * 2);
                     for s in &audio[a.sent_samples..end] {
                         bytes.extend_from_slice(&s.to_le_bytes());
@@ -925,9 +934,6 @@ impl Interviewer {
                     if let Some(it) = self.items.iter_mut().find(|i| i.id == a.item_id) {
                         it.audio_ms = (end as u64 * 1000).div_ceil(voice::SAMPLE_RATE as u64);
                     }
-                    // Transcript keeps pace with the audio, a word at a time.
-                    let target = a.text.len() * end / audio.len().max(1);
-                    let delta = next_words(&a.text, a.sent_chars, target);
                     if !delta.is_empty() {
                         a.sent_chars += delta.len();
                         self.send(p.event(n.transcript_delta, json!({ "delta": delta })));
@@ -940,9 +946,14 @@ impl Interviewer {
             }
             None => {
                 let text = a.text.clone();
+                let max = u64::from(self.params.session.max_response_tokens);
                 let mut at = 0;
                 while at < text.len() {
                     let delta = next_words(&text, at, at + 1);
+                    if usage::text_tokens(&text[..at + delta.len()]) > max {
+                        a.sent_chars = at;
+                        return self.finish(a, "incomplete", max_tokens_details());
+                    }
                     at += delta.len();
                     self.send(p.event(n.text_delta, json!({ "delta": delta })));
                 }
@@ -1116,6 +1127,11 @@ impl Interviewer {
             reason: reason.to_string(),
         });
     }
+}
+
+/// `status_details` of a response cut by the output token limit.
+fn max_tokens_details() -> Value {
+    json!({"type": "incomplete", "reason": "max_output_tokens"})
 }
 
 /// The text from byte `from` up to the first word boundary at or after byte `target`
@@ -1491,6 +1507,46 @@ mod tests {
         );
         assert_eq!(script_line(5, false), CLOSING);
         assert_eq!(script_line(9, true), CLOSING);
+    }
+
+    #[test]
+    fn the_output_token_limit_cuts_the_response() {
+        let mut p = params(ProtocolFlavor::Ga);
+        p.session.max_response_tokens = 30;
+        let mut iv = Interviewer::new(p);
+        iv.start(0);
+        let mut now = 0;
+        let (mut sent, _) = drain(&mut iv);
+        sent.extend(run_until_idle(&mut iv, &mut now).0);
+        let done = sent.iter().find(|e| e["type"] == "response.done").unwrap();
+        assert_eq!(done["response"]["status"], "incomplete");
+        assert_eq!(
+            done["response"]["status_details"]["reason"],
+            "max_output_tokens"
+        );
+        let out = done["response"]["usage"]["output_tokens"].as_u64().unwrap();
+        assert!((20..=30).contains(&out), "{out}");
+        // Text replies are cut too.
+        let mut p = params(ProtocolFlavor::Ga);
+        p.session.max_response_tokens = 5;
+        let mut iv = Interviewer::new(p);
+        iv.start(0);
+        iv.handle_text(0, r#"{"type":"response.cancel"}"#);
+        drain(&mut iv);
+        iv.handle_text(
+            0,
+            r#"{"type":"response.create","response":{"output_modalities":["text"]}}"#,
+        );
+        let (sent, _) = drain(&mut iv);
+        let done = sent.iter().find(|e| e["type"] == "response.done").unwrap();
+        assert_eq!(done["response"]["status"], "incomplete");
+        let text = done["response"]["output"][0]["content"][0]["text"]
+            .as_str()
+            .unwrap();
+        assert!(
+            usage::text_tokens(text) <= 5 && !text.is_empty(),
+            "{text:?}"
+        );
     }
 
     #[test]

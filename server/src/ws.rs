@@ -393,15 +393,14 @@ async fn flush(
                 }
             }),
             Output::UserTurn(text) => {
-                persist(st, st.db.add_turn(id, "user", &text, "realtime", now_ms()))
+                persist(st.db.add_turn(id, "user", &text, "realtime", now_ms()))
             }
-            Output::AssistantTurn(text) => persist(
-                st,
-                st.db.add_turn(id, "assistant", &text, "realtime", now_ms()),
-            ),
-            Output::QuestionIndex(i) => persist(st, st.db.set_question_index(id, i)),
+            Output::AssistantTurn(text) => {
+                persist(st.db.add_turn(id, "assistant", &text, "realtime", now_ms()))
+            }
+            Output::QuestionIndex(i) => persist(st.db.set_question_index(id, i)),
             Output::Billed { cost_usd, usage } => {
-                persist(st, st.db.add_cost(id, cost_usd));
+                persist(st.db.add_cost(id, cost_usd));
                 log(
                     Level::Info,
                     "response billed",
@@ -434,7 +433,7 @@ fn record(received: &Option<ReceivedHandle>, f: impl FnOnce(&mut Received)) {
     }
 }
 
-fn persist(_st: &AppState, r: Result<(), crate::db::DbError>) {
+fn persist(r: Result<(), crate::db::DbError>) {
     if let Err(e) = r {
         log(
             Level::Error,
