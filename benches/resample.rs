@@ -211,11 +211,39 @@ fn sweep() {
     }
 }
 
+/// This thread's CPU time (user + system) in seconds, from /proc (Linux; 10 ms ticks), or
+/// None elsewhere. CPU time, unlike criterion's wall time, does not count the time this thread
+/// waits while other processes use the cores, so it stays meaningful on a shared machine.
+fn thread_cpu_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// ×-realtime by CPU time: converts the second of `input` repeatedly for at least 2 s of CPU.
+fn cpu_realtime(conv: &mut dyn Convert, input: &[f32]) -> Option<f64> {
+    let mut out = Vec::with_capacity(input.len());
+    let start = thread_cpu_s()?;
+    let mut seconds = 0u32;
+    while thread_cpu_s()? - start < 2.0 {
+        for _ in 0..10 {
+            conv.run(black_box(input), &mut out);
+            black_box(out.len());
+        }
+        seconds += 10;
+    }
+    Some(f64::from(seconds) / (thread_cpu_s()? - start))
+}
+
 fn bench(c: &mut Criterion) {
     if std::env::var_os("RESAMPLE_BENCH_SWEEP").is_some() {
         sweep();
         return;
     }
+    let mut summary = Vec::new();
     for fi in [48_000u32, 44_100] {
         // One second of a speech-band signal (quality does not change speed).
         let input: Vec<f32> = (0..fi as usize)
@@ -235,6 +263,9 @@ fn bench(c: &mut Criterion) {
             println!(
                 "quality {fi} -> 24000 | {name}: worst alias {alias:.1} dB, gain at 10 kHz {gain:+.3} dB"
             );
+            if let Some(x) = cpu_realtime(conv.as_mut(), &input) {
+                summary.push(format!("cpu-time {fi} -> 24000 | {name}: {x:.0}x realtime"));
+            }
             let mut out = Vec::with_capacity(fi as usize);
             group.bench_function(name, |b| {
                 b.iter(|| {
@@ -244,6 +275,9 @@ fn bench(c: &mut Criterion) {
             });
         }
         group.finish();
+    }
+    for line in summary {
+        println!("{line}");
     }
 }
 
