@@ -66,12 +66,13 @@ test-firefox: setup pkg server webdriver.json
 	$(NO_DRIVERS) $(WITH_SERVER) scripts/with-pulseaudio.sh wasm-pack test --headless --firefox --geckodriver $(GECKODRIVER) -- --test web
 
 # WebKitGTK's MiniBrowser has no headless mode: its driver runs under Xvfb. The runner says
-# "Firefox" because the WebKit driver stands in for geckodriver (TOOLCHAIN.md).
+# "Firefox" because the WebKit driver stands in for geckodriver (TOOLCHAIN.md). Without a sound
+# server its web process crashes once a page plays audio through an <audio> element.
 test-webkit: setup pkg server webdriver.json
-	$(NO_DRIVERS) $(WITH_SERVER) $(XVFB) wasm-pack test --headless --firefox --geckodriver $(WEBKITDRIVER) -- --test web
+	$(NO_DRIVERS) $(WITH_SERVER) scripts/with-pulseaudio.sh $(XVFB) wasm-pack test --headless --firefox --geckodriver $(WEBKITDRIVER) -- --test web
 
 test-e2e: setup pkg server
-	GECKODRIVER=$(GECKODRIVER) $(WITH_SERVER) $(XVFB) node --test --test-concurrency=1 e2e/
+	GECKODRIVER=$(GECKODRIVER) $(WITH_SERVER) scripts/with-pulseaudio.sh $(XVFB) node --test --test-concurrency=1 e2e/
 
 size: pkg
 	@bash scripts/size.sh

@@ -12,7 +12,9 @@ if curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1; then
 fi
 log="target/test-server-$port.log"
 mkdir -p target
-PORT="$port" STATIC_ROOT="$PWD" DATABASE_PATH="${DATABASE_PATH:-}" "$bin" --dev --faults ${SERVER_ARGS:-} >"$log" 2>&1 &
+# A 50 % rollout, as in the checklist's week 3: user "dev-user" (md5 bucket 34) has realtime,
+# "rollout-out" (bucket 64) gets 4403 — the tests use both.
+REALTIME_ROLLOUT_PERCENT="${REALTIME_ROLLOUT_PERCENT:-50}" PORT="$port" STATIC_ROOT="$PWD" DATABASE_PATH="${DATABASE_PATH:-}" "$bin" --dev --faults ${SERVER_ARGS:-} >"$log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true' EXIT
 for _ in $(seq 1 300); do

@@ -29,3 +29,56 @@ pub async fn within(ms: i32, what: &str, promise: Promise) -> Result<JsValue, St
         Err(e) => Err(format!("{what} failed: {e:?}")),
     }
 }
+
+/// POSTs `body` as JSON to `path` on the reference server and returns the parsed reply.
+pub async fn post_json(path: &str, body: &str) -> Result<JsValue, String> {
+    fetch_json("POST", path, Some(body)).await
+}
+
+/// GETs `path` on the reference server and returns the parsed reply.
+pub async fn get_json(path: &str) -> Result<JsValue, String> {
+    fetch_json("GET", path, None).await
+}
+
+async fn fetch_json(method: &str, path: &str, body: Option<&str>) -> Result<JsValue, String> {
+    let window = web_sys::window().ok_or("no window")?;
+    let init = web_sys::RequestInit::new();
+    init.set_method(method);
+    if let Some(body) = body {
+        let headers = web_sys::Headers::new().map_err(|e| format!("{e:?}"))?;
+        headers.set("Content-Type", "application/json").map_err(|e| format!("{e:?}"))?;
+        init.set_headers(&headers);
+        init.set_body(&JsValue::from_str(body));
+    }
+    let url = format!("{}{}", server(), path);
+    let response: web_sys::Response = within(10_000, &url, window.fetch_with_str_and_init(&url, &init))
+        .await?
+        .unchecked_into();
+    if !response.ok() {
+        return Err(format!("{method} {path}: HTTP {}", response.status()));
+    }
+    within(10_000, "response body", response.json().map_err(|e| format!("{e:?}"))?).await
+}
+
+/// A new interview and a dev token for it: `(token, interview_id)`.
+pub async fn dev_token() -> (String, String) {
+    dev_token_for("dev-user").await
+}
+
+/// A new interview of `user` and a dev token for it. The test server runs with
+/// `REALTIME_ROLLOUT_PERCENT=50` (scripts/with-server.sh): `dev-user` (md5 bucket 34) has realtime,
+/// `rollout-out` (bucket 64) does not.
+pub async fn dev_token_for(user: &str) -> (String, String) {
+    let v = post_json("/dev/token", &format!(r#"{{"user_id":"{user}"}}"#)).await.expect("POST /dev/token");
+    (prop(&v, "token").as_string().expect("token"), prop(&v, "interview_id").as_string().expect("interview_id"))
+}
+
+/// `obj[key]`, or undefined.
+pub fn prop(obj: &JsValue, key: &str) -> JsValue {
+    js_sys::Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// `obj[key]` as a number, or NaN.
+pub fn num(obj: &JsValue, key: &str) -> f64 {
+    prop(obj, key).as_f64().unwrap_or(f64::NAN)
+}

@@ -1,0 +1,142 @@
+/** Connection state. `text` is the fallback mode; `failed` carries a reason. */
+export type VoiceState = "idle" | "connecting" | "connected" | "reconnecting" | "text" | "closed" | "failed";
+/** Why a session failed: rejected token, interview already connected elsewhere, the browser
+ * cannot do it, the network, or the server. */
+export type FailReason = "auth" | "busy" | "unsupported" | "network" | "server";
+
+/** Options of `new VoiceClient(options)`. Validated at construction; a bad option throws an Error
+ * whose message names it. */
+export interface VoiceClientOptions {
+  /** Backend base URL: `https://api.example.com` (mapped to `wss://`) or `wss://...`. `http://` and
+   * `ws://` only for localhost / 127.0.0.1 / [::1], unless `allowInsecureTransport` is true. */
+  baseUrl: string;
+  /** The interview id: the socket opens `{baseUrl}/api/v1/interviews/{interviewId}/realtime/connect`. */
+  interviewId: string;
+  /** A JWT. Give either `token` or `tokenProvider`. */
+  token?: string;
+  /** Called before every (re)connect and HTTP text request, so an expired token is refreshed. */
+  tokenProvider?: () => string | Promise<string>;
+  /** How the token travels: `?token=` (default) or subprotocols `["realtime", "bearer.<jwt>"]`. */
+  authVia?: "query" | "subprotocol";
+  /** Start in voice (default) or text mode. */
+  mode?: "voice" | "text";
+  /** Shape of `session.update` frames: `ga` (default) or the 2024 `beta`. Both are read. */
+  protocol?: "ga" | "beta";
+  /** Allow `ws://`/`http://` to a host other than localhost. Never in production. */
+  allowInsecureTransport?: boolean;
+  /** When the socket is unusable in text mode, POST `{baseUrl}/api/v1/interviews/{id}/messages`. */
+  httpFallback?: boolean;
+  /** Microphone chunk length, ms (100–1000, default 100). At most 10 chunks per second are sent. */
+  chunkMs?: number;
+  /** Largest chunk when catching up after a reconnect, ms (default 1000). */
+  maxChunkMs?: number;
+  /** Microphone audio kept while reconnecting, ms (default 10000); beyond it loss is reported. */
+  maxBacklogMs?: number;
+  /** Playback pre-buffer, ms (default 60). */
+  prebufferMs?: number;
+  /** Reconnect attempts before falling back to text mode (default 8). */
+  maxReconnectAttempts?: number;
+  /** Exponential backoff with full jitter: base and cap, ms (defaults 250 and 8000). */
+  backoffBaseMs?: number;
+  backoffMaxMs?: number;
+  /** A connection attempt that has not opened by then is abandoned, ms (default 10000). */
+  connectTimeoutMs?: number;
+  /** Largest server frame accepted, bytes (default 4 MiB). */
+  maxFrameBytes?: number;
+  /** Model name for cost estimates when the server does not say (session.created). */
+  model?: string;
+  /** Price override, USD per 1M tokens. */
+  prices?: { textInput: number; textCachedInput: number; textOutput: number; audioInput: number; audioCachedInput: number; audioOutput: number };
+  /** Responses kept for latency percentiles (default 256). */
+  latencyWindow?: number;
+  /** Interval of `metrics` events while connected, ms (default 1000; 0 = never). */
+  metricsIntervalMs?: number;
+  /** Which server events reach `event` listeners (default `all`; `no_audio` skips audio deltas). */
+  serverEvents?: "all" | "no_audio" | "none";
+  /** getUserMedia audio constraints, merged over the defaults (echoCancellation, noiseSuppression,
+   * autoGainControl on; channelCount 1). Put `deviceId` here or use `setInputDevice`. */
+  micConstraints?: MediaTrackConstraints;
+  /** URLs of the worklet modules, when not served beside the package (`worklets/*.js`). */
+  captureWorkletUrl?: string;
+  playbackWorkletUrl?: string;
+  /** Output device id (where `setSinkId` exists). */
+  sinkId?: string;
+  /** One live connection per interview per browser through the Web Locks API (default true). */
+  singleTab?: boolean;
+}
+
+export interface StatusEvent {
+  state: VoiceState;
+  /** For `failed`, the FailReason; otherwise the detail of the transition, or null. */
+  reason: string | null;
+  /** What happened, in snake_case (`token_rejected`, `session_expired`, `server_drop`, ...). */
+  detail: string | null;
+  /** The WebSocket close code that caused it, if any. */
+  closeCode: number | null;
+  /** Connection attempt number (1 for the first connect; counts up while reconnecting). */
+  attempt: number;
+}
+export interface ModeEvent {
+  mode: "voice" | "text";
+  /** Why: `requested`, `mic_denied`, `mic_absent`, `no_audio_worklet`, `audio_context_failed`,
+   * `realtime_disabled`, `reconnect_exhausted`, ... */
+  reason: string;
+}
+export interface TranscriptEvent {
+  role: "user" | "assistant";
+  itemId: string;
+  /** A delta when `final` is false; the item's whole text when true. */
+  text: string;
+  final: boolean;
+}
+export interface SpeechEvent { who: "user" | "assistant"; speaking: boolean }
+export interface LevelEvent {
+  /** `input`: the microphone; `output`: the AI's voice as played. */
+  source: "input" | "output";
+  rmsDbfs: number;
+  peakDbfs: number;
+}
+export interface MetricsSnapshot {
+  latencyP50Ms: number | null; latencyP95Ms: number | null; latencyP99Ms: number | null;
+  latencySamples: number;
+  timeToFirstAudioMs: number | null;
+  captureToSendLastMs: number | null; captureToSendMaxMs: number; captureToSendAvgMs: number | null;
+  underruns: number; bufferedAudioMs: number; droppedAudioMs: number;
+  connectionAttempts: number; connectionSuccesses: number; reconnects: number;
+  lastCloseCode: number | null; lastCloseReason: string | null;
+  bytesSent: number; framesSent: number; framesReceived: number; protocolErrors: number;
+  eventsDropped: number;
+  model: string | null; costUsd: number; costIsUpperBound: boolean; costUnknownModel: boolean;
+  inputTokens: number; outputTokens: number;
+}
+export interface VoiceErrorEvent {
+  kind: "protocol" | "server" | "audio" | "http" | "token" | "socket";
+  /** Stable code: `invalid_json`, `rate_limit_exceeded`, `invalid_audio_format`, `audio_overflow`, ... */
+  code: string;
+  message: string;
+}
+/** Every server event, raw. */
+export interface ServerEventMessage { type: string; event: any }
+
+export interface VoiceClientEventMap {
+  status: StatusEvent;
+  mode: ModeEvent;
+  transcript: TranscriptEvent;
+  speech: SpeechEvent;
+  level: LevelEvent;
+  metrics: MetricsSnapshot;
+  error: VoiceErrorEvent;
+  event: ServerEventMessage;
+}
+export interface AudioDevice { deviceId: string; label: string }
+
+export interface VoiceClient {
+  /** Adds a listener; returns a function that removes it. */
+  on<K extends keyof VoiceClientEventMap>(event: K, listener: (e: VoiceClientEventMap[K]) => void): () => void;
+  /** Removes a listener added with `on`. */
+  off<K extends keyof VoiceClientEventMap>(event: K, listener: (e: VoiceClientEventMap[K]) => void): void;
+  /** The current status. */
+  readonly status: StatusEvent;
+  /** A snapshot of the metrics. */
+  metrics(): MetricsSnapshot;
+}

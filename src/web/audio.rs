@@ -1,0 +1,380 @@
+//! The audio graph in one AudioContext at the device's native rate (never forced to 24 kHz:
+//! Firefox refuses to connect a microphone of another rate):
+//!
+//! ```text
+//! getUserMedia ─► MediaStreamSource ─► capture worklet ──port──► shell ─► core (resample, PCM16)
+//! core ─► shell ──port──► playback worklet ─► MediaStreamDestination ─► <audio> (echo canceller
+//!                                                                        sees it; setSinkId)
+//! ```
+//!
+//! Worklet modules load by URL from the package files (`worklets/*.js` beside the glue), so a
+//! strict CSP without `blob:` works. Nothing here decides anything: failures are reported as
+//! [`AudioFailure`]s and the core chooses what follows.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use js_sys::{Array, Float32Array, Object, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    AudioContext, AudioWorkletNode, AudioWorkletNodeOptions, HtmlAudioElement,
+    MediaStream, MediaStreamAudioDestinationNode, MediaStreamAudioSourceNode,
+    MediaStreamConstraints, MediaStreamTrack, MessageEvent,
+};
+
+use crate::session::AudioFailure;
+
+/// What the graph reports to the shell.
+#[derive(Debug)]
+pub enum AudioEvent {
+    /// Interleaved microphone frames at the context rate.
+    Frames { frames: Float32Array, channels: u32 },
+    /// The playback worklet's progress for `item`: frames played of it (context rate), total
+    /// underruns, frames still buffered, and the output level of the period.
+    Progress { item: String, played: u64, underruns: u32, buffered: u32, rms: f32, peak: f32 },
+    /// The playback ring refused `frames` (it was full).
+    Overflow { frames: u32 },
+    /// The microphone track ended (device unplugged, permission revoked).
+    TrackEnded,
+    /// The context's state changed: "running", "suspended", "interrupted" (Safari) or "closed".
+    ContextState(String),
+}
+
+/// Options the shell passes through from the app.
+#[derive(Debug, Clone)]
+pub struct AudioOptions {
+    /// URL of the capture worklet module.
+    pub capture_url: String,
+    /// URL of the playback worklet module.
+    pub playback_url: String,
+    /// `getUserMedia` audio constraints as a JS object (already merged with the device id).
+    pub constraints: JsValue,
+    /// Playback pre-buffer in milliseconds.
+    pub prebuffer_ms: u32,
+}
+
+/// The live graph. Dropping it does not stop it: call [`AudioGraph::stop`].
+pub struct AudioGraph {
+    ctx: AudioContext,
+    stream: Option<MediaStream>,
+    source: Option<MediaStreamAudioSourceNode>,
+    capture: AudioWorkletNode,
+    playback: AudioWorkletNode,
+    element: HtmlAudioElement,
+    closures: Vec<Closure<dyn FnMut(JsValue)>>,
+    track_closures: Vec<Closure<dyn FnMut(JsValue)>>,
+    sink: Rc<dyn Fn(AudioEvent)>,
+}
+
+impl std::fmt::Debug for AudioGraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AudioGraph").field("rate", &self.ctx.sample_rate()).finish()
+    }
+}
+
+/// Creates the AudioContext and the output element *synchronously*, so that it happens inside the
+/// user gesture that called `connect()` (Safari and iOS start audio only there), and starts
+/// playback of the (silent) output element to unlock it.
+pub fn unlock() -> Result<(AudioContext, HtmlAudioElement), AudioFailure> {
+    let ctx = AudioContext::new().map_err(|_| AudioFailure::AudioContextFailed)?;
+    if Reflect::get(&ctx, &"audioWorklet".into()).map(|w| w.is_undefined()).unwrap_or(true) {
+        let _ = ctx.close();
+        return Err(AudioFailure::NoAudioWorklet);
+    }
+    let element = HtmlAudioElement::new().map_err(|_| AudioFailure::AudioContextFailed)?;
+    let _ = ctx.resume();
+    Ok((ctx, element))
+}
+
+impl AudioGraph {
+    /// Builds the graph in `ctx`: loads both worklets, opens the microphone, connects everything.
+    pub async fn start(
+        ctx: AudioContext,
+        element: HtmlAudioElement,
+        options: &AudioOptions,
+        sink: Rc<dyn Fn(AudioEvent)>,
+    ) -> Result<AudioGraph, AudioFailure> {
+        let result = Self::build(ctx.clone(), element, options, sink).await;
+        if result.is_err() {
+            let _ = ctx.close();
+        }
+        result
+    }
+
+    async fn build(
+        ctx: AudioContext,
+        element: HtmlAudioElement,
+        options: &AudioOptions,
+        sink: Rc<dyn Fn(AudioEvent)>,
+    ) -> Result<AudioGraph, AudioFailure> {
+        let worklet = ctx.audio_worklet().map_err(|_| AudioFailure::NoAudioWorklet)?;
+        for url in [&options.capture_url, &options.playback_url] {
+            let promise = worklet.add_module(url).map_err(|_| AudioFailure::NoAudioWorklet)?;
+            // A module that does not load (404, CSP) leaves no worklet to run.
+            JsFuture::from(promise).await.map_err(|_| AudioFailure::NoAudioWorklet)?;
+        }
+        let stream = open_microphone(&options.constraints).await?;
+
+        let capture = AudioWorkletNode::new(&ctx, "realtime-voice-capture")
+            .map_err(|_| AudioFailure::NoAudioWorklet)?;
+        let playback_options = AudioWorkletNodeOptions::new();
+        playback_options.set_number_of_inputs(0);
+        playback_options.set_output_channel_count(&Array::of1(&1.into()));
+        let processor = Object::new();
+        let _ = Reflect::set(&processor, &"prebufferMs".into(), &options.prebuffer_ms.into());
+        playback_options.set_processor_options(Some(&processor));
+        let playback = AudioWorkletNode::new_with_options(&ctx, "realtime-voice-playback", &playback_options)
+            .map_err(|_| AudioFailure::NoAudioWorklet)?;
+
+        // Output through a MediaStream into an <audio> element: the echo canceller sees it, and
+        // setSinkId can pick the device.
+        let dest = MediaStreamAudioDestinationNode::new(&ctx).map_err(|_| AudioFailure::AudioContextFailed)?;
+        playback.connect_with_audio_node(&dest).map_err(|_| AudioFailure::AudioContextFailed)?;
+        element.set_src_object(Some(&dest.stream()));
+        let _ = element.play();
+        // The capture node outputs silence; connecting it keeps it pulled in every engine.
+        capture
+            .connect_with_audio_node(&ctx.destination())
+            .map_err(|_| AudioFailure::AudioContextFailed)?;
+
+        let mut graph = AudioGraph {
+            ctx,
+            stream: None,
+            source: None,
+            capture,
+            playback,
+            element,
+            closures: Vec::new(),
+            track_closures: Vec::new(),
+            sink,
+        };
+        graph.listen();
+        graph.attach_stream(stream)?;
+        let _ = graph.ctx.resume();
+        Ok(graph)
+    }
+
+    fn listen(&mut self) {
+        let sink = self.sink.clone();
+        let on_capture = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
+            let data = e.unchecked_into::<MessageEvent>().data();
+            let frames = get(&data, "frames");
+            if let Some(frames) = frames.dyn_ref::<Float32Array>() {
+                let channels = get(&data, "channels").as_f64().unwrap_or(1.0) as u32;
+                sink(AudioEvent::Frames { frames: frames.clone(), channels });
+            }
+        });
+        if let Ok(port) = self.capture.port() {
+            port.set_onmessage(Some(on_capture.as_ref().unchecked_ref()));
+        }
+        let sink = self.sink.clone();
+        let on_playback = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
+            let data = e.unchecked_into::<MessageEvent>().data();
+            let num = |k: &str| get(&data, k).as_f64().unwrap_or(0.0);
+            match get(&data, "type").as_string().as_deref() {
+                Some("progress") => {
+                    if let Some(item) = get(&data, "item").as_string() {
+                        sink(AudioEvent::Progress {
+                            item,
+                            played: num("played") as u64,
+                            underruns: num("underruns") as u32,
+                            buffered: num("buffered") as u32,
+                            rms: num("rms") as f32,
+                            peak: num("peak") as f32,
+                        })
+                    }
+                }
+                Some("overflow") => sink(AudioEvent::Overflow { frames: num("frames") as u32 }),
+                _ => {}
+            }
+        });
+        if let Ok(port) = self.playback.port() {
+            port.set_onmessage(Some(on_playback.as_ref().unchecked_ref()));
+        }
+        let sink = self.sink.clone();
+        let ctx = self.ctx.clone();
+        let on_state = Closure::<dyn FnMut(JsValue)>::new(move |_| {
+            // Read the raw string: Safari's "interrupted" is not in web-sys's enum.
+            let state = Reflect::get(&ctx, &"state".into()).ok().and_then(|s| s.as_string()).unwrap_or_default();
+            sink(AudioEvent::ContextState(state))
+        });
+        self.ctx.set_onstatechange(Some(on_state.as_ref().unchecked_ref()));
+        self.closures.extend([on_capture, on_playback, on_state]);
+    }
+
+    fn attach_stream(&mut self, stream: MediaStream) -> Result<(), AudioFailure> {
+        if let Some(old) = self.source.take() {
+            old.disconnect().ok();
+        }
+        if let Some(old) = self.stream.take() {
+            stop_tracks(&old);
+        }
+        self.track_closures.clear();
+        let source = self.ctx.create_media_stream_source(&stream).map_err(|_| AudioFailure::AudioContextFailed)?;
+        source.connect_with_audio_node(&self.capture).map_err(|_| AudioFailure::AudioContextFailed)?;
+        for track in stream.get_audio_tracks().iter() {
+            let track: MediaStreamTrack = track.unchecked_into();
+            let sink = self.sink.clone();
+            let on_ended = Closure::<dyn FnMut(JsValue)>::new(move |_| sink(AudioEvent::TrackEnded));
+            track.set_onended(Some(on_ended.as_ref().unchecked_ref()));
+            self.track_closures.push(on_ended);
+        }
+        self.source = Some(source);
+        self.stream = Some(stream);
+        Ok(())
+    }
+
+    /// The context's sample rate (the rate of captured frames and of playback).
+    pub fn sample_rate(&self) -> u32 {
+        self.ctx.sample_rate() as u32
+    }
+
+    /// The context's state as the browser names it.
+    pub fn state(&self) -> String {
+        Reflect::get(&self.ctx, &"state".into()).ok().and_then(|s| s.as_string()).unwrap_or_default()
+    }
+
+    /// Asks the context (and the output element) to run; call from a user gesture.
+    pub fn resume(&self) {
+        let _ = self.ctx.resume();
+        let _ = self.element.play();
+    }
+
+    /// Switches the microphone to `constraints` (e.g. another device id) without tearing down
+    /// the graph.
+    pub async fn switch_microphone(this: &Rc<RefCell<Option<AudioGraph>>>, constraints: &JsValue) -> Result<(), AudioFailure> {
+        let stream = open_microphone(constraints).await?;
+        match this.borrow_mut().as_mut() {
+            Some(graph) => graph.attach_stream(stream),
+            None => {
+                stop_tracks(&stream);
+                Ok(())
+            }
+        }
+    }
+
+    /// Queues AI audio (context rate, mono) for `item`.
+    pub fn play(&self, item: &str, samples: &[f32]) {
+        let msg = Object::new();
+        let array = Float32Array::from(samples);
+        let _ = Reflect::set(&msg, &"type".into(), &"push".into());
+        let _ = Reflect::set(&msg, &"item".into(), &item.into());
+        let _ = Reflect::set(&msg, &"samples".into(), &array);
+        if let Ok(port) = self.playback.port() {
+            let _ = port.post_message_with_transferable(&msg, &Array::of1(&array.buffer()));
+        }
+    }
+
+    /// Tells the player that `item` has no more audio coming, so its tail plays out below the
+    /// pre-buffer and running dry after it is no underrun.
+    pub fn end_item(&self, item: &str) {
+        self.post(&[("type", "end".into()), ("item", item.into())]);
+    }
+
+    /// Fades out over `ramp_ms` and drops everything queued.
+    pub fn flush(&self, ramp_ms: u32) {
+        self.post(&[("type", "flush".into()), ("rampMs", ramp_ms.into())]);
+    }
+
+    fn post(&self, fields: &[(&str, JsValue)]) {
+        let msg = Object::new();
+        for (k, v) in fields {
+            let _ = Reflect::set(&msg, &(*k).into(), v);
+        }
+        if let Ok(port) = self.playback.port() {
+            let _ = port.post_message(&msg);
+        }
+    }
+
+    /// The output element (for `setSinkId`).
+    pub fn element(&self) -> HtmlAudioElement {
+        self.element.clone()
+    }
+
+    /// Stops the microphone, the worklets, the output element and the context.
+    pub fn stop(self) {
+        if let Ok(port) = self.capture.port() {
+            let _ = port.post_message(&"stop".into());
+            port.set_onmessage(None);
+        }
+        if let Ok(port) = self.playback.port() {
+            port.set_onmessage(None);
+        }
+        if let Some(stream) = &self.stream {
+            stop_tracks(stream);
+        }
+        self.ctx.set_onstatechange(None);
+        let _ = self.element.pause();
+        self.element.set_src_object(None);
+        let _ = self.ctx.close();
+    }
+}
+
+/// Whether media elements can choose their output device here (`setSinkId`; absent in Firefox
+/// before 116 and in Safari).
+pub fn has_set_sink_id() -> bool {
+    let proto = js_sys::Reflect::get(&js_sys::global(), &"HTMLMediaElement".into())
+        .and_then(|c| Reflect::get(&c, &"prototype".into()));
+    match proto {
+        Ok(p) => Reflect::has(&p, &"setSinkId".into()).unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// Routes `element`'s output to `device_id` (`setSinkId`).
+pub async fn set_sink(element: &HtmlAudioElement, device_id: &str) -> Result<(), JsValue> {
+    let f: js_sys::Function = Reflect::get(element, &"setSinkId".into())?
+        .dyn_into()
+        .map_err(|_| js_sys::Error::new("setSinkId is not supported by this browser"))?;
+    let p: js_sys::Promise = f.call1(element, &device_id.into())?.dyn_into()?;
+    JsFuture::from(p).await.map(|_| ())
+}
+
+fn get(obj: &JsValue, key: &str) -> JsValue {
+    Reflect::get(obj, &key.into()).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn stop_tracks(stream: &MediaStream) {
+    for t in stream.get_tracks().iter() {
+        t.unchecked_into::<MediaStreamTrack>().stop();
+    }
+}
+
+/// `getUserMedia({audio: constraints})`, with the browser's refusal mapped to a typed failure.
+async fn open_microphone(constraints: &JsValue) -> Result<MediaStream, AudioFailure> {
+    let window = web_sys::window().ok_or(AudioFailure::Other)?;
+    let devices = window.navigator().media_devices().map_err(|_| AudioFailure::Other)?;
+    let c = MediaStreamConstraints::new();
+    c.set_audio(constraints);
+    let promise = devices.get_user_media_with_constraints(&c).map_err(|_| AudioFailure::Other)?;
+    match JsFuture::from(promise).await {
+        Ok(stream) => Ok(stream.unchecked_into()),
+        Err(e) => {
+            let name = get(&e, "name").as_string().unwrap_or_default();
+            Err(match name.as_str() {
+                "NotAllowedError" | "SecurityError" => AudioFailure::MicDenied,
+                "NotFoundError" | "OverconstrainedError" => AudioFailure::MicAbsent,
+                _ => AudioFailure::Other,
+            })
+        }
+    }
+}
+
+/// `enumerateDevices()` filtered to `kind` ("audioinput" or "audiooutput"), as an array of
+/// `{deviceId, label}`.
+pub async fn list_devices(kind: &str) -> Result<Array, JsValue> {
+    let window = web_sys::window().ok_or_else(|| JsValue::from_str("no window"))?;
+    let devices = window.navigator().media_devices()?;
+    let list: Array = JsFuture::from(devices.enumerate_devices()?).await?.dyn_into()?;
+    let out = Array::new();
+    for d in list.iter() {
+        if get(&d, "kind").as_string().as_deref() == Some(kind) {
+            let o = Object::new();
+            Reflect::set(&o, &"deviceId".into(), &get(&d, "deviceId"))?;
+            Reflect::set(&o, &"label".into(), &get(&d, "label"))?;
+            out.push(&o);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,879 @@
+//! The `VoiceClient` JavaScript class: the drain loop between the core [`Session`] and the
+//! browser. Every input goes to the session with `performance.now()`; after it, the outputs are
+//! drained and performed in order and one timer is armed for `poll_timeout()`. Outputs are drained
+//! with the session borrowed and performed with the borrow released, so app listeners may call
+//! back into the client.
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+
+use js_sys::{Function, Object, Promise, Reflect, JSON};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{future_to_promise, spawn_local, JsFuture};
+
+use super::audio::{self, AudioEvent, AudioGraph, AudioOptions};
+use super::socket::{Socket, SocketEvent};
+use crate::audio::{measure_level, Resampler};
+use crate::session::{
+    AppEvent, AudioFailure, HttpFailure, Output, Session, SessionConfig, State, TokenSource,
+};
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_API: &str = include_str!("api.d.ts");
+
+#[wasm_bindgen(module = "/src/web/glue.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = captureWorkletUrl)]
+    fn capture_worklet_url() -> String;
+    #[wasm_bindgen(js_name = playbackWorkletUrl)]
+    fn playback_worklet_url() -> String;
+    #[wasm_bindgen(js_name = requestLock)]
+    fn request_lock(name: &str, on_result: &Function);
+}
+
+/// The events an app may listen to.
+const EVENTS: [&str; 9] = [
+    "status", "mode", "transcript", "speech", "level", "metrics", "error", "event", "audio",
+];
+/// Level events per source are sent at most this often.
+const LEVEL_EVERY_MS: f64 = 50.0;
+
+/// A realtime voice conversation with an AI through a backend relay. See the README and
+/// `docs/API.md`.
+#[wasm_bindgen]
+pub struct VoiceClient {
+    shell: Rc<Shell>,
+}
+
+struct Shell {
+    me: Weak<Shell>,
+    core: RefCell<Session>,
+    token_provider: Option<Function>,
+    single_tab_lock: Option<String>,
+    worklets: (String, String),
+    mic_constraints: RefCell<JsValue>,
+    prebuffer_ms: u32,
+    sink_id: RefCell<Option<String>>,
+    listeners: RefCell<Vec<(String, Function)>>,
+    waiters: RefCell<Vec<(Function, Function)>>,
+    socket: RefCell<Option<Socket>>,
+    socket_id: Cell<u32>,
+    graph: Rc<RefCell<Option<AudioGraph>>>,
+    prepared: RefCell<Option<(web_sys::AudioContext, web_sys::HtmlAudioElement)>>,
+    audio_epoch: Cell<u32>,
+    play_resampler: RefCell<Option<Resampler>>,
+    play_buf: RefCell<Vec<f32>>,
+    mic_buf: RefCell<Vec<f32>>,
+    ctx_rate: Cell<u32>,
+    mic_channels: Cell<u32>,
+    lock: RefCell<LockState>,
+    lock_released: RefCell<Option<Promise>>,
+    timer: RefCell<Option<(i32, u64)>>,
+    timer_cb: RefCell<Option<Closure<dyn FnMut()>>>,
+    last_level: Cell<(f64, f64)>,
+    window_listeners: RefCell<Vec<(&'static str, Closure<dyn FnMut(JsValue)>)>>,
+    gesture_listener: RefCell<Option<Closure<dyn FnMut(JsValue)>>>,
+}
+
+enum LockState {
+    None,
+    Pending,
+    Held(Function),
+}
+
+fn now_ms() -> u64 {
+    web_sys::window()
+        .and_then(|w| w.performance())
+        .map(|p| p.now())
+        .unwrap_or_else(js_sys::Date::now) as u64
+}
+
+fn get(obj: &JsValue, key: &str) -> JsValue {
+    Reflect::get(obj, &key.into()).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn js_error(message: &str) -> JsValue {
+    js_sys::Error::new(message).into()
+}
+
+#[wasm_bindgen]
+impl VoiceClient {
+    /// Creates a client from the options object (see `VoiceClientOptions`). Throws an Error
+    /// naming the offending option when one is invalid.
+    #[wasm_bindgen(constructor)]
+    pub fn new(options: &JsValue) -> Result<VoiceClient, JsValue> {
+        if !options.is_object() {
+            return Err(js_error("VoiceClient options must be an object"));
+        }
+        // The core validates everything but the parts that cannot be JSON: the token provider
+        // function travels as `tokenProvider: true`, `singleTab` is the shell's own.
+        let copy = Object::assign(&Object::new(), options.unchecked_ref());
+        let provider = get(&copy, "tokenProvider");
+        let token_provider = if provider.is_undefined() || provider.is_null() {
+            None
+        } else if let Some(f) = provider.dyn_ref::<Function>() {
+            Reflect::set(&copy, &"tokenProvider".into(), &JsValue::TRUE)?;
+            Some(f.clone())
+        } else {
+            return Err(js_error("tokenProvider must be a function returning a token or a Promise of one"));
+        };
+        let single_tab = match get(&copy, "singleTab") {
+            v if v.is_undefined() => true,
+            v => v.as_bool().ok_or_else(|| js_error("singleTab must be true or false"))?,
+        };
+        Reflect::delete_property(&copy, &"singleTab".into())?;
+        let json: String = JSON::stringify(&copy)?.into();
+        let config = SessionConfig::from_json(&json).map_err(|e| js_error(&e.to_string()))?;
+        if token_provider.is_none() && matches!(config.token, TokenSource::Provider) {
+            return Err(js_error("tokenProvider must be a function returning a token or a Promise of one"));
+        }
+
+        let mic_constraints = match &config.mic_constraints_json {
+            Some(j) => JSON::parse(j)?,
+            None => Object::new().into(),
+        };
+        let defaults = Object::new();
+        for (k, v) in [
+            ("echoCancellation", JsValue::TRUE),
+            ("noiseSuppression", JsValue::TRUE),
+            ("autoGainControl", JsValue::TRUE),
+            ("channelCount", JsValue::from(1)),
+        ] {
+            Reflect::set(&defaults, &k.into(), &v)?;
+        }
+        let mic_constraints: JsValue = Object::assign(&defaults, mic_constraints.unchecked_ref()).into();
+        let worklets = (
+            config.capture_worklet_url.clone().unwrap_or_else(capture_worklet_url),
+            config.playback_worklet_url.clone().unwrap_or_else(playback_worklet_url),
+        );
+        let lock_name = single_tab.then(|| format!("realtime-voice:{}", config.interview_id));
+        let prebuffer_ms = config.prebuffer_ms;
+        let sink_id = config.sink_id.clone();
+        let seed = (js_sys::Math::random() * 9.007_199_254_740_991e15) as u64 ^ now_ms();
+        let shell = Rc::new_cyclic(|me| Shell {
+            me: me.clone(),
+            core: RefCell::new(Session::new(config, seed)),
+            token_provider,
+            single_tab_lock: lock_name,
+            worklets,
+            mic_constraints: RefCell::new(mic_constraints),
+            prebuffer_ms,
+            sink_id: RefCell::new(sink_id),
+            listeners: RefCell::new(Vec::new()),
+            waiters: RefCell::new(Vec::new()),
+            socket: RefCell::new(None),
+            socket_id: Cell::new(0),
+            graph: Rc::new(RefCell::new(None)),
+            prepared: RefCell::new(None),
+            audio_epoch: Cell::new(0),
+            play_resampler: RefCell::new(None),
+            play_buf: RefCell::new(Vec::new()),
+            mic_buf: RefCell::new(Vec::new()),
+            ctx_rate: Cell::new(0),
+            mic_channels: Cell::new(0),
+            lock: RefCell::new(LockState::None),
+            lock_released: RefCell::new(None),
+            timer: RefCell::new(None),
+            timer_cb: RefCell::new(None),
+            last_level: Cell::new((0.0, 0.0)),
+            window_listeners: RefCell::new(Vec::new()),
+            gesture_listener: RefCell::new(None),
+        });
+        shell.listen_window();
+        Ok(VoiceClient { shell })
+    }
+
+    /// Connects (call it from a user gesture: audio can only start there in some browsers). In
+    /// voice mode it also starts the microphone and playback. Resolves with the status once
+    /// connected (or in text mode); rejects with an Error when the session fails or closes first.
+    pub fn connect(&self) -> Promise {
+        let shell = self.shell.clone();
+        let promise = Promise::new(&mut |resolve, reject| {
+            shell.waiters.borrow_mut().push((resolve, reject));
+        });
+        // Audio may only start inside the gesture: prepare the context now, before any await.
+        if shell.core.borrow().mode() == crate::session::Mode::Voice && shell.graph.borrow().is_none() {
+            match audio::unlock() {
+                Ok(pair) => *shell.prepared.borrow_mut() = Some(pair),
+                Err(_) => { /* reported when the session asks for audio */ }
+            }
+        }
+        match &shell.single_tab_lock {
+            Some(name) if matches!(*shell.lock.borrow(), LockState::None) => {
+                *shell.lock.borrow_mut() = LockState::Pending;
+                let me = shell.me.clone();
+                let cb = Closure::once_into_js(move |held: JsValue, release: JsValue| {
+                    let Some(shell) = me.upgrade() else { return };
+                    match held.as_bool() {
+                        Some(false) => {
+                            *shell.lock.borrow_mut() = LockState::None;
+                            shell.input(|s, now| s.handle_busy_elsewhere(now));
+                        }
+                        _ => {
+                            *shell.lock.borrow_mut() = match release.dyn_into::<Function>() {
+                                Ok(f) => LockState::Held(f),
+                                Err(_) => LockState::None,
+                            };
+                            shell.input(|s, now| s.connect(now));
+                        }
+                    }
+                });
+                request_lock(name, cb.unchecked_ref());
+            }
+            _ => shell.input(|s, now| s.connect(now)),
+        }
+        promise
+    }
+
+    /// Ends the session: closes the socket (1000), stops the microphone and playback. The
+    /// Promise settles once the interview is free for another tab (the Web Lock is released).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn disconnect(&self) -> Promise {
+        self.shell.input(|s, now| s.disconnect(now));
+        self.shell.release_lock();
+        self.shell
+            .lock_released
+            .borrow_mut()
+            .take()
+            .unwrap_or_else(|| Promise::resolve(&JsValue::UNDEFINED))
+    }
+
+    /// Mutes the microphone (nothing is sent or buffered while muted) or unmutes it.
+    #[wasm_bindgen(js_name = setMuted)]
+    pub fn set_muted(&self, muted: bool) {
+        self.shell.input(|s, now| s.set_muted(now, muted));
+    }
+
+    /// Interrupts the assistant: fades out playback and truncates its answer where it was heard.
+    pub fn interrupt(&self) {
+        self.shell.input(|s, now| s.interrupt(now));
+    }
+
+    /// Sends a text message (over the socket, or HTTP in text mode when configured). Throws when
+    /// there is no way to send it.
+    #[wasm_bindgen(js_name = sendText)]
+    pub fn send_text(&self, text: &str) -> Result<(), JsValue> {
+        let r = self.shell.core.borrow_mut().send_text(now_ms(), text);
+        self.shell.pump();
+        r.map_err(|e| js_error(&e.to_string()))
+    }
+
+    /// Sends a `session.update` with the given session object (beta or GA shape per `protocol`).
+    #[wasm_bindgen(js_name = updateSession)]
+    pub fn update_session(&self, session: &JsValue) -> Result<(), JsValue> {
+        let json: String = JSON::stringify(session)?.into();
+        let r = self.shell.core.borrow_mut().update_session(now_ms(), &json);
+        self.shell.pump();
+        r.map_err(|e| js_error(&e.to_string()))
+    }
+
+    /// Adds a listener for `event`; returns a function that removes it.
+    #[wasm_bindgen(skip_typescript)]
+    pub fn on(&self, event: &str, listener: Function) -> Result<Function, JsValue> {
+        if !EVENTS.contains(&event) {
+            return Err(js_error(&format!("unknown event {event:?}; events are {}", EVENTS.join(", "))));
+        }
+        self.shell.listeners.borrow_mut().push((event.to_string(), listener.clone()));
+        let me = self.shell.me.clone();
+        let name = event.to_string();
+        let off = Closure::once_into_js(move || {
+            if let Some(shell) = me.upgrade() {
+                shell.remove_listener(&name, &listener);
+            }
+        });
+        Ok(off.unchecked_into())
+    }
+
+    /// Removes a listener added with `on`.
+    #[wasm_bindgen(skip_typescript)]
+    pub fn off(&self, event: &str, listener: &Function) {
+        self.shell.remove_listener(event, listener);
+    }
+
+    /// The current status (`{state, reason, detail, closeCode, attempt}`).
+    #[wasm_bindgen(getter, skip_typescript)]
+    pub fn status(&self) -> JsValue {
+        let json = AppEvent::Status(self.shell.core.borrow().status().clone()).to_json();
+        JSON::parse(&json).unwrap_or(JsValue::NULL)
+    }
+
+    /// The current mode: `"voice"` or `"text"`.
+    #[wasm_bindgen(getter)]
+    pub fn mode(&self) -> String {
+        self.shell.core.borrow().mode().as_str().to_string()
+    }
+
+    /// A snapshot of the metrics.
+    #[wasm_bindgen(skip_typescript)]
+    pub fn metrics(&self) -> JsValue {
+        let json = self.shell.core.borrow().metrics().to_json();
+        JSON::parse(&json).unwrap_or(JsValue::NULL)
+    }
+
+    /// Resumes audio the browser suspended or interrupted. Call it from a user gesture; the
+    /// client also does it by itself on the next click or key press.
+    pub fn resume(&self) {
+        if let Some(g) = self.shell.graph.borrow().as_ref() {
+            g.resume();
+        }
+    }
+
+    /// Lists the microphones (`[{deviceId, label}]`; labels are empty before permission).
+    #[wasm_bindgen(js_name = listInputDevices, unchecked_return_type = "Promise<AudioDevice[]>")]
+    pub fn list_input_devices(&self) -> Promise {
+        future_to_promise(async { audio::list_devices("audioinput").await.map(JsValue::from) })
+    }
+
+    /// Lists the output devices (`[{deviceId, label}]`).
+    #[wasm_bindgen(js_name = listOutputDevices, unchecked_return_type = "Promise<AudioDevice[]>")]
+    pub fn list_output_devices(&self) -> Promise {
+        future_to_promise(async { audio::list_devices("audiooutput").await.map(JsValue::from) })
+    }
+
+    /// Uses the microphone `device_id` from now on (switches at once when capturing).
+    #[wasm_bindgen(js_name = setInputDevice, unchecked_return_type = "Promise<void>")]
+    pub fn set_input_device(&self, device_id: String) -> Promise {
+        let shell = self.shell.clone();
+        future_to_promise(async move {
+            let constraints: JsValue = Object::assign(&Object::new(), shell.mic_constraints.borrow().unchecked_ref()).into();
+            let exact = Object::new();
+            Reflect::set(&exact, &"exact".into(), &device_id.clone().into())?;
+            Reflect::set(&constraints, &"deviceId".into(), &exact)?;
+            *shell.mic_constraints.borrow_mut() = constraints.clone();
+            if shell.graph.borrow().is_some() {
+                AudioGraph::switch_microphone(&shell.graph, &constraints)
+                    .await
+                    .map_err(|e| js_error(&format!("cannot switch microphone: {}", e.as_str())))?;
+            }
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Plays the AI's voice on the output `device_id` (where the browser has `setSinkId`;
+    /// rejects elsewhere).
+    #[wasm_bindgen(js_name = setOutputDevice, unchecked_return_type = "Promise<void>")]
+    pub fn set_output_device(&self, device_id: String) -> Promise {
+        let shell = self.shell.clone();
+        future_to_promise(async move {
+            if !audio::has_set_sink_id() {
+                return Err(js_error("this browser cannot choose the output device (no setSinkId)"));
+            }
+            *shell.sink_id.borrow_mut() = Some(device_id.clone());
+            let graph = shell.graph.clone();
+            let element = graph.borrow().as_ref().map(|g| g.element());
+            if let Some(element) = element {
+                audio::set_sink(&element, &device_id).await?;
+            }
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+}
+
+impl Shell {
+    /// Feeds one input to the session, then drains its outputs.
+    fn input(&self, f: impl FnOnce(&mut Session, u64)) {
+        f(&mut self.core.borrow_mut(), now_ms());
+        self.pump();
+    }
+
+    fn pump(&self) {
+        loop {
+            let next = self.core.borrow_mut().poll_output();
+            match next {
+                Some(out) => self.perform(out),
+                None => break,
+            }
+        }
+        self.arm_timer();
+    }
+
+    fn perform(&self, out: Output) {
+        match out {
+            Output::RequestToken => self.request_token(),
+            Output::OpenSocket { url, protocols } => self.open_socket(&url, &protocols),
+            Output::Send(frame) => {
+                let sent = self.socket.borrow().as_ref().map(|s| s.send(&frame));
+                if let Some(Err(_)) = sent {
+                    // The close event follows and tells the session.
+                }
+            }
+            Output::CloseSocket { code, reason } => {
+                if let Some(s) = self.socket.borrow_mut().take() {
+                    s.close(code, reason);
+                }
+            }
+            Output::StartAudio => self.start_audio(),
+            Output::StopAudio => self.stop_audio(),
+            Output::Play { item_id, samples } => {
+                self.play(&item_id, &samples);
+                self.core.borrow_mut().recycle(samples);
+            }
+            Output::EndOfItem { item_id } => {
+                if let Some(g) = self.graph.borrow().as_ref() {
+                    g.end_item(&item_id);
+                }
+            }
+            Output::FlushPlayback { ramp_ms } => {
+                if let Some(g) = self.graph.borrow().as_ref() {
+                    g.flush(ramp_ms);
+                }
+                if let Some(r) = self.play_resampler.borrow_mut().as_mut() {
+                    r.reset();
+                }
+            }
+            Output::HttpText { url, token, body_json } => self.http_text(url, token, body_json),
+            Output::Event(e) => self.dispatch(&e),
+        }
+    }
+
+    fn dispatch(&self, e: &AppEvent) {
+        if let AppEvent::Status(st) = e {
+            let settle = match st.state {
+                State::Connected | State::Text => Some(true),
+                State::Failed(_) | State::Closed => Some(false),
+                _ => None,
+            };
+            if matches!(st.state, State::Failed(_) | State::Closed) {
+                self.release_lock();
+            }
+            if let Some(ok) = settle {
+                let waiters: Vec<_> = self.waiters.borrow_mut().drain(..).collect();
+                if !waiters.is_empty() {
+                    let value = JSON::parse(&e.to_json()).unwrap_or(JsValue::NULL);
+                    for (resolve, reject) in waiters {
+                        if ok {
+                            let _ = resolve.call1(&JsValue::NULL, &value);
+                        } else {
+                            let msg = format!(
+                                "connection {}: {}",
+                                st.state.as_str(),
+                                st.reason.unwrap_or("closed")
+                            );
+                            let err = js_sys::Error::new(&msg);
+                            let _ = Reflect::set(&err, &"status".into(), &value);
+                            let _ = reject.call1(&JsValue::NULL, &err);
+                        }
+                    }
+                }
+            }
+        }
+        self.emit(e.name(), &e.to_json());
+    }
+
+    fn emit(&self, name: &str, json: &str) {
+        let targets: Vec<Function> = self
+            .listeners
+            .borrow()
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, f)| f.clone())
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let Ok(value) = JSON::parse(json) else { return };
+        for f in targets {
+            if let Err(err) = f.call1(&JsValue::NULL, &value) {
+                // A throwing listener must not break the session or the other listeners.
+                web_sys::console::error_2(&"realtime-voice: a listener threw".into(), &err);
+            }
+        }
+    }
+
+    fn remove_listener(&self, name: &str, listener: &Function) {
+        let mut l = self.listeners.borrow_mut();
+        if let Some(i) = l.iter().position(|(n, f)| n == name && f == listener) {
+            l.remove(i);
+        }
+    }
+
+    fn arm_timer(&self) {
+        let want = self.core.borrow().poll_timeout();
+        let current = *self.timer.borrow();
+        if current.map(|(_, at)| at) == want {
+            return;
+        }
+        let Some(window) = web_sys::window() else { return };
+        if let Some((id, _)) = self.timer.borrow_mut().take() {
+            window.clear_timeout_with_handle(id);
+        }
+        let Some(at) = want else { return };
+        if self.timer_cb.borrow().is_none() {
+            let me = self.me.clone();
+            *self.timer_cb.borrow_mut() = Some(Closure::new(move || {
+                if let Some(shell) = me.upgrade() {
+                    shell.timer.borrow_mut().take();
+                    shell.input(|s, now| s.handle_timeout(now));
+                }
+            }));
+        }
+        let delay = at.saturating_sub(now_ms()).min(i32::MAX as u64) as i32;
+        let cb = self.timer_cb.borrow();
+        if let Some(cb) = cb.as_ref() {
+            if let Ok(id) = window.set_timeout_with_callback_and_timeout_and_arguments_0(cb.as_ref().unchecked_ref(), delay) {
+                *self.timer.borrow_mut() = Some((id, at));
+            }
+        }
+    }
+
+    fn request_token(&self) {
+        let Some(provider) = self.token_provider.clone() else {
+            self.input(|s, now| s.handle_token(now, Err("no token provider".into())));
+            return;
+        };
+        let me = self.me.clone();
+        spawn_local(async move {
+            let result = match provider.call0(&JsValue::NULL) {
+                Ok(v) => match v.dyn_into::<Promise>() {
+                    Ok(p) => JsFuture::from(p).await,
+                    Err(v) => Ok(v),
+                },
+                Err(e) => Err(e),
+            };
+            let token = match result {
+                Ok(v) => v.as_string().filter(|t| !t.is_empty()).ok_or_else(|| "the token provider returned no string".to_string()),
+                Err(e) => Err(describe(&e)),
+            };
+            if let Some(shell) = me.upgrade() {
+                shell.input(|s, now| s.handle_token(now, token));
+            }
+        });
+    }
+
+    fn open_socket(&self, url: &str, protocols: &[String]) {
+        let id = self.socket_id.get().wrapping_add(1);
+        self.socket_id.set(id);
+        let me = self.me.clone();
+        let sink = move |id: u32, ev: SocketEvent| {
+            if let Some(shell) = me.upgrade() {
+                shell.on_socket(id, ev);
+            }
+        };
+        match Socket::open(url, protocols, id, sink) {
+            Ok(s) => *self.socket.borrow_mut() = Some(s),
+            Err(_) => {
+                // A malformed URL or refused subprotocol: as the browser would report a failed
+                // handshake, later (never re-entrantly inside the drain).
+                let me = self.me.clone();
+                spawn_local(async move {
+                    if let Some(shell) = me.upgrade() {
+                        shell.on_socket(id, SocketEvent::Closed { code: 1006, reason: String::new(), was_open: false });
+                    }
+                });
+            }
+        }
+    }
+
+    fn on_socket(&self, id: u32, ev: SocketEvent) {
+        if id != self.socket_id.get() {
+            return; // a socket the session already left
+        }
+        match ev {
+            SocketEvent::Opened => self.input(|s, now| s.handle_socket_opened(now)),
+            SocketEvent::Message(text) => self.input(|s, now| s.handle_socket_message(now, &text)),
+            SocketEvent::Binary(len) => {
+                let note = format!("{{\"type\":\"binary\",\"bytes\":{len}}}");
+                self.input(|s, now| s.handle_socket_message(now, &note))
+            }
+            SocketEvent::Error => self.input(|s, now| s.handle_socket_error(now)),
+            SocketEvent::Closed { code, reason, was_open } => {
+                self.socket.borrow_mut().take();
+                self.input(|s, now| s.handle_socket_closed(now, code, &reason, was_open));
+            }
+        }
+        if let Some(s) = self.socket.borrow().as_ref() {
+            let queued = s.buffered_amount();
+            if queued > 0 {
+                self.core.borrow_mut().handle_socket_backlog(queued);
+            }
+        }
+    }
+
+    fn start_audio(&self) {
+        let epoch = self.audio_epoch.get().wrapping_add(1);
+        self.audio_epoch.set(epoch);
+        let prepared = self.prepared.borrow_mut().take();
+        let pair = match prepared {
+            Some(p) => Ok(p),
+            None => audio::unlock(),
+        };
+        let (ctx, element) = match pair {
+            Ok(p) => p,
+            Err(f) => {
+                let me = self.me.clone();
+                spawn_local(async move {
+                    if let Some(shell) = me.upgrade() {
+                        shell.input(|s, now| s.handle_audio_failed(now, f));
+                    }
+                });
+                return;
+            }
+        };
+        let options = AudioOptions {
+            capture_url: self.worklets.0.clone(),
+            playback_url: self.worklets.1.clone(),
+            constraints: self.mic_constraints.borrow().clone(),
+            prebuffer_ms: self.prebuffer_ms,
+        };
+        let me = self.me.clone();
+        let sink: Rc<dyn Fn(AudioEvent)> = Rc::new(move |ev| {
+            if let Some(shell) = me.upgrade() {
+                shell.on_audio(ev);
+            }
+        });
+        let me = self.me.clone();
+        let sink_id = self.sink_id.borrow().clone();
+        spawn_local(async move {
+            let result = AudioGraph::start(ctx, element, &options, sink).await;
+            let Some(shell) = me.upgrade() else {
+                if let Ok(g) = result {
+                    g.stop();
+                }
+                return;
+            };
+            if shell.audio_epoch.get() != epoch {
+                // Audio was stopped (or restarted) while this start was under way.
+                if let Ok(g) = result {
+                    g.stop();
+                }
+                return;
+            }
+            match result {
+                Ok(graph) => {
+                    let rate = graph.sample_rate();
+                    let state = graph.state();
+                    let element = graph.element();
+                    shell.ctx_rate.set(rate);
+                    *shell.play_resampler.borrow_mut() = Resampler::new(24_000, rate, 1).ok();
+                    *shell.graph.borrow_mut() = Some(graph);
+                    if let Some(id) = sink_id {
+                        if audio::has_set_sink_id() {
+                            let _ = audio::set_sink(&element, &id).await;
+                        }
+                    }
+                    shell.mic_channels.set(0);
+                    shell.on_audio(AudioEvent::ContextState(state));
+                }
+                Err(f) => shell.input(|s, now| s.handle_audio_failed(now, f)),
+            }
+        });
+    }
+
+    fn stop_audio(&self) {
+        self.audio_epoch.set(self.audio_epoch.get().wrapping_add(1));
+        if let Some(g) = self.graph.borrow_mut().take() {
+            g.stop();
+        }
+        if let Some((ctx, element)) = self.prepared.borrow_mut().take() {
+            let _ = element.pause();
+            let _ = ctx.close();
+        }
+        self.play_resampler.borrow_mut().take();
+        self.gesture_listener.borrow_mut().take();
+    }
+
+    fn play(&self, item: &str, samples: &[f32]) {
+        let graph = self.graph.borrow();
+        let Some(g) = graph.as_ref() else { return };
+        let mut r = self.play_resampler.borrow_mut();
+        match r.as_mut() {
+            Some(r) if r.output_rate() != 24_000 => {
+                let mut buf = self.play_buf.borrow_mut();
+                let need = r.output_capacity(samples.len());
+                if buf.len() < need {
+                    buf.resize(need, 0.0);
+                }
+                if let Ok(n) = r.process_into(samples, &mut buf) {
+                    g.play(item, &buf[..n]);
+                }
+            }
+            _ => g.play(item, samples),
+        }
+    }
+
+    fn on_audio(&self, ev: AudioEvent) {
+        match ev {
+            AudioEvent::Frames { frames, channels } => {
+                let mut buf = self.mic_buf.borrow_mut();
+                buf.resize(frames.length() as usize, 0.0);
+                frames.copy_to(&mut buf);
+                // The channel count is known from the first frames: that is when the session
+                // learns the format (again if a new device changes it).
+                if self.mic_channels.get() != channels {
+                    self.mic_channels.set(channels);
+                    let rate = self.ctx_rate.get();
+                    self.core.borrow_mut().handle_audio_started(now_ms(), rate, channels as u16);
+                }
+                self.core.borrow_mut().handle_mic_samples(now_ms(), &buf);
+                let now = now_ms() as f64;
+                let (last_in, last_out) = self.last_level.get();
+                if now - last_in >= LEVEL_EVERY_MS {
+                    self.last_level.set((now, last_out));
+                    let level = measure_level(&buf);
+                    self.emit(
+                        "level",
+                        &format!(
+                            "{{\"source\":\"input\",\"rmsDbfs\":{:.1},\"peakDbfs\":{:.1}}}",
+                            level.rms_dbfs, level.peak_dbfs
+                        ),
+                    );
+                }
+                drop(buf);
+                self.pump();
+            }
+            AudioEvent::Progress { item, played, underruns, rms, peak, .. } => {
+                let rate = u64::from(self.ctx_rate.get().max(1));
+                let played_24k = played * 24_000 / rate;
+                self.input(|s, now| s.handle_playback_progress(now, &item, played_24k, u64::from(underruns)));
+                let db = |x: f32| if x > 1e-5 { 20.0 * x.log10() } else { -100.0 };
+                self.emit("level", &format!("{{\"source\":\"output\",\"rmsDbfs\":{:.1},\"peakDbfs\":{:.1}}}", db(rms), db(peak)));
+            }
+            AudioEvent::Overflow { frames } => {
+                self.emit("error", &format!("{{\"kind\":\"audio\",\"code\":\"playback_overflow\",\"message\":\"playback buffer full: {frames} frames dropped\"}}"));
+            }
+            AudioEvent::TrackEnded => self.input(|s, now| s.handle_audio_failed(now, AudioFailure::TrackEnded)),
+            AudioEvent::ContextState(state) => {
+                let needs_gesture = state == "suspended" || state == "interrupted";
+                self.emit("audio", &format!("{{\"state\":\"{state}\",\"needsGesture\":{needs_gesture}}}"));
+                if needs_gesture {
+                    self.resume_on_next_gesture();
+                }
+            }
+        }
+    }
+
+    /// Safari (and any browser after an interruption) resumes audio only inside a user gesture:
+    /// listen once for the next click, tap or key press.
+    fn resume_on_next_gesture(&self) {
+        if self.gesture_listener.borrow().is_some() {
+            return;
+        }
+        let Some(document) = web_sys::window().and_then(|w| w.document()) else { return };
+        let me = self.me.clone();
+        let cb = Closure::<dyn FnMut(JsValue)>::new(move |_| {
+            if let Some(shell) = me.upgrade() {
+                if let Some(g) = shell.graph.borrow().as_ref() {
+                    g.resume();
+                }
+                shell.remove_gesture_listener();
+            }
+        });
+        for ev in ["pointerdown", "keydown", "touchend"] {
+            let _ = document.add_event_listener_with_callback(ev, cb.as_ref().unchecked_ref());
+        }
+        *self.gesture_listener.borrow_mut() = Some(cb);
+    }
+
+    fn remove_gesture_listener(&self) {
+        let cb = self.gesture_listener.borrow_mut().take();
+        if let (Some(cb), Some(document)) = (cb, web_sys::window().and_then(|w| w.document())) {
+            for ev in ["pointerdown", "keydown", "touchend"] {
+                let _ = document.remove_event_listener_with_callback(ev, cb.as_ref().unchecked_ref());
+            }
+        }
+    }
+
+    fn listen_window(&self) {
+        let Some(window) = web_sys::window() else { return };
+        let mut added = Vec::new();
+        for (name, online) in [("online", Some(true)), ("offline", Some(false)), ("visibilitychange", None)] {
+            let me = self.me.clone();
+            let cb = Closure::<dyn FnMut(JsValue)>::new(move |_| {
+                let Some(shell) = me.upgrade() else { return };
+                match online {
+                    Some(on) => shell.input(|s, now| s.handle_online(now, on)),
+                    None => {
+                        // Back in view: audio the browser suspended in the background resumes
+                        // where it may (the gesture listener covers where it may not).
+                        let visible = web_sys::window()
+                            .and_then(|w| w.document())
+                            .map(|d| d.visibility_state() == web_sys::VisibilityState::Visible)
+                            .unwrap_or(true);
+                        if visible {
+                            if let Some(g) = shell.graph.borrow().as_ref() {
+                                g.resume();
+                            }
+                        }
+                    }
+                }
+            });
+            // visibilitychange bubbles from the document to the window.
+            let target: &web_sys::EventTarget = window.as_ref();
+            let _ = target.add_event_listener_with_callback(name, cb.as_ref().unchecked_ref());
+            added.push((name, cb));
+        }
+        if !window.navigator().on_line() {
+            self.input(|s, now| s.handle_online(now, false));
+        }
+        *self.window_listeners.borrow_mut() = added;
+    }
+
+    fn release_lock(&self) {
+        let held = std::mem::replace(&mut *self.lock.borrow_mut(), LockState::None);
+        if let LockState::Held(release) = held {
+            if let Ok(p) = release.call0(&JsValue::NULL).and_then(|p| p.dyn_into::<Promise>()) {
+                *self.lock_released.borrow_mut() = Some(p);
+            }
+        }
+    }
+
+    fn http_text(&self, url: String, token: String, body: String) {
+        let me = self.me.clone();
+        spawn_local(async move {
+            let reply = fetch_json(&url, &token, &body).await;
+            if let Some(shell) = me.upgrade() {
+                shell.input(|s, now| s.handle_http_reply(now, reply));
+            }
+        });
+    }
+}
+
+impl Drop for VoiceClient {
+    fn drop(&mut self) {
+        // `free()` from JS: end everything this client started.
+        self.shell.core.borrow_mut().disconnect(now_ms());
+        while self.shell.core.borrow_mut().poll_output().is_some() {}
+        self.shell.socket.borrow_mut().take();
+        self.shell.stop_audio();
+        self.shell.release_lock();
+        if let Some(window) = web_sys::window() {
+            if let Some((id, _)) = self.shell.timer.borrow_mut().take() {
+                window.clear_timeout_with_handle(id);
+            }
+            for (name, cb) in self.shell.window_listeners.borrow_mut().drain(..) {
+                let _ = window.remove_event_listener_with_callback(name, cb.as_ref().unchecked_ref());
+            }
+        }
+        self.shell.remove_gesture_listener();
+    }
+}
+
+fn describe(e: &JsValue) -> String {
+    if let Some(err) = e.dyn_ref::<js_sys::Error>() {
+        String::from(err.message())
+    } else {
+        e.as_string().unwrap_or_else(|| "unknown error".into())
+    }
+}
+
+async fn fetch_json(url: &str, token: &str, body: &str) -> Result<String, HttpFailure> {
+    let window = web_sys::window().ok_or(HttpFailure::Network)?;
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    let headers = web_sys::Headers::new().map_err(|_| HttpFailure::Network)?;
+    headers.set("Content-Type", "application/json").map_err(|_| HttpFailure::Network)?;
+    headers.set("Authorization", &format!("Bearer {token}")).map_err(|_| HttpFailure::Network)?;
+    init.set_headers(&headers);
+    init.set_body(&JsValue::from_str(body));
+    let response = JsFuture::from(window.fetch_with_str_and_init(url, &init))
+        .await
+        .map_err(|_| HttpFailure::Network)?;
+    let response: web_sys::Response = response.dyn_into().map_err(|_| HttpFailure::Network)?;
+    if !response.ok() {
+        return Err(HttpFailure::Status(response.status()));
+    }
+    let text = JsFuture::from(response.text().map_err(|_| HttpFailure::Network)?)
+        .await
+        .map_err(|_| HttpFailure::Network)?;
+    text.as_string().ok_or(HttpFailure::Network)
+}
