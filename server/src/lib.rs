@@ -60,6 +60,10 @@ pub struct AppState {
     pub received: received::ReceivedStore,
     /// Connection id counter.
     pub conn_seq: AtomicU64,
+    /// Set to true when the server shuts down: live sessions close with 1001.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// Live realtime sessions, so shutdown can wait for their close frames.
+    pub live_sessions: tokio::sync::watch::Sender<usize>,
 }
 
 /// Why the server could not run.
@@ -94,6 +98,8 @@ pub fn state(config: Config) -> Result<Arc<AppState>, ServeError> {
         faults: faults::FaultRegistry::default(),
         received: received::ReceivedStore::default(),
         conn_seq: AtomicU64::new(1),
+        shutdown: tokio::sync::watch::channel(false).0,
+        live_sessions: tokio::sync::watch::channel(0).0,
     }))
 }
 
@@ -102,16 +108,36 @@ pub async fn serve(config: Config, listener: tokio::net::TcpListener) -> Result<
     serve_with_shutdown(config, listener, std::future::pending()).await
 }
 
-/// Serves until `shutdown` completes, then stops accepting and lets requests finish.
+/// Longest wait at shutdown for live sessions to send their 1001 close frames.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Serves until `shutdown` completes, then stops accepting, closes live realtime sessions with
+/// 1001 "server shutting down" (clients reconnect elsewhere) and lets requests finish.
 pub async fn serve_with_shutdown(
     config: Config,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let st = state(config)?;
-    let app = http::router(st);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    let app = http::router(st.clone());
+    let notify = st.clone();
+    let signal = async move {
+        shutdown.await;
+        notify.shutdown.send_replace(true);
+    };
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(signal)
         .await
-        .map_err(ServeError::Io)
+        .map_err(ServeError::Io);
+    // Upgraded sockets are not tracked by axum: wait (bounded) for the sessions to close.
+    let mut live = st.live_sessions.subscribe();
+    let drained = async {
+        while *live.borrow_and_update() > 0 {
+            if live.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, drained).await;
+    served
 }

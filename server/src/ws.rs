@@ -203,6 +203,7 @@ async fn run(st: Arc<AppState>, mut socket: WebSocket, req: Request) {
     };
     st.metrics.connection("accepted");
     st.metrics.ws_opened();
+    st.live_sessions.send_modify(|n| *n += 1);
     log(
         Level::Info,
         "connection accepted",
@@ -231,6 +232,7 @@ async fn run(st: Arc<AppState>, mut socket: WebSocket, req: Request) {
     )
     .await;
     st.metrics.ws_closed();
+    st.live_sessions.send_modify(|n| *n = n.saturating_sub(1));
     if let Ok(Some(iv)) = st.db.interview(&req.interview_id) {
         st.metrics.interview_cost_usd(iv.realtime_cost_usd);
     }
@@ -288,9 +290,15 @@ async fn session(
     // Clamped to a year so the deadline cannot overflow.
     let expire_at =
         t0 + Duration::from_millis(st.config.limits.session_max_ms.min(365 * 86_400_000));
+    let mut shutdown = st.shutdown.subscribe();
     loop {
         let next = iv.poll_timeout().map(|ms| t0 + Duration::from_millis(ms));
         tokio::select! {
+            // Only ever changes from false to true (or the state is gone): shutting down.
+            _ = shutdown.changed() => {
+                close(st, socket, conn, 1001, "server shutting down").await;
+                return "server shutdown";
+            }
             _ = sleep_until(expire_at) => {
                 let mut e = events::error(
                     "session_expired",

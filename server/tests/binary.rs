@@ -76,14 +76,17 @@ async fn logs_are_json_without_secrets_and_sigterm_exits_cleanly() {
     ))
     .await;
     expect_close(&mut bad).await;
-    // A socket still open must not hold the shutdown up.
-
+    // A live session is closed with 1001 (going away: clients reconnect) on SIGTERM.
     let status = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
         .status()
         .unwrap();
     assert!(status.success());
+    assert_eq!(
+        expect_close(&mut ws).await,
+        (1001, "server shutting down".into())
+    );
     let exit = child.wait().unwrap();
     assert!(exit.success(), "exit after SIGTERM: {exit:?}");
     let mut err = String::new();
