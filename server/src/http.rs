@@ -62,7 +62,8 @@ pub fn router(st: Arc<AppState>) -> Router {
     let r = r
         .nest_service("/pkg", ServeDir::new(cfg.static_root.join("pkg")))
         .fallback_service(ServeDir::new(cfg.static_root.join("www")))
-        .layer(axum::middleware::map_response(security_headers));
+        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn(access_log));
     let r = match cors_layer(cfg.dev, cfg.cors_allowed_origins.as_deref()) {
         Some(c) => r.layer(c),
         None => r,
@@ -88,6 +89,29 @@ fn cors_layer(dev: bool, origins: Option<&[String]>) -> Option<CorsLayer> {
         None if dev => Some(base.allow_origin(Any)),
         None => None,
     }
+}
+
+/// Logs API and dev requests: method, path (never the query string: it may hold a token),
+/// status and duration. Health checks and static files are not logged.
+async fn access_log(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let path = req.uri().path().to_string();
+    let logged = path.starts_with("/api/") || path.starts_with("/dev/");
+    let method = req.method().to_string();
+    let t0 = std::time::Instant::now();
+    let res = next.run(req).await;
+    if logged {
+        log(
+            Level::Info,
+            "http",
+            &[
+                ("method", method.into()),
+                ("path", path.into()),
+                ("status", res.status().as_u16().into()),
+                ("ms", (t0.elapsed().as_millis() as u64).into()),
+            ],
+        );
+    }
+    res
 }
 
 async fn security_headers(mut res: Response) -> Response {

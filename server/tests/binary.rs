@@ -118,5 +118,6 @@ async fn logs_are_json_without_secrets_and_sigterm_exits_cleanly() {
         );
     }
     assert!(err.contains("\"msg\":\"connection refused\""));
+    assert!(err.contains("\"path\":\"/api/v1/interviews/iv-log/messages\""));
     assert!(err.contains("\"msg\":\"stopped\""));
 }
