@@ -14,6 +14,7 @@ use wasm_bindgen_futures::{future_to_promise, spawn_local, JsFuture};
 use super::audio::{self, AudioEvent, AudioGraph, AudioOptions};
 use super::socket::{Socket, SocketEvent};
 use crate::audio::{measure_level, Resampler};
+use crate::protocol::json;
 use crate::session::{
     AppEvent, AudioFailure, HttpFailure, Output, Session, SessionConfig, State, TokenSource,
 };
@@ -33,7 +34,15 @@ extern "C" {
 
 /// The events an app may listen to.
 const EVENTS: [&str; 9] = [
-    "status", "mode", "transcript", "speech", "level", "metrics", "error", "event", "audio",
+    "status",
+    "mode",
+    "transcript",
+    "speech",
+    "level",
+    "metrics",
+    "error",
+    "event",
+    "audio",
 ];
 /// Level events per source are sent at most this often.
 const LEVEL_EVERY_MS: f64 = 50.0;
@@ -71,9 +80,12 @@ struct Shell {
     timer: RefCell<Option<(i32, u64)>>,
     timer_cb: RefCell<Option<Closure<dyn FnMut()>>>,
     last_level: Cell<(f64, f64)>,
-    window_listeners: RefCell<Vec<(&'static str, Closure<dyn FnMut(JsValue)>)>>,
-    gesture_listener: RefCell<Option<Closure<dyn FnMut(JsValue)>>>,
+    window_listeners: RefCell<Vec<(&'static str, Listener)>>,
+    gesture_listener: RefCell<Option<Listener>>,
 }
+
+/// A DOM event listener kept alive while registered.
+type Listener = Closure<dyn FnMut(JsValue)>;
 
 enum LockState {
     None,
@@ -115,17 +127,23 @@ impl VoiceClient {
             Reflect::set(&copy, &"tokenProvider".into(), &JsValue::TRUE)?;
             Some(f.clone())
         } else {
-            return Err(js_error("tokenProvider must be a function returning a token or a Promise of one"));
+            return Err(js_error(
+                "tokenProvider must be a function returning a token or a Promise of one",
+            ));
         };
         let single_tab = match get(&copy, "singleTab") {
             v if v.is_undefined() => true,
-            v => v.as_bool().ok_or_else(|| js_error("singleTab must be true or false"))?,
+            v => v
+                .as_bool()
+                .ok_or_else(|| js_error("singleTab must be true or false"))?,
         };
         Reflect::delete_property(&copy, &"singleTab".into())?;
         let json: String = JSON::stringify(&copy)?.into();
         let config = SessionConfig::from_json(&json).map_err(|e| js_error(&e.to_string()))?;
         if token_provider.is_none() && matches!(config.token, TokenSource::Provider) {
-            return Err(js_error("tokenProvider must be a function returning a token or a Promise of one"));
+            return Err(js_error(
+                "tokenProvider must be a function returning a token or a Promise of one",
+            ));
         }
 
         let mic_constraints = match &config.mic_constraints_json {
@@ -141,10 +159,17 @@ impl VoiceClient {
         ] {
             Reflect::set(&defaults, &k.into(), &v)?;
         }
-        let mic_constraints: JsValue = Object::assign(&defaults, mic_constraints.unchecked_ref()).into();
+        let mic_constraints: JsValue =
+            Object::assign(&defaults, mic_constraints.unchecked_ref()).into();
         let worklets = (
-            config.capture_worklet_url.clone().unwrap_or_else(capture_worklet_url),
-            config.playback_worklet_url.clone().unwrap_or_else(playback_worklet_url),
+            config
+                .capture_worklet_url
+                .clone()
+                .unwrap_or_else(capture_worklet_url),
+            config
+                .playback_worklet_url
+                .clone()
+                .unwrap_or_else(playback_worklet_url),
         );
         let lock_name = single_tab.then(|| format!("realtime-voice:{}", config.interview_id));
         let prebuffer_ms = config.prebuffer_ms;
@@ -192,7 +217,9 @@ impl VoiceClient {
             shell.waiters.borrow_mut().push((resolve, reject));
         });
         // Audio may only start inside the gesture: prepare the context now, before any await.
-        if shell.core.borrow().mode() == crate::session::Mode::Voice && shell.graph.borrow().is_none() {
+        if shell.core.borrow().mode() == crate::session::Mode::Voice
+            && shell.graph.borrow().is_none()
+        {
             match audio::unlock() {
                 Ok(pair) => *shell.prepared.borrow_mut() = Some(pair),
                 Err(_) => { /* reported when the session asks for audio */ }
@@ -271,9 +298,15 @@ impl VoiceClient {
     #[wasm_bindgen(skip_typescript)]
     pub fn on(&self, event: &str, listener: Function) -> Result<Function, JsValue> {
         if !EVENTS.contains(&event) {
-            return Err(js_error(&format!("unknown event {event:?}; events are {}", EVENTS.join(", "))));
+            return Err(js_error(&format!(
+                "unknown event \"{event}\"; events are {}",
+                EVENTS.join(", ")
+            )));
         }
-        self.shell.listeners.borrow_mut().push((event.to_string(), listener.clone()));
+        self.shell
+            .listeners
+            .borrow_mut()
+            .push((event.to_string(), listener.clone()));
         let me = self.shell.me.clone();
         let name = event.to_string();
         let off = Closure::once_into_js(move || {
@@ -335,7 +368,11 @@ impl VoiceClient {
     pub fn set_input_device(&self, device_id: String) -> Promise {
         let shell = self.shell.clone();
         future_to_promise(async move {
-            let constraints: JsValue = Object::assign(&Object::new(), shell.mic_constraints.borrow().unchecked_ref()).into();
+            let constraints: JsValue = Object::assign(
+                &Object::new(),
+                shell.mic_constraints.borrow().unchecked_ref(),
+            )
+            .into();
             let exact = Object::new();
             Reflect::set(&exact, &"exact".into(), &device_id.clone().into())?;
             Reflect::set(&constraints, &"deviceId".into(), &exact)?;
@@ -356,7 +393,9 @@ impl VoiceClient {
         let shell = self.shell.clone();
         future_to_promise(async move {
             if !audio::has_set_sink_id() {
-                return Err(js_error("this browser cannot choose the output device (no setSinkId)"));
+                return Err(js_error(
+                    "this browser cannot choose the output device (no setSinkId)",
+                ));
             }
             *shell.sink_id.borrow_mut() = Some(device_id.clone());
             let graph = shell.graph.clone();
@@ -421,7 +460,11 @@ impl Shell {
                     r.reset();
                 }
             }
-            Output::HttpText { url, token, body_json } => self.http_text(url, token, body_json),
+            Output::HttpText {
+                url,
+                token,
+                body_json,
+            } => self.http_text(url, token, body_json),
             Output::Event(e) => self.dispatch(&e),
         }
     }
@@ -493,7 +536,9 @@ impl Shell {
         if current.map(|(_, at)| at) == want {
             return;
         }
-        let Some(window) = web_sys::window() else { return };
+        let Some(window) = web_sys::window() else {
+            return;
+        };
         if let Some((id, _)) = self.timer.borrow_mut().take() {
             window.clear_timeout_with_handle(id);
         }
@@ -510,7 +555,10 @@ impl Shell {
         let delay = at.saturating_sub(now_ms()).min(i32::MAX as u64) as i32;
         let cb = self.timer_cb.borrow();
         if let Some(cb) = cb.as_ref() {
-            if let Ok(id) = window.set_timeout_with_callback_and_timeout_and_arguments_0(cb.as_ref().unchecked_ref(), delay) {
+            if let Ok(id) = window.set_timeout_with_callback_and_timeout_and_arguments_0(
+                cb.as_ref().unchecked_ref(),
+                delay,
+            ) {
                 *self.timer.borrow_mut() = Some((id, at));
             }
         }
@@ -531,7 +579,10 @@ impl Shell {
                 Err(e) => Err(e),
             };
             let token = match result {
-                Ok(v) => v.as_string().filter(|t| !t.is_empty()).ok_or_else(|| "the token provider returned no string".to_string()),
+                Ok(v) => v
+                    .as_string()
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| "the token provider returned no string".to_string()),
                 Err(e) => Err(describe(&e)),
             };
             if let Some(shell) = me.upgrade() {
@@ -557,7 +608,14 @@ impl Shell {
                 let me = self.me.clone();
                 spawn_local(async move {
                     if let Some(shell) = me.upgrade() {
-                        shell.on_socket(id, SocketEvent::Closed { code: 1006, reason: String::new(), was_open: false });
+                        shell.on_socket(
+                            id,
+                            SocketEvent::Closed {
+                                code: 1006,
+                                reason: String::new(),
+                                was_open: false,
+                            },
+                        );
                     }
                 });
             }
@@ -576,7 +634,11 @@ impl Shell {
                 self.input(|s, now| s.handle_socket_message(now, &note))
             }
             SocketEvent::Error => self.input(|s, now| s.handle_socket_error(now)),
-            SocketEvent::Closed { code, reason, was_open } => {
+            SocketEvent::Closed {
+                code,
+                reason,
+                was_open,
+            } => {
                 self.socket.borrow_mut().take();
                 self.input(|s, now| s.handle_socket_closed(now, code, &reason, was_open));
             }
@@ -702,7 +764,9 @@ impl Shell {
                 if self.mic_channels.get() != channels {
                     self.mic_channels.set(channels);
                     let rate = self.ctx_rate.get();
-                    self.core.borrow_mut().handle_audio_started(now_ms(), rate, channels as u16);
+                    self.core
+                        .borrow_mut()
+                        .handle_audio_started(now_ms(), rate, channels as u16);
                 }
                 self.core.borrow_mut().handle_mic_samples(now_ms(), &buf);
                 let now = now_ms() as f64;
@@ -712,29 +776,40 @@ impl Shell {
                     let level = measure_level(&buf);
                     self.emit(
                         "level",
-                        &format!(
-                            "{{\"source\":\"input\",\"rmsDbfs\":{:.1},\"peakDbfs\":{:.1}}}",
-                            level.rms_dbfs, level.peak_dbfs
-                        ),
+                        &level_json("input", level.rms_dbfs, level.peak_dbfs),
                     );
                 }
                 drop(buf);
                 self.pump();
             }
-            AudioEvent::Progress { item, played, underruns, rms, peak, .. } => {
+            AudioEvent::Progress {
+                item,
+                played,
+                underruns,
+                rms,
+                peak,
+                ..
+            } => {
                 let rate = u64::from(self.ctx_rate.get().max(1));
                 let played_24k = played * 24_000 / rate;
-                self.input(|s, now| s.handle_playback_progress(now, &item, played_24k, u64::from(underruns)));
+                self.input(|s, now| {
+                    s.handle_playback_progress(now, &item, played_24k, u64::from(underruns))
+                });
                 let db = |x: f32| if x > 1e-5 { 20.0 * x.log10() } else { -100.0 };
-                self.emit("level", &format!("{{\"source\":\"output\",\"rmsDbfs\":{:.1},\"peakDbfs\":{:.1}}}", db(rms), db(peak)));
+                self.emit("level", &level_json("output", db(rms), db(peak)));
             }
             AudioEvent::Overflow { frames } => {
                 self.emit("error", &format!("{{\"kind\":\"audio\",\"code\":\"playback_overflow\",\"message\":\"playback buffer full: {frames} frames dropped\"}}"));
             }
-            AudioEvent::TrackEnded => self.input(|s, now| s.handle_audio_failed(now, AudioFailure::TrackEnded)),
+            AudioEvent::TrackEnded => {
+                self.input(|s, now| s.handle_audio_failed(now, AudioFailure::TrackEnded))
+            }
             AudioEvent::ContextState(state) => {
                 let needs_gesture = state == "suspended" || state == "interrupted";
-                self.emit("audio", &format!("{{\"state\":\"{state}\",\"needsGesture\":{needs_gesture}}}"));
+                self.emit(
+                    "audio",
+                    &format!("{{\"state\":\"{state}\",\"needsGesture\":{needs_gesture}}}"),
+                );
                 if needs_gesture {
                     self.resume_on_next_gesture();
                 }
@@ -748,7 +823,9 @@ impl Shell {
         if self.gesture_listener.borrow().is_some() {
             return;
         }
-        let Some(document) = web_sys::window().and_then(|w| w.document()) else { return };
+        let Some(document) = web_sys::window().and_then(|w| w.document()) else {
+            return;
+        };
         let me = self.me.clone();
         let cb = Closure::<dyn FnMut(JsValue)>::new(move |_| {
             if let Some(shell) = me.upgrade() {
@@ -768,15 +845,22 @@ impl Shell {
         let cb = self.gesture_listener.borrow_mut().take();
         if let (Some(cb), Some(document)) = (cb, web_sys::window().and_then(|w| w.document())) {
             for ev in ["pointerdown", "keydown", "touchend"] {
-                let _ = document.remove_event_listener_with_callback(ev, cb.as_ref().unchecked_ref());
+                let _ =
+                    document.remove_event_listener_with_callback(ev, cb.as_ref().unchecked_ref());
             }
         }
     }
 
     fn listen_window(&self) {
-        let Some(window) = web_sys::window() else { return };
+        let Some(window) = web_sys::window() else {
+            return;
+        };
         let mut added = Vec::new();
-        for (name, online) in [("online", Some(true)), ("offline", Some(false)), ("visibilitychange", None)] {
+        for (name, online) in [
+            ("online", Some(true)),
+            ("offline", Some(false)),
+            ("visibilitychange", None),
+        ] {
             let me = self.me.clone();
             let cb = Closure::<dyn FnMut(JsValue)>::new(move |_| {
                 let Some(shell) = me.upgrade() else { return };
@@ -811,7 +895,10 @@ impl Shell {
     fn release_lock(&self) {
         let held = std::mem::replace(&mut *self.lock.borrow_mut(), LockState::None);
         if let LockState::Held(release) = held {
-            if let Ok(p) = release.call0(&JsValue::NULL).and_then(|p| p.dyn_into::<Promise>()) {
+            if let Ok(p) = release
+                .call0(&JsValue::NULL)
+                .and_then(|p| p.dyn_into::<Promise>())
+            {
                 *self.lock_released.borrow_mut() = Some(p);
             }
         }
@@ -841,11 +928,26 @@ impl Drop for VoiceClient {
                 window.clear_timeout_with_handle(id);
             }
             for (name, cb) in self.shell.window_listeners.borrow_mut().drain(..) {
-                let _ = window.remove_event_listener_with_callback(name, cb.as_ref().unchecked_ref());
+                let _ =
+                    window.remove_event_listener_with_callback(name, cb.as_ref().unchecked_ref());
             }
         }
         self.shell.remove_gesture_listener();
     }
+}
+
+/// `{"source":…,"rmsDbfs":…,"peakDbfs":…}` with one decimal, without float formatting (which
+/// would cost ~10 KB of wasm).
+fn level_json(source: &str, rms_dbfs: f32, peak_dbfs: f32) -> String {
+    let mut s = String::with_capacity(64);
+    s.push_str("{\"source\":\"");
+    s.push_str(source);
+    s.push_str("\",\"rmsDbfs\":");
+    json::write_fixed(&mut s, f64::from(rms_dbfs), 1);
+    s.push_str(",\"peakDbfs\":");
+    json::write_fixed(&mut s, f64::from(peak_dbfs), 1);
+    s.push('}');
+    s
 }
 
 fn describe(e: &JsValue) -> String {
@@ -861,8 +963,12 @@ async fn fetch_json(url: &str, token: &str, body: &str) -> Result<String, HttpFa
     let init = web_sys::RequestInit::new();
     init.set_method("POST");
     let headers = web_sys::Headers::new().map_err(|_| HttpFailure::Network)?;
-    headers.set("Content-Type", "application/json").map_err(|_| HttpFailure::Network)?;
-    headers.set("Authorization", &format!("Bearer {token}")).map_err(|_| HttpFailure::Network)?;
+    headers
+        .set("Content-Type", "application/json")
+        .map_err(|_| HttpFailure::Network)?;
+    headers
+        .set("Authorization", &format!("Bearer {token}"))
+        .map_err(|_| HttpFailure::Network)?;
     init.set_headers(&headers);
     init.set_body(&JsValue::from_str(body));
     let response = JsFuture::from(window.fetch_with_str_and_init(url, &init))

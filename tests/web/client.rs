@@ -23,7 +23,10 @@ struct Recorder {
 }
 
 fn now() -> f64 {
-    web_sys::window().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or(0.0)
+    web_sys::window()
+        .and_then(|w| w.performance())
+        .map(|p| p.now())
+        .unwrap_or(0.0)
 }
 
 impl Recorder {
@@ -31,7 +34,17 @@ impl Recorder {
         let log: Log = Rc::default();
         let wake: Rc<RefCell<Option<Function>>> = Rc::default();
         let mut listeners = Vec::new();
-        for name in ["status", "mode", "transcript", "speech", "level", "metrics", "error", "event", "audio"] {
+        for name in [
+            "status",
+            "mode",
+            "transcript",
+            "speech",
+            "level",
+            "metrics",
+            "error",
+            "event",
+            "audio",
+        ] {
             let (log, wake) = (log.clone(), wake.clone());
             let cb = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
                 log.borrow_mut().push((name.to_string(), e, now()));
@@ -39,14 +52,25 @@ impl Recorder {
                     let _ = f.call0(&JsValue::NULL);
                 }
             });
-            client.on(name, cb.as_ref().unchecked_ref::<Function>().clone()).expect("listen");
+            client
+                .on(name, cb.as_ref().unchecked_ref::<Function>().clone())
+                .expect("listen");
             listeners.push(cb);
         }
-        Recorder { log, wake, _listeners: listeners }
+        Recorder {
+            log,
+            wake,
+            _listeners: listeners,
+        }
     }
 
     /// Waits (event-driven) until `pred` holds over the log, or fails after `ms`.
-    async fn wait_for(&self, ms: u32, what: &str, pred: impl Fn(&[(String, JsValue, f64)]) -> bool) {
+    async fn wait_for(
+        &self,
+        ms: u32,
+        what: &str,
+        pred: impl Fn(&[(String, JsValue, f64)]) -> bool,
+    ) {
         let deadline = now() + f64::from(ms);
         loop {
             if pred(&self.log.borrow()) {
@@ -65,18 +89,34 @@ impl Recorder {
     }
 
     fn statuses(&self) -> Vec<String> {
-        self.of("status").iter().map(|s| prop(s, "state").as_string().unwrap_or_default()).collect()
+        self.of("status")
+            .iter()
+            .map(|s| prop(s, "state").as_string().unwrap_or_default())
+            .collect()
     }
 
     fn of(&self, name: &str) -> Vec<JsValue> {
-        self.log.borrow().iter().filter(|(n, _, _)| n == name).map(|(_, e, _)| e.clone()).collect()
+        self.log
+            .borrow()
+            .iter()
+            .filter(|(n, _, _)| n == name)
+            .map(|(_, e, _)| e.clone())
+            .collect()
     }
 
     fn summary(&self) -> String {
         let log = self.log.borrow();
         let mut out = String::new();
-        for (n, e, _) in log.iter().filter(|(n, _, _)| n != "level" && n != "event" && n != "metrics") {
-            out.push_str(&format!("\n  {n}: {}", js_sys::JSON::stringify(e).map(String::from).unwrap_or_default()));
+        for (n, e, _) in log
+            .iter()
+            .filter(|(n, _, _)| n != "level" && n != "event" && n != "metrics")
+        {
+            out.push_str(&format!(
+                "\n  {n}: {}",
+                js_sys::JSON::stringify(e)
+                    .map(String::from)
+                    .unwrap_or_default()
+            ));
         }
         out
     }
@@ -91,7 +131,9 @@ fn state_is(e: &JsValue, s: &str) -> bool {
 }
 
 fn engine() -> &'static str {
-    let ua = web_sys::window().and_then(|w| w.navigator().user_agent().ok()).unwrap_or_default();
+    let ua = web_sys::window()
+        .and_then(|w| w.navigator().user_agent().ok())
+        .unwrap_or_default();
     if ua.contains("Firefox") {
         "firefox"
     } else if ua.contains("Chrome") {
@@ -112,8 +154,14 @@ fn options(interview: &str, token: Option<&str>, extra: &[(&str, JsValue)]) -> J
     if let Some(t) = token {
         set("token", t.into());
     }
-    set("captureWorkletUrl", format!("{}/pkg/worklets/capture.js", server()).into());
-    set("playbackWorkletUrl", format!("{}/pkg/worklets/playback.js", server()).into());
+    set(
+        "captureWorkletUrl",
+        format!("{}/pkg/worklets/capture.js", server()).into(),
+    );
+    set(
+        "playbackWorkletUrl",
+        format!("{}/pkg/worklets/playback.js", server()).into(),
+    );
     // Raw microphone: the browser's processing would change what the server compares.
     let mic = Object::new();
     for k in ["echoCancellation", "noiseSuppression", "autoGainControl"] {
@@ -135,20 +183,32 @@ async fn connect(client: &VoiceClient) -> Result<JsValue, JsValue> {
 fn mic_wav() -> Vec<f32> {
     let bytes = include_bytes!("../fixtures/mic.wav");
     // 44-byte canonical header written by sox: 24 kHz, mono, 16-bit PCM.
-    bytes[44..].chunks_exact(2).map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0).collect()
+    bytes[44..]
+        .chunks_exact(2)
+        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
+        .collect()
 }
 
 fn decode_pcm16_base64(text: &str) -> Vec<f32> {
     let mut bytes = Vec::new();
-    realtime_voice::audio::pcm16::decode_base64(text, &mut bytes).expect("server sends valid base64");
-    bytes.chunks_exact(2).map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0).collect()
+    realtime_voice::audio::pcm16::decode_base64(text, &mut bytes)
+        .expect("server sends valid base64");
+    bytes
+        .chunks_exact(2)
+        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
+        .collect()
 }
 
 /// Best normalised cross-correlation of `x` against the looped `reference` over all lags:
 /// coarse on 10 ms energy envelopes, then sample-exact around the best envelope lag.
 fn best_correlation(x: &[f32], reference: &[f32]) -> f64 {
     let env = |s: &[f32]| -> Vec<f64> {
-        s.chunks(240).map(|c| (c.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / c.len() as f64).sqrt()).collect()
+        s.chunks(240)
+            .map(|c| {
+                (c.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / c.len() as f64)
+                    .sqrt()
+            })
+            .collect()
     };
     let (ex, er) = (env(x), env(reference));
     let n = ex.len().min(er.len());
@@ -200,42 +260,88 @@ async fn connects_streams_24k_pcm16_within_the_rate_limit_and_plays_the_ai_voice
     let client = VoiceClient::new(&options(&interview, Some(&token), &[])).expect("client");
     let rec = Recorder::attach(&client);
     let status = connect(&client).await.expect("connect resolves");
-    assert_eq!(prop(&status, "state").as_string().as_deref(), Some("connected"));
+    assert_eq!(
+        prop(&status, "state").as_string().as_deref(),
+        Some("connected")
+    );
 
     // The interviewer greets at once: its voice must come out of the playback worklet.
     rec.wait_for(15_000, "the AI's voice audible at the output", |l| {
-        l.iter().filter(|(n, e, _)| n == "level" && prop(e, "source").as_string().as_deref() == Some("output") && num(e, "rmsDbfs") > -50.0).count() >= 5
+        l.iter()
+            .filter(|(n, e, _)| {
+                n == "level"
+                    && prop(e, "source").as_string().as_deref() == Some("output")
+                    && num(e, "rmsDbfs") > -50.0
+            })
+            .count()
+            >= 5
     })
     .await;
     // At least 3 s of microphone audio sent.
     rec.wait_for(20_000, "3 s of microphone audio sent", |l| {
-        l.iter().any(|(n, e, _)| n == "metrics" && num(e, "framesSent") >= 30.0)
+        l.iter()
+            .any(|(n, e, _)| n == "metrics" && num(e, "framesSent") >= 30.0)
     })
     .await;
     let metrics = client.metrics();
     assert!(num(&metrics, "underruns") >= 0.0, "underruns are counted");
-    let received = get_json(&format!("/dev/interviews/{interview}/received")).await.expect("received");
-    client.disconnect();
+    let received = get_json(&format!("/dev/interviews/{interview}/received"))
+        .await
+        .expect("received");
+    JsFuture::from(client.disconnect())
+        .await
+        .expect("disconnect");
 
-    assert!(num(&received, "max_appends_per_s") <= 10.0, "≤ 10 chunks/s: {}", num(&received, "max_appends_per_s"));
-    assert_eq!(num(&received, "rejected_appends"), 0.0, "no append was rate-limited");
-    let errors = js_sys::JSON::stringify(&prop(&received, "errors_sent")).map(String::from).unwrap_or_default();
-    assert!(!errors.contains("invalid_audio_format"), "the server accepted the audio format: {errors}");
+    assert!(
+        num(&received, "max_appends_per_s") <= 10.0,
+        "≤ 10 chunks/s: {}",
+        num(&received, "max_appends_per_s")
+    );
+    assert_eq!(
+        num(&received, "rejected_appends"),
+        0.0,
+        "no append was rate-limited"
+    );
+    let errors = js_sys::JSON::stringify(&prop(&received, "errors_sent"))
+        .map(String::from)
+        .unwrap_or_default();
+    assert!(
+        !errors.contains("invalid_audio_format"),
+        "the server accepted the audio format: {errors}"
+    );
     let pcm = decode_pcm16_base64(&prop(&received, "pcm16_base64").as_string().expect("pcm"));
-    assert!(pcm.len() >= 24_000 * 2, "at least 2 s of 24 kHz audio received, got {} samples", pcm.len());
+    assert!(
+        pcm.len() >= 24_000 * 2,
+        "at least 2 s of 24 kHz audio received, got {} samples",
+        pcm.len()
+    );
     let sent = &pcm[12_000..pcm.len().min(12_000 + 24_000 * 3)];
     match engine() {
         "chrome" => {
             let c = best_correlation(sent, &mic_wav());
-            assert!(c > 0.9, "the server received the WAV fed as the microphone: correlation {c:.3}");
+            assert!(
+                c > 0.9,
+                "the server received the WAV fed as the microphone: correlation {c:.3}"
+            );
         }
         "firefox" => {
             let f = tone_fraction(sent, 1000.0);
-            assert!(f > 0.9, "Firefox's fake microphone is a 1 kHz tone: {f:.3} of the power at 1 kHz");
+            assert!(
+                f > 0.9,
+                "Firefox's fake microphone is a 1 kHz tone: {f:.3} of the power at 1 kHz"
+            );
         }
         _ => {
-            let rms = (sent.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / sent.len() as f64).sqrt();
-            assert!(rms > 1e-3, "WebKit's mock microphone reached the server (rms {rms:e})");
+            let rms = (sent
+                .iter()
+                .map(|&v| f64::from(v) * f64::from(v))
+                .sum::<f64>()
+                / sent.len() as f64)
+                .sqrt();
+            assert!(
+                rms > 1e-3,
+                "WebKit's mock microphone reached the server (rms {rms:e})"
+            );
         }
     }
 }
@@ -248,22 +354,48 @@ async fn interrupt_truncates_the_answer_where_it_was_heard() {
     let rec = Recorder::attach(&client);
     connect(&client).await.expect("connect");
     rec.wait_for(15_000, "1 s of the AI's voice played", |l| {
-        l.iter().filter(|(n, e, _)| n == "level" && prop(e, "source").as_string().as_deref() == Some("output") && num(e, "rmsDbfs") > -60.0).count() >= 20
+        l.iter()
+            .filter(|(n, e, _)| {
+                n == "level"
+                    && prop(e, "source").as_string().as_deref() == Some("output")
+                    && num(e, "rmsDbfs") > -60.0
+            })
+            .count()
+            >= 20
     })
     .await;
     let first_audible = rec
         .log
         .borrow()
         .iter()
-        .find(|(n, e, _)| n == "level" && prop(e, "source").as_string().as_deref() == Some("output") && num(e, "rmsDbfs") > -60.0)
+        .find(|(n, e, _)| {
+            n == "level"
+                && prop(e, "source").as_string().as_deref() == Some("output")
+                && num(e, "rmsDbfs") > -60.0
+        })
         .map(|(_, _, t)| *t)
         .expect("audible");
     let heard_ms = now() - first_audible;
     client.interrupt();
-    rec.wait_for(5_000, "assistant stops speaking", |l| has(l, "speech", |e| prop(e, "who").as_string().as_deref() == Some("assistant") && prop(e, "speaking") == JsValue::FALSE)).await;
-    rec.wait_for(5_000, "the server's conversation.item.truncated", |l| has(l, "event", |e| prop(e, "type").as_string().as_deref() == Some("conversation.item.truncated"))).await;
-    let received = get_json(&format!("/dev/interviews/{interview}/received")).await.expect("received");
-    client.disconnect();
+    rec.wait_for(5_000, "assistant stops speaking", |l| {
+        has(l, "speech", |e| {
+            prop(e, "who").as_string().as_deref() == Some("assistant")
+                && prop(e, "speaking") == JsValue::FALSE
+        })
+    })
+    .await;
+    rec.wait_for(5_000, "the server's conversation.item.truncated", |l| {
+        has(l, "event", |e| {
+            prop(e, "type").as_string().as_deref() == Some("conversation.item.truncated")
+        })
+    })
+    .await;
+    let received = get_json(&format!("/dev/interviews/{interview}/received"))
+        .await
+        .expect("received");
+    JsFuture::from(client.disconnect())
+        .await
+        .expect("disconnect");
     let truncates: js_sys::Array = prop(&received, "truncates").unchecked_into();
     assert_eq!(truncates.length(), 1, "one truncate");
     let end = num(&truncates.get(0), "audio_end_ms");
@@ -271,9 +403,15 @@ async fn interrupt_truncates_the_answer_where_it_was_heard() {
     // coarse (the first syllable ramps up; WebKit delivers worklet messages in bursts), hence the
     // tolerance; that it never exceeds what the server sent is checked by the server (it would
     // answer with an error, asserted absent below).
-    assert!(end > 0.0 && end <= heard_ms + 400.0 && end >= heard_ms - 400.0,
-        "audio_end_ms {end} should be what was heard, about {heard_ms:.0} ms");
-    assert!(!has(&rec.log.borrow(), "error", |_| true), "no error: {}", rec.summary());
+    assert!(
+        end > 0.0 && end <= heard_ms + 400.0 && end >= heard_ms - 400.0,
+        "audio_end_ms {end} should be what was heard, about {heard_ms:.0} ms"
+    );
+    assert!(
+        !has(&rec.log.borrow(), "error", |_| true),
+        "no error: {}",
+        rec.summary()
+    );
 }
 
 #[wasm_bindgen_test]
@@ -285,120 +423,272 @@ async fn an_invalid_token_fails_with_auth_after_one_refresh() {
         *c.borrow_mut() += 1;
         JsValue::from_str("not.a.jwt")
     });
-    let opts = options(&interview, None, &[("tokenProvider", provider.as_ref().clone())]);
+    let opts = options(
+        &interview,
+        None,
+        &[("tokenProvider", provider.as_ref().clone())],
+    );
     let client = VoiceClient::new(&opts).expect("client");
     let rec = Recorder::attach(&client);
     let err = connect(&client).await.expect_err("connect rejects");
     let status = prop(&err, "status");
-    assert_eq!(prop(&status, "state").as_string().as_deref(), Some("failed"));
+    assert_eq!(
+        prop(&status, "state").as_string().as_deref(),
+        Some("failed")
+    );
     assert_eq!(prop(&status, "reason").as_string().as_deref(), Some("auth"));
-    assert_eq!(num(&status, "closeCode"), 1008.0, "the browser saw 1008, not 1006");
-    assert_eq!(*calls.borrow(), 2, "the token provider was asked once more after 1008, then no more");
-    assert_eq!(num(&client.metrics(), "connectionAttempts"), 2.0, "no retry loop");
-    assert_eq!(rec.statuses(), ["connecting", "reconnecting", "failed"], "one refresh, no loop");
+    assert_eq!(
+        num(&status, "closeCode"),
+        1008.0,
+        "the browser saw 1008, not 1006"
+    );
+    assert_eq!(
+        *calls.borrow(),
+        2,
+        "the token provider was asked once more after 1008, then no more"
+    );
+    assert_eq!(
+        num(&client.metrics(), "connectionAttempts"),
+        2.0,
+        "no retry loop"
+    );
+    assert_eq!(
+        rec.statuses(),
+        ["connecting", "reconnecting", "failed"],
+        "one refresh, no loop"
+    );
     let refresh = &rec.of("status")[1];
-    assert_eq!(prop(refresh, "detail").as_string().as_deref(), Some("token_refresh"));
+    assert_eq!(
+        prop(refresh, "detail").as_string().as_deref(),
+        Some("token_refresh")
+    );
 }
 
 #[wasm_bindgen_test]
 async fn a_second_connection_to_the_interview_is_busy() {
     let (token, interview) = dev_token().await;
-    let first = VoiceClient::new(&options(&interview, Some(&token), &[("singleTab", JsValue::FALSE), ("mode", "text".into())])).expect("first");
+    let first = VoiceClient::new(&options(
+        &interview,
+        Some(&token),
+        &[("singleTab", JsValue::FALSE), ("mode", "text".into())],
+    ))
+    .expect("first");
     connect(&first).await.expect("first connects");
     // Another browser (no shared Web Lock) reaches the server, which refuses it with 4409.
-    let second = VoiceClient::new(&options(&interview, Some(&token), &[("singleTab", JsValue::FALSE), ("mode", "text".into())])).expect("second");
+    let second = VoiceClient::new(&options(
+        &interview,
+        Some(&token),
+        &[("singleTab", JsValue::FALSE), ("mode", "text".into())],
+    ))
+    .expect("second");
     let err = connect(&second).await.expect_err("second is refused");
     let status = prop(&err, "status");
     assert_eq!(prop(&status, "reason").as_string().as_deref(), Some("busy"));
     assert_eq!(num(&status, "closeCode"), 4409.0);
-    assert_eq!(num(&second.metrics(), "connectionAttempts"), 1.0, "no retry against a busy interview");
-    assert_eq!(prop(&first.status(), "state").as_string().as_deref(), Some("connected"), "the first stays up");
-    first.disconnect();
+    assert_eq!(
+        num(&second.metrics(), "connectionAttempts"),
+        1.0,
+        "no retry against a busy interview"
+    );
+    assert_eq!(
+        prop(&first.status(), "state").as_string().as_deref(),
+        Some("connected"),
+        "the first stays up"
+    );
+    JsFuture::from(first.disconnect())
+        .await
+        .expect("disconnect");
 }
 
 #[wasm_bindgen_test]
 async fn a_second_tab_is_busy_without_reaching_the_server() {
     let (token, interview) = dev_token().await;
-    let first = VoiceClient::new(&options(&interview, Some(&token), &[("mode", "text".into())])).expect("first");
+    let first = VoiceClient::new(&options(
+        &interview,
+        Some(&token),
+        &[("mode", "text".into())],
+    ))
+    .expect("first");
     connect(&first).await.expect("first connects");
-    let second = VoiceClient::new(&options(&interview, Some(&token), &[("mode", "text".into())])).expect("second");
-    let err = connect(&second).await.expect_err("second is refused by the Web Lock");
+    let second = VoiceClient::new(&options(
+        &interview,
+        Some(&token),
+        &[("mode", "text".into())],
+    ))
+    .expect("second");
+    let err = connect(&second)
+        .await
+        .expect_err("second is refused by the Web Lock");
     let status = prop(&err, "status");
     assert_eq!(prop(&status, "reason").as_string().as_deref(), Some("busy"));
-    assert_eq!(prop(&status, "detail").as_string().as_deref(), Some("other_tab"));
-    assert_eq!(num(&second.metrics(), "connectionAttempts"), 0.0, "no socket was opened");
-    JsFuture::from(first.disconnect()).await.expect("disconnect");
+    assert_eq!(
+        prop(&status, "detail").as_string().as_deref(),
+        Some("other_tab")
+    );
+    assert_eq!(
+        num(&second.metrics(), "connectionAttempts"),
+        0.0,
+        "no socket was opened"
+    );
+    JsFuture::from(first.disconnect())
+        .await
+        .expect("disconnect");
     // Once the first lets go, the interview is free again.
-    let third = VoiceClient::new(&options(&interview, Some(&token), &[("mode", "text".into())])).expect("third");
+    let third = VoiceClient::new(&options(
+        &interview,
+        Some(&token),
+        &[("mode", "text".into())],
+    ))
+    .expect("third");
     connect(&third).await.expect("free again after disconnect");
-    third.disconnect();
+    JsFuture::from(third.disconnect())
+        .await
+        .expect("disconnect");
 }
 
 #[wasm_bindgen_test]
 async fn realtime_disabled_falls_back_to_text_and_text_gets_a_reply() {
     // A user outside the server's 50 % rollout: the real rule, not a fault.
     let (token, interview) = dev_token_for("rollout-out").await;
-    let client = VoiceClient::new(&options(&interview, Some(&token), &[("httpFallback", JsValue::TRUE)])).expect("client");
+    let client = VoiceClient::new(&options(
+        &interview,
+        Some(&token),
+        &[("httpFallback", JsValue::TRUE)],
+    ))
+    .expect("client");
     let rec = Recorder::attach(&client);
-    let status = connect(&client).await.expect("connect resolves in text mode");
+    let status = connect(&client)
+        .await
+        .expect("connect resolves in text mode");
     assert_eq!(prop(&status, "state").as_string().as_deref(), Some("text"));
     assert_eq!(num(&status, "closeCode"), 4403.0);
-    assert!(has(&rec.log.borrow(), "mode", |e| prop(e, "mode").as_string().as_deref() == Some("text") && prop(e, "reason").as_string().as_deref() == Some("realtime_disabled")));
-    assert!(!rec.statuses().iter().any(|s| s == "connected"), "never shown as connected: {:?}", rec.statuses());
+    assert!(has(&rec.log.borrow(), "mode", |e| prop(e, "mode")
+        .as_string()
+        .as_deref()
+        == Some("text")
+        && prop(e, "reason").as_string().as_deref()
+            == Some("realtime_disabled")));
+    assert!(
+        !rec.statuses().iter().any(|s| s == "connected"),
+        "never shown as connected: {:?}",
+        rec.statuses()
+    );
     assert_eq!(client.mode(), "text");
-    client.send_text("I have five years of experience.").expect("sendText");
+    client
+        .send_text("I have five years of experience.")
+        .expect("sendText");
     rec.wait_for(10_000, "the assistant's text reply", |l| {
-        has(l, "transcript", |e| prop(e, "role").as_string().as_deref() == Some("assistant") && prop(e, "final") == JsValue::TRUE && prop(e, "text").as_string().map(|t| !t.is_empty()).unwrap_or(false))
+        has(l, "transcript", |e| {
+            prop(e, "role").as_string().as_deref() == Some("assistant")
+                && prop(e, "final") == JsValue::TRUE
+                && prop(e, "text")
+                    .as_string()
+                    .map(|t| !t.is_empty())
+                    .unwrap_or(false)
+        })
     })
     .await;
-    client.disconnect();
+    JsFuture::from(client.disconnect())
+        .await
+        .expect("disconnect");
 }
 
 #[wasm_bindgen_test]
 async fn a_server_drop_reconnects_and_keeps_the_captured_audio() {
     let (token, interview) = dev_token().await;
-    post_json("/dev/faults", &format!(r#"{{"interview_id":"{interview}","drop_after_ms":1500}}"#)).await.expect("arm fault");
+    post_json(
+        "/dev/faults",
+        &format!(r#"{{"interview_id":"{interview}","drop_after_ms":1500}}"#),
+    )
+    .await
+    .expect("arm fault");
     let client = VoiceClient::new(&options(&interview, Some(&token), &[])).expect("client");
     let rec = Recorder::attach(&client);
     connect(&client).await.expect("connect");
-    rec.wait_for(15_000, "reconnecting after the drop", |l| has(l, "status", |e| state_is(e, "reconnecting"))).await;
-    let dropped_at = rec.log.borrow().iter().find(|(n, e, _)| n == "status" && state_is(e, "reconnecting")).map(|(_, _, t)| *t).expect("t");
+    rec.wait_for(15_000, "reconnecting after the drop", |l| {
+        has(l, "status", |e| state_is(e, "reconnecting"))
+    })
+    .await;
+    let dropped_at = rec
+        .log
+        .borrow()
+        .iter()
+        .find(|(n, e, _)| n == "status" && state_is(e, "reconnecting"))
+        .map(|(_, _, t)| *t)
+        .expect("t");
     rec.wait_for(15_000, "connected again", |l| {
-        l.iter().any(|(n, e, t)| n == "status" && state_is(e, "connected") && *t > dropped_at)
+        l.iter()
+            .any(|(n, e, t)| n == "status" && state_is(e, "connected") && *t > dropped_at)
     })
     .await;
     let reconnected_at = now();
     // Let the backlog drain at ≤ 10 chunks/s, then compare what the new connection received
     // with what was captured since the drop.
     rec.wait_for(10_000, "the backlog sent", |l| {
-        l.iter().any(|(n, e, t)| n == "metrics" && *t > reconnected_at + 500.0 && num(e, "bufferedAudioMs") < 250.0)
+        l.iter().any(|(n, e, t)| {
+            n == "metrics" && *t > reconnected_at + 500.0 && num(e, "bufferedAudioMs") < 250.0
+        })
     })
     .await;
-    let received = get_json(&format!("/dev/interviews/{interview}/received")).await.expect("received");
+    let received = get_json(&format!("/dev/interviews/{interview}/received"))
+        .await
+        .expect("received");
     let since_drop_ms = now() - dropped_at;
     let metrics = client.metrics();
-    client.disconnect();
-    assert_eq!(num(&metrics, "droppedAudioMs"), 0.0, "nothing lost to the backlog bound");
+    JsFuture::from(client.disconnect())
+        .await
+        .expect("disconnect");
+    assert_eq!(
+        num(&metrics, "droppedAudioMs"),
+        0.0,
+        "nothing lost to the backlog bound"
+    );
     assert_eq!(num(&metrics, "reconnects"), 1.0);
     let got_ms = num(&received, "samples") / 24.0;
     assert!(got_ms >= since_drop_ms - 600.0, "the new connection got the audio captured during the outage: {got_ms:.0} ms received vs {since_drop_ms:.0} ms since the drop");
-    assert!(num(&received, "max_appends_per_s") <= 10.0, "catch-up stayed within 10 chunks/s");
+    assert!(
+        num(&received, "max_appends_per_s") <= 10.0,
+        "catch-up stayed within 10 chunks/s"
+    );
 }
 
 #[wasm_bindgen_test]
 async fn a_malformed_frame_is_reported_and_the_session_goes_on() {
     let (token, interview) = dev_token().await;
-    post_json("/dev/faults", &format!(r#"{{"interview_id":"{interview}","malformed_frame":true}}"#)).await.expect("arm fault");
+    post_json(
+        "/dev/faults",
+        &format!(r#"{{"interview_id":"{interview}","malformed_frame":true}}"#),
+    )
+    .await
+    .expect("arm fault");
     let client = VoiceClient::new(&options(&interview, Some(&token), &[])).expect("client");
     client.set_muted(true);
     let rec = Recorder::attach(&client);
     connect(&client).await.expect("connect");
-    rec.wait_for(10_000, "a protocol error event", |l| has(l, "error", |e| prop(e, "kind").as_string().as_deref() == Some("protocol"))).await;
-    let at = now();
-    rec.wait_for(10_000, "more of the conversation after the bad frame", |l| {
-        l.iter().any(|(n, e, t)| n == "transcript" && *t > at && prop(e, "role").as_string().as_deref() == Some("assistant"))
+    rec.wait_for(10_000, "a protocol error event", |l| {
+        has(l, "error", |e| {
+            prop(e, "kind").as_string().as_deref() == Some("protocol")
+        })
     })
     .await;
-    assert_eq!(prop(&client.status(), "state").as_string().as_deref(), Some("connected"));
-    client.disconnect();
+    let at = now();
+    rec.wait_for(
+        10_000,
+        "more of the conversation after the bad frame",
+        |l| {
+            l.iter().any(|(n, e, t)| {
+                n == "transcript"
+                    && *t > at
+                    && prop(e, "role").as_string().as_deref() == Some("assistant")
+            })
+        },
+    )
+    .await;
+    assert_eq!(
+        prop(&client.status(), "state").as_string().as_deref(),
+        Some("connected")
+    );
+    JsFuture::from(client.disconnect())
+        .await
+        .expect("disconnect");
 }
