@@ -18,9 +18,9 @@ use js_sys::{Array, Float32Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    AudioContext, AudioWorkletNode, AudioWorkletNodeOptions, HtmlAudioElement,
-    MediaStream, MediaStreamAudioDestinationNode, MediaStreamAudioSourceNode,
-    MediaStreamConstraints, MediaStreamTrack, MessageEvent,
+    AudioContext, AudioWorkletNode, AudioWorkletNodeOptions, HtmlAudioElement, MediaStream,
+    MediaStreamAudioDestinationNode, MediaStreamAudioSourceNode, MediaStreamConstraints,
+    MediaStreamTrack, MessageEvent,
 };
 
 use crate::session::AudioFailure;
@@ -32,7 +32,14 @@ pub enum AudioEvent {
     Frames { frames: Float32Array, channels: u32 },
     /// The playback worklet's progress for `item`: frames played of it (context rate), total
     /// underruns, frames still buffered, and the output level of the period.
-    Progress { item: String, played: u64, underruns: u32, buffered: u32, rms: f32, peak: f32 },
+    Progress {
+        item: String,
+        played: u64,
+        underruns: u32,
+        buffered: u32,
+        rms: f32,
+        peak: f32,
+    },
     /// The playback ring refused `frames` (it was full).
     Overflow { frames: u32 },
     /// The microphone track ended (device unplugged, permission revoked).
@@ -69,7 +76,9 @@ pub struct AudioGraph {
 
 impl std::fmt::Debug for AudioGraph {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AudioGraph").field("rate", &self.ctx.sample_rate()).finish()
+        f.debug_struct("AudioGraph")
+            .field("rate", &self.ctx.sample_rate())
+            .finish()
     }
 }
 
@@ -78,7 +87,10 @@ impl std::fmt::Debug for AudioGraph {
 /// playback of the (silent) output element to unlock it.
 pub fn unlock() -> Result<(AudioContext, HtmlAudioElement), AudioFailure> {
     let ctx = AudioContext::new().map_err(|_| AudioFailure::AudioContextFailed)?;
-    if Reflect::get(&ctx, &"audioWorklet".into()).map(|w| w.is_undefined()).unwrap_or(true) {
+    if Reflect::get(&ctx, &"audioWorklet".into())
+        .map(|w| w.is_undefined())
+        .unwrap_or(true)
+    {
         let _ = ctx.close();
         return Err(AudioFailure::NoAudioWorklet);
     }
@@ -108,11 +120,17 @@ impl AudioGraph {
         options: &AudioOptions,
         sink: Rc<dyn Fn(AudioEvent)>,
     ) -> Result<AudioGraph, AudioFailure> {
-        let worklet = ctx.audio_worklet().map_err(|_| AudioFailure::NoAudioWorklet)?;
+        let worklet = ctx
+            .audio_worklet()
+            .map_err(|_| AudioFailure::NoAudioWorklet)?;
         for url in [&options.capture_url, &options.playback_url] {
-            let promise = worklet.add_module(url).map_err(|_| AudioFailure::NoAudioWorklet)?;
+            let promise = worklet
+                .add_module(url)
+                .map_err(|_| AudioFailure::NoAudioWorklet)?;
             // A module that does not load (404, CSP) leaves no worklet to run.
-            JsFuture::from(promise).await.map_err(|_| AudioFailure::NoAudioWorklet)?;
+            JsFuture::from(promise)
+                .await
+                .map_err(|_| AudioFailure::NoAudioWorklet)?;
         }
         let stream = open_microphone(&options.constraints).await?;
 
@@ -122,15 +140,23 @@ impl AudioGraph {
         playback_options.set_number_of_inputs(0);
         playback_options.set_output_channel_count(&Array::of1(&1.into()));
         let processor = Object::new();
-        let _ = Reflect::set(&processor, &"prebufferMs".into(), &options.prebuffer_ms.into());
+        let _ = Reflect::set(
+            &processor,
+            &"prebufferMs".into(),
+            &options.prebuffer_ms.into(),
+        );
         playback_options.set_processor_options(Some(&processor));
-        let playback = AudioWorkletNode::new_with_options(&ctx, "realtime-voice-playback", &playback_options)
-            .map_err(|_| AudioFailure::NoAudioWorklet)?;
+        let playback =
+            AudioWorkletNode::new_with_options(&ctx, "realtime-voice-playback", &playback_options)
+                .map_err(|_| AudioFailure::NoAudioWorklet)?;
 
         // Output through a MediaStream into an <audio> element: the echo canceller sees it, and
         // setSinkId can pick the device.
-        let dest = MediaStreamAudioDestinationNode::new(&ctx).map_err(|_| AudioFailure::AudioContextFailed)?;
-        playback.connect_with_audio_node(&dest).map_err(|_| AudioFailure::AudioContextFailed)?;
+        let dest = MediaStreamAudioDestinationNode::new(&ctx)
+            .map_err(|_| AudioFailure::AudioContextFailed)?;
+        playback
+            .connect_with_audio_node(&dest)
+            .map_err(|_| AudioFailure::AudioContextFailed)?;
         element.set_src_object(Some(&dest.stream()));
         let _ = element.play();
         // The capture node outputs silence; connecting it keeps it pulled in every engine.
@@ -162,7 +188,10 @@ impl AudioGraph {
             let frames = get(&data, "frames");
             if let Some(frames) = frames.dyn_ref::<Float32Array>() {
                 let channels = get(&data, "channels").as_f64().unwrap_or(1.0) as u32;
-                sink(AudioEvent::Frames { frames: frames.clone(), channels });
+                sink(AudioEvent::Frames {
+                    frames: frames.clone(),
+                    channels,
+                });
             }
         });
         if let Ok(port) = self.capture.port() {
@@ -185,7 +214,9 @@ impl AudioGraph {
                         })
                     }
                 }
-                Some("overflow") => sink(AudioEvent::Overflow { frames: num("frames") as u32 }),
+                Some("overflow") => sink(AudioEvent::Overflow {
+                    frames: num("frames") as u32,
+                }),
                 _ => {}
             }
         });
@@ -196,10 +227,14 @@ impl AudioGraph {
         let ctx = self.ctx.clone();
         let on_state = Closure::<dyn FnMut(JsValue)>::new(move |_| {
             // Read the raw string: Safari's "interrupted" is not in web-sys's enum.
-            let state = Reflect::get(&ctx, &"state".into()).ok().and_then(|s| s.as_string()).unwrap_or_default();
+            let state = Reflect::get(&ctx, &"state".into())
+                .ok()
+                .and_then(|s| s.as_string())
+                .unwrap_or_default();
             sink(AudioEvent::ContextState(state))
         });
-        self.ctx.set_onstatechange(Some(on_state.as_ref().unchecked_ref()));
+        self.ctx
+            .set_onstatechange(Some(on_state.as_ref().unchecked_ref()));
         self.closures.extend([on_capture, on_playback, on_state]);
     }
 
@@ -211,12 +246,18 @@ impl AudioGraph {
             stop_tracks(&old);
         }
         self.track_closures.clear();
-        let source = self.ctx.create_media_stream_source(&stream).map_err(|_| AudioFailure::AudioContextFailed)?;
-        source.connect_with_audio_node(&self.capture).map_err(|_| AudioFailure::AudioContextFailed)?;
+        let source = self
+            .ctx
+            .create_media_stream_source(&stream)
+            .map_err(|_| AudioFailure::AudioContextFailed)?;
+        source
+            .connect_with_audio_node(&self.capture)
+            .map_err(|_| AudioFailure::AudioContextFailed)?;
         for track in stream.get_audio_tracks().iter() {
             let track: MediaStreamTrack = track.unchecked_into();
             let sink = self.sink.clone();
-            let on_ended = Closure::<dyn FnMut(JsValue)>::new(move |_| sink(AudioEvent::TrackEnded));
+            let on_ended =
+                Closure::<dyn FnMut(JsValue)>::new(move |_| sink(AudioEvent::TrackEnded));
             track.set_onended(Some(on_ended.as_ref().unchecked_ref()));
             self.track_closures.push(on_ended);
         }
@@ -232,7 +273,10 @@ impl AudioGraph {
 
     /// The context's state as the browser names it.
     pub fn state(&self) -> String {
-        Reflect::get(&self.ctx, &"state".into()).ok().and_then(|s| s.as_string()).unwrap_or_default()
+        Reflect::get(&self.ctx, &"state".into())
+            .ok()
+            .and_then(|s| s.as_string())
+            .unwrap_or_default()
     }
 
     /// Asks the context (and the output element) to run; call from a user gesture.
@@ -243,7 +287,10 @@ impl AudioGraph {
 
     /// Switches the microphone to `constraints` (e.g. another device id) without tearing down
     /// the graph.
-    pub async fn switch_microphone(this: &Rc<RefCell<Option<AudioGraph>>>, constraints: &JsValue) -> Result<(), AudioFailure> {
+    pub async fn switch_microphone(
+        this: &Rc<RefCell<Option<AudioGraph>>>,
+        constraints: &JsValue,
+    ) -> Result<(), AudioFailure> {
         let stream = open_microphone(constraints).await?;
         match this.borrow_mut().as_mut() {
             Some(graph) => graph.attach_stream(stream),
@@ -344,10 +391,15 @@ fn stop_tracks(stream: &MediaStream) {
 /// `getUserMedia({audio: constraints})`, with the browser's refusal mapped to a typed failure.
 async fn open_microphone(constraints: &JsValue) -> Result<MediaStream, AudioFailure> {
     let window = web_sys::window().ok_or(AudioFailure::Other)?;
-    let devices = window.navigator().media_devices().map_err(|_| AudioFailure::Other)?;
+    let devices = window
+        .navigator()
+        .media_devices()
+        .map_err(|_| AudioFailure::Other)?;
     let c = MediaStreamConstraints::new();
     c.set_audio(constraints);
-    let promise = devices.get_user_media_with_constraints(&c).map_err(|_| AudioFailure::Other)?;
+    let promise = devices
+        .get_user_media_with_constraints(&c)
+        .map_err(|_| AudioFailure::Other)?;
     match JsFuture::from(promise).await {
         Ok(stream) => Ok(stream.unchecked_into()),
         Err(e) => {
@@ -366,7 +418,9 @@ async fn open_microphone(constraints: &JsValue) -> Result<MediaStream, AudioFail
 pub async fn list_devices(kind: &str) -> Result<Array, JsValue> {
     let window = web_sys::window().ok_or_else(|| JsValue::from_str("no window"))?;
     let devices = window.navigator().media_devices()?;
-    let list: Array = JsFuture::from(devices.enumerate_devices()?).await?.dyn_into()?;
+    let list: Array = JsFuture::from(devices.enumerate_devices()?)
+        .await?
+        .dyn_into()?;
     let out = Array::new();
     for d in list.iter() {
         if get(&d, "kind").as_string().as_deref() == Some(kind) {

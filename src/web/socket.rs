@@ -14,7 +14,11 @@ pub enum SocketEvent {
     /// A binary frame arrived: the relay should never send one.
     Binary(usize),
     /// The socket closed: the browser's code and reason, and whether it had opened.
-    Closed { code: u16, reason: String, was_open: bool },
+    Closed {
+        code: u16,
+        reason: String,
+        was_open: bool,
+    },
     /// The browser's `error` event (always followed by `close`).
     Error,
 }

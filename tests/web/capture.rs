@@ -7,9 +7,7 @@ use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_test::wasm_bindgen_test;
-use web_sys::{
-    AudioContext, AudioWorkletNode, MediaStream, MediaStreamConstraints, MessageEvent,
-};
+use web_sys::{AudioContext, AudioWorkletNode, MediaStream, MediaStreamConstraints, MessageEvent};
 
 use crate::support::{server, within};
 
@@ -33,7 +31,9 @@ async fn capture_worklet_delivers_microphone_frames_at_the_context_rate() {
     let stream: MediaStream = within(
         10_000,
         "getUserMedia",
-        media.get_user_media_with_constraints(&constraints).expect("getUserMedia call"),
+        media
+            .get_user_media_with_constraints(&constraints)
+            .expect("getUserMedia call"),
     )
     .await
     .expect("microphone")
@@ -42,14 +42,30 @@ async fn capture_worklet_delivers_microphone_frames_at_the_context_rate() {
     let ctx = AudioContext::new().expect("AudioContext");
     let rate = ctx.sample_rate() as f64;
     let url = format!("{}/pkg/worklets/capture.js", server());
-    within(10_000, "audioWorklet.addModule", ctx.audio_worklet().expect("audioWorklet").add_module(&url).expect("addModule call"))
-        .await
-        .expect("capture worklet module loads by URL");
+    within(
+        10_000,
+        "audioWorklet.addModule",
+        ctx.audio_worklet()
+            .expect("audioWorklet")
+            .add_module(&url)
+            .expect("addModule call"),
+    )
+    .await
+    .expect("capture worklet module loads by URL");
     let node = AudioWorkletNode::new(&ctx, "realtime-voice-capture").expect("worklet node");
     let source = ctx.create_media_stream_source(&stream).expect("source");
-    source.connect_with_audio_node(&node).expect("connect source");
-    node.connect_with_audio_node(&ctx.destination()).expect("connect node");
-    within(5_000, "AudioContext.resume", ctx.resume().expect("resume call")).await.expect("resume");
+    source
+        .connect_with_audio_node(&node)
+        .expect("connect source");
+    node.connect_with_audio_node(&ctx.destination())
+        .expect("connect node");
+    within(
+        5_000,
+        "AudioContext.resume",
+        ctx.resume().expect("resume call"),
+    )
+    .await
+    .expect("resume");
 
     // Collect 1.5 s of frames, measured on the context's own clock, after a short warm-up.
     let seen = Rc::new(RefCell::new(Seen::default()));
@@ -57,7 +73,9 @@ async fn capture_worklet_delivers_microphone_frames_at_the_context_rate() {
         let seen = seen.clone();
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
             let data = e.data();
-            let get = |k: &str| js_sys::Reflect::get(&data, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED);
+            let get = |k: &str| {
+                js_sys::Reflect::get(&data, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED)
+            };
             let time = get("time").as_f64().unwrap_or(0.0);
             if time < 0.2 {
                 return;
@@ -67,7 +85,10 @@ async fn capture_worklet_delivers_microphone_frames_at_the_context_rate() {
             let data = frames.to_vec();
             let mut s = seen.borrow_mut();
             s.channels = channels;
-            s.sum_sq += data.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>();
+            s.sum_sq += data
+                .iter()
+                .map(|&x| f64::from(x) * f64::from(x))
+                .sum::<f64>();
             s.samples += data.len();
             let n = data.len() / channels.max(1) as usize;
             if s.first_time.is_none() {
@@ -81,12 +102,18 @@ async fn capture_worklet_delivers_microphone_frames_at_the_context_rate() {
                 let _ = resolve.call0(&JsValue::NULL);
             }
         });
-        node.port().expect("port").set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        node.port()
+            .expect("port")
+            .set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         on_message.forget();
     });
-    within(15_000, "1.5 s of captured frames", done).await.expect("frames arrive");
+    within(15_000, "1.5 s of captured frames", done)
+        .await
+        .expect("frames arrive");
     let _ = ctx.close();
-    stream.get_tracks().for_each(&mut |t, _, _| t.unchecked_into::<web_sys::MediaStreamTrack>().stop());
+    stream
+        .get_tracks()
+        .for_each(&mut |t, _, _| t.unchecked_into::<web_sys::MediaStreamTrack>().stop());
 
     let s = seen.borrow();
     let span = s.last_time - s.first_time.expect("first frame");

@@ -46,18 +46,26 @@ async fn fetch_json(method: &str, path: &str, body: Option<&str>) -> Result<JsVa
     init.set_method(method);
     if let Some(body) = body {
         let headers = web_sys::Headers::new().map_err(|e| format!("{e:?}"))?;
-        headers.set("Content-Type", "application/json").map_err(|e| format!("{e:?}"))?;
+        headers
+            .set("Content-Type", "application/json")
+            .map_err(|e| format!("{e:?}"))?;
         init.set_headers(&headers);
         init.set_body(&JsValue::from_str(body));
     }
     let url = format!("{}{}", server(), path);
-    let response: web_sys::Response = within(10_000, &url, window.fetch_with_str_and_init(&url, &init))
-        .await?
-        .unchecked_into();
+    let response: web_sys::Response =
+        within(10_000, &url, window.fetch_with_str_and_init(&url, &init))
+            .await?
+            .unchecked_into();
     if !response.ok() {
         return Err(format!("{method} {path}: HTTP {}", response.status()));
     }
-    within(10_000, "response body", response.json().map_err(|e| format!("{e:?}"))?).await
+    within(
+        10_000,
+        "response body",
+        response.json().map_err(|e| format!("{e:?}"))?,
+    )
+    .await
 }
 
 /// A new interview and a dev token for it: `(token, interview_id)`.
@@ -69,8 +77,13 @@ pub async fn dev_token() -> (String, String) {
 /// `REALTIME_ROLLOUT_PERCENT=50` (scripts/with-server.sh): `dev-user` (md5 bucket 34) has realtime,
 /// `rollout-out` (bucket 64) does not.
 pub async fn dev_token_for(user: &str) -> (String, String) {
-    let v = post_json("/dev/token", &format!(r#"{{"user_id":"{user}"}}"#)).await.expect("POST /dev/token");
-    (prop(&v, "token").as_string().expect("token"), prop(&v, "interview_id").as_string().expect("interview_id"))
+    let v = post_json("/dev/token", &format!(r#"{{"user_id":"{user}"}}"#))
+        .await
+        .expect("POST /dev/token");
+    (
+        prop(&v, "token").as_string().expect("token"),
+        prop(&v, "interview_id").as_string().expect("interview_id"),
+    )
 }
 
 /// `obj[key]`, or undefined.
