@@ -2,6 +2,7 @@
 // Playwright (playwright-core driving Debian's /usr/bin/chromium), Firefox through geckodriver and
 // WebKitGTK through WebKitWebDriver (both W3C WebDriver, via selenium-webdriver). Fake media
 // devices and autoplay are enabled in each, as in tests/webdriver.template.json.
+import { spawnSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -41,11 +42,26 @@ async function openChromium() {
     goto: (url) => page.goto(url),
     async newTab() { page = await context.newPage(); watch(page); pages.push(page); },
     switchTab(i) { page = pages[i]; },
-    eval: (fn, ...args) => page.evaluate(fn, ...args),
-    async waitFor(fn, timeoutMs = 15000, ...args) { return (await page.waitForFunction(fn, args.length ? args : undefined, { timeout: timeoutMs })).jsonValue(); },
+    // Functions run in the page with their arguments spread, as over WebDriver (Playwright itself
+    // passes a single argument), so one test body works in every engine.
+    eval: (fn, ...args) => page.evaluate(`(${fn})(...${JSON.stringify(args)})`),
+    // Polled from here rather than with page.waitForFunction, whose string predicates the page's
+    // strict CSP (no 'unsafe-eval') refuses; page.evaluate is not subject to it.
+    async waitFor(fn, timeoutMs = 15000, ...args) {
+      const expr = `(${fn})(...${JSON.stringify(args)})`;
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const v = await page.evaluate(expr);
+        if (v) return v;
+        if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${fn}`);
+        await new Promise((r) => setTimeout(r, 100)); // polling interval of the wait, not a sync sleep
+      }
+    },
     click: (selector) => page.click(selector),
     type: (selector, text) => page.fill(selector, text),
-    screenshot: (name) => page.screenshot({ path: join(OUTPUT, `${name}.png`) }),
+    select: (selector, value) => page.selectOption(selector, value),
+    press: (selector, key) => page.press(selector, key),
+    screenshot: (name) => page.screenshot({ path: join(OUTPUT, `${name}.png`), fullPage: true }),
     close: () => browser.close(),
   };
 }
@@ -55,6 +71,7 @@ async function openWebDriver(engine) {
   const firefox = await import("selenium-webdriver/firefox.js");
   let driver;
   if (engine === "firefox") {
+    ensurePulseAudio();
     const options = new firefox.Options().addArguments("-headless");
     for (const [k, v] of Object.entries({ "media.navigator.streams.fake": true, "media.navigator.permission.disabled": true,
       "media.autoplay.default": 0, "media.autoplay.block-webaudio": false })) options.setPreference(k, v);
@@ -71,7 +88,11 @@ async function openWebDriver(engine) {
   return {
     engine, logs: [],
     goto: (url) => driver.get(url),
-    async newTab() { await driver.switchTo().newWindow("tab"); tabs.push(await driver.getWindowHandle()); },
+    async newTab() {
+      // WebKitGTK's MiniBrowser cannot screenshot a second tab: it gets a window of its own.
+      await driver.switchTo().newWindow(engine === "webkit" ? "window" : "tab");
+      tabs.push(await driver.getWindowHandle());
+    },
     switchTab: (i) => driver.switchTo().window(tabs[i]),
     eval: (fn, ...args) => driver.executeScript(toFn(fn), ...args),
     async waitFor(fn, timeoutMs = 15000, ...args) {
@@ -85,6 +106,12 @@ async function openWebDriver(engine) {
     },
     click: async (selector) => (await driver.findElement(By.css(selector))).click(),
     type: async (selector, text) => { const el = await driver.findElement(By.css(selector)); await el.clear(); await el.sendKeys(text); },
+    select: async (selector, value) => (await driver.findElement(By.css(`${selector} option[value="${value}"]`))).click(),
+    async press(selector, key) {
+      const { Key } = await import("selenium-webdriver");
+      const k = { Enter: Key.ENTER, Tab: Key.TAB, Space: Key.SPACE }[key] ?? key;
+      await (await driver.findElement(By.css(selector))).sendKeys(k);
+    },
     screenshot: async (name) => writeFile(join(OUTPUT, `${name}.png`), await driver.takeScreenshot(), "base64"),
     close: async () => { await driver.quit(); await stopWebKitDriver(); },
   };
@@ -106,3 +133,20 @@ async function webkitDriverUrl() {
   throw new Error("WebKitWebDriver did not start");
 }
 async function stopWebKitDriver() { if (webkitDriver) { webkitDriver.kill(); webkitDriver = null; } }
+
+// Firefox processes no audio at all without a sound server (TOOLCHAIN.md). When none answers (the
+// Makefile's E2E target does not wrap the run in scripts/with-pulseaudio.sh), start a PulseAudio
+// null sink, as that script does, and stop it when this process exits: only the one started here.
+let pulseStarted = false;
+function ensurePulseAudio() {
+  if (pulseStarted || spawnSync("pactl", ["info"], { stdio: "ignore" }).status === 0) return;
+  const base = ["-D", "--exit-idle-time=-1", "-n", "--load=module-native-protocol-unix", "--load=module-null-sink sink_name=nullsink"];
+  if (spawnSync("pulseaudio", [...base, "--load=module-null-source source_name=nullsource"], { stdio: "ignore" }).status !== 0) {
+    spawnSync("pulseaudio", base, { stdio: "ignore" });
+  }
+  for (let i = 0; i < 50 && spawnSync("pactl", ["info"], { stdio: "ignore" }).status !== 0; i++) {
+    spawnSync("sleep", ["0.1"]); // readiness poll of the daemon we just started
+  }
+  pulseStarted = true;
+  process.once("exit", () => spawnSync("pulseaudio", ["-k"], { stdio: "ignore" }));
+}

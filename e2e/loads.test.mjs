@@ -9,7 +9,7 @@ for (const engine of ENGINES) {
     const b = await open(engine);
     try {
       await b.goto(`${SERVER}/`);
-      const state = await b.waitFor(() => document.body.dataset.wasm, 20000);
+      const state = await b.waitFor(() => document.body.dataset.wasm !== "loading" && document.body.dataset.wasm, 20000);
       const version = await b.eval(() => document.getElementById("version").textContent);
       await b.screenshot(`loads-${engine}`);
       assert.equal(state, "ready", `wasm state: ${state}; logs: ${b.logs.join("\n")}`);
