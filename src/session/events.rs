@@ -4,7 +4,7 @@
 use std::fmt;
 
 use super::metrics::MetricsSnapshot;
-use super::status::{Mode, State, Status};
+use super::status::{AudioState, Mode, State, Status};
 use crate::protocol::json;
 
 /// Who is speaking or writing.
@@ -99,6 +99,15 @@ pub enum AppEvent {
         /// Human-readable message (never a token or transcript).
         message: String,
     },
+    /// The browser's audio changed state. `needs_gesture`: audio is stopped until the user
+    /// clicks, taps or presses a key (the client resumes it on that gesture by itself; the app
+    /// may prompt for one).
+    Audio {
+        /// The AudioContext's state.
+        state: AudioState,
+        /// True while a user gesture is needed to resume.
+        needs_gesture: bool,
+    },
     /// A server event, raw, for the app's `event` stream.
     ServerEvent {
         /// Its `type`.
@@ -140,6 +149,14 @@ impl fmt::Debug for AppEvent {
                 .field("speaking", speaking)
                 .finish(),
             AppEvent::Metrics(m) => f.debug_tuple("Metrics").field(m).finish(),
+            AppEvent::Audio {
+                state,
+                needs_gesture,
+            } => f
+                .debug_struct("Audio")
+                .field("state", state)
+                .field("needs_gesture", needs_gesture)
+                .finish(),
             AppEvent::Error {
                 kind,
                 code,
@@ -165,6 +182,7 @@ impl AppEvent {
             AppEvent::Speech { .. } => "speech",
             AppEvent::Metrics(_) => "metrics",
             AppEvent::Error { .. } => "error",
+            AppEvent::Audio { .. } => "audio",
             AppEvent::ServerEvent { .. } => "event",
         }
     }
@@ -229,6 +247,16 @@ impl AppEvent {
                 s.push('}');
             }
             AppEvent::Metrics(m) => m.write_json(&mut s),
+            AppEvent::Audio {
+                state,
+                needs_gesture,
+            } => {
+                s.push_str("{\"state\":\"");
+                s.push_str(state.as_str());
+                s.push_str("\",\"needsGesture\":");
+                s.push_str(if *needs_gesture { "true" } else { "false" });
+                s.push('}');
+            }
             AppEvent::Error {
                 kind,
                 code,

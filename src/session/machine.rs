@@ -10,7 +10,7 @@ use super::events::{AppEvent, ErrorKind, Role};
 use super::metrics::{LatencyWindow, MetricsSnapshot};
 use super::output::{AudioFailure, CommandError, HttpFailure, Output};
 use super::rng::Rng;
-use super::status::{FailReason, Mode, State, Status};
+use super::status::{AudioState, FailReason, Mode, State, Status};
 use crate::audio::{pcm16, Chunker, ChunkerConfig, Resampler};
 use crate::protocol::{
     json, parse_server_frame, session_update_frame, ClientEvent, OutputKind, ServerEvent, Usage,
@@ -89,6 +89,8 @@ pub struct Session {
     session_update: Option<String>,
 
     audio: Audio,
+    /// The browser's audio state while audio is on (None until the shell first reports it).
+    audio_state: Option<AudioState>,
     muted: bool,
     chunker: Chunker,
     resampled: Vec<f32>,
@@ -186,6 +188,7 @@ impl Session {
             opened_in_sequence: false,
             session_update: None,
             audio: Audio::Off,
+            audio_state: None,
             muted: false,
             resampled: Vec::new(),
             pcm: Vec::new(),
@@ -648,6 +651,43 @@ impl Session {
         }
     }
 
+    /// The AudioContext's state changed (`statechange`, or as read right after start). A
+    /// suspended or interrupted context while the session uses audio asks the shell to resume it
+    /// on the next user gesture and tells the app (`audio` event, `needsGesture: true`).
+    pub fn handle_audio_state(&mut self, _now_ms: u64, state: AudioState) {
+        if matches!(self.audio, Audio::Off) || self.audio_state == Some(state) {
+            return;
+        }
+        let was = self.audio_state.replace(state);
+        let needs_gesture = matches!(state, AudioState::Suspended | AudioState::Interrupted);
+        if needs_gesture {
+            if was == Some(AudioState::Running) {
+                self.snap.audio_interruptions += 1;
+            }
+            self.out.push_back(Output::ResumeAudio { on_gesture: true });
+        }
+        self.push_event(AppEvent::Audio {
+            state,
+            needs_gesture,
+        });
+    }
+
+    /// The page became visible or hidden. Back in view with audio stopped by the browser, the
+    /// shell is asked to resume it at once (browsers that need a gesture keep the gesture
+    /// listener armed by `handle_audio_state`).
+    pub fn handle_visibility(&mut self, _now_ms: u64, visible: bool) {
+        if visible
+            && !matches!(self.audio, Audio::Off)
+            && matches!(
+                self.audio_state,
+                Some(AudioState::Suspended | AudioState::Interrupted)
+            )
+        {
+            self.out
+                .push_back(Output::ResumeAudio { on_gesture: false });
+        }
+    }
+
     /// Audio could not start or stopped working: falls back to text mode (the socket, if any,
     /// stays up for text).
     pub fn handle_audio_failed(&mut self, _now_ms: u64, reason: AudioFailure) {
@@ -655,6 +695,7 @@ impl Session {
             return;
         }
         self.audio = Audio::Off;
+        self.audio_state = None;
         self.out.push_back(Output::StopAudio);
         self.chunker.clear();
         self.set_mode(Mode::Text, reason.as_str());
@@ -827,6 +868,7 @@ impl Session {
     }
 
     fn stop_audio(&mut self) {
+        self.audio_state = None;
         if !matches!(self.audio, Audio::Off) {
             self.audio = Audio::Off;
             self.out.push_back(Output::StopAudio);

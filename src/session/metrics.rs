@@ -109,6 +109,8 @@ pub struct MetricsSnapshot {
     pub capture_to_send_avg_ms: Option<u64>,
     /// Playback underruns reported by the shell.
     pub underruns: u64,
+    /// Times the browser suspended or interrupted audio while the session used it.
+    pub audio_interruptions: u64,
     /// Mic audio waiting to be sent, ms.
     pub buffered_audio_ms: u64,
     /// Mic audio dropped because the backlog bound was exceeded, ms.
@@ -181,6 +183,11 @@ impl MetricsSnapshot {
         );
         opt(s, ",\"captureToSendAvgMs\":", self.capture_to_send_avg_ms);
         opt(s, ",\"underruns\":", Some(self.underruns));
+        opt(
+            s,
+            ",\"audioInterruptions\":",
+            Some(self.audio_interruptions),
+        );
         opt(s, ",\"bufferedAudioMs\":", Some(self.buffered_audio_ms));
         opt(s, ",\"droppedAudioMs\":", Some(self.dropped_audio_ms));
         opt(

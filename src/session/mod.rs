@@ -68,4 +68,4 @@ pub use events::{AppEvent, ErrorKind, Role};
 pub use machine::Session;
 pub use metrics::MetricsSnapshot;
 pub use output::{AudioFailure, CommandError, HttpFailure, Output};
-pub use status::{FailReason, Mode, State, Status};
+pub use status::{AudioState, FailReason, Mode, State, Status};

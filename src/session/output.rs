@@ -53,6 +53,13 @@ pub enum Output {
         /// The assistant item.
         item_id: String,
     },
+    /// Resume the AudioContext (and the output element): at once when `on_gesture` is false,
+    /// else on the user's next click, tap or key press (the only time Safari and a suspended
+    /// autoplay-blocked context allow it).
+    ResumeAudio {
+        /// Wait for the next user gesture.
+        on_gesture: bool,
+    },
     /// Drop all queued playback after a fade of `ramp_ms` (barge-in).
     FlushPlayback {
         /// Fade length, ms.
@@ -107,6 +114,10 @@ impl fmt::Debug for Output {
             Output::EndOfItem { item_id } => f
                 .debug_struct("EndOfItem")
                 .field("item_id", item_id)
+                .finish(),
+            Output::ResumeAudio { on_gesture } => f
+                .debug_struct("ResumeAudio")
+                .field("on_gesture", on_gesture)
                 .finish(),
             Output::FlushPlayback { ramp_ms } => f
                 .debug_struct("FlushPlayback")

@@ -99,3 +99,42 @@ pub struct Status {
     /// The reconnect attempt number (0 for the first connection).
     pub attempt: u32,
 }
+
+/// The browser's audio state (the AudioContext's `state`), as the shell reports it. Safari adds
+/// `interrupted` (a phone call, another app taking the audio session); every browser may suspend
+/// a context that started outside a user gesture or ran in the background.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AudioState {
+    /// Audio flows.
+    Running,
+    /// Stopped until resumed; most browsers resume only inside a user gesture.
+    Suspended,
+    /// Safari: taken away by the system; resumable after the interruption, in a gesture.
+    Interrupted,
+    /// The context is gone.
+    Closed,
+}
+
+impl AudioState {
+    /// Parses the browser's `AudioContext.state` string (unknown strings are `None`).
+    pub fn from_browser(state: &str) -> Option<AudioState> {
+        match state {
+            "running" => Some(AudioState::Running),
+            "suspended" => Some(AudioState::Suspended),
+            "interrupted" => Some(AudioState::Interrupted),
+            "closed" => Some(AudioState::Closed),
+            _ => None,
+        }
+    }
+
+    /// The snake_case name used in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AudioState::Running => "running",
+            AudioState::Suspended => "suspended",
+            AudioState::Interrupted => "interrupted",
+            AudioState::Closed => "closed",
+        }
+    }
+}

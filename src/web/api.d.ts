@@ -101,10 +101,11 @@ export interface MetricsSnapshot {
   latencySamples: number;
   timeToFirstAudioMs: number | null;
   captureToSendLastMs: number | null; captureToSendMaxMs: number; captureToSendAvgMs: number | null;
-  underruns: number; bufferedAudioMs: number; droppedAudioMs: number;
+  underruns: number; audioInterruptions: number; bufferedAudioMs: number; droppedAudioMs: number;
   connectionAttempts: number; connectionSuccesses: number; reconnects: number;
   lastCloseCode: number | null; lastCloseReason: string | null;
-  bytesSent: number; framesSent: number; framesReceived: number; protocolErrors: number;
+  bytesSent: number; framesSent: number; framesReceived: number;
+  socketBackpressureEvents: number; socketBufferedMaxBytes: number; protocolErrors: number;
   eventsDropped: number;
   model: string | null; costUsd: number; costIsUpperBound: boolean; costUnknownModel: boolean;
   inputTokens: number; outputTokens: number;
@@ -114,6 +115,13 @@ export interface VoiceErrorEvent {
   /** Stable code: `invalid_json`, `rate_limit_exceeded`, `invalid_audio_format`, `audio_overflow`, ... */
   code: string;
   message: string;
+}
+/** The browser's audio state. `needsGesture`: audio is stopped until the user clicks, taps or
+ * presses a key (Safari, iOS, a background tab); the client resumes it on that gesture by itself —
+ * prompt the user for one. */
+export interface AudioStateEvent {
+  state: "running" | "suspended" | "interrupted" | "closed";
+  needsGesture: boolean;
 }
 /** Every server event, raw. */
 export interface ServerEventMessage { type: string; event: any }
@@ -127,6 +135,7 @@ export interface VoiceClientEventMap {
   metrics: MetricsSnapshot;
   error: VoiceErrorEvent;
   event: ServerEventMessage;
+  audio: AudioStateEvent;
 }
 export interface AudioDevice { deviceId: string; label: string }
 

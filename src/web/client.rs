@@ -16,7 +16,8 @@ use super::socket::{Socket, SocketEvent};
 use crate::audio::{measure_level, Resampler};
 use crate::protocol::json;
 use crate::session::{
-    AppEvent, AudioFailure, HttpFailure, Output, Session, SessionConfig, State, TokenSource,
+    AppEvent, AudioFailure, AudioState, HttpFailure, Output, Session, SessionConfig, State,
+    TokenSource,
 };
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -452,6 +453,12 @@ impl Shell {
                     g.end_item(&item_id);
                 }
             }
+            Output::ResumeAudio { on_gesture: true } => self.resume_on_next_gesture(),
+            Output::ResumeAudio { on_gesture: false } => {
+                if let Some(g) = self.graph.borrow().as_ref() {
+                    g.resume();
+                }
+            }
             Output::FlushPlayback { ramp_ms } => {
                 if let Some(g) = self.graph.borrow().as_ref() {
                     g.flush(ramp_ms);
@@ -805,13 +812,8 @@ impl Shell {
                 self.input(|s, now| s.handle_audio_failed(now, AudioFailure::TrackEnded))
             }
             AudioEvent::ContextState(state) => {
-                let needs_gesture = state == "suspended" || state == "interrupted";
-                self.emit(
-                    "audio",
-                    &format!("{{\"state\":\"{state}\",\"needsGesture\":{needs_gesture}}}"),
-                );
-                if needs_gesture {
-                    self.resume_on_next_gesture();
+                if let Some(state) = AudioState::from_browser(&state) {
+                    self.input(|s, now| s.handle_audio_state(now, state));
                 }
             }
         }
@@ -867,17 +869,11 @@ impl Shell {
                 match online {
                     Some(on) => shell.input(|s, now| s.handle_online(now, on)),
                     None => {
-                        // Back in view: audio the browser suspended in the background resumes
-                        // where it may (the gesture listener covers where it may not).
                         let visible = web_sys::window()
                             .and_then(|w| w.document())
                             .map(|d| d.visibility_state() == web_sys::VisibilityState::Visible)
                             .unwrap_or(true);
-                        if visible {
-                            if let Some(g) = shell.graph.borrow().as_ref() {
-                                g.resume();
-                            }
-                        }
+                        shell.input(|s, now| s.handle_visibility(now, visible));
                     }
                 }
             });
