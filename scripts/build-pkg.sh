@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the npm package into pkg/ (or $1): wasm-pack --target web (release profile for size),
+# Builds the npm package into pkg/ (or $1): wasm-pack --target web (or $2, e.g. `bundler` into
+# pkg-bundler/, whose package.json then lists the entry's side effects), release profile for size,
 # wasm-opt -Oz from the npm binaryen (never Debian's 108, which breaks the module), the worklet
 # files beside the glue, and package.json from pkg.json.template with the crate's version.
 set -euo pipefail
@@ -19,5 +20,14 @@ mkdir -p "$out/worklets"
 cp src/web/worklets/capture.js src/web/worklets/playback.js "$out/worklets/"
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 sed "s/@VERSION@/$version/" pkg.json.template > "$out/package.json"
+if [ "$target" = bundler ]; then
+  # The bundler flavour's entry hands the wasm module to realtime_voice_bg.js at import time, and
+  # the snippets are imported by the wasm: both have side effects a bundler must keep (as
+  # wasm-bindgen's own package.json says), or a tree-shaker may skip the entry and never set the wasm.
+  node -e '
+    const fs = require("fs"), p = process.argv[1], j = JSON.parse(fs.readFileSync(p, "utf8"));
+    j.sideEffects = ["./realtime_voice.js", "./snippets/*"];
+    fs.writeFileSync(p, JSON.stringify(j, null, 2) + "\n");' "$out/package.json"
+fi
 rm -f "$out/.gitignore"
 echo "built $out/ (realtime-voice $version, target $target)"
