@@ -5,7 +5,8 @@
 //     capture worklet runs), and disconnect() closed the session;
 //   - both worklets loaded: each either emitted by Vite as a file and fetched with 200, or inlined
 //     by Vite as a data: URL (reported, since a Content-Security-Policy without data: refuses it);
-//     a package whose glue asks Vite not to inline (`?no-inline`) must get files.
+//     a package whose glue asks Vite not to inline (`?no-inline`) must get files, and then the
+//     page is served with a strict Content-Security-Policy (no data:, blob: or inline script).
 // Usage: node run.mjs <dist-dir> <label> [server-url]
 // Prints one JSON summary line and exits 1 with the reasons when a check fails.
 import { createServer } from "node:http";
@@ -26,6 +27,16 @@ const MIME = {
   ".css": "text/css; charset=utf-8",
 };
 
+// A package whose glue asks Vite not to inline the worklets (`?no-inline`) must also work under a
+// strict Content-Security-Policy: no data:, no blob:, no inline script (DESIGN.md).
+const glueAsksNoInline = (await packageGlue()).includes("no-inline");
+const csp = [
+  "default-src 'self'",
+  "script-src 'self' 'wasm-unsafe-eval'",
+  `connect-src 'self'${server ? ` ${server} ${server.replace(/^http/, "ws")}` : ""}`,
+  "img-src 'self' data:",
+].join("; ");
+
 // A static server for dist/ on a free port; it records every path it served and with what status.
 const served = [];
 const http = createServer(async (req, res) => {
@@ -35,7 +46,9 @@ const http = createServer(async (req, res) => {
   try {
     if (!file.startsWith(normalize(dist) + sep)) throw new Error("outside dist");
     const body = await readFile(file);
-    res.writeHead(200, { "content-type": MIME[extname(file)] ?? "application/octet-stream" });
+    const headers = { "content-type": MIME[extname(file)] ?? "application/octet-stream" };
+    if (glueAsksNoInline) headers["content-security-policy"] = csp;
+    res.writeHead(200, headers);
     res.end(body);
   } catch {
     status = 404;
@@ -82,7 +95,6 @@ const assets = await readdir(join(dist, "assets"));
 const js = (await Promise.all(
   assets.filter((f) => f.endsWith(".js")).map((f) => readFile(join(dist, "assets", f), "utf8")),
 )).join("\n");
-const glueAsksNoInline = (await packageGlue()).includes("no-inline");
 const worklets = {};
 for (const name of ["capture", "playback"]) {
   const file = assets.find((f) => f.startsWith(`${name}-`) && f.endsWith(".js"));
@@ -115,11 +127,11 @@ for (const [name, how] of Object.entries(worklets)) {
   if (!ok && !okUnused) failures.push(`worklet ${name}: ${how}`);
 }
 
-console.log(JSON.stringify({ label, ...data, worklets, served: served.length, failures: failures.length }));
+console.log(JSON.stringify({ label, ...data, worklets, csp: glueAsksNoInline, served: served.length, failures: failures.length }));
 for (const [name, how] of Object.entries(worklets)) {
   if (how === "inline") {
     console.log(`note [${label}]: Vite inlined the ${name} worklet as a data: URL (below build.assetsInlineLimit);` +
-      " a Content-Security-Policy without data: in script-src would refuse it");
+      " a Content-Security-Policy without data: in script-src would refuse it (run without one)");
   }
 }
 if (failures.length) {
