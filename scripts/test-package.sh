@@ -2,7 +2,8 @@
 # Checks the npm package as a user gets it (issue 6, items 1 and 6):
 #   1. `npm pack` of pkg/ (built by `make pkg`), installed from the tarball into a tiny Vite app
 #      (tests/package/vite-app, its own lockfile);
-#   2. `tsc --strict --noEmit` of tests/package/vite-app/typecheck.ts against the installed types:
+#   2. `tsc --strict --noEmit` of tests/package/vite-app/typecheck.ts against the installed types
+#      (bundler and NodeNext module resolution; typecheck-bundler.ts for the bundler flavour):
 #      the typed event map accepts `client.on('status', s => s.state)` and its @ts-expect-error
 #      lines (wrong event name, wrong field, ...) must really be errors;
 #   3. `vite build` (default config) and a run in Chromium (playwright-core): the wasm initialises
@@ -88,8 +89,9 @@ build_and_run() {
 step="pack web"
 install_tarball pkg web
 step="tsc --strict"
-if tsc -p "$app/tsconfig.json" --strict --noEmit; then
-  log "web: tsc --strict: typed API accepted, every @ts-expect-error line refused"
+# Module resolution as bundlers do it, and as Node does it (package.json "exports" either way).
+if tsc -p "$app/tsconfig.json" --strict --noEmit && tsc -p "$app/tsconfig.nodenext.json" --strict --noEmit; then
+  log "web: tsc --strict (bundler and nodenext resolution): typed API accepted, every @ts-expect-error line refused"
 else
   failed+=("$step")
 fi
@@ -97,6 +99,12 @@ build_and_run web
 
 step="pack bundler"
 install_tarball pkg-bundler bundler
+step="tsc --strict (bundler)"
+if tsc -p "$app/tsconfig.bundler.json" --strict --noEmit; then
+  log "bundler: tsc --strict: types resolve and the event map is typed"
+else
+  failed+=("$step")
+fi
 build_and_run bundler --config vite.bundler.config.js
 
 if [ ${#failed[@]} -gt 0 ]; then
