@@ -16,7 +16,7 @@ WITH_SERVER := TEST_PORT=$(TEST_PORT) scripts/with-server.sh
 XVFB := xvfb-run -a -s "-screen 0 1280x1024x24"
 
 .PHONY: help setup demo test lint fmt-check clippy test-native pkg server webdriver \
-        test-browser test-chrome test-firefox test-webkit test-e2e size size-check
+        test-browser test-chrome test-firefox test-webkit test-package test-e2e size size-check
 
 help:
 	@echo "make demo   build the package and serve the demo with the reference backend (PORT=$(PORT))"
@@ -42,7 +42,7 @@ demo: pkg server
 	PORT=$(PORT) STATIC_ROOT=$(CURDIR) $(SERVER_BIN) --dev
 
 # ---- tests -------------------------------------------------------------------------------
-test: setup lint test-native pkg size-check test-browser test-e2e
+test: setup lint test-native pkg size-check test-browser test-package test-e2e
 	@echo "make test: all layers passed"
 
 lint: setup fmt-check clippy
@@ -73,6 +73,11 @@ test-webkit: setup pkg server webdriver.json
 
 test-e2e: setup pkg server
 	GECKODRIVER=$(GECKODRIVER) $(WITH_SERVER) scripts/with-pulseaudio.sh $(XVFB) node --test --test-concurrency=1 e2e/
+
+# The npm package as users get it: npm pack → a Vite app (web and bundler flavours) → tsc --strict
+# of the typed API, vite build, and a real connect() in Chromium under a strict CSP.
+test-package: setup pkg server
+	$(WITH_SERVER) scripts/test-package.sh
 
 size: pkg
 	@bash scripts/size.sh

@@ -114,7 +114,9 @@ impl VoiceClient {
     /// Creates a client from the options object (see `VoiceClientOptions`). Throws an Error
     /// naming the offending option when one is invalid.
     #[wasm_bindgen(constructor)]
-    pub fn new(options: &JsValue) -> Result<VoiceClient, JsValue> {
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "VoiceClientOptions")] options: &JsValue,
+    ) -> Result<VoiceClient, JsValue> {
         if !options.is_object() {
             return Err(js_error("VoiceClient options must be an object"));
         }
@@ -212,6 +214,7 @@ impl VoiceClient {
     /// Connects (call it from a user gesture: audio can only start there in some browsers). In
     /// voice mode it also starts the microphone and playback. Resolves with the status once
     /// connected (or in text mode); rejects with an Error when the session fails or closes first.
+    #[wasm_bindgen(unchecked_return_type = "Promise<StatusEvent>")]
     pub fn connect(&self) -> Promise {
         let shell = self.shell.clone();
         let promise = Promise::new(&mut |resolve, reject| {
@@ -288,7 +291,10 @@ impl VoiceClient {
 
     /// Sends a `session.update` with the given session object (beta or GA shape per `protocol`).
     #[wasm_bindgen(js_name = updateSession)]
-    pub fn update_session(&self, session: &JsValue) -> Result<(), JsValue> {
+    pub fn update_session(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Record<string, unknown>")] session: &JsValue,
+    ) -> Result<(), JsValue> {
         let json: String = JSON::stringify(session)?.into();
         let r = self.shell.core.borrow_mut().update_session(now_ms(), &json);
         self.shell.pump();
@@ -332,7 +338,7 @@ impl VoiceClient {
     }
 
     /// The current mode: `"voice"` or `"text"`.
-    #[wasm_bindgen(getter)]
+    #[wasm_bindgen(getter, unchecked_return_type = "\"voice\" | \"text\"")]
     pub fn mode(&self) -> String {
         self.shell.core.borrow().mode().as_str().to_string()
     }

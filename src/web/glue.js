@@ -1,11 +1,12 @@
 // Small browser glue the web shell imports (wasm-bindgen copies it into the package's snippets/).
-// URLs are literal so that bundlers (Vite, webpack) find the worklet files and emit them as assets.
+// URLs are literal so that bundlers (Vite, webpack) find the worklet files and emit them as assets;
+// `?no-inline` keeps Vite from inlining the small one as a data: URL (a strict CSP forbids it).
 // This file sits at snippets/<crate>/src/web/ inside the package, four folders below worklets/.
 export function captureWorkletUrl() {
-  return new URL("../../../../worklets/capture.js", import.meta.url).href;
+  return new URL("../../../../worklets/capture.js?no-inline", import.meta.url).href;
 }
 export function playbackWorkletUrl() {
-  return new URL("../../../../worklets/playback.js", import.meta.url).href;
+  return new URL("../../../../worklets/playback.js?no-inline", import.meta.url).href;
 }
 // Web Locks: one live connection per interview per browser. Calls onResult(true, release) when the
 // lock is held — release() lets it go and returns a Promise that settles once it is free —,
