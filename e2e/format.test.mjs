@@ -7,7 +7,8 @@ import { scenario, openPage, waitState, rvFacts, received } from "./support.mjs"
 scenario("format", "audio format mismatch → the server's invalid_audio_format error is shown", async (b) => {
   await openPage(b, { muted: "1" });
   const interviewId = await b.eval(() => window.__rv.interviewId);
-  await b.click("[data-testid=voice-mode]");
+  // Keyboard operable: Voice Mode started with Enter on the focused button.
+  await b.press("[data-testid=voice-mode]", "Enter");
   await waitState(b, "connected", 20_000);
   await b.select("[data-testid=input-format]", "pcmu");
   await b.waitFor(() => (window.__rv.errorCodes.invalid_audio_format ?? 0) >= 1, 10_000);

@@ -10,8 +10,10 @@ scenario("reconnect", "connection drop → Reconnecting… → Connected again",
   await openPage(b, { interview: t.interview_id, token: t.token, muted: "1" });
   await b.click("[data-testid=voice-mode]");
   await waitState(b, "connected", 20_000);
-  await waitState(b, "reconnecting", 10_000);
-  assert.match(await statusText(b), /^Reconnecting… .+, attempt \d+$/);
+  // The reconnect may take only a few ms: wait for its status in the page's record, then check the
+  // badge text that status produced.
+  const shown = await b.waitFor(() => window.__rv.statuses.find((s) => s.state === "reconnecting")?.shown, 10_000);
+  assert.equal(shown, "Reconnecting… connection lost (1006), attempt 1");
   await waitState(b, "connected", 20_000);
   assert.equal(await statusText(b), "Connected");
   const heard = await b.eval(() => window.__rv.outputHeard);

@@ -23,6 +23,7 @@ scenario("smoke", "smoke test: Voice Mode → Connected → speak → AI audio �
   await b.click("[data-testid=voice-mode]");
   await waitState(b, "connected", 20_000);
   assert.equal(await statusText(b), "Connected");
+  assert.deepEqual(await b.eval(() => { const s = document.querySelector("[data-testid=status]"); return [s.getAttribute("role"), s.getAttribute("aria-live")]; }), ["status", "polite"]);
 
   // The interviewer greets at once: its audio plays (output level above -60 dBFS).
   await b.waitFor(() => window.__rv.outputHeard >= 5, 15_000);
@@ -69,5 +70,9 @@ scenario("smoke", "smoke test: Voice Mode → Connected → speak → AI audio �
   assert.ok(server.turns.some((t) => t.role === "user" && t.text.length > 0));
   assert.ok(server.turns.some((t) => t.role === "assistant" && t.text.length > 0));
   assert.ok(server.realtime_cost_usd > 0, `server-side cost ${server.realtime_cost_usd}`);
+  // The client's estimate comes from the same response.done usage and price table as the server's bill.
+  const client = (await b.eval(() => window.__rv.client.metrics())).costUsd;
+  assert.ok(Math.abs(client - server.realtime_cost_usd) <= 0.01 * server.realtime_cost_usd + 1e-9,
+    `client cost estimate $${client} vs server bill $${server.realtime_cost_usd}`);
   if (engine === "chromium") assert.ok(server.turns.some((t) => t.role === "user" && /s of speech/.test(t.text)), "a spoken turn was transcribed");
 }, { timeoutMs: 90_000 });

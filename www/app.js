@@ -18,7 +18,7 @@ const $ = (id) => {
   return el;
 };
 const ui = {
-  status: $("status"), error: $("error"), version: $("version"), interview: $("interview"),
+  status: $("status"), error: $("error"), audioNote: $("audio-note"), version: $("version"), interview: $("interview"),
   voice: $("voice"), mute: $("mute"), interrupt: $("interrupt"), resume: $("resume"), end: $("end"),
   transcript: $("transcript"), speaking: $("speaking"),
   textForm: $("text-form"), textInput: $("text-input"), textSend: $("text-send"), textLabel: $("text-label"),
@@ -56,7 +56,7 @@ const rv = {
   errorCodes: {},
   eventTypes: {},
   metrics: null,
-  textReplies: 0,
+  audio: null,
   saved: null,
   client: null,
   wasmMemory: null,
@@ -94,13 +94,14 @@ const DETAIL_WORDS = {
   connect_timeout: "connection timed out", token_refresh: "refreshing the token", token_rejected: "token rejected",
   token_provider_failed: "could not get a token", duplicate_connection: "interview open elsewhere",
   server_closed: "the server ended the session", client_disconnect: "you disconnected", online: "browser back online",
-  offline: "browser offline",
+  offline: "browser offline", other_tab: "interview open in another tab",
 };
 const MODE_WORDS = {
   requested: "text mode requested", realtime_disabled: "voice is not enabled for this account",
   mic_denied: "microphone permission denied", mic_absent: "no microphone found",
   no_audio_worklet: "this browser lacks AudioWorklet", audio_context_failed: "audio could not start",
-  reconnect_exhausted: "voice connection could not be restored",
+  reconnect_exhausted: "voice connection could not be restored", track_ended: "the microphone stopped",
+  audio_failed: "audio could not start",
 };
 const words = (table, key) => (key == null ? "" : table[key] ?? String(key).replace(/_/g, " "));
 
@@ -181,8 +182,19 @@ function setStatus(s) {
   ui.status.textContent = describeStatus(s, rv.modeReason);
   ui.status.dataset.kind = badgeKind(s.state);
   const live = s.state === "connected" || s.state === "reconnecting" || s.state === "connecting";
+  if (s.state !== "connected") {
+    speaking.user = false;
+    speaking.assistant = false;
+    ui.speaking.textContent = "";
+  }
+  if (!live) {
+    for (const [meter, text] of [[ui.levelIn, ui.levelInText], [ui.levelOut, ui.levelOutText]]) {
+      meter.value = -90;
+      text.value = "—";
+    }
+  }
   ui.voice.disabled = ended || live || s.state === "text";
-  ui.voice.textContent = s.state === "failed" || s.state === "closed" ? "Try Voice Mode again" : "Voice Mode";
+  ui.voice.textContent = ended ? "Interview ended" : s.state === "failed" || s.state === "closed" ? "Try Voice Mode again" : "Voice Mode";
   ui.mute.disabled = ended || !live;
   ui.interrupt.disabled = ended || s.state !== "connected";
   ui.end.disabled = ended || s.state === "idle";
@@ -308,6 +320,16 @@ function onError(e) {
   showError(`${head} [${e.code}]: ${e.message}`);
 }
 
+function onAudio(a) {
+  rv.audio = a.state;
+  document.body.dataset.audio = a.state;
+  ui.resume.hidden = !a.needsGesture;
+  ui.audioNote.hidden = !a.needsGesture;
+  ui.audioNote.textContent = a.needsGesture
+    ? `Audio is ${a.state === "interrupted" ? "interrupted" : "paused"} by the browser: press Resume audio (or any key) to hear the interviewer.`
+    : "";
+}
+
 function onEvent(e) {
   if (Object.keys(rv.eventTypes).length < MAX_EVENT_TYPES || e.type in rv.eventTypes) {
     rv.eventTypes[e.type] = (rv.eventTypes[e.type] ?? 0) + 1;
@@ -375,8 +397,7 @@ async function fillDevices() {
     return;
   }
   try {
-    const all = await navigator.mediaDevices.enumerateDevices();
-    const outs = all.filter((d) => d.kind === "audiooutput" && d.deviceId !== "default");
+    const outs = (await client.listOutputDevices()).filter((d) => d.deviceId !== "default");
     ui.outputDevice.replaceChildren(new Option("Default speaker", ""));
     for (const d of outs) ui.outputDevice.append(new Option(d.label || `Speaker ${ui.outputDevice.length}`, d.deviceId));
     ui.outputDevice.disabled = outs.length === 0;
@@ -415,6 +436,7 @@ async function endInterview() {
   ended = true;
   client.disconnect();
   setStatus(client.status);
+  onMetrics(client.metrics());
   ui.saved.hidden = false;
   ui.savedSummary.textContent = "Loading the transcript saved on the server…";
   try {
@@ -489,9 +511,10 @@ async function main() {
   }
   rv.client = client;
   client.on("status", (s) => {
-    pushBounded(rv.statuses, { state: s.state, reason: s.reason, detail: s.detail, closeCode: s.closeCode, attempt: s.attempt }, MAX_STATUSES);
     console.info(`realtime-voice status: ${s.state} reason=${s.reason} detail=${s.detail} code=${s.closeCode} attempt=${s.attempt}`);
     setStatus(s);
+    // With the badge text it produced, so a test can check what a short-lived state showed.
+    pushBounded(rv.statuses, { state: s.state, reason: s.reason, detail: s.detail, closeCode: s.closeCode, attempt: s.attempt, shown: ui.status.textContent }, MAX_STATUSES);
   });
   client.on("mode", setMode);
   client.on("transcript", onTranscript);
@@ -500,6 +523,7 @@ async function main() {
   client.on("metrics", onMetrics);
   client.on("error", onError);
   client.on("event", onEvent);
+  client.on("audio", onAudio);
 
   ui.voice.addEventListener("click", connectVoice);
   ui.mute.addEventListener("click", toggleMute);
@@ -511,11 +535,11 @@ async function main() {
   ui.inputFormat.addEventListener("change", () => {
     try { requestInputFormat(ui.inputFormat.value); } catch (e) { showError(String(e?.message ?? e)); }
   });
-  // Browsers (Safari above all) may suspend audio until a user gesture: resume on any gesture.
-  const resume = () => { try { client.resume(); } catch { /* nothing to resume */ } };
-  ui.resume.addEventListener("click", resume);
-  document.addEventListener("pointerdown", resume, { capture: true });
-  document.addEventListener("keydown", resume, { capture: true });
+  // Browsers (Safari above all) may suspend audio until a user gesture. The client resumes it on
+  // the next click or key press by itself; the page only asks for one.
+  ui.resume.addEventListener("click", () => {
+    try { client.resume(); } catch (e) { showError(`Could not resume audio: ${e?.message ?? e}`); }
+  });
 
   if (startMuted) toggleMute();
   if (startMode === "text") setMode({ mode: "text", reason: "requested" });
