@@ -426,15 +426,13 @@ function requestInputFormat(fmt) {
   const f = FORMATS[fmt];
   if (!f) throw new Error(`unknown format ${fmt}`);
   if (typeof client?.updateSession !== "function") throw new Error("this build of the client has no updateSession()");
-  const body = f[protocol];
-  // The client takes the session object (or its JSON text, depending on the build).
-  try { client.updateSession(body); } catch { client.updateSession(JSON.stringify(body)); }
+  client.updateSession(f[protocol]);
   return true;
 }
 
 async function endInterview() {
   ended = true;
-  client.disconnect();
+  try { await client.disconnect(); } catch { /* already closed */ }
   setStatus(client.status);
   onMetrics(client.metrics());
   ui.saved.hidden = false;
