@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Runs a command with a PulseAudio null sink up: Firefox processes no audio at all without a sound
-# server (TOOLCHAIN.md). Starts one only if none answers, and stops only the one it started.
+# Runs a command with a PulseAudio null sink of its own: Firefox processes no audio at all without
+# a sound server, and WebKitGTK's web process crashes when a page plays audio without one
+# (TOOLCHAIN.md). Each run gets a private daemon in its own runtime directory, so parallel runs
+# never stop each other's sound server.
 set -euo pipefail
-started=0
-if ! pactl info >/dev/null 2>&1; then
-  pulseaudio -D --exit-idle-time=-1 -n --load=module-native-protocol-unix \
-    --load="module-null-sink sink_name=nullsink" --load="module-null-source source_name=nullsource" 2>/dev/null \
-    || pulseaudio -D --exit-idle-time=-1 -n --load=module-native-protocol-unix --load="module-null-sink sink_name=nullsink"
-  started=1
-  for _ in $(seq 1 50); do pactl info >/dev/null 2>&1 && break; sleep 0.1; done
-fi
-trap '[ "$started" = 1 ] && pulseaudio -k 2>/dev/null || true' EXIT
+dir=$(mktemp -d /tmp/rv-pulse.XXXXXX)
+export PULSE_RUNTIME_PATH="$dir" PULSE_STATE_PATH="$dir" PULSE_SERVER="unix:$dir/native"
+cleanup() { pulseaudio -k 2>/dev/null || true; rm -rf "$dir"; }
+trap cleanup EXIT
+pulseaudio -D --exit-idle-time=-1 -n --use-pid-file=true \
+  --load="module-native-protocol-unix socket=$dir/native" \
+  --load="module-null-sink sink_name=nullsink" 2>/dev/null
+for _ in $(seq 1 50); do pactl info >/dev/null 2>&1 && break; sleep 0.1; done
+pactl info >/dev/null 2>&1 || { echo "PulseAudio did not start" >&2; exit 1; }
 "$@"

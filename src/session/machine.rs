@@ -89,6 +89,10 @@ pub struct Session {
     session_update: Option<String>,
 
     audio: Audio,
+    /// Microphone samples (24 kHz) taken in and sent, in total: their difference is the
+    /// backlog plus what overflowed.
+    captured_samples: u64,
+    sent_samples: u64,
     /// The browser's audio state while audio is on (None until the shell first reports it).
     audio_state: Option<AudioState>,
     muted: bool,
@@ -189,6 +193,8 @@ impl Session {
             session_update: None,
             audio: Audio::Off,
             audio_state: None,
+            captured_samples: 0,
+            sent_samples: 0,
             muted: false,
             resampled: Vec::new(),
             pcm: Vec::new(),
@@ -247,6 +253,8 @@ impl Session {
         m.latency_samples = self.latency.len();
         m.capture_to_send_avg_ms = self.capture_delay_sum.checked_div(self.capture_delay_count);
         m.buffered_audio_ms = self.chunker.backlog_samples() as u64 * 1000 / u64::from(API_RATE);
+        m.captured_audio_ms = self.captured_samples * 1000 / u64::from(API_RATE);
+        m.sent_audio_ms = self.sent_samples * 1000 / u64::from(API_RATE);
         m.dropped_audio_ms = self.chunker.dropped_samples() * 1000 / u64::from(API_RATE);
         m
     }
@@ -728,6 +736,7 @@ impl Session {
         self.pcm.clear();
         self.pcm
             .extend(self.resampled[..n].iter().map(|&x| pcm16::f32_to_i16(x)));
+        self.captured_samples += n as u64;
         self.chunker.push(now_ms, &self.pcm);
         if self.sending_audio() {
             self.pump_audio(now_ms);
@@ -990,6 +999,7 @@ impl Session {
             self.snap.capture_to_send_max_ms = self.snap.capture_to_send_max_ms.max(delay);
             self.capture_delay_sum += delay;
             self.capture_delay_count += 1;
+            self.sent_samples += self.chunk.len() as u64;
             self.send(frame);
         }
     }

@@ -109,6 +109,10 @@ pub struct MetricsSnapshot {
     pub capture_to_send_avg_ms: Option<u64>,
     /// Playback underruns reported by the shell.
     pub underruns: u64,
+    /// Microphone audio taken in since the session was created, ms (24 kHz samples / 24).
+    pub captured_audio_ms: u64,
+    /// Microphone audio handed to the socket, ms.
+    pub sent_audio_ms: u64,
     /// Times the browser suspended or interrupted audio while the session used it.
     pub audio_interruptions: u64,
     /// Mic audio waiting to be sent, ms.
@@ -188,6 +192,8 @@ impl MetricsSnapshot {
             ",\"audioInterruptions\":",
             Some(self.audio_interruptions),
         );
+        opt(s, ",\"capturedAudioMs\":", Some(self.captured_audio_ms));
+        opt(s, ",\"sentAudioMs\":", Some(self.sent_audio_ms));
         opt(s, ",\"bufferedAudioMs\":", Some(self.buffered_audio_ms));
         opt(s, ",\"droppedAudioMs\":", Some(self.dropped_audio_ms));
         opt(
