@@ -6,7 +6,8 @@
 //              token from POST {backend}/dev/token, refreshed through a token provider)
 //   ?user=     user id for the dev token (the rollout bucket depends on it)
 //   ?muted=1   start with the microphone muted; ?mode=text start in text mode;
-//   ?protocol=beta|ga  shape of session.update; ?auth=subprotocol  token in the subprotocol.
+//   ?protocol=beta|ga  shape of session.update; ?auth=subprotocol  token in the subprotocol;
+//   ?prebuffer=ms  playback pre-buffer (the client's prebufferMs).
 // Test hooks: data-testid attributes, document.body.dataset.{wasm,state,mode,saved} and
 // window.__rv (counters of facts: transcripts, audible output, errors by code, statuses).
 // Nothing here logs transcripts or tokens.
@@ -143,6 +144,7 @@ const startMuted = params.get("muted") === "1";
 const startMode = params.get("mode") === "text" ? "text" : "voice";
 const protocol = params.get("protocol") === "beta" ? "beta" : "ga";
 const authVia = params.get("auth") === "subprotocol" ? "subprotocol" : "query";
+const prebufferMs = params.has("prebuffer") ? Number(params.get("prebuffer")) : undefined;
 rv.backend = backend;
 
 // ---- tokens ---------------------------------------------------------------------------------
@@ -498,6 +500,7 @@ async function main() {
     ui.interview.textContent = interviewId;
     const options = {
       baseUrl: backend, interviewId, httpFallback: true, protocol, authVia, mode: startMode,
+      ...(prebufferMs !== undefined ? { prebufferMs } : {}),
       ...(fixedToken ? { token: fixedToken } : { tokenProvider: currentToken }),
     };
     client = new VoiceClient(options);
