@@ -16,7 +16,8 @@ WITH_SERVER := TEST_PORT=$(TEST_PORT) scripts/with-server.sh
 XVFB := xvfb-run -a -s "-screen 0 1280x1024x24"
 
 .PHONY: help setup demo test lint fmt-check clippy test-native pkg server webdriver \
-        test-browser test-chrome test-firefox test-webkit test-package test-e2e size size-check
+        test-browser test-chrome test-firefox test-webkit test-package test-e2e size size-check \
+        latency-report
 
 help:
 	@echo "make demo   build the package and serve the demo with the reference backend (PORT=$(PORT))"
@@ -78,6 +79,14 @@ test-e2e: setup pkg server
 # of the typed API, vite build, and a real connect() in Chromium under a strict CSP.
 test-package: setup pkg server
 	$(WITH_SERVER) scripts/test-package.sh
+
+# Browser-side latency (capture → send, first delta → audio out), printed per engine; a report,
+# not a test.
+latency-report: setup pkg server webdriver.json
+	@for b in chrome firefox; do \
+	  $(NO_DRIVERS) $(WITH_SERVER) scripts/with-pulseaudio.sh wasm-pack test --headless --$$b \
+	    $$( [ $$b = chrome ] && echo --chromedriver $(CHROMEDRIVER) || echo --geckodriver $(GECKODRIVER) ) \
+	    -- --test web -- connects_streams --nocapture 2>&1 | grep "latency report"; done
 
 size: pkg
 	@bash scripts/size.sh

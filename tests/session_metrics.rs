@@ -242,6 +242,8 @@ fn server_errors_carry_their_code_and_every_event_is_forwarded_raw() {
 fn server_event_filter_can_skip_audio() {
     let mut sim = Sim::new(r#","serverEvents":"no_audio""#);
     sim.connect_open();
+    sim.s.handle_audio_started(0, 24_000, 1);
+    sim.drain();
     let v = sim.msg(&audio_delta("a", 24));
     assert!(!events(&v).iter().any(|e| e.name() == "event"));
     assert!(v.iter().any(|o| matches!(o, Output::Play { .. })));

@@ -31,6 +31,8 @@ const HTTP_QUEUE: usize = 16;
 const MAX_QUEUED_OUTPUTS: usize = 4096;
 /// Spare `Vec<f32>` buffers kept for `Output::Play`.
 const PLAY_POOL: usize = 4;
+/// AI audio held while audio is starting: 20 s at 24 kHz (bounded; the rest is counted).
+const HELD_PLAYBACK_SAMPLES: usize = 20 * API_RATE as usize;
 /// Minimum spacing of `audio_overflow` error events.
 const OVERFLOW_EVENT_EVERY_MS: u64 = 1_000;
 
@@ -93,6 +95,9 @@ pub struct Session {
     /// backlog plus what overflowed.
     captured_samples: u64,
     sent_samples: u64,
+    /// Player outputs held while audio starts (see `playback_out`), and their samples.
+    held_playback: VecDeque<Output>,
+    held_samples: usize,
     /// The browser's audio state while audio is on (None until the shell first reports it).
     audio_state: Option<AudioState>,
     muted: bool,
@@ -195,6 +200,8 @@ impl Session {
             audio_state: None,
             captured_samples: 0,
             sent_samples: 0,
+            held_playback: VecDeque::new(),
+            held_samples: 0,
             muted: false,
             resampled: Vec::new(),
             pcm: Vec::new(),
@@ -641,13 +648,21 @@ impl Session {
 
     // ---------------------------------------------------------------- audio inputs
 
-    /// Audio started at the device's rate (after `Output::StartAudio`).
+    /// Audio started at the device's rate (after `Output::StartAudio`). Called again while
+    /// running when the microphone's format changes (another device): the resampler is rebuilt.
+    /// AI audio that arrived while audio was starting is released to the player now, in order.
     pub fn handle_audio_started(&mut self, now_ms: u64, sample_rate: u32, channels: u16) {
-        if !matches!(self.audio, Audio::Requested) {
-            return;
+        match &self.audio {
+            Audio::Requested => {}
+            Audio::Running(r) if r.input_rate() != sample_rate || r.channels() != channels => {}
+            _ => return,
         }
         match Resampler::new(sample_rate, API_RATE, channels) {
-            Ok(r) => self.audio = Audio::Running(r),
+            Ok(r) => {
+                self.audio = Audio::Running(r);
+                self.held_samples = 0;
+                self.out.extend(self.held_playback.drain(..));
+            }
             Err(e) => {
                 self.error(
                     ErrorKind::Audio,
@@ -704,6 +719,8 @@ impl Session {
         }
         self.audio = Audio::Off;
         self.audio_state = None;
+        self.held_playback.clear();
+        self.held_samples = 0;
         self.out.push_back(Output::StopAudio);
         self.chunker.clear();
         self.set_mode(Mode::Text, reason.as_str());
@@ -878,6 +895,8 @@ impl Session {
 
     fn stop_audio(&mut self) {
         self.audio_state = None;
+        self.held_playback.clear();
+        self.held_samples = 0;
         if !matches!(self.audio, Audio::Off) {
             self.audio = Audio::Off;
             self.out.push_back(Output::StopAudio);
@@ -1065,13 +1084,15 @@ impl Session {
                 self.on_audio_delta(now_ms, kind, &item_id, &delta)
             }
             ServerEvent::AudioDone { item_id } => {
+                let mut ended = None;
                 if let Some(it) = self.items.iter_mut().find(|i| i.item_id == item_id) {
                     it.done = true;
                     if !it.truncated {
-                        self.out.push_back(Output::EndOfItem {
-                            item_id: it.item_id.clone(),
-                        });
+                        ended = Some(it.item_id.clone());
                     }
+                }
+                if let Some(item_id) = ended {
+                    self.playback_out(Output::EndOfItem { item_id });
                 }
                 self.check_assistant_done();
             }
@@ -1214,10 +1235,43 @@ impl Session {
                 speaking: true,
             });
         }
-        self.out.push_back(Output::Play {
+        self.playback_out(Output::Play {
             item_id: item_id.to_string(),
             samples: buf,
         });
+    }
+
+    /// Player outputs go out once audio runs; while it is still starting (the microphone
+    /// prompt, worklet loading) they are held in order, up to `HELD_PLAYBACK_SAMPLES`, so the
+    /// greeting that arrives meanwhile is not lost. Beyond the bound AI audio is dropped and
+    /// counted (`droppedPlaybackMs`).
+    fn playback_out(&mut self, o: Output) {
+        match (&self.audio, o) {
+            (Audio::Running(_), o) => self.out.push_back(o),
+            (Audio::Requested, Output::FlushPlayback { .. }) => {
+                for held in self.held_playback.drain(..) {
+                    if let Output::Play { samples, .. } = held {
+                        self.play_pool.push(samples);
+                        self.play_pool.truncate(PLAY_POOL);
+                    }
+                }
+                self.held_samples = 0;
+            }
+            (Audio::Requested, Output::Play { item_id, samples }) => {
+                if self.held_samples + samples.len() > HELD_PLAYBACK_SAMPLES {
+                    self.snap.dropped_playback_ms +=
+                        samples.len() as u64 * 1000 / u64::from(API_RATE);
+                    self.recycle(samples);
+                } else {
+                    self.held_samples += samples.len();
+                    self.held_playback
+                        .push_back(Output::Play { item_id, samples });
+                }
+            }
+            (Audio::Requested, o) => self.held_playback.push_back(o),
+            (Audio::Off, Output::Play { samples, .. }) => self.recycle(samples),
+            (Audio::Off, _) => {}
+        }
     }
 
     fn check_assistant_done(&mut self) {
@@ -1253,7 +1307,7 @@ impl Session {
             let end_samples = it.played.min(it.received);
             let audio_end_ms = end_samples * 1000 / u64::from(API_RATE);
             let item_id = it.item_id.clone();
-            self.out.push_back(Output::FlushPlayback {
+            self.playback_out(Output::FlushPlayback {
                 ramp_ms: BARGE_IN_RAMP_MS,
             });
             if matches!(self.sock, Sock::Open { .. }) {

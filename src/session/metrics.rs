@@ -109,6 +109,8 @@ pub struct MetricsSnapshot {
     pub capture_to_send_avg_ms: Option<u64>,
     /// Playback underruns reported by the shell.
     pub underruns: u64,
+    /// AI audio dropped because audio took too long to start (more than 20 s held).
+    pub dropped_playback_ms: u64,
     /// Microphone audio taken in since the session was created, ms (24 kHz samples / 24).
     pub captured_audio_ms: u64,
     /// Microphone audio handed to the socket, ms.
@@ -192,6 +194,7 @@ impl MetricsSnapshot {
             ",\"audioInterruptions\":",
             Some(self.audio_interruptions),
         );
+        opt(s, ",\"droppedPlaybackMs\":", Some(self.dropped_playback_ms));
         opt(s, ",\"capturedAudioMs\":", Some(self.captured_audio_ms));
         opt(s, ",\"sentAudioMs\":", Some(self.sent_audio_ms));
         opt(s, ",\"bufferedAudioMs\":", Some(self.buffered_audio_ms));

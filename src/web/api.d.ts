@@ -101,7 +101,7 @@ export interface MetricsSnapshot {
   latencySamples: number;
   timeToFirstAudioMs: number | null;
   captureToSendLastMs: number | null; captureToSendMaxMs: number; captureToSendAvgMs: number | null;
-  underruns: number; audioInterruptions: number; capturedAudioMs: number; sentAudioMs: number; bufferedAudioMs: number; droppedAudioMs: number;
+  underruns: number; audioInterruptions: number; capturedAudioMs: number; sentAudioMs: number; droppedPlaybackMs: number; bufferedAudioMs: number; droppedAudioMs: number;
   connectionAttempts: number; connectionSuccesses: number; reconnects: number;
   lastCloseCode: number | null; lastCloseReason: string | null;
   bytesSent: number; framesSent: number; framesReceived: number;

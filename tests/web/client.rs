@@ -258,6 +258,9 @@ fn tone_fraction(x: &[f32], freq: f64) -> f64 {
 async fn connects_streams_24k_pcm16_within_the_rate_limit_and_plays_the_ai_voice() {
     let (token, interview) = dev_token().await;
     let client = VoiceClient::new(&options(&interview, Some(&token), &[])).expect("client");
+    // Muted until the AI's voice has been heard: a microphone that speaks at once (Firefox's
+    // continuous tone) would otherwise barge in before the greeting is audible.
+    client.set_muted(true);
     let rec = Recorder::attach(&client);
     let status = connect(&client).await.expect("connect resolves");
     assert_eq!(
@@ -277,6 +280,7 @@ async fn connects_streams_24k_pcm16_within_the_rate_limit_and_plays_the_ai_voice
             >= 5
     })
     .await;
+    client.set_muted(false);
     // At least 3 s of microphone audio sent.
     rec.wait_for(20_000, "3 s of microphone audio sent", |l| {
         l.iter()
@@ -284,6 +288,38 @@ async fn connects_streams_24k_pcm16_within_the_rate_limit_and_plays_the_ai_voice
     })
     .await;
     let metrics = client.metrics();
+    // The latency report (printed, not asserted: a timed assertion would be flaky; run
+    // `make latency-report` to see it): capture → send, and first audio delta → audio out.
+    let first_delta = rec
+        .log
+        .borrow()
+        .iter()
+        .find(|(n, e, _)| {
+            n == "event"
+                && prop(e, "type")
+                    .as_string()
+                    .is_some_and(|t| t.ends_with("audio.delta"))
+        })
+        .map(|(_, _, t)| *t);
+    let first_out = rec
+        .log
+        .borrow()
+        .iter()
+        .find(|(n, e, _)| {
+            n == "level"
+                && prop(e, "source").as_string().as_deref() == Some("output")
+                && num(e, "rmsDbfs") > -60.0
+        })
+        .map(|(_, _, t)| *t);
+    wasm_bindgen_test::console_log!(
+        "latency report ({}): capture→send avg {} ms, max {} ms; first delta → audio out {} ms; time to first audio {} ms; underruns {}",
+        engine(),
+        num(&metrics, "captureToSendAvgMs"),
+        num(&metrics, "captureToSendMaxMs"),
+        match (first_delta, first_out) { (Some(d), Some(o)) => format!("{:.0}", o - d), _ => "n/a".into() },
+        num(&metrics, "timeToFirstAudioMs"),
+        num(&metrics, "underruns"),
+    );
     assert!(num(&metrics, "underruns") >= 0.0, "underruns are counted");
     let received = get_json(&format!("/dev/interviews/{interview}/received"))
         .await
