@@ -73,8 +73,11 @@ pub struct SessionConfig {
     /// Mic backlog bound while (re)connecting, ms (at least `max_chunk_ms`); beyond it the oldest
     /// audio is dropped and counted.
     pub max_backlog_ms: u32,
-    /// Playback pre-buffer, ms (passed through to the shell).
+    /// Playback pre-buffer at the start, ms.
     pub prebuffer_ms: u32,
+    /// Ceiling of the adaptive pre-buffer, ms: underruns raise the pre-buffer towards it, calm
+    /// responses lower it back (equal to `prebuffer_ms` turns adaptation off).
+    pub max_prebuffer_ms: u32,
     /// Reconnect attempts before falling back (0 = never reconnect).
     pub max_reconnect_attempts: u32,
     /// Backoff parameters.
@@ -209,6 +212,7 @@ const KNOWN: &[&str] = &[
     "maxChunkMs",
     "maxBacklogMs",
     "prebufferMs",
+    "maxPrebufferMs",
     "maxReconnectAttempts",
     "backoffBaseMs",
     "backoffMaxMs",
@@ -327,6 +331,12 @@ impl SessionConfig {
             60_000,
         )? as u32;
         let prebuffer_ms = o.int("prebufferMs", 60, 0, 2000)? as u32;
+        let max_prebuffer_ms = o.int(
+            "maxPrebufferMs",
+            300.max(u64::from(prebuffer_ms)),
+            u64::from(prebuffer_ms),
+            2000,
+        )? as u32;
         let max_reconnect_attempts = o.int("maxReconnectAttempts", 8, 0, 100)? as u32;
         let base_ms = o.int("backoffBaseMs", 250, 10, 60_000)?;
         let max_ms = o.int("backoffMaxMs", 8000.max(base_ms), base_ms, 300_000)?;
@@ -386,6 +396,7 @@ impl SessionConfig {
             max_chunk_ms,
             max_backlog_ms,
             prebuffer_ms,
+            max_prebuffer_ms,
             max_reconnect_attempts,
             backoff: Backoff { base_ms, max_ms },
             connect_timeout_ms,

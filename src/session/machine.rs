@@ -31,6 +31,11 @@ const HTTP_QUEUE: usize = 16;
 const MAX_QUEUED_OUTPUTS: usize = 4096;
 /// Spare `Vec<f32>` buffers kept for `Output::Play`.
 const PLAY_POOL: usize = 4;
+/// Adaptive pre-buffer: raised by this much after a response with underruns, lowered by
+/// `PREBUFFER_STEP_DOWN_MS` after `CALM_RESPONSES` responses in a row without one.
+const PREBUFFER_STEP_UP_MS: u32 = 40;
+const PREBUFFER_STEP_DOWN_MS: u32 = 20;
+const CALM_RESPONSES: u32 = 3;
 /// AI audio held while audio is starting: 20 s at 24 kHz (bounded; the rest is counted).
 const HELD_PLAYBACK_SAMPLES: usize = 20 * API_RATE as usize;
 /// Minimum spacing of `audio_overflow` error events.
@@ -95,6 +100,11 @@ pub struct Session {
     /// backlog plus what overflowed.
     captured_samples: u64,
     sent_samples: u64,
+    /// The adaptive pre-buffer (ms), underruns seen when the current response began playing,
+    /// and responses in a row that played without one.
+    prebuffer_ms: u32,
+    underruns_at_speech_start: u64,
+    calm_responses: u32,
     /// Player outputs held while audio starts (see `playback_out`), and their samples.
     held_playback: VecDeque<Output>,
     held_samples: usize,
@@ -200,6 +210,9 @@ impl Session {
             audio_state: None,
             captured_samples: 0,
             sent_samples: 0,
+            prebuffer_ms: config.prebuffer_ms,
+            underruns_at_speech_start: 0,
+            calm_responses: 0,
             held_playback: VecDeque::new(),
             held_samples: 0,
             muted: false,
@@ -263,6 +276,7 @@ impl Session {
         m.captured_audio_ms = self.captured_samples * 1000 / u64::from(API_RATE);
         m.sent_audio_ms = self.sent_samples * 1000 / u64::from(API_RATE);
         m.dropped_audio_ms = self.chunker.dropped_samples() * 1000 / u64::from(API_RATE);
+        m.prebuffer_ms = u64::from(self.prebuffer_ms);
         m
     }
 
@@ -1230,6 +1244,7 @@ impl Session {
         }
         if !self.assistant_speaking {
             self.assistant_speaking = true;
+            self.underruns_at_speech_start = self.snap.underruns;
             self.push_event(AppEvent::Speech {
                 who: Role::Assistant,
                 speaking: true,
@@ -1288,6 +1303,31 @@ impl Session {
                 who: Role::Assistant,
                 speaking: false,
             });
+            self.adapt_prebuffer();
+        }
+    }
+
+    /// After each response: underruns during it raise the pre-buffer (the network delivers
+    /// less evenly than it holds); `CALM_RESPONSES` clean ones in a row lower it towards the
+    /// configured start, so latency comes back when the network does.
+    fn adapt_prebuffer(&mut self) {
+        let (base, max) = (self.cfg.prebuffer_ms, self.cfg.max_prebuffer_ms);
+        let next = if self.snap.underruns > self.underruns_at_speech_start {
+            self.calm_responses = 0;
+            (self.prebuffer_ms + PREBUFFER_STEP_UP_MS).min(max)
+        } else {
+            self.calm_responses += 1;
+            if self.calm_responses < CALM_RESPONSES {
+                return;
+            }
+            self.calm_responses = 0;
+            self.prebuffer_ms
+                .saturating_sub(PREBUFFER_STEP_DOWN_MS)
+                .max(base)
+        };
+        if next != self.prebuffer_ms {
+            self.prebuffer_ms = next;
+            self.out.push_back(Output::SetPrebuffer { ms: next });
         }
     }
 

@@ -109,6 +109,8 @@ pub struct MetricsSnapshot {
     pub capture_to_send_avg_ms: Option<u64>,
     /// Playback underruns reported by the shell.
     pub underruns: u64,
+    /// The playback pre-buffer now, ms (adaptive).
+    pub prebuffer_ms: u64,
     /// AI audio dropped because audio took too long to start (more than 20 s held).
     pub dropped_playback_ms: u64,
     /// Microphone audio taken in since the session was created, ms (24 kHz samples / 24).
@@ -195,6 +197,7 @@ impl MetricsSnapshot {
             Some(self.audio_interruptions),
         );
         opt(s, ",\"droppedPlaybackMs\":", Some(self.dropped_playback_ms));
+        opt(s, ",\"prebufferMs\":", Some(self.prebuffer_ms));
         opt(s, ",\"capturedAudioMs\":", Some(self.captured_audio_ms));
         opt(s, ",\"sentAudioMs\":", Some(self.sent_audio_ms));
         opt(s, ",\"bufferedAudioMs\":", Some(self.buffered_audio_ms));

@@ -53,6 +53,12 @@ pub enum Output {
         /// The assistant item.
         item_id: String,
     },
+    /// Set the player's pre-buffer (adaptive: raised after underruns, lowered after calm
+    /// responses), applied from the next time playback starts.
+    SetPrebuffer {
+        /// Audio to gather before playing, ms.
+        ms: u32,
+    },
     /// Resume the AudioContext (and the output element): at once when `on_gesture` is false,
     /// else on the user's next click, tap or key press (the only time Safari and a suspended
     /// autoplay-blocked context allow it).
@@ -115,6 +121,7 @@ impl fmt::Debug for Output {
                 .debug_struct("EndOfItem")
                 .field("item_id", item_id)
                 .finish(),
+            Output::SetPrebuffer { ms } => f.debug_struct("SetPrebuffer").field("ms", ms).finish(),
             Output::ResumeAudio { on_gesture } => f
                 .debug_struct("ResumeAudio")
                 .field("on_gesture", on_gesture)

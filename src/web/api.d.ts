@@ -32,8 +32,12 @@ export interface VoiceClientOptions {
   maxChunkMs?: number;
   /** Microphone audio kept while reconnecting, ms (default 10000); beyond it loss is reported. */
   maxBacklogMs?: number;
-  /** Playback pre-buffer, ms (default 60). */
+  /** Playback pre-buffer at the start, ms (default 60). */
   prebufferMs?: number;
+  /** Ceiling of the adaptive pre-buffer, ms (default 300): underruns in a response raise the
+   * pre-buffer by 40 ms, three calm responses in a row lower it by 20 ms towards `prebufferMs`.
+   * Set it equal to `prebufferMs` for a fixed pre-buffer. */
+  maxPrebufferMs?: number;
   /** Reconnect attempts before falling back to text mode (default 8). */
   maxReconnectAttempts?: number;
   /** Exponential backoff with full jitter: base and cap, ms (defaults 250 and 8000). */
@@ -101,7 +105,7 @@ export interface MetricsSnapshot {
   latencySamples: number;
   timeToFirstAudioMs: number | null;
   captureToSendLastMs: number | null; captureToSendMaxMs: number; captureToSendAvgMs: number | null;
-  underruns: number; audioInterruptions: number; capturedAudioMs: number; sentAudioMs: number; droppedPlaybackMs: number; bufferedAudioMs: number; droppedAudioMs: number;
+  underruns: number; audioInterruptions: number; capturedAudioMs: number; sentAudioMs: number; droppedPlaybackMs: number; prebufferMs: number; bufferedAudioMs: number; droppedAudioMs: number;
   connectionAttempts: number; connectionSuccesses: number; reconnects: number;
   lastCloseCode: number | null; lastCloseReason: string | null;
   bytesSent: number; framesSent: number; framesReceived: number;

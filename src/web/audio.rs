@@ -319,6 +319,11 @@ impl AudioGraph {
         self.post(&[("type", "end".into()), ("item", item.into())]);
     }
 
+    /// Sets the pre-buffer the player gathers before it (re)starts.
+    pub fn set_prebuffer(&self, ms: u32) {
+        self.post(&[("type", "config".into()), ("prebufferMs", ms.into())]);
+    }
+
     /// Fades out over `ramp_ms` and drops everything queued.
     pub fn flush(&self, ramp_ms: u32) {
         self.post(&[("type", "flush".into()), ("rampMs", ramp_ms.into())]);

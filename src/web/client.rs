@@ -459,6 +459,11 @@ impl Shell {
                     g.end_item(&item_id);
                 }
             }
+            Output::SetPrebuffer { ms } => {
+                if let Some(g) = self.graph.borrow().as_ref() {
+                    g.set_prebuffer(ms);
+                }
+            }
             Output::ResumeAudio { on_gesture: true } => self.resume_on_next_gesture(),
             Output::ResumeAudio { on_gesture: false } => {
                 if let Some(g) = self.graph.borrow().as_ref() {

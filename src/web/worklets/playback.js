@@ -3,6 +3,7 @@
 // never torn down), a short fade on flush (no click), and a per-item count of the frames actually
 // played, which the core turns into conversation.item.truncate's audio_end_ms.
 // In:  {type:"push", item, samples: Float32Array} | {type:"end", item} | {type:"flush", rampMs}
+//      | {type:"config", prebufferMs} (the core's adaptive pre-buffer, used from the next start)
 // Out: {type:"progress", item, played, underruns, buffered, rms, peak} about every 50 ms while
 //      audio plays, and at once after a flush or when an item finishes; {type:"overflow", frames}.
 class RealtimeVoicePlayback extends AudioWorkletProcessor {
@@ -22,6 +23,7 @@ class RealtimeVoicePlayback extends AudioWorkletProcessor {
   onMessage(m) {
     if (m.type === "push") this.push(m.item, m.samples);
     else if (m.type === "end") this.ended.add(m.item);
+    else if (m.type === "config") this.prebuffer = Math.round((m.prebufferMs / 1000) * sampleRate);
     else if (m.type === "flush") {
       this.fadeLen = this.fade = Math.min(this.size, Math.round(((m.rampMs ?? 8) / 1000) * sampleRate));
       if (this.fade === 0) this.drop();
