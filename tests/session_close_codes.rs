@@ -144,19 +144,29 @@ fn close_1008_with_provider_retries_once_with_a_fresh_token_then_fails_auth() {
     // The backend accepts, then closes: no server frame in between.
     sim.s.handle_socket_opened(0);
     sim.drain();
-    // Backend accepts, then closes 1008 (expired token).
+    // Backend accepts, then closes 1008 (expired token): a fresh token after the normal
+    // backoff, not at once.
     let v = sim.close(1008, true);
+    assert!(
+        !v.iter().any(|o| matches!(o, Output::RequestToken)),
+        "{v:?}"
+    );
+    assert_eq!(sim.s.status().reason, Some("token_refresh"));
+    assert_eq!(sim.s.status().attempt, 1);
+    let at = sim.s.poll_timeout().expect("a backoff timer");
+    assert!(at <= 250, "first backoff is within 250 ms: {at}");
+    let v = sim.advance_to(at);
     assert!(
         v.iter().any(|o| matches!(o, Output::RequestToken)),
         "asks a fresh token: {v:?}"
     );
-    assert_eq!(sim.state(), State::Reconnecting);
-    sim.s.handle_token(0, Ok("t2".into()));
+    let now = sim.now;
+    sim.s.handle_token(now, Ok("t2".into()));
     let v = sim.drain();
     assert!(v
         .iter()
         .any(|o| matches!(o, Output::OpenSocket { url, .. } if url.ends_with("token=t2"))));
-    sim.s.handle_socket_opened(0);
+    sim.s.handle_socket_opened(now);
     sim.drain();
     let v = sim.close(1008, true);
     assert_eq!(sim.state(), State::Failed(FailReason::Auth));
@@ -422,4 +432,62 @@ fn an_open_socket_is_connected_only_once_the_server_speaks() {
         statuses(&v),
         [("connected".into(), "connected".into(), None, 0)]
     );
+}
+
+/// A relay that says `session.created` and then closes 1008 every time: one token retry
+/// through the backoff, then `failed{auth}` — no loop. Only a connection that stayed open
+/// `STABLE_AFTER_MS` earns the retry again.
+#[test]
+fn close_1008_after_the_server_spoke_does_not_loop() {
+    let mut sim =
+        Sim::with_opts(r#"{"baseUrl":"https://h","interviewId":"i","tokenProvider":true}"#);
+    sim.s.connect(0);
+    sim.drain();
+    let mut closes = 0;
+    // Drive the relay: every open speaks and then closes 1008 100 ms later.
+    for round in 0..20 {
+        let now = sim.now;
+        sim.s.handle_token(now, Ok(format!("t{round}")));
+        sim.drain();
+        sim.opened(now);
+        sim.advance(100);
+        let v = sim.close(1008, true);
+        closes += 1;
+        if sim.state() == State::Failed(FailReason::Auth) {
+            break;
+        }
+        assert!(
+            !v.iter().any(|o| matches!(o, Output::RequestToken)),
+            "the retry waits for the backoff: {v:?}"
+        );
+        let at = sim
+            .s
+            .poll_timeout()
+            .expect("a backoff timer before the retry");
+        let v = sim.advance_to(at);
+        assert!(v.iter().any(|o| matches!(o, Output::RequestToken)), "{v:?}");
+    }
+    assert_eq!(sim.state(), State::Failed(FailReason::Auth));
+    assert_eq!(closes, 2, "one retry, then failed");
+
+    // After a healthy connection the retry is available again.
+    let mut sim =
+        Sim::with_opts(r#"{"baseUrl":"https://h","interviewId":"i","tokenProvider":true}"#);
+    sim.s.connect(0);
+    sim.drain();
+    for round in 0..3 {
+        let now = sim.now;
+        sim.s.handle_token(now, Ok(format!("t{round}")));
+        sim.drain();
+        sim.opened(now);
+        sim.advance(6_000);
+        sim.close(1008, true);
+        assert_ne!(
+            sim.state(),
+            State::Failed(FailReason::Auth),
+            "round {round}: 6 s open re-arms the retry"
+        );
+        let at = sim.s.poll_timeout().expect("a backoff timer");
+        sim.advance_to(at);
+    }
 }

@@ -125,7 +125,8 @@ fn text_over_http_when_realtime_is_disabled() {
                 url,
                 token,
                 body_json,
-            } => Some((url.clone(), token.clone(), body_json.clone())),
+                seq,
+            } => Some((url.clone(), token.clone(), body_json.clone(), *seq)),
             _ => None,
         })
         .collect();
@@ -137,8 +138,9 @@ fn text_over_http_when_realtime_is_disabled() {
     assert_eq!(reqs[0].1, "tok.SECRET.sig");
     assert_eq!(reqs[0].2, r#"{"text":"what \"now\"?"}"#);
     assert!(!format!("{v:?}").contains("SECRET"));
+    let seq1 = reqs[0].3;
     sim.s
-        .handle_http_reply(sim.now, Ok(r#"{"reply":"Fine."}"#.into()));
+        .handle_http_reply(sim.now, seq1, Ok(r#"{"reply":"Fine."}"#.into()));
     let v = sim.drain();
     let tr: Vec<String> = events(&v)
         .iter()
@@ -149,17 +151,24 @@ fn text_over_http_when_realtime_is_disabled() {
         tr,
         [r#"{"role":"assistant","itemId":"http_1","text":"Fine.","final":true}"#]
     );
-    assert!(v.iter().any(
-        |o| matches!(o, Output::HttpText { body_json, .. } if body_json == r#"{"text":"second"}"#)
-    ));
+    let seq2 = v
+        .iter()
+        .find_map(|o| match o {
+            Output::HttpText { body_json, seq, .. } if body_json == r#"{"text":"second"}"# => {
+                Some(*seq)
+            }
+            _ => None,
+        })
+        .expect("the second message goes out after the first reply");
+    assert_ne!(seq1, seq2, "every request has its own tag");
     sim.s
-        .handle_http_reply(sim.now, Err(HttpFailure::Status(503)));
+        .handle_http_reply(sim.now, seq2, Err(HttpFailure::Status(503)));
     let v = sim.drain();
     assert!(events(&v)
         .iter()
         .any(|e| e.name() == "error" && e.to_json().contains("http_503")));
     // A spurious reply is ignored.
-    sim.s.handle_http_reply(sim.now, Ok("{}".into()));
+    sim.s.handle_http_reply(sim.now, seq2, Ok("{}".into()));
     assert!(sim.drain().is_empty());
 }
 
@@ -177,11 +186,16 @@ fn http_text_with_a_token_provider_asks_for_a_token() {
     // The last token is reused while it works...
     sim.s.send_text(0, "hi").unwrap();
     let v = sim.drain();
-    assert!(v
+    let seq = v
         .iter()
-        .any(|o| matches!(o, Output::HttpText { token, .. } if token == "t1")));
+        .find_map(|o| match o {
+            Output::HttpText { token, seq, .. } if token == "t1" => Some(*seq),
+            _ => None,
+        })
+        .expect("an HTTP request with the last token");
     // ...and a 401 makes the next request ask the provider for a fresh one.
-    sim.s.handle_http_reply(0, Err(HttpFailure::Status(401)));
+    sim.s
+        .handle_http_reply(0, seq, Err(HttpFailure::Status(401)));
     sim.s.send_text(0, "again").unwrap();
     let v = sim.drain();
     assert!(v.iter().any(|o| matches!(o, Output::RequestToken)));

@@ -38,8 +38,10 @@ const PREBUFFER_STEP_DOWN_MS: u32 = 20;
 const CALM_RESPONSES: u32 = 3;
 /// AI audio held while audio is starting: 20 s at 24 kHz (bounded; the rest is counted).
 const HELD_PLAYBACK_SAMPLES: usize = 20 * API_RATE as usize;
-/// Minimum spacing of `audio_overflow` error events.
+/// Minimum spacing of `audio_overflow` (and of `playback_overflow`) error events.
 const OVERFLOW_EVENT_EVERY_MS: u64 = 1_000;
+/// An HTTP text request without a reply this long fails as `HttpFailure::Timeout`.
+pub const HTTP_TIMEOUT_MS: u64 = 30_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sock {
@@ -70,6 +72,15 @@ struct ItemAudio {
     played: u64,
     done: bool,
     truncated: bool,
+    /// The player drained it after its end marker (`handle_playback_finished`).
+    finished: bool,
+}
+
+/// The HTTP text request in flight: its tag and its deadline.
+#[derive(Debug, Clone, Copy)]
+struct HttpInFlight {
+    seq: u64,
+    deadline: u64,
 }
 
 /// The sans-IO realtime voice session. See [`crate::session`] for the contract.
@@ -105,6 +116,15 @@ pub struct Session {
     prebuffer_ms: u32,
     underruns_at_speech_start: u64,
     calm_responses: u32,
+    /// Underruns of earlier audio graphs (the worklet's counter starts at 0 with each one),
+    /// and the highest total the current graph reported.
+    underruns_offset: u64,
+    underruns_graph: u64,
+    /// Samples the player's ring refused (`handle_playback_overflow`), in total and as last
+    /// reported, and when the last `playback_overflow` event went out.
+    playback_overflow_samples: u64,
+    playback_overflow_reported: u64,
+    last_playback_overflow_event: Option<u64>,
     /// Player outputs held while audio starts (see `playback_out`), and their samples.
     held_playback: VecDeque<Output>,
     held_samples: usize,
@@ -124,8 +144,11 @@ pub struct Session {
     play_pool: Vec<Vec<f32>>,
 
     http_queue: VecDeque<String>,
-    http_in_flight: bool,
+    http_in_flight: Option<HttpInFlight>,
+    /// Tag of the last `Output::HttpText` (every request gets a new one).
     http_seq: u64,
+    /// Replies shown so far (`http_<n>` transcript item ids).
+    http_replies: u64,
 
     latency: LatencyWindow,
     latency_mark: Option<u64>,
@@ -213,6 +236,11 @@ impl Session {
             prebuffer_ms: config.prebuffer_ms,
             underruns_at_speech_start: 0,
             calm_responses: 0,
+            underruns_offset: 0,
+            underruns_graph: 0,
+            playback_overflow_samples: 0,
+            playback_overflow_reported: 0,
+            last_playback_overflow_event: None,
             held_playback: VecDeque::new(),
             held_samples: 0,
             muted: false,
@@ -225,8 +253,9 @@ impl Session {
             response_active: None,
             play_pool: Vec::new(),
             http_queue: VecDeque::new(),
-            http_in_flight: false,
+            http_in_flight: None,
             http_seq: 0,
+            http_replies: 0,
             latency_mark: None,
             connect_called_at: None,
             next_metrics_at: None,
@@ -280,6 +309,13 @@ impl Session {
         m
     }
 
+    /// The current adaptive playback pre-buffer (ms): the shell uses it whenever it (re)builds
+    /// the player, so what was learnt survives audio restarts (`Output::SetPrebuffer` only
+    /// reaches a running player).
+    pub fn prebuffer_ms(&self) -> u32 {
+        self.prebuffer_ms
+    }
+
     /// Number of outputs waiting to be drained (for tests and debugging).
     pub fn pending_outputs(&self) -> usize {
         self.out.len()
@@ -295,7 +331,13 @@ impl Session {
     /// The absolute time (ms) at which `handle_timeout` must be called, if any. Read it after
     /// draining the outputs; it may move after any input.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let mut t = [self.attempt_deadline, self.reconnect_at, None, None];
+        let mut t = [
+            self.attempt_deadline,
+            self.reconnect_at,
+            None,
+            None,
+            self.http_in_flight.map(|h| h.deadline),
+        ];
         if self.sending_audio() {
             t[2] = self.chunker.next_ready_ms(0);
         }
@@ -315,8 +357,9 @@ impl Session {
 
     // ---------------------------------------------------------------- commands
 
-    /// Starts connecting (from idle, closed, failed or text). A no-op while already connecting
-    /// or connected. In voice mode it also asks the shell to start audio, so mic audio captured
+    /// Starts connecting (from idle, closed, failed or text). A no-op while already connecting,
+    /// connected (in either mode) or reconnecting: no output and no `status` event, so a caller
+    /// that waits for one reads [`Session::status`] instead. In voice mode it also asks the shell to start audio, so mic audio captured
     /// while connecting is kept (bounded) and sent once the socket opens.
     pub fn connect(&mut self, now_ms: u64) {
         match self.status.state {
@@ -350,7 +393,7 @@ impl Session {
         self.close_socket("client_disconnect");
         self.stop_audio();
         self.clear_timers();
-        self.http_queue.clear();
+        self.clear_http();
         self.set_state(State::Closed, Some("client_disconnect"), None);
     }
 
@@ -460,7 +503,7 @@ impl Session {
             Err(msg) => {
                 let message: String = msg.chars().take(200).collect();
                 self.error(ErrorKind::Token, "token_provider_failed", message);
-                self.http_queue.clear();
+                self.clear_http();
                 if self.attempt_wants_token {
                     self.attempt_wants_token = false;
                     self.fail(FailReason::Auth, "token_provider_failed", None);
@@ -518,7 +561,6 @@ impl Session {
                 return;
             }
         };
-        self.auth_retry_used = false;
         self.established(now_ms);
         let forward = match self.cfg.server_events {
             ServerEventFilter::All => true,
@@ -549,7 +591,9 @@ impl Session {
         self.snap.last_close_code = Some(code);
         self.snap.last_close_reason = Some(clip_bytes(reason, 123).to_string());
         if since.is_some_and(|s| now_ms.saturating_sub(s) >= STABLE_AFTER_MS) {
+            // A healthy connection: attempts and the one-time 1008 token retry start over.
             self.status.attempt = 0;
+            self.auth_retry_used = false;
         }
         let opened = was_open || since.is_some();
         match code {
@@ -560,12 +604,11 @@ impl Session {
             }
             1008 => {
                 if self.cfg.token == TokenSource::Provider && !self.auth_retry_used {
+                    // Once per healthy connection, through the normal backoff: a relay
+                    // that keeps refusing cannot make the client loop.
                     self.auth_retry_used = true;
-                    self.status.attempt += 1;
-                    self.snap.reconnects += 1;
-                    self.set_state(State::Reconnecting, Some("token_refresh"), Some(code));
                     self.token = None;
-                    self.begin_attempt(now_ms);
+                    self.schedule_reconnect(now_ms, "token_refresh", Some(code), false);
                 } else {
                     self.fail(FailReason::Auth, "token_rejected", Some(code));
                 }
@@ -586,6 +629,21 @@ impl Session {
 
     /// The socket reported an error; its close follows and decides what happens.
     pub fn handle_socket_error(&mut self, _now_ms: u64) {}
+
+    /// A binary frame of `len` bytes arrived: the protocol is JSON text, so it is a protocol
+    /// error (`binary_frame`, counted in `protocolErrors`) and the session goes on.
+    pub fn handle_socket_binary(&mut self, _now_ms: u64, len: usize) {
+        if !matches!(self.sock, Sock::Open { .. } | Sock::Handshaking { .. }) {
+            return;
+        }
+        self.snap.frames_received += 1;
+        self.snap.protocol_errors += 1;
+        self.error(
+            ErrorKind::Protocol,
+            "binary_frame",
+            format!("ignored a binary frame of {len} bytes: the protocol is JSON text"),
+        );
+    }
 
     /// Calls due timers. Spurious or early calls are no-ops.
     pub fn handle_timeout(&mut self, now_ms: u64) {
@@ -622,6 +680,10 @@ impl Session {
             self.push_lossy_event(AppEvent::Metrics(Box::new(m)));
         }
         self.report_overflow(now_ms, false);
+        self.report_playback_overflow(now_ms, false);
+        if self.http_in_flight.is_some_and(|h| h.deadline <= now_ms) {
+            self.finish_http(now_ms, Err(HttpFailure::Timeout));
+        }
     }
 
     /// The browser went online/offline. Online while waiting to reconnect attempts at once;
@@ -673,6 +735,11 @@ impl Session {
         }
         match Resampler::new(sample_rate, API_RATE, channels) {
             Ok(r) => {
+                if matches!(self.audio, Audio::Requested) {
+                    // A new audio graph: its worklet counts underruns from 0 again.
+                    self.underruns_offset = self.snap.underruns;
+                    self.underruns_graph = 0;
+                }
                 self.audio = Audio::Running(r);
                 self.held_samples = 0;
                 self.out.extend(self.held_playback.drain(..));
@@ -776,7 +843,8 @@ impl Session {
     }
 
     /// Playback progress of an assistant item: samples played so far for it (a monotonic count
-    /// that survives underruns) and underruns since audio started.
+    /// that survives underruns) and underruns since audio started (the current audio graph's
+    /// own counter: the session adds those of earlier graphs).
     pub fn handle_playback_progress(
         &mut self,
         _now_ms: u64,
@@ -784,21 +852,64 @@ impl Session {
         played_total: u64,
         underruns_total: u64,
     ) {
-        self.snap.underruns = self.snap.underruns.max(underruns_total);
+        self.underruns_graph = self.underruns_graph.max(underruns_total);
+        self.snap.underruns = self
+            .snap
+            .underruns
+            .max(self.underruns_offset + self.underruns_graph);
         if let Some(it) = self.items.iter_mut().find(|i| i.item_id == item_id) {
             it.played = it.played.max(played_total);
         }
         self.check_assistant_done();
     }
 
-    // ---------------------------------------------------------------- HTTP input
+    /// The player drained this item after its end marker (`Output::EndOfItem`): it counts as
+    /// fully played, whatever the resampler's rounding left of `played`, so the assistant's
+    /// turn ends and a later barge-in does not truncate it. Unknown or truncated items are
+    /// ignored.
+    pub fn handle_playback_finished(&mut self, _now_ms: u64, item_id: &str) {
+        if let Some(it) = self
+            .items
+            .iter_mut()
+            .find(|i| i.item_id == item_id && !i.truncated)
+        {
+            it.played = it.received;
+            it.finished = true;
+        }
+        self.check_assistant_done();
+    }
 
-    /// The reply to `Output::HttpText`: `Ok(body)` with `{"reply": "..."}`, or the failure.
-    pub fn handle_http_reply(&mut self, now_ms: u64, reply: Result<String, HttpFailure>) {
-        if !self.http_in_flight {
+    /// The player's ring refused `samples` (24 kHz) of assistant audio: counted in
+    /// `droppedPlaybackMs` and reported as an `error` (`playback_overflow`, at most one a
+    /// second; the next one carries what was dropped meanwhile).
+    pub fn handle_playback_overflow(&mut self, now_ms: u64, samples: u64) {
+        if samples == 0 {
             return;
         }
-        self.http_in_flight = false;
+        let rate = u64::from(API_RATE);
+        let before_ms = self.playback_overflow_samples * 1000 / rate;
+        self.playback_overflow_samples += samples;
+        self.snap.dropped_playback_ms += self.playback_overflow_samples * 1000 / rate - before_ms;
+        self.report_playback_overflow(now_ms, false);
+    }
+
+    // ---------------------------------------------------------------- HTTP input
+
+    /// The reply to the `Output::HttpText` tagged `seq`: `Ok(body)` with `{"reply": "..."}`,
+    /// or the failure. A reply for any other `seq` (stale: after a disconnect, a failed token,
+    /// a timeout) is ignored.
+    pub fn handle_http_reply(&mut self, now_ms: u64, seq: u64, reply: Result<String, HttpFailure>) {
+        if self.http_in_flight.is_some_and(|h| h.seq == seq) {
+            self.finish_http(now_ms, reply);
+        }
+    }
+
+    /// Ends the request in flight with `reply`: a transcript or an `error` event (the message
+    /// is never lost silently), then the next queued message goes out.
+    fn finish_http(&mut self, now_ms: u64, reply: Result<String, HttpFailure>) {
+        if self.http_in_flight.take().is_none() {
+            return;
+        }
         self.http_queue.pop_front();
         match reply {
             Ok(body) => {
@@ -807,10 +918,10 @@ impl Session {
                     .and_then(|v| v.get("reply").and_then(|r| r.as_str().map(str::to_string)));
                 match text {
                     Some(text) => {
-                        self.http_seq += 1;
+                        self.http_replies += 1;
                         self.push_event(AppEvent::Transcript {
                             role: Role::Assistant,
-                            item_id: format!("http_{}", self.http_seq),
+                            item_id: format!("http_{}", self.http_replies),
                             text,
                             is_final: true,
                         });
@@ -831,7 +942,9 @@ impl Session {
                 let message = match &f {
                     HttpFailure::Network => "text request failed: network error".to_string(),
                     HttpFailure::Status(s) => format!("text request failed with HTTP status {s}"),
-                    HttpFailure::Timeout => "text request timed out".to_string(),
+                    HttpFailure::Timeout => {
+                        format!("text request timed out after {HTTP_TIMEOUT_MS} ms")
+                    }
                 };
                 self.error(ErrorKind::Http, &f.code(), message);
             }
@@ -888,6 +1001,13 @@ impl Session {
 
     fn sending_audio(&self) -> bool {
         matches!(self.sock, Sock::Open { .. }) && self.mode == Mode::Voice
+    }
+
+    /// Drops every waiting text message and forgets the request in flight (its reply, if it
+    /// still comes, is stale).
+    fn clear_http(&mut self) {
+        self.http_queue.clear();
+        self.http_in_flight = None;
     }
 
     fn clear_timers(&mut self) {
@@ -1063,8 +1183,34 @@ impl Session {
         );
     }
 
-    fn pump_http(&mut self, _now_ms: u64) {
-        if self.http_in_flight || self.http_queue.is_empty() {
+    fn report_playback_overflow(&mut self, now_ms: u64, force: bool) {
+        let dropped = self.playback_overflow_samples;
+        if dropped <= self.playback_overflow_reported {
+            return;
+        }
+        if !force
+            && self
+                .last_playback_overflow_event
+                .is_some_and(|t| now_ms < t + OVERFLOW_EVENT_EVERY_MS)
+        {
+            return;
+        }
+        let rate = u64::from(API_RATE);
+        let new_ms = (dropped - self.playback_overflow_reported) * 1000 / rate;
+        self.playback_overflow_reported = dropped;
+        self.last_playback_overflow_event = Some(now_ms);
+        let total_ms = dropped * 1000 / rate;
+        self.error(
+            ErrorKind::Audio,
+            "playback_overflow",
+            format!(
+                "the player dropped {new_ms} ms of assistant audio: its buffer was full ({total_ms} ms in total)"
+            ),
+        );
+    }
+
+    fn pump_http(&mut self, now_ms: u64) {
+        if self.http_in_flight.is_some() || self.http_queue.is_empty() {
             return;
         }
         let Some(token) = self.token.clone() else {
@@ -1077,11 +1223,17 @@ impl Session {
         let Some(body) = self.http_queue.front() else {
             return;
         };
-        self.http_in_flight = true;
+        self.http_seq += 1;
+        let seq = self.http_seq;
+        self.http_in_flight = Some(HttpInFlight {
+            seq,
+            deadline: now_ms + HTTP_TIMEOUT_MS,
+        });
         self.out.push_back(Output::HttpText {
             url: self.cfg.base.messages_url(&self.cfg.interview_id),
             token,
             body_json: body.clone(),
+            seq,
         });
     }
 
@@ -1224,6 +1376,7 @@ impl Session {
                     played: 0,
                     done: false,
                     truncated: false,
+                    finished: false,
                 });
                 self.items.len() - 1
             }
@@ -1234,6 +1387,7 @@ impl Session {
             return;
         }
         self.items[idx].received += n as u64;
+        self.items[idx].finished = false;
         if let Some(mark) = self.latency_mark.take() {
             self.latency.push(now_ms.saturating_sub(mark));
         }
@@ -1264,10 +1418,16 @@ impl Session {
         match (&self.audio, o) {
             (Audio::Running(_), o) => self.out.push_back(o),
             (Audio::Requested, Output::FlushPlayback { .. }) => {
-                for held in self.held_playback.drain(..) {
-                    if let Output::Play { samples, .. } = held {
-                        self.play_pool.push(samples);
-                        self.play_pool.truncate(PLAY_POOL);
+                // Audio is dropped; a held pre-buffer setting still applies.
+                let held = std::mem::take(&mut self.held_playback);
+                for o in held {
+                    match o {
+                        Output::Play { samples, .. } => {
+                            self.play_pool.push(samples);
+                            self.play_pool.truncate(PLAY_POOL);
+                        }
+                        o @ Output::SetPrebuffer { .. } => self.held_playback.push_back(o),
+                        _ => {}
                     }
                 }
                 self.held_samples = 0;
@@ -1327,20 +1487,22 @@ impl Session {
         };
         if next != self.prebuffer_ms {
             self.prebuffer_ms = next;
-            self.out.push_back(Output::SetPrebuffer { ms: next });
+            // Held while audio starts, dropped while it is off: a player built later reads
+            // `prebuffer_ms()`.
+            self.playback_out(Output::SetPrebuffer { ms: next });
         }
     }
 
     /// Barge-in. Flushes playback and truncates the playing item at the played position
-    /// (clamped to the audio received). `response.cancel` is sent only when `explicit`
+    /// (clamped to the audio received). Only an item still playing is truncated: not one the
+    /// player finished (`handle_playback_finished`) nor one fully played. `response.cancel` is sent only when `explicit`
     /// (`interrupt()`) and a response is in progress: on `speech_started` the server's VAD
     /// (`interrupt_response`, on by default) has already cancelled it, and a second cancel
     /// would only earn a `response_cancel_not_active` error.
     fn barge_in(&mut self, _now_ms: u64, explicit: bool) {
-        let playing = self
-            .items
-            .iter()
-            .rposition(|i| !i.truncated && i.received > 0 && (!i.done || i.played < i.received));
+        let playing = self.items.iter().rposition(|i| {
+            !i.truncated && !i.finished && i.received > 0 && (!i.done || i.played < i.received)
+        });
         if let Some(idx) = playing {
             let it = &mut self.items[idx];
             it.truncated = true;

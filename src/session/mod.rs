@@ -9,9 +9,10 @@
 //! - **Inputs**: commands ([`Session::connect`], [`Session::disconnect`],
 //!   [`Session::set_muted`], [`Session::send_text`], [`Session::interrupt`],
 //!   [`Session::update_session`]) and events (`handle_token`, `handle_socket_opened`,
-//!   `handle_socket_message`, `handle_socket_closed`, `handle_socket_error`, `handle_timeout`,
-//!   `handle_audio_started` / `handle_audio_failed`, `handle_mic_samples`,
-//!   `handle_playback_progress`, `handle_online`, `handle_http_reply`). Calls in the wrong state
+//!   `handle_socket_message`, `handle_socket_binary`, `handle_socket_closed`,
+//!   `handle_socket_error`, `handle_timeout`, `handle_audio_started` / `handle_audio_failed`,
+//!   `handle_mic_samples`, `handle_playback_progress`, `handle_playback_finished`,
+//!   `handle_playback_overflow`, `handle_online`, `handle_http_reply` with the request's `seq`). Calls in the wrong state
 //!   are no-ops (or a typed [`CommandError`]), never panics.
 //! - **Outputs**: after *every* input, drain [`Session::poll_output`] until it returns `None`
 //!   and perform each [`Output`] **in order** (a `CloseSocket` always precedes the next
@@ -29,7 +30,7 @@
 //! ```
 //!
 //! - **Getters**: [`Session::status`], [`Session::mode`], [`Session::metrics`] (and
-//!   [`MetricsSnapshot::to_json`]), [`Session::config`].
+//!   [`MetricsSnapshot::to_json`]), [`Session::config`], [`Session::prebuffer_ms`].
 //!
 //! # States
 //!
@@ -40,8 +41,8 @@
 //!
 //! Close codes: 1000 → `closed`; 1001, 1006, 1011, 1013 and others → reconnect with exponential
 //! backoff and full jitter (250 ms × 2ⁿ up to 8 s), bounded attempts; 1006 before the socket ever
-//! opened is a rejected handshake (same, counted); 1008 → one retry with a fresh token from the
-//! provider, then `failed{auth}`; 4403 → text mode at once; 4409 → `failed{busy}`, no retry;
+//! opened is a rejected handshake (same, counted); 1008 → one retry (through the backoff) with a
+//! fresh token from the provider, then `failed{auth}`, re-armed only by a connection open 5 s; 4403 → text mode at once; 4409 → `failed{busy}`, no retry;
 //! 4429 → reconnect after a longer wait. Attempts exhausted → text mode (`reconnect_exhausted`)
 //! over HTTP if `httpFallback`, else `failed{network|server}`. A connection open for 5 s resets
 //! the attempt counter.
@@ -49,7 +50,8 @@
 //! # Memory
 //!
 //! Bounded by design: the mic backlog is the chunker's ring (`maxBacklogMs`), latency samples a
-//! ring of `latencyWindow`, assistant items tracked: 4, HTTP queue: 16, play buffer pool: 4,
+//! ring of `latencyWindow`, assistant items tracked: 4, HTTP queue: 16 (one in flight, 30 s
+//! deadline), play buffer pool: 4,
 //! droppable app events stop queueing at 4096 undrained outputs (counted).
 
 pub mod backoff;

@@ -71,7 +71,9 @@ pub enum Output {
         /// Fade length, ms.
         ramp_ms: u32,
     },
-    /// POST `body_json` to `url` with `Authorization: Bearer <token>`, then `handle_http_reply`.
+    /// POST `body_json` to `url` with `Authorization: Bearer <token>`, then
+    /// `handle_http_reply` with the same `seq` (a reply for any other `seq` is stale and
+    /// ignored). The session enforces its own deadline (`HTTP_TIMEOUT_MS`).
     HttpText {
         /// `{base}/api/v1/interviews/{id}/messages`.
         url: String,
@@ -79,6 +81,8 @@ pub enum Output {
         token: String,
         /// `{"text": "..."}`.
         body_json: String,
+        /// Tag of this request: pass it back to `handle_http_reply`.
+        seq: u64,
     },
     /// An event for the app.
     Event(AppEvent),
@@ -130,11 +134,17 @@ impl fmt::Debug for Output {
                 .debug_struct("FlushPlayback")
                 .field("ramp_ms", ramp_ms)
                 .finish(),
-            Output::HttpText { url, body_json, .. } => f
+            Output::HttpText {
+                url,
+                body_json,
+                seq,
+                ..
+            } => f
                 .debug_struct("HttpText")
                 .field("url", &redact(url))
                 .field("token", &"<redacted>")
                 .field("body_len", &body_json.len())
+                .field("seq", seq)
                 .finish(),
             Output::Event(e) => f.debug_tuple("Event").field(e).finish(),
         }
@@ -181,7 +191,7 @@ pub enum HttpFailure {
     Network,
     /// The server answered with a non-2xx status.
     Status(u16),
-    /// The shell's timeout fired.
+    /// No reply within the deadline (the session's `HTTP_TIMEOUT_MS`, or the shell's own).
     Timeout,
 }
 
