@@ -4,7 +4,9 @@
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use realtime_voice::session::{AudioFailure, HttpFailure, Output, Session, SessionConfig};
+use realtime_voice::session::{
+    AudioFailure, AudioState, HttpFailure, Output, Session, SessionConfig,
+};
 
 const TOKEN: &str = "tok.SECRETSECRET.sig";
 
@@ -48,6 +50,13 @@ enum Input {
     Online(bool),
     HttpReply(Option<String>, u16),
     Recycle,
+    PlaybackFinished(u8),
+    PlaybackOverflow(u32),
+    Binary(u16),
+    AudioState(u8),
+    Visibility(bool),
+    BusyElsewhere,
+    SocketBacklog(u32),
 }
 
 #[derive(Arbitrary, Debug)]
@@ -170,8 +179,23 @@ fuzz_target!(|case: Case| {
                 u64::from(underruns),
             ),
             Input::Online(o) => s.handle_online(now, o),
+            Input::PlaybackFinished(item) => {
+                s.handle_playback_finished(now, &format!("it{}", item % 3))
+            }
+            Input::PlaybackOverflow(n) => s.handle_playback_overflow(now, u64::from(n)),
+            Input::Binary(len) => s.handle_socket_binary(now, usize::from(len)),
+            Input::AudioState(k) => {
+                let state = ["running", "suspended", "interrupted", "closed", "other"];
+                if let Some(st) = AudioState::from_browser(state[usize::from(k) % state.len()]) {
+                    s.handle_audio_state(now, st)
+                }
+            }
+            Input::Visibility(v) => s.handle_visibility(now, v),
+            Input::BusyElsewhere => s.handle_busy_elsewhere(now),
+            Input::SocketBacklog(b) => s.handle_socket_backlog(b),
             Input::HttpReply(body, status) => s.handle_http_reply(
                 now,
+                u64::from(status % 4), // right or stale request numbers alike
                 body.ok_or(if status == 0 {
                     HttpFailure::Network
                 } else {

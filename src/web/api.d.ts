@@ -73,16 +73,18 @@ export interface StatusEvent {
   state: VoiceState;
   /** For `failed`, the FailReason; otherwise the detail of the transition, or null. */
   reason: string | null;
-  /** What happened, in snake_case (`token_rejected`, `session_expired`, `server_drop`, ...). */
+  /** What happened, in snake_case (`connect`, `connected`, `reconnected`, `connection_lost`,
+   * `token_refresh`, `token_rejected`, `duplicate_connection`, `other_tab`, ...). */
   detail: string | null;
   /** The WebSocket close code that caused it, if any. */
   closeCode: number | null;
-  /** Connection attempt number (1 for the first connect; counts up while reconnecting). */
+  /** Reconnect attempt number: 0 for the first connect, counting up while reconnecting (reset
+   * after a connection stayed up 5 s). */
   attempt: number;
 }
 export interface ModeEvent {
   mode: "voice" | "text";
-  /** Why: `requested`, `mic_denied`, `mic_absent`, `no_audio_worklet`, `audio_context_failed`,
+  /** Why: `connect` (the mode asked for), `mic_denied`, `mic_absent`, `no_audio_worklet`, `audio_context_failed`,
    * `realtime_disabled`, `reconnect_exhausted`, ... */
   reason: string;
 }

@@ -42,6 +42,8 @@ pub enum AudioEvent {
     },
     /// The playback ring refused `frames` (it was full).
     Overflow { frames: u32 },
+    /// `item` drained after its end marker: all of it was played.
+    Finished { item: String },
     /// The microphone track ended (device unplugged, permission revoked).
     TrackEnded,
     /// The context's state changed: "running", "suspended", "interrupted" (Safari) or "closed".
@@ -133,7 +135,18 @@ impl AudioGraph {
                 .map_err(|_| AudioFailure::NoAudioWorklet)?;
         }
         let stream = open_microphone(&options.constraints).await?;
+        // From here on every step is synchronous; whatever fails, the microphone goes off.
+        Self::assemble(ctx, element, options, sink, stream.clone())
+            .inspect_err(|_| stop_tracks(&stream))
+    }
 
+    fn assemble(
+        ctx: AudioContext,
+        element: HtmlAudioElement,
+        options: &AudioOptions,
+        sink: Rc<dyn Fn(AudioEvent)>,
+        stream: MediaStream,
+    ) -> Result<AudioGraph, AudioFailure> {
         let capture = AudioWorkletNode::new(&ctx, "realtime-voice-capture")
             .map_err(|_| AudioFailure::NoAudioWorklet)?;
         let playback_options = AudioWorkletNodeOptions::new();
@@ -214,6 +227,11 @@ impl AudioGraph {
                         })
                     }
                 }
+                Some("finished") => {
+                    if let Some(item) = get(&data, "item").as_string() {
+                        sink(AudioEvent::Finished { item })
+                    }
+                }
                 Some("overflow") => sink(AudioEvent::Overflow {
                     frames: num("frames") as u32,
                 }),
@@ -238,7 +256,23 @@ impl AudioGraph {
         self.closures.extend([on_capture, on_playback, on_state]);
     }
 
+    /// Connects `stream` to the capture worklet, then retires the previous stream; on failure
+    /// the new stream is stopped and the previous one keeps running.
     fn attach_stream(&mut self, stream: MediaStream) -> Result<(), AudioFailure> {
+        let source = match self
+            .ctx
+            .create_media_stream_source(&stream)
+            .and_then(|source| {
+                source
+                    .connect_with_audio_node(&self.capture)
+                    .map(|_| source)
+            }) {
+            Ok(source) => source,
+            Err(_) => {
+                stop_tracks(&stream);
+                return Err(AudioFailure::AudioContextFailed);
+            }
+        };
         if let Some(old) = self.source.take() {
             old.disconnect().ok();
         }
@@ -246,13 +280,6 @@ impl AudioGraph {
             stop_tracks(&old);
         }
         self.track_closures.clear();
-        let source = self
-            .ctx
-            .create_media_stream_source(&stream)
-            .map_err(|_| AudioFailure::AudioContextFailed)?;
-        source
-            .connect_with_audio_node(&self.capture)
-            .map_err(|_| AudioFailure::AudioContextFailed)?;
         for track in stream.get_audio_tracks().iter() {
             let track: MediaStreamTrack = track.unchecked_into();
             let sink = self.sink.clone();

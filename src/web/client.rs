@@ -45,6 +45,9 @@ const EVENTS: [&str; 9] = [
     "event",
     "audio",
 ];
+/// Zeros pushed through the playback resampler at an item's end to flush its held-back tail
+/// (half the filter at 24 kHz: 40 samples for 24 → 44.1/48 kHz; a little more to be sure).
+const RESAMPLER_TAIL_SAMPLES: usize = 48;
 /// Level events per source are sent at most this often.
 const LEVEL_EVERY_MS: f64 = 50.0;
 
@@ -62,7 +65,6 @@ struct Shell {
     single_tab_lock: Option<String>,
     worklets: (String, String),
     mic_constraints: RefCell<JsValue>,
-    prebuffer_ms: u32,
     sink_id: RefCell<Option<String>>,
     listeners: RefCell<Vec<(String, Function)>>,
     waiters: RefCell<Vec<(Function, Function)>>,
@@ -175,7 +177,6 @@ impl VoiceClient {
                 .unwrap_or_else(playback_worklet_url),
         );
         let lock_name = single_tab.then(|| format!("realtime-voice:{}", config.interview_id));
-        let prebuffer_ms = config.prebuffer_ms;
         let sink_id = config.sink_id.clone();
         let seed = (js_sys::Math::random() * 9.007_199_254_740_991e15) as u64 ^ now_ms();
         let shell = Rc::new_cyclic(|me| Shell {
@@ -185,7 +186,6 @@ impl VoiceClient {
             single_tab_lock: lock_name,
             worklets,
             mic_constraints: RefCell::new(mic_constraints),
-            prebuffer_ms,
             sink_id: RefCell::new(sink_id),
             listeners: RefCell::new(Vec::new()),
             waiters: RefCell::new(Vec::new()),
@@ -217,33 +217,58 @@ impl VoiceClient {
     #[wasm_bindgen(unchecked_return_type = "Promise<StatusEvent>")]
     pub fn connect(&self) -> Promise {
         let shell = self.shell.clone();
+        // Already up: the session ignores a second connect, so answer from the current status.
+        let current = shell.core.borrow().status().clone();
+        if matches!(current.state, State::Connected | State::Text) {
+            let value = JSON::parse(&AppEvent::Status(current).to_json()).unwrap_or(JsValue::NULL);
+            return Promise::resolve(&value);
+        }
         let promise = Promise::new(&mut |resolve, reject| {
             shell.waiters.borrow_mut().push((resolve, reject));
         });
         // Audio may only start inside the gesture: prepare the context now, before any await.
         if shell.core.borrow().mode() == crate::session::Mode::Voice
             && shell.graph.borrow().is_none()
+            && shell.prepared.borrow().is_none()
         {
             match audio::unlock() {
                 Ok(pair) => *shell.prepared.borrow_mut() = Some(pair),
                 Err(_) => { /* reported when the session asks for audio */ }
             }
         }
-        match &shell.single_tab_lock {
-            Some(name) if matches!(*shell.lock.borrow(), LockState::None) => {
+        let lock_state = match *shell.lock.borrow() {
+            LockState::None => 0,
+            LockState::Pending => 1,
+            LockState::Held(_) => 2,
+        };
+        match (&shell.single_tab_lock, lock_state) {
+            // Waiting for the lock already: this call just waits too.
+            (Some(_), 1) => {}
+            (Some(name), 0) => {
                 *shell.lock.borrow_mut() = LockState::Pending;
                 let me = shell.me.clone();
                 let cb = Closure::once_into_js(move |held: JsValue, release: JsValue| {
-                    let Some(shell) = me.upgrade() else { return };
-                    match held.as_bool() {
-                        Some(false) => {
+                    let release = release.dyn_into::<Function>().ok();
+                    let shell = me.upgrade();
+                    // Freed, or disconnected while waiting: let the lock go at once.
+                    let wanted = shell
+                        .as_ref()
+                        .is_some_and(|s| matches!(*s.lock.borrow(), LockState::Pending));
+                    let Some(shell) = shell.filter(|_| wanted) else {
+                        if let Some(f) = release {
+                            let _ = f.call0(&JsValue::NULL);
+                        }
+                        return;
+                    };
+                    match (held.as_bool(), release) {
+                        (Some(false), _) => {
                             *shell.lock.borrow_mut() = LockState::None;
                             shell.input(|s, now| s.handle_busy_elsewhere(now));
                         }
-                        _ => {
-                            *shell.lock.borrow_mut() = match release.dyn_into::<Function>() {
-                                Ok(f) => LockState::Held(f),
-                                Err(_) => LockState::None,
+                        (_, release) => {
+                            *shell.lock.borrow_mut() = match release {
+                                Some(f) => LockState::Held(f),
+                                None => LockState::None, // no Web Locks here: nothing enforced
                             };
                             shell.input(|s, now| s.connect(now));
                         }
@@ -262,6 +287,9 @@ impl VoiceClient {
     pub fn disconnect(&self) -> Promise {
         self.shell.input(|s, now| s.disconnect(now));
         self.shell.release_lock();
+        self.shell
+            .reject_waiters("disconnected before the connection was established");
+        self.shell.close_prepared();
         self.shell
             .lock_released
             .borrow_mut()
@@ -455,6 +483,9 @@ impl Shell {
                 self.core.borrow_mut().recycle(samples);
             }
             Output::EndOfItem { item_id } => {
+                // Push the playback resampler's held-back tail (half its filter) out with this
+                // item, then mark its end.
+                self.play(&item_id, &[0.0; RESAMPLER_TAIL_SAMPLES]);
                 if let Some(g) = self.graph.borrow().as_ref() {
                     g.end_item(&item_id);
                 }
@@ -482,7 +513,8 @@ impl Shell {
                 url,
                 token,
                 body_json,
-            } => self.http_text(url, token, body_json),
+                seq,
+            } => self.http_text(url, token, body_json, seq),
             Output::Event(e) => self.dispatch(&e),
         }
     }
@@ -496,6 +528,7 @@ impl Shell {
             };
             if matches!(st.state, State::Failed(_) | State::Closed) {
                 self.release_lock();
+                self.close_prepared();
             }
             if let Some(ok) = settle {
                 let waiters: Vec<_> = self.waiters.borrow_mut().drain(..).collect();
@@ -647,10 +680,7 @@ impl Shell {
         match ev {
             SocketEvent::Opened => self.input(|s, now| s.handle_socket_opened(now)),
             SocketEvent::Message(text) => self.input(|s, now| s.handle_socket_message(now, &text)),
-            SocketEvent::Binary(len) => {
-                let note = format!("{{\"type\":\"binary\",\"bytes\":{len}}}");
-                self.input(|s, now| s.handle_socket_message(now, &note))
-            }
+            SocketEvent::Binary(len) => self.input(|s, now| s.handle_socket_binary(now, len)),
             SocketEvent::Error => self.input(|s, now| s.handle_socket_error(now)),
             SocketEvent::Closed {
                 code,
@@ -693,7 +723,7 @@ impl Shell {
             capture_url: self.worklets.0.clone(),
             playback_url: self.worklets.1.clone(),
             constraints: self.mic_constraints.borrow().clone(),
-            prebuffer_ms: self.prebuffer_ms,
+            prebuffer_ms: self.core.borrow().prebuffer_ms(),
         };
         let me = self.me.clone();
         let sink: Rc<dyn Fn(AudioEvent)> = Rc::new(move |ev| {
@@ -749,7 +779,7 @@ impl Shell {
             let _ = ctx.close();
         }
         self.play_resampler.borrow_mut().take();
-        self.gesture_listener.borrow_mut().take();
+        self.remove_gesture_listener();
     }
 
     fn play(&self, item: &str, samples: &[f32]) {
@@ -817,7 +847,11 @@ impl Shell {
                 self.emit("level", &level_json("output", db(rms), db(peak)));
             }
             AudioEvent::Overflow { frames } => {
-                self.emit("error", &format!("{{\"kind\":\"audio\",\"code\":\"playback_overflow\",\"message\":\"playback buffer full: {frames} frames dropped\"}}"));
+                let samples = u64::from(frames) * 24_000 / u64::from(self.ctx_rate.get().max(1));
+                self.input(|s, now| s.handle_playback_overflow(now, samples));
+            }
+            AudioEvent::Finished { item } => {
+                self.input(|s, now| s.handle_playback_finished(now, &item));
             }
             AudioEvent::TrackEnded => {
                 self.input(|s, now| s.handle_audio_failed(now, AudioFailure::TrackEnded))
@@ -899,6 +933,7 @@ impl Shell {
         *self.window_listeners.borrow_mut() = added;
     }
 
+    /// Lets the Web Lock go; a request still pending is cancelled (its callback releases).
     fn release_lock(&self) {
         let held = std::mem::replace(&mut *self.lock.borrow_mut(), LockState::None);
         if let LockState::Held(release) = held {
@@ -911,14 +946,30 @@ impl Shell {
         }
     }
 
-    fn http_text(&self, url: String, token: String, body: String) {
+    fn http_text(&self, url: String, token: String, body: String, seq: u64) {
         let me = self.me.clone();
         spawn_local(async move {
             let reply = fetch_json(&url, &token, &body).await;
             if let Some(shell) = me.upgrade() {
-                shell.input(|s, now| s.handle_http_reply(now, reply));
+                shell.input(|s, now| s.handle_http_reply(now, seq, reply));
             }
         });
+    }
+
+    /// Rejects `connect()` promises that no status event will settle.
+    fn reject_waiters(&self, why: &str) {
+        let waiters: Vec<_> = self.waiters.borrow_mut().drain(..).collect();
+        for (_, reject) in waiters {
+            let _ = reject.call1(&JsValue::NULL, &js_sys::Error::new(why));
+        }
+    }
+
+    /// Closes an AudioContext prepared in `connect()` that the session never asked for.
+    fn close_prepared(&self) {
+        if let Some((ctx, element)) = self.prepared.borrow_mut().take() {
+            let _ = element.pause();
+            let _ = ctx.close();
+        }
     }
 }
 
@@ -930,6 +981,7 @@ impl Drop for VoiceClient {
         self.shell.socket.borrow_mut().take();
         self.shell.stop_audio();
         self.shell.release_lock();
+        self.shell.reject_waiters("the client was freed");
         if let Some(window) = web_sys::window() {
             if let Some((id, _)) = self.shell.timer.borrow_mut().take() {
                 window.clear_timeout_with_handle(id);

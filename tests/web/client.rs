@@ -488,9 +488,10 @@ async fn an_invalid_token_fails_with_auth_after_one_refresh() {
         2.0,
         "no retry loop"
     );
+    // Never connected, so the refresh attempt is still "connecting" (after a backoff).
     assert_eq!(
         rec.statuses(),
-        ["connecting", "reconnecting", "failed"],
+        ["connecting", "connecting", "failed"],
         "one refresh, no loop"
     );
     let refresh = &rec.of("status")[1];
@@ -781,5 +782,54 @@ async fn choosing_the_output_device_follows_what_the_engine_can_do() {
         "{}: setSinkId {}",
         engine(),
         if has_sink { "present" } else { "absent" }
+    );
+}
+
+#[wasm_bindgen_test]
+async fn an_answer_heard_to_the_end_is_finished_not_truncated() {
+    let (token, interview) = dev_token().await;
+    let client = VoiceClient::new(&options(&interview, Some(&token), &[])).expect("client");
+    client.set_muted(true); // nobody barges in: the greeting plays to its end
+    let rec = Recorder::attach(&client);
+    connect(&client).await.expect("connect");
+    rec.wait_for(30_000, "the greeting played to its end", |l| {
+        has(l, "speech", |e| {
+            prop(e, "who").as_string().as_deref() == Some("assistant")
+                && prop(e, "speaking") == JsValue::FALSE
+        })
+    })
+    .await;
+    // Interrupting now must not cut (truncate) an answer that was already heard in full. A
+    // message sent after it and answered proves the server has read everything before it.
+    client.interrupt();
+    let at = now();
+    client.send_text("Ready.").expect("sendText");
+    rec.wait_for(10_000, "the server's response to the message", |l| {
+        l.iter().any(|(n, e, t)| {
+            n == "event"
+                && *t > at
+                && prop(e, "type").as_string().as_deref() == Some("response.created")
+        })
+    })
+    .await;
+    let received = get_json(&format!("/dev/interviews/{interview}/received"))
+        .await
+        .expect("received");
+    let metrics = client.metrics();
+    JsFuture::from(client.disconnect())
+        .await
+        .expect("disconnect");
+    let truncates: js_sys::Array = prop(&received, "truncates").unchecked_into();
+    assert_eq!(truncates.length(), 0, "a finished answer is not truncated");
+    assert!(
+        !has(&rec.log.borrow(), "error", |_| true),
+        "no error: {}",
+        rec.summary()
+    );
+    wasm_bindgen_test::console_log!(
+        "{}: greeting played with {} underruns, pre-buffer now {} ms",
+        engine(),
+        num(&metrics, "underruns"),
+        num(&metrics, "prebufferMs")
     );
 }
