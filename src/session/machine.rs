@@ -1531,6 +1531,8 @@ impl Session {
                 who: Role::Assistant,
                 speaking: false,
             });
+            // An answer cut short still tells how evenly its audio arrived.
+            self.adapt_prebuffer();
         }
     }
 
