@@ -410,7 +410,8 @@ pub async fn set_sink(element: &HtmlAudioElement, device_id: &str) -> Result<(),
     JsFuture::from(p).await.map(|_| ())
 }
 
-fn get(obj: &JsValue, key: &str) -> JsValue {
+/// `obj[key]`, or `undefined` when the lookup throws.
+pub(crate) fn get(obj: &JsValue, key: &str) -> JsValue {
     Reflect::get(obj, &key.into()).unwrap_or(JsValue::UNDEFINED)
 }
 

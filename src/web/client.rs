@@ -11,7 +11,7 @@ use js_sys::{Function, Object, Promise, Reflect, JSON};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, spawn_local, JsFuture};
 
-use super::audio::{self, AudioEvent, AudioGraph, AudioOptions};
+use super::audio::{self, get, AudioEvent, AudioGraph, AudioOptions};
 use super::socket::{Socket, SocketEvent};
 use crate::audio::{measure_level, Resampler};
 use crate::protocol::json;
@@ -33,8 +33,8 @@ extern "C" {
     fn request_lock(name: &str, on_result: &Function);
 }
 
-/// The events an app may listen to.
-const EVENTS: [&str; 9] = [
+/// The events an app may listen to (`on(name, …)` refuses any other name).
+pub const EVENTS: [&str; 9] = [
     "status",
     "mode",
     "transcript",
@@ -101,10 +101,6 @@ fn now_ms() -> u64 {
         .and_then(|w| w.performance())
         .map(|p| p.now())
         .unwrap_or_else(js_sys::Date::now) as u64
-}
-
-fn get(obj: &JsValue, key: &str) -> JsValue {
-    Reflect::get(obj, &key.into()).unwrap_or(JsValue::UNDEFINED)
 }
 
 fn js_error(message: &str) -> JsValue {

@@ -6,7 +6,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use js_sys::{Function, Object, Promise, Reflect};
-use realtime_voice::web::client::VoiceClient;
+use realtime_voice::web::audio::has_set_sink_id;
+use realtime_voice::web::client::{VoiceClient, EVENTS};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -34,17 +35,7 @@ impl Recorder {
         let log: Log = Rc::default();
         let wake: Rc<RefCell<Option<Function>>> = Rc::default();
         let mut listeners = Vec::new();
-        for name in [
-            "status",
-            "mode",
-            "transcript",
-            "speech",
-            "level",
-            "metrics",
-            "error",
-            "event",
-            "audio",
-        ] {
+        for name in EVENTS {
             let (log, wake) = (log.clone(), wake.clone());
             let cb = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
                 log.borrow_mut().push((name.to_string(), e, now()));
@@ -173,6 +164,20 @@ fn options(interview: &str, token: Option<&str>, extra: &[(&str, JsValue)]) -> J
         set(k, v.clone());
     }
     o.into()
+}
+
+/// A text-mode client of `interview` (no microphone, no audio), with `extra` options.
+fn text_client(interview: &str, token: &str, extra: &[(&str, JsValue)]) -> VoiceClient {
+    let mut opts: Vec<(&str, JsValue)> = vec![("mode", "text".into())];
+    opts.extend(extra.iter().cloned());
+    VoiceClient::new(&options(interview, Some(token), &opts)).expect("client")
+}
+
+/// Disconnects and waits until the interview is free again.
+async fn end(client: &VoiceClient) {
+    JsFuture::from(client.disconnect())
+        .await
+        .expect("disconnect");
 }
 
 async fn connect(client: &VoiceClient) -> Result<JsValue, JsValue> {
@@ -324,9 +329,7 @@ async fn connects_streams_24k_pcm16_within_the_rate_limit_and_plays_the_ai_voice
     let received = get_json(&format!("/dev/interviews/{interview}/received"))
         .await
         .expect("received");
-    JsFuture::from(client.disconnect())
-        .await
-        .expect("disconnect");
+    end(&client).await;
 
     assert!(
         num(&received, "max_appends_per_s") <= 10.0,
@@ -429,9 +432,7 @@ async fn interrupt_truncates_the_answer_where_it_was_heard() {
     let received = get_json(&format!("/dev/interviews/{interview}/received"))
         .await
         .expect("received");
-    JsFuture::from(client.disconnect())
-        .await
-        .expect("disconnect");
+    end(&client).await;
     let truncates: js_sys::Array = prop(&received, "truncates").unchecked_into();
     assert_eq!(truncates.length(), 1, "one truncate");
     let end = num(&truncates.get(0), "audio_end_ms");
@@ -506,20 +507,10 @@ async fn an_invalid_token_fails_with_auth_after_one_refresh() {
 #[wasm_bindgen_test]
 async fn a_second_connection_to_the_interview_is_busy() {
     let (token, interview) = dev_token().await;
-    let first = VoiceClient::new(&options(
-        &interview,
-        Some(&token),
-        &[("singleTab", JsValue::FALSE), ("mode", "text".into())],
-    ))
-    .expect("first");
+    let first = text_client(&interview, &token, &[("singleTab", JsValue::FALSE)]);
     connect(&first).await.expect("first connects");
     // Another browser (no shared Web Lock) reaches the server, which refuses it with 4409.
-    let second = VoiceClient::new(&options(
-        &interview,
-        Some(&token),
-        &[("singleTab", JsValue::FALSE), ("mode", "text".into())],
-    ))
-    .expect("second");
+    let second = text_client(&interview, &token, &[("singleTab", JsValue::FALSE)]);
     let err = connect(&second).await.expect_err("second is refused");
     let status = prop(&err, "status");
     assert_eq!(prop(&status, "reason").as_string().as_deref(), Some("busy"));
@@ -534,27 +525,15 @@ async fn a_second_connection_to_the_interview_is_busy() {
         Some("connected"),
         "the first stays up"
     );
-    JsFuture::from(first.disconnect())
-        .await
-        .expect("disconnect");
+    end(&first).await;
 }
 
 #[wasm_bindgen_test]
 async fn a_second_tab_is_busy_without_reaching_the_server() {
     let (token, interview) = dev_token().await;
-    let first = VoiceClient::new(&options(
-        &interview,
-        Some(&token),
-        &[("mode", "text".into())],
-    ))
-    .expect("first");
+    let first = text_client(&interview, &token, &[]);
     connect(&first).await.expect("first connects");
-    let second = VoiceClient::new(&options(
-        &interview,
-        Some(&token),
-        &[("mode", "text".into())],
-    ))
-    .expect("second");
+    let second = text_client(&interview, &token, &[]);
     let err = connect(&second)
         .await
         .expect_err("second is refused by the Web Lock");
@@ -569,20 +548,11 @@ async fn a_second_tab_is_busy_without_reaching_the_server() {
         0.0,
         "no socket was opened"
     );
-    JsFuture::from(first.disconnect())
-        .await
-        .expect("disconnect");
+    end(&first).await;
     // Once the first lets go, the interview is free again.
-    let third = VoiceClient::new(&options(
-        &interview,
-        Some(&token),
-        &[("mode", "text".into())],
-    ))
-    .expect("third");
+    let third = text_client(&interview, &token, &[]);
     connect(&third).await.expect("free again after disconnect");
-    JsFuture::from(third.disconnect())
-        .await
-        .expect("disconnect");
+    end(&third).await;
 }
 
 #[wasm_bindgen_test]
@@ -627,9 +597,7 @@ async fn realtime_disabled_falls_back_to_text_and_text_gets_a_reply() {
         })
     })
     .await;
-    JsFuture::from(client.disconnect())
-        .await
-        .expect("disconnect");
+    end(&client).await;
 }
 
 #[wasm_bindgen_test]
@@ -673,9 +641,7 @@ async fn a_server_drop_reconnects_and_keeps_the_captured_audio() {
         .await
         .expect("received");
     let metrics = client.metrics();
-    JsFuture::from(client.disconnect())
-        .await
-        .expect("disconnect");
+    end(&client).await;
     assert_eq!(
         num(&metrics, "droppedAudioMs"),
         0.0,
@@ -750,24 +716,14 @@ async fn a_malformed_frame_is_reported_and_the_session_goes_on() {
         prop(&client.status(), "state").as_string().as_deref(),
         Some("connected")
     );
-    JsFuture::from(client.disconnect())
-        .await
-        .expect("disconnect");
+    end(&client).await;
 }
 
 #[wasm_bindgen_test]
 async fn choosing_the_output_device_follows_what_the_engine_can_do() {
     let (token, interview) = dev_token().await;
-    let client = VoiceClient::new(&options(
-        &interview,
-        Some(&token),
-        &[("mode", "text".into())],
-    ))
-    .expect("client");
-    let proto = Reflect::get(&js_sys::global(), &"HTMLMediaElement".into())
-        .and_then(|c| Reflect::get(&c, &"prototype".into()))
-        .expect("HTMLMediaElement");
-    let has_sink = Reflect::has(&proto, &"setSinkId".into()).unwrap_or(false);
+    let client = text_client(&interview, &token, &[]);
+    let has_sink = has_set_sink_id();
     let result = JsFuture::from(client.set_output_device("default".into())).await;
     if has_sink {
         result.expect("setOutputDevice works where setSinkId exists (Chromium, Firefox ≥ 116)");
@@ -818,9 +774,7 @@ async fn an_answer_heard_to_the_end_is_finished_not_truncated() {
         .await
         .expect("received");
     let metrics = client.metrics();
-    JsFuture::from(client.disconnect())
-        .await
-        .expect("disconnect");
+    end(&client).await;
     let truncates: js_sys::Array = prop(&received, "truncates").unchecked_into();
     assert_eq!(truncates.length(), 0, "a finished answer is not truncated");
     assert!(
