@@ -56,18 +56,26 @@
 
 pub mod backoff;
 pub mod config;
+pub mod connection;
 pub mod cost;
 pub mod events;
+mod http_text;
 pub mod machine;
 pub mod metrics;
 pub mod output;
+mod playback;
 pub mod rng;
+mod server_events;
 pub mod status;
+pub mod timers;
+mod uplink;
 pub mod url;
 
 pub use config::{AuthVia, ConfigError, ServerEventFilter, SessionConfig, TokenSource};
+pub use connection::{Link, WayOut};
 pub use events::{AppEvent, ErrorKind, Role};
 pub use machine::Session;
 pub use metrics::MetricsSnapshot;
-pub use output::{AudioFailure, CommandError, HttpFailure, Output};
+pub use output::{AudioFailure, CommandError, HttpFailure, Output, TokenFailure};
 pub use status::{AudioState, FailReason, Mode, State, Status};
+pub use timers::Timer;
