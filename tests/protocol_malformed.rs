@@ -177,6 +177,8 @@ fn every_official_server_example_replays_through_a_session() {
     ]
     .concat();
     let mut sim = Sim::new("");
+    // The examples call get_weather: a tool of the app's.
+    sim.s.set_tools(0, r#"[{"name":"get_weather"}]"#).unwrap();
     sim.connect_open();
     sim.s.handle_audio_started(0, 48_000, 1);
     sim.drain();

@@ -66,6 +66,13 @@ pub enum ClientEvent<'a> {
         /// The session object, already in the configured shape.
         session: &'a Value<'a>,
     },
+    /// `conversation.item.create` with a `function_call_output` item: a tool's result.
+    FunctionCallOutput {
+        /// The call being answered.
+        call_id: &'a str,
+        /// The result as JSON text (sent as a string, as the API wants).
+        output: &'a str,
+    },
 }
 
 impl ClientEvent<'_> {
@@ -75,7 +82,9 @@ impl ClientEvent<'_> {
             ClientEvent::InputAudioAppend { .. } => "input_audio_buffer.append",
             ClientEvent::InputAudioCommit => "input_audio_buffer.commit",
             ClientEvent::InputAudioClear => "input_audio_buffer.clear",
-            ClientEvent::UserText { .. } => "conversation.item.create",
+            ClientEvent::UserText { .. } | ClientEvent::FunctionCallOutput { .. } => {
+                "conversation.item.create"
+            }
             ClientEvent::Truncate { .. } => "conversation.item.truncate",
             ClientEvent::ResponseCreate { .. } => "response.create",
             ClientEvent::ResponseCancel { .. } => "response.cancel",
@@ -132,6 +141,13 @@ impl ClientEvent<'_> {
             ClientEvent::SessionUpdate { session } => {
                 out.push_str(",\"session\":");
                 session.write(out);
+            }
+            ClientEvent::FunctionCallOutput { call_id, output } => {
+                out.push_str(",\"item\":{\"type\":\"function_call_output\",\"call_id\":");
+                json::write_str(out, call_id);
+                out.push_str(",\"output\":");
+                json::write_str(out, output);
+                out.push('}');
             }
         }
         out.push('}');

@@ -13,7 +13,7 @@ pub mod json;
 pub mod server;
 
 pub use client::{session_update_frame, ApiShape, ClientEvent, OutputKind, SessionUpdateError};
-pub use server::{parse_server_frame, ServerEvent, ServerFrame, Usage};
+pub use server::{parse_server_frame, FunctionCall, ServerEvent, ServerFrame, Usage};
 
 use std::fmt;
 

@@ -30,6 +30,17 @@ pub struct Usage {
     pub output_audio: Option<u64>,
 }
 
+/// A function call the model made (`type: "function_call"` items, or the arguments event).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionCall<'a> {
+    /// `call_id`: the output must name it.
+    pub call_id: Cow<'a, str>,
+    /// The tool's name (the beta arguments event leaves it out).
+    pub name: Option<Cow<'a, str>>,
+    /// The arguments as JSON text, when final.
+    pub arguments: Option<Cow<'a, str>>,
+}
+
 /// A typed server event. Strings borrow from the frame where they had no escapes.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -129,6 +140,18 @@ pub enum ServerEvent<'a> {
         status: Option<Cow<'a, str>>,
         /// `response.usage`, when present and not null.
         usage: Option<Usage>,
+        /// The `function_call` items of `response.output`.
+        calls: Vec<FunctionCall<'a>>,
+    },
+    /// A function call: `response.function_call_arguments.done`, or
+    /// `response.output_item.added`/`.done` whose item is a `function_call`.
+    FunctionCall {
+        /// The response it belongs to.
+        response_id: Option<Cow<'a, str>>,
+        /// The call.
+        call: FunctionCall<'a>,
+        /// The arguments are final (not `response.output_item.added`).
+        done: bool,
     },
     /// `error`.
     Error {
@@ -281,10 +304,44 @@ pub fn parse_server_frame(text: &str, max_len: usize) -> Result<ServerFrame<'_>,
                 Some(mut u) => Some(parse_usage(&kind, &mut u)?),
                 None => None,
             };
+            let mut calls = Vec::new();
+            match rf.v.take("output") {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(items)) => {
+                    for mut item in items {
+                        if let Some(call) = function_call_item(&kind, &mut item)? {
+                            calls.push(call);
+                        }
+                    }
+                }
+                Some(other) => return Err(rf.wrong("output", "array", other.type_name())),
+            }
             ServerEvent::ResponseDone {
                 response_id,
                 status,
                 usage,
+                calls,
+            }
+        }
+        "response.function_call_arguments.done" => ServerEvent::FunctionCall {
+            response_id: f.opt_str("response_id")?,
+            call: FunctionCall {
+                call_id: f.str("call_id")?,
+                name: f.opt_str("name")?,
+                arguments: Some(f.str("arguments")?),
+            },
+            done: true,
+        },
+        "response.output_item.added" | "response.output_item.done" => {
+            let response_id = f.opt_str("response_id")?;
+            let mut item = f.obj("item")?;
+            match function_call_item(&kind, &mut item)? {
+                Some(call) => ServerEvent::FunctionCall {
+                    response_id,
+                    done: kind == "response.output_item.done",
+                    call,
+                },
+                None => ServerEvent::Other,
             }
         }
         "error" => {
@@ -306,6 +363,30 @@ pub fn parse_server_frame(text: &str, max_len: usize) -> Result<ServerFrame<'_>,
         _ => ServerEvent::Other,
     };
     Ok(ServerFrame { kind, event })
+}
+
+/// A `function_call` item (`None` for items of other types).
+fn function_call_item<'a>(
+    kind: &str,
+    item: &mut Value<'a>,
+) -> Result<Option<FunctionCall<'a>>, ProtocolError> {
+    if !matches!(item, Value::Object(_)) {
+        return Err(ProtocolError::WrongType {
+            event: kind.chars().take(64).collect(),
+            field: "item",
+            expected: "object",
+            found: item.type_name(),
+        });
+    }
+    if item.get("type").and_then(|t| t.as_str()) != Some("function_call") {
+        return Ok(None);
+    }
+    let mut f = Fields::sub(kind, item);
+    Ok(Some(FunctionCall {
+        call_id: f.str("call_id")?,
+        name: f.opt_str("name")?,
+        arguments: f.opt_str("arguments")?,
+    }))
 }
 
 fn parse_usage<'a>(kind: &str, u: &mut Value<'a>) -> Result<Usage, ProtocolError> {

@@ -91,6 +91,8 @@ pub struct SessionConfig {
     /// After a connection, a network outage is retried at least this long (beyond
     /// `max_reconnect_attempts`) before the session gives up.
     pub reconnect_window_ms: u32,
+    /// A tool handler that has not answered this long gets a timeout error as its output.
+    pub tool_timeout_ms: u32,
     /// Largest server frame accepted (and largest text or session update sent), bytes.
     pub max_frame_bytes: usize,
     /// Send text over HTTP when the socket is unusable.
@@ -225,6 +227,7 @@ const KNOWN: &[&str] = &[
     "backoffMaxMs",
     "connectTimeoutMs",
     "deadLinkTimeoutMs",
+    "toolTimeoutMs",
     "reconnectWindowMs",
     "maxFrameBytes",
     "httpFallback",
@@ -351,6 +354,7 @@ impl SessionConfig {
         let max_ms = o.int("backoffMaxMs", 8000.max(base_ms), base_ms, 300_000)?;
         let connect_timeout_ms = o.int("connectTimeoutMs", 10_000, 1000, 120_000)? as u32;
         let dead_link_timeout_ms = o.int("deadLinkTimeoutMs", 10_000, 2_000, 60_000)? as u32;
+        let tool_timeout_ms = o.int("toolTimeoutMs", 10_000, 100, 600_000)? as u32;
         let reconnect_window_ms = o.int("reconnectWindowMs", 300_000, 0, 3_600_000)? as u32;
         let max_frame_bytes = o.int("maxFrameBytes", 4 << 20, 1024, 64 << 20)? as usize;
         let http_fallback = o.bool("httpFallback", false)?;
@@ -413,6 +417,7 @@ impl SessionConfig {
             connect_timeout_ms,
             dead_link_timeout_ms,
             reconnect_window_ms,
+            tool_timeout_ms,
             max_frame_bytes,
             http_fallback,
             prices,

@@ -356,6 +356,9 @@ impl Session {
         if let Some(frame) = self.session_update.clone() {
             self.send_expecting_reply(frame);
         }
+        if let Some(frame) = self.tools.frame.clone() {
+            self.send_expecting_reply(frame);
+        }
         if self.cfg.metrics_interval_ms > 0 {
             self.next_metrics_at = Some(now_ms + u64::from(self.cfg.metrics_interval_ms));
         }
@@ -380,6 +383,7 @@ impl Session {
         self.token_outstanding = false;
         self.next_metrics_at = None;
         self.response_active = None;
+        self.tools.abandon();
         self.set_link(Link::Ended(end));
         self.set_status(Some(reason), code);
     }
@@ -418,6 +422,7 @@ impl Session {
         }
         self.response_active = None;
         self.next_metrics_at = None;
+        self.tools.abandon();
     }
 
     // ------------------------------------------------------------ inputs

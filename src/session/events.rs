@@ -41,6 +41,9 @@ pub enum ErrorKind {
     Http,
     /// The token provider failed.
     Token,
+    /// A tool call failed (threw, timed out, unknown tool, result not JSON): the model was
+    /// told, the session goes on.
+    Tool,
 }
 
 impl ErrorKind {
@@ -52,6 +55,7 @@ impl ErrorKind {
             ErrorKind::Audio => "audio",
             ErrorKind::Http => "http",
             ErrorKind::Token => "token",
+            ErrorKind::Tool => "tool",
         }
     }
 }

@@ -3,7 +3,7 @@
 //! timer ([`Session::poll_timeout`]) serves them all. See [`crate::session`] for the contract
 //! and the drain order. The parts live beside it: the connection lifecycle
 //! (`connection.rs`), the uplink (`uplink.rs`), playback tracking (`playback.rs`), text over
-//! HTTP (`http_text.rs`) and server events (`server_events.rs`).
+//! HTTP (`http_text.rs`), tools (`tools.rs`) and server events (`server_events.rs`).
 
 use std::collections::VecDeque;
 
@@ -18,6 +18,7 @@ use super::playback::Playback;
 use super::rng::Rng;
 use super::status::{Mode, State, Status};
 use super::timers::Timer;
+use super::tools::Tools;
 use super::uplink::Uplink;
 use crate::protocol::{session_update_frame, ClientEvent, OutputKind};
 
@@ -58,6 +59,7 @@ pub struct Session {
     pub(super) up: Uplink,
     pub(super) play: Playback,
     pub(super) http: HttpText,
+    pub(super) tools: Tools,
 
     pub(super) latency: LatencyWindow,
     pub(super) latency_mark: Option<u64>,
@@ -95,6 +97,7 @@ impl Session {
             up: Uplink::new(config.chunk_ms, config.max_chunk_ms, config.max_backlog_ms),
             play: Playback::new(config.prebuffer_ms),
             http: HttpText::default(),
+            tools: Tools::default(),
             rng: Rng::new(rng_seed),
             out: VecDeque::new(),
             status: Status {
@@ -204,6 +207,7 @@ impl Session {
             Timer::Metrics if self.is_open() => self.next_metrics_at,
             Timer::Metrics => None,
             Timer::Http => self.http.deadline(),
+            Timer::Tool => self.tools.deadline(),
         }
     }
 
@@ -334,6 +338,7 @@ impl Session {
         self.report_overflow(now_ms, false);
         self.report_playback_overflow(now_ms, false);
         self.http_timeouts(now_ms);
+        self.tool_timeouts(now_ms);
     }
 
     /// Another tab of this browser holds the interview's connection (the shell's Web Locks
@@ -390,7 +395,7 @@ impl Session {
         self.out.push_back(Output::Send(frame));
     }
 
-    pub(super) fn send_event(&mut self, e: &ClientEvent<'_>) {
+    pub(super) fn send_client_event(&mut self, e: &ClientEvent<'_>) {
         let frame = e.to_json(self.cfg.shape);
         self.send(frame);
     }

@@ -77,6 +77,7 @@ pub mod rng;
 mod server_events;
 pub mod status;
 pub mod timers;
+mod tools;
 mod uplink;
 pub mod url;
 

@@ -84,6 +84,16 @@ pub enum Output {
         /// Tag of this request: pass it back to `handle_http_reply`.
         seq: u64,
     },
+    /// Run the app's handler of tool `name` with `arguments` (JSON text), then
+    /// `handle_tool_result` with the same `call_id`. The session enforces `toolTimeoutMs`.
+    ToolCall {
+        /// The call (pass it back).
+        call_id: String,
+        /// A tool the app registered.
+        name: String,
+        /// The model's arguments, JSON text.
+        arguments: String,
+    },
     /// An event for the app.
     Event(AppEvent),
 }
@@ -145,6 +155,16 @@ impl fmt::Debug for Output {
                 .field("token", &"<redacted>")
                 .field("body_len", &body_json.len())
                 .field("seq", seq)
+                .finish(),
+            Output::ToolCall {
+                call_id,
+                name,
+                arguments,
+            } => f
+                .debug_struct("ToolCall")
+                .field("call_id", call_id)
+                .field("name", name)
+                .field("arguments_len", &arguments.len())
                 .finish(),
             Output::Event(e) => f.debug_tuple("Event").field(e).finish(),
         }
@@ -251,6 +271,15 @@ pub enum CommandError {
     QueueFull,
     /// `update_session` got JSON that is not an object.
     InvalidSessionUpdate(SessionUpdateError),
+    /// `set_tools` got definitions that are not an array of `{name, description?, parameters?}`.
+    InvalidTools(String),
+    /// `send_event` got something that is not a JSON object with a string `type`, or too large.
+    InvalidEvent(String),
+    /// The command needs an open connection.
+    NotConnected {
+        /// The state at the time.
+        state: State,
+    },
 }
 
 impl fmt::Display for CommandError {
@@ -266,6 +295,11 @@ impl fmt::Display for CommandError {
             }
             CommandError::QueueFull => write!(f, "too many text messages waiting for HTTP replies"),
             CommandError::InvalidSessionUpdate(e) => e.fmt(f),
+            CommandError::InvalidTools(why) => write!(f, "invalid tool definitions: {why}"),
+            CommandError::InvalidEvent(why) => write!(f, "invalid client event: {why}"),
+            CommandError::NotConnected { state } => {
+                write!(f, "cannot send an event while {}", state.as_str())
+            }
         }
     }
 }

@@ -366,6 +366,8 @@ impl Session {
     /// `speech_started` the server's VAD (`interrupt_response`, on by default) has already
     /// cancelled it, and a second cancel would only earn a `response_cancel_not_active` error.
     pub(super) fn barge_in(&mut self, _now_ms: u64, explicit: bool) {
+        // The model moved on: calls in progress get no output.
+        self.tools.abandon();
         let playing = self.play.items.iter().rposition(|i| {
             !i.truncated && !i.finished && i.received > 0 && (!i.done || i.played < i.received)
         });
@@ -390,7 +392,7 @@ impl Session {
         if explicit && self.is_open() {
             if let Some(id) = self.response_active.take() {
                 let response_id = (!id.is_empty()).then_some(id.as_str());
-                self.send_event(&ClientEvent::ResponseCancel { response_id });
+                self.send_client_event(&ClientEvent::ResponseCancel { response_id });
             }
         }
         if self.play.assistant_speaking && playing.is_some() {

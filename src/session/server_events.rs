@@ -129,12 +129,23 @@ impl Session {
                 self.response_active =
                     Some(response_id.map(|r| r.into_owned()).unwrap_or_default());
             }
-            ServerEvent::ResponseDone { usage, .. } => {
+            ServerEvent::ResponseDone {
+                usage,
+                calls,
+                response_id,
+                ..
+            } => {
                 self.response_active = None;
                 if let Some(u) = usage {
                     self.add_usage(&u);
                 }
+                self.tools_response_done(now_ms, response_id.as_deref(), calls);
             }
+            ServerEvent::FunctionCall {
+                response_id,
+                call,
+                done,
+            } => self.on_function_call(now_ms, response_id.as_deref(), call, done),
             ServerEvent::Error {
                 code,
                 message,

@@ -16,15 +16,18 @@ pub enum Timer {
     Metrics,
     /// The HTTP text request in flight times out.
     Http,
+    /// A tool handler's deadline.
+    Tool,
 }
 
 impl Timer {
     /// Every kind, in the order `handle_timeout` serves them.
-    pub const ALL: [Timer; 5] = [
+    pub const ALL: [Timer; 6] = [
         Timer::Link,
         Timer::DeadLink,
         Timer::Audio,
         Timer::Metrics,
         Timer::Http,
+        Timer::Tool,
     ];
 }
