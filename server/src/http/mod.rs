@@ -33,11 +33,15 @@ pub fn router(st: Arc<AppState>) -> Router {
         .route("/api/v1/interviews/{id}", get(api::get_interview))
         .route(
             "/api/v1/interviews/{id}/messages",
-            post(api::post_message).layer(DefaultBodyLimit::max(cfg.limits.max_message_body_bytes)),
+            post(api::post_message)
+                .layer(DefaultBodyLimit::max(cfg.limits.max_message_body_bytes))
+                .layer(declared_limit(cfg.limits.max_message_body_bytes)),
         )
         .route(
             "/api/v1/interviews/{id}/audio",
-            post(api::post_audio).layer(DefaultBodyLimit::max(api::MAX_AUDIO_UPLOAD)),
+            post(api::post_audio)
+                .layer(DefaultBodyLimit::max(api::MAX_AUDIO_UPLOAD))
+                .layer(declared_limit(api::MAX_AUDIO_UPLOAD)),
         )
         // After routing, before the handler and its body extractor: no token, no body read.
         .route_layer(axum::middleware::from_fn_with_state(
@@ -62,6 +66,7 @@ pub fn router(st: Arc<AppState>) -> Router {
         }
         r = r.merge(
             d.layer(DefaultBodyLimit::max(dev::MAX_DEV_BODY))
+                .layer(declared_limit(dev::MAX_DEV_BODY))
                 .route_layer(axum::middleware::from_fn(dev::require_json)),
         );
     }
@@ -83,6 +88,39 @@ pub fn router(st: Arc<AppState>) -> Router {
     };
     r.with_state(st)
 }
+
+/// A layer refusing (413, body unread) a request whose declared `Content-Length` exceeds `max`;
+/// [`DefaultBodyLimit`] still bounds bodies without a declared length.
+fn declared_limit(
+    max: usize,
+) -> axum::middleware::FromFnLayer<
+    impl Fn(axum::extract::Request, axum::middleware::Next) -> BoxedResponse + Clone,
+    (),
+    (axum::extract::Request,),
+> {
+    axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let declared = req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            Box::pin(async move {
+                if declared.is_some_and(|n| n > max as u64) {
+                    return ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("the body is over the {max} bytes this route accepts"),
+                    )
+                    .into_response();
+                }
+                next.run(req).await
+            }) as BoxedResponse
+        },
+    )
+}
+
+/// A boxed response future (the type of [`declared_limit`]'s middleware).
+type BoxedResponse = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
 
 /// Whether `origin` is a page served from this machine (`http://127.0.0.1:*`, `localhost`, `[::1]`).
 pub fn is_loopback_origin(origin: &[u8]) -> bool {
