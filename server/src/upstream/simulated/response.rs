@@ -258,7 +258,9 @@ impl Interviewer {
         );
         self.send(json!({"type": "response.output_item.done", "response_id": a.id, "output_index": 0, "item": item}));
         if self.params.flavor != ProtocolFlavor::Beta {
-            self.send(json!({"type": "conversation.item.done", "item": item}));
+            self.send(
+                json!({"type": "conversation.item.done", "previous_item_id": null, "item": item}),
+            );
         }
         let r = self.response_json(&a, status, details, json!([item]), usage.to_json());
         self.send(json!({"type": "response.done", "response": r}));
