@@ -70,7 +70,7 @@ fn conversation(flavor: ProtocolFlavor) -> Vec<Value> {
         session_id: "sess_0123456789abcdef0123456789abcdef".into(),
     });
     let mut sent = Vec::new();
-    let mut drain = |iv: &mut Interviewer, sent: &mut Vec<Value>| {
+    let drain = |iv: &mut Interviewer, sent: &mut Vec<Value>| {
         while let Some(o) = iv.poll_output() {
             if let Output::Send(s) = o {
                 sent.push(serde_json::from_str(&s).unwrap());
