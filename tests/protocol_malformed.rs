@@ -29,6 +29,25 @@ fn error_codes(v: &[Output]) -> Vec<(String, String)> {
 }
 
 #[test]
+fn numbers_with_huge_exponents_or_long_mantissas_are_read_in_bounded_work() {
+    // 10,000 zeros with a huge exponent: each is read without a loop over its exponent.
+    let zeros = vec!["0e99999"; 10_000].join(",");
+    let frame = format!(r#"{{"type":"x.custom","n":[{zeros}]}}"#);
+    // A 100,001-digit mantissa with the matching negative exponent is exactly 1.
+    let long = format!("1{}e-100001", "0".repeat(100_001));
+    let frame2 = format!(r#"{{"type":"x.custom","n":{long}}}"#);
+    let mut sim = Sim::new("");
+    sim.connect_open();
+    for f in [&frame, &frame2] {
+        let v = sim.msg(f);
+        assert!(error_codes(&v).is_empty(), "{:?}", error_codes(&v));
+    }
+    let v = json::parse(&frame2, 1 << 20).unwrap();
+    assert_eq!(v.get("n").and_then(|n| n.as_f64()), Some(1.0));
+    assert_eq!(sim.state(), State::Connected);
+}
+
+#[test]
 fn malformed_frames_become_typed_errors_and_the_session_goes_on() {
     let deep = "[".repeat(100) + &"]".repeat(100);
     let oversize = format!(r#"{{"type":"x","pad":"{}"}}"#, "a".repeat(5000));
@@ -40,6 +59,10 @@ fn malformed_frames_become_typed_errors_and_the_session_goes_on() {
         ("invalid_json", "\"\\ud800\"".into()),
         ("invalid_json", "{\"type\":\"a\u{1}b\"}".into()),
         ("invalid_json", deep),
+        (
+            "invalid_json",
+            r#"{"type":"x","n":1e99999999999999999999}"#.into(),
+        ),
         ("not_an_object", "[1,2]".into()),
         ("not_an_object", "\"response.done\"".into()),
         ("not_an_object", "42".into()),

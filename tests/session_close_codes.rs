@@ -255,9 +255,11 @@ fn close_4403_switches_to_text_at_once() {
 }
 
 #[test]
-fn close_4409_is_busy_without_retry() {
+fn close_4409_on_the_first_connect_is_busy_without_retry() {
     let mut sim = Sim::new("");
-    sim.connect_open();
+    sim.s.connect(0);
+    sim.drain();
+    sim.s.handle_socket_opened(0);
     let v = sim.close(4409, true);
     assert_eq!(sim.state(), State::Failed(FailReason::Busy));
     assert_eq!(
@@ -281,7 +283,8 @@ fn close_4429_backs_off_longer() {
 
 #[test]
 fn reconnect_exhaustion_falls_back_to_text_over_http() {
-    let mut sim = Sim::new(r#","httpFallback":true,"maxReconnectAttempts":2"#);
+    let mut sim =
+        Sim::new(r#","httpFallback":true,"maxReconnectAttempts":2,"reconnectWindowMs":0"#);
     sim.connect_open();
     sim.close(1006, true);
     for _ in 0..2 {
@@ -307,7 +310,7 @@ fn online_event_retries_at_once_and_offline_does_not_spend_attempts() {
     sim.s.handle_online(sim.now, false);
     sim.close(1006, true);
     let at = sim.s.poll_timeout().unwrap();
-    let v = sim.advance_to(at + 60_000);
+    let v = sim.advance_to(at + 20_000);
     assert_eq!(opens(&v), 0, "offline: the due attempt waits");
     assert_eq!(sim.s.metrics().connection_attempts, 1);
     sim.s.handle_online(sim.now, true);

@@ -175,7 +175,7 @@ fn text_over_http_when_realtime_is_disabled() {
 #[test]
 fn http_text_with_a_token_provider_asks_for_a_token() {
     let mut sim = Sim::with_opts(
-        r#"{"baseUrl":"https://h","interviewId":"i","tokenProvider":true,"httpFallback":true,"maxReconnectAttempts":0}"#,
+        r#"{"baseUrl":"https://h","interviewId":"i","tokenProvider":true,"httpFallback":true,"maxReconnectAttempts":0,"reconnectWindowMs":0}"#,
     );
     sim.s.connect(0);
     sim.drain();

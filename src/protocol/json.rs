@@ -294,7 +294,7 @@ impl<'a> Parser<'a> {
         let text = &self.src[start..i];
         // Out-of-range numbers (e.g. 1e999) would be infinite as f64: refused like any other
         // invalid number, as strict parsers do (found by the parse_frame fuzz target).
-        if number_to_f64(text).is_none() {
+        if convert_number(text).0.is_none() {
             return Err(JsonError::InvalidNumber { offset: start });
         }
         Ok(Value::Number(text))
@@ -588,16 +588,31 @@ pub fn write_fixed(out: &mut String, n: f64, decimals: u32) {
     }
 }
 
-/// Converts JSON number text (already validated) to `f64`; `None` when out of range.
+/// Converts JSON number text (already validated) to `f64`; `None` when out of range or when
+/// it cannot be converted exactly enough.
 ///
 /// Up to 19 significant digits are kept in a `u64`, then scaled by a power of ten: a single,
 /// correctly rounded operation when the digits fit 2^53 and the exponent is within ±22 (all our
-/// uses), a few ulp at worst otherwise.
+/// uses), a few ulp at worst otherwise. Digits beyond the 19th only move the exponent, so a
+/// long run of trailing zeros stays exact; a non-zero digit there would need arbitrary
+/// precision, and such a number is refused (`None`) rather than misread. The work is bounded by
+/// the text's length, never by the exponent's value (exponents saturate).
 pub fn number_to_f64(text: &str) -> Option<f64> {
+    match convert_number(text) {
+        (Some(v), false) => Some(v),
+        _ => None,
+    }
+}
+
+/// The number's value (`None` when out of range) and whether digits past the 19th were
+/// ignored.
+fn convert_number(text: &str) -> (Option<f64>, bool) {
     const POW10: [f64; 23] = [
         1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
         1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
     ];
+    /// Beyond any exponent an `f64` can use, with room to add digit counts without overflow.
+    const EXP_CAP: i64 = 1 << 40;
     let b = text.as_bytes();
     let neg = b.first() == Some(&b'-');
     let mut i = usize::from(neg);
@@ -605,6 +620,7 @@ pub fn number_to_f64(text: &str) -> Option<f64> {
     let mut digits = 0u32;
     let mut exp10: i64 = 0;
     let mut seen_point = false;
+    let mut inexact = false;
     while let Some(&c) = b.get(i) {
         match c {
             b'0'..=b'9' => {
@@ -616,8 +632,11 @@ pub fn number_to_f64(text: &str) -> Option<f64> {
                     if seen_point {
                         exp10 -= 1;
                     }
-                } else if !seen_point {
-                    exp10 += 1;
+                } else {
+                    inexact |= c != b'0';
+                    if !seen_point {
+                        exp10 += 1;
+                    }
                 }
             }
             b'.' => seen_point = true,
@@ -636,40 +655,44 @@ pub fn number_to_f64(text: &str) -> Option<f64> {
             if !c.is_ascii_digit() {
                 break;
             }
-            e = (e * 10 + i64::from(c - b'0')).min(100_000);
+            e = (e * 10 + i64::from(c - b'0')).min(EXP_CAP);
             i += 1;
         }
-        exp10 += if eneg { -e } else { e };
+        exp10 = exp10.saturating_add(if eneg { -e } else { e });
     }
-    // Clinger's extended fast path: move excess exponent into the integer while it stays exact.
+    let zero = if neg { -0.0 } else { 0.0 };
+    if mant == 0 {
+        return (Some(zero), false);
+    }
+    // Clinger's extended fast path: move excess exponent into the integer while it stays exact
+    // (at most 19 steps: the mantissa grows tenfold each time).
     while exp10 > 22 && mant <= (1u64 << 53) / 10 {
         mant *= 10;
         exp10 -= 1;
     }
+    // Past these, the result is infinite or zero whatever the (at most 19) digits.
+    if exp10 > 330 {
+        return (None, inexact);
+    }
+    if exp10 < -360 {
+        return (Some(zero), inexact);
+    }
     let mut v = mant as f64;
-    if mant != 0 {
-        let mut e = exp10;
-        while e > 22 {
-            v *= 1e22;
-            e -= 22;
-            if v.is_infinite() {
-                return None;
-            }
-        }
-        while e < -22 {
-            v /= 1e22;
-            e += 22;
-            if v == 0.0 {
-                break;
-            }
-        }
-        let p = POW10[e.unsigned_abs() as usize % 23];
-        v = if e >= 0 { v * p } else { v / p };
+    let mut e = exp10;
+    while e > 22 {
+        v *= 1e22;
+        e -= 22;
     }
+    while e < -22 {
+        v /= 1e22;
+        e += 22;
+    }
+    let p = POW10[e.unsigned_abs() as usize];
+    v = if e >= 0 { v * p } else { v / p };
     if !v.is_finite() {
-        return None;
+        return (None, inexact);
     }
-    Some(if neg { -v } else { v })
+    (Some(if neg { -v } else { v }), inexact)
 }
 
 /// Appends an unsigned integer.
@@ -701,6 +724,30 @@ mod tests {
             }
             _ => panic!("not an object"),
         }
+    }
+
+    #[test]
+    fn huge_exponents_cost_nothing_and_long_mantissas_are_exact_or_refused() {
+        assert_eq!(number_to_f64("0e99999"), Some(0.0));
+        assert_eq!(number_to_f64("-0.000e-99999999999999999999"), Some(-0.0));
+        assert_eq!(number_to_f64("1e99999999999999999999"), None);
+        assert_eq!(number_to_f64("1e-99999999999999999999"), Some(0.0));
+        // 1 followed by 100,001 zeros, times 10^-100,001: exactly 1.
+        let mut t = String::from("1");
+        t.extend(std::iter::repeat_n('0', 100_001));
+        t.push_str("e-100001");
+        assert_eq!(number_to_f64(&t), Some(1.0));
+        // The same digits with a non-zero one past the 19th: refused, not misread.
+        let mut t = String::from("1");
+        t.extend(std::iter::repeat_n('0', 50));
+        t.push_str("7e-50");
+        assert_eq!(number_to_f64(&t), None);
+        assert!(p(&t).is_ok(), "valid JSON: only its f64 reading is refused");
+        assert_eq!(
+            number_to_f64("1234567890123456789"),
+            Some(1234567890123456789.0)
+        );
+        assert_eq!(number_to_f64("5e-324"), Some(5e-324));
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub enum ServerEvent<'a> {
         updated: bool,
         /// `session.model`, when present.
         model: Option<Cow<'a, str>>,
+        /// `session.id`, when present: a reconnect presents it to take the interview back.
+        id: Option<Cow<'a, str>>,
     },
     /// `response.audio.delta` / `response.output_audio.delta`.
     AudioDelta {
@@ -182,9 +184,11 @@ pub fn parse_server_frame(text: &str, max_len: usize) -> Result<ServerFrame<'_>,
     let event = match kind.as_ref() {
         "session.created" | "session.updated" => {
             let mut s = f.obj("session")?;
+            let mut sf = Fields::sub(&kind, &mut s);
             ServerEvent::Session {
                 updated: kind == "session.updated",
-                model: Fields::sub(&kind, &mut s).opt_str("model")?,
+                model: sf.opt_str("model")?,
+                id: sf.opt_str("id")?,
             }
         }
         "response.audio.delta" | "response.output_audio.delta" => ServerEvent::AudioDelta {

@@ -84,6 +84,13 @@ pub struct SessionConfig {
     pub backoff: Backoff,
     /// How long a token request plus socket open may take before it counts as a failed attempt.
     pub connect_timeout_ms: u32,
+    /// An open link on which a server frame is due (a response in progress, a request
+    /// unanswered) or whose sent bytes do not drain for this long is declared dead and
+    /// replaced, without waiting for the browser's TCP timeout.
+    pub dead_link_timeout_ms: u32,
+    /// After a connection, a network outage is retried at least this long (beyond
+    /// `max_reconnect_attempts`) before the session gives up.
+    pub reconnect_window_ms: u32,
     /// Largest server frame accepted (and largest text or session update sent), bytes.
     pub max_frame_bytes: usize,
     /// Send text over HTTP when the socket is unusable.
@@ -217,6 +224,8 @@ const KNOWN: &[&str] = &[
     "backoffBaseMs",
     "backoffMaxMs",
     "connectTimeoutMs",
+    "deadLinkTimeoutMs",
+    "reconnectWindowMs",
     "maxFrameBytes",
     "httpFallback",
     "prices",
@@ -341,6 +350,8 @@ impl SessionConfig {
         let base_ms = o.int("backoffBaseMs", 250, 10, 60_000)?;
         let max_ms = o.int("backoffMaxMs", 8000.max(base_ms), base_ms, 300_000)?;
         let connect_timeout_ms = o.int("connectTimeoutMs", 10_000, 1000, 120_000)? as u32;
+        let dead_link_timeout_ms = o.int("deadLinkTimeoutMs", 10_000, 2_000, 60_000)? as u32;
+        let reconnect_window_ms = o.int("reconnectWindowMs", 300_000, 0, 3_600_000)? as u32;
         let max_frame_bytes = o.int("maxFrameBytes", 4 << 20, 1024, 64 << 20)? as usize;
         let http_fallback = o.bool("httpFallback", false)?;
         let prices = match v.get("prices") {
@@ -400,6 +411,8 @@ impl SessionConfig {
             max_reconnect_attempts,
             backoff: Backoff { base_ms, max_ms },
             connect_timeout_ms,
+            dead_link_timeout_ms,
+            reconnect_window_ms,
             max_frame_bytes,
             http_fallback,
             prices,

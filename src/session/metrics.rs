@@ -143,6 +143,9 @@ pub struct MetricsSnapshot {
     pub socket_backpressure_events: u64,
     /// Largest `bufferedAmount` seen, bytes.
     pub socket_buffered_max_bytes: u64,
+    /// Open links declared dead by the client (a frame due never came, or sent bytes did not
+    /// drain within `deadLinkTimeoutMs`).
+    pub dead_links: u64,
     /// Malformed frames received.
     pub protocol_errors: u64,
     /// App events dropped because the output queue was full (the shell stopped draining).
@@ -236,6 +239,8 @@ impl MetricsSnapshot {
             ",\"socketBufferedMaxBytes\":",
             Some(self.socket_buffered_max_bytes),
         );
+        opt(s, ",\"deadLinks\":", Some(self.dead_links));
+        opt(s, ",\"deadLinks\":", Some(self.dead_links));
         opt(s, ",\"protocolErrors\":", Some(self.protocol_errors));
         opt(s, ",\"eventsDropped\":", Some(self.events_dropped));
         s.push_str(",\"model\":");

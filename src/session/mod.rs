@@ -12,7 +12,8 @@
 //!   `handle_socket_message`, `handle_socket_binary`, `handle_socket_closed`,
 //!   `handle_socket_error`, `handle_timeout`, `handle_audio_started` / `handle_audio_failed`,
 //!   `handle_mic_samples`, `handle_playback_progress`, `handle_playback_finished`,
-//!   `handle_playback_overflow`, `handle_online`, `handle_http_reply` with the request's `seq`). Calls in the wrong state
+//!   `handle_playback_overflow`, `handle_online`, `handle_socket_buffered`, `handle_token_result`,
+//!   `handle_http_reply` with the request's `seq`). Calls in the wrong state
 //!   are no-ops (or a typed [`CommandError`]), never panics.
 //! - **Outputs**: after *every* input, drain [`Session::poll_output`] until it returns `None`
 //!   and perform each [`Output`] **in order** (a `CloseSocket` always precedes the next
@@ -39,13 +40,21 @@
 //! [`AppEvent::Status`] with the reason, close code and attempt number. The mode (voice/text) is
 //! separate ([`AppEvent::Mode`]): a text-mode session over an open socket is `connected`.
 //!
-//! Close codes: 1000 → `closed`; 1001, 1006, 1011, 1013 and others → reconnect with exponential
-//! backoff and full jitter (250 ms × 2ⁿ up to 8 s), bounded attempts; 1006 before the socket ever
-//! opened is a rejected handshake (same, counted); 1008 → one retry (through the backoff) with a
-//! fresh token from the provider, then `failed{auth}`, re-armed only by a connection open 5 s; 4403 → text mode at once; 4409 → `failed{busy}`, no retry;
-//! 4429 → reconnect after a longer wait. Attempts exhausted → text mode (`reconnect_exhausted`)
-//! over HTTP if `httpFallback`, else `failed{network|server}`. A connection open for 5 s resets
-//! the attempt counter.
+//! The connection is one [`Link`] state with per-state data and deadlines (`connection.rs`);
+//! the app's [`State`] is derived from it. Every `connecting`/`reconnecting` state has a way out
+//! ([`Session::way_out`]): a tested liveness property.
+//!
+//! Close codes: 1000 → `closed`; 1001, 1011, 1013 and others → reconnect with exponential
+//! backoff and full jitter (250 ms × 2ⁿ up to 8 s), bounded attempts; 1006, timeouts, dead links
+//! and token-provider network failures are network faults, retried after a connection for
+//! `reconnectWindowMs` beyond the attempts; 1006 before the socket ever opened is a rejected
+//! handshake; 1008 → one retry (through the backoff) with a fresh token from the provider, then
+//! `failed{auth}`, re-armed only by a connection healthy for 5 s after the server's first frame;
+//! 4403 → text mode at once; 4409 → `failed{busy}` on the first connect, retried for 30 s on a
+//! reconnect (our own dead socket); 4410 (taken over) → `failed{busy}`; 4429 → reconnect after
+//! a longer wait. Attempts exhausted → text mode (`reconnect_exhausted`) over HTTP if
+//! `httpFallback`, else `failed{network|server}`. Reconnects present the previous session id
+//! (`&resume=`) so the relay can hand the interview back at once.
 //!
 //! # Memory
 //!
@@ -56,18 +65,26 @@
 
 pub mod backoff;
 pub mod config;
+pub mod connection;
 pub mod cost;
 pub mod events;
+mod http_text;
 pub mod machine;
 pub mod metrics;
 pub mod output;
+mod playback;
 pub mod rng;
+mod server_events;
 pub mod status;
+pub mod timers;
+mod uplink;
 pub mod url;
 
 pub use config::{AuthVia, ConfigError, ServerEventFilter, SessionConfig, TokenSource};
+pub use connection::{Link, WayOut};
 pub use events::{AppEvent, ErrorKind, Role};
 pub use machine::Session;
 pub use metrics::MetricsSnapshot;
-pub use output::{AudioFailure, CommandError, HttpFailure, Output};
+pub use output::{AudioFailure, CommandError, HttpFailure, Output, TokenFailure};
 pub use status::{AudioState, FailReason, Mode, State, Status};
+pub use timers::Timer;

@@ -183,6 +183,30 @@ impl AudioFailure {
     }
 }
 
+/// Why the token provider gave no token. The shell tells a network failure (the provider's
+/// own `fetch` rejected with a `TypeError`, or it took too long) from a refusal (anything else),
+/// because an outage must be retried, never shown as an authentication failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenFailure {
+    /// The provider could not reach its endpoint.
+    Network(String),
+    /// The provider did not answer in time.
+    Timeout,
+    /// The provider refused or returned no usable token.
+    Refused(String),
+}
+
+impl TokenFailure {
+    /// The provider's message (never a token).
+    pub fn message(&self) -> &str {
+        match self {
+            TokenFailure::Network(m) | TokenFailure::Refused(m) => m,
+            TokenFailure::Timeout => "the token provider did not answer in time",
+        }
+    }
+}
+
 /// Why an HTTP text request failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -45,6 +45,13 @@ export interface VoiceClientOptions {
   backoffMaxMs?: number;
   /** A connection attempt that has not opened by then is abandoned, ms (default 10000). */
   connectTimeoutMs?: number;
+  /** An open link on which a server frame is due (a response in progress, a request
+   * unanswered), or whose sent bytes do not drain, for this long is declared dead and
+   * replaced (`dead_link`), ms (default 10000, 2000–60000). */
+  deadLinkTimeoutMs?: number;
+  /** After a connection, a network outage is retried at least this long before giving up,
+   * beyond `maxReconnectAttempts`, ms (default 300000). */
+  reconnectWindowMs?: number;
   /** Largest server frame accepted, bytes (default 4 MiB). */
   maxFrameBytes?: number;
   /** Model name for cost estimates when the server does not say (session.created). */
@@ -111,7 +118,7 @@ export interface MetricsSnapshot {
   connectionAttempts: number; connectionSuccesses: number; reconnects: number;
   lastCloseCode: number | null; lastCloseReason: string | null;
   bytesSent: number; framesSent: number; framesReceived: number;
-  socketBackpressureEvents: number; socketBufferedMaxBytes: number; protocolErrors: number;
+  socketBackpressureEvents: number; socketBufferedMaxBytes: number; deadLinks: number; protocolErrors: number;
   eventsDropped: number;
   model: string | null; costUsd: number; costIsUpperBound: boolean; costUnknownModel: boolean;
   inputTokens: number; outputTokens: number;

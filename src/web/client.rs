@@ -17,7 +17,7 @@ use crate::audio::{measure_level, Resampler};
 use crate::protocol::json;
 use crate::session::{
     AppEvent, AudioFailure, AudioState, HttpFailure, Output, Session, SessionConfig, State,
-    TokenSource,
+    TokenFailure, TokenSource,
 };
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -462,9 +462,16 @@ impl Shell {
             Output::RequestToken => self.request_token(),
             Output::OpenSocket { url, protocols } => self.open_socket(&url, &protocols),
             Output::Send(frame) => {
-                let sent = self.socket.borrow().as_ref().map(|s| s.send(&frame));
-                if let Some(Err(_)) = sent {
-                    // The close event follows and tells the session.
+                // A failed send means the socket is closing: its close event tells the session.
+                let queued = self
+                    .socket
+                    .borrow()
+                    .as_ref()
+                    .and_then(|s| s.send(&frame).ok().map(|()| s.buffered_amount()));
+                if let Some(bytes) = queued {
+                    self.core
+                        .borrow_mut()
+                        .handle_socket_buffered(now_ms(), bytes);
                 }
             }
             Output::CloseSocket { code, reason } => {
@@ -595,7 +602,15 @@ impl Shell {
             *self.timer_cb.borrow_mut() = Some(Closure::new(move || {
                 if let Some(shell) = me.upgrade() {
                     shell.timer.borrow_mut().take();
-                    shell.input(|s, now| s.handle_timeout(now));
+                    let queued = shell.socket.borrow().as_ref().map(|s| s.buffered_amount());
+                    shell.input(|s, now| {
+                        // The socket's queue as of now: flow control and dead-link detection
+                        // decide on it in this very timeout.
+                        if let Some(bytes) = queued {
+                            s.handle_socket_buffered(now, bytes);
+                        }
+                        s.handle_timeout(now)
+                    });
                 }
             }));
         }
@@ -626,14 +641,18 @@ impl Shell {
                 Err(e) => Err(e),
             };
             let token = match result {
-                Ok(v) => v
-                    .as_string()
-                    .filter(|t| !t.is_empty())
-                    .ok_or_else(|| "the token provider returned no string".to_string()),
-                Err(e) => Err(describe(&e)),
+                Ok(v) => v.as_string().filter(|t| !t.is_empty()).ok_or_else(|| {
+                    TokenFailure::Refused("the token provider returned no string".to_string())
+                }),
+                // fetch rejects with a TypeError when the network fails: an outage to retry,
+                // not a refused token.
+                Err(e) if e.is_instance_of::<js_sys::TypeError>() => {
+                    Err(TokenFailure::Network(describe(&e)))
+                }
+                Err(e) => Err(TokenFailure::Refused(describe(&e))),
             };
             if let Some(shell) = me.upgrade() {
-                shell.input(|s, now| s.handle_token(now, token));
+                shell.input(|s, now| s.handle_token_result(now, token));
             }
         });
     }
@@ -685,12 +704,6 @@ impl Shell {
             } => {
                 self.socket.borrow_mut().take();
                 self.input(|s, now| s.handle_socket_closed(now, code, &reason, was_open));
-            }
-        }
-        if let Some(s) = self.socket.borrow().as_ref() {
-            let queued = s.buffered_amount();
-            if queued > 0 {
-                self.core.borrow_mut().handle_socket_backlog(queued);
             }
         }
     }
