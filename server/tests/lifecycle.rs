@@ -62,6 +62,43 @@ async fn a_silent_peer_is_dropped_and_the_same_user_gets_back_in() {
     drop(dead);
 }
 
+/// Why, through the network fault lab: a path that goes silent both ways (no FIN, no RST) kept
+/// the interview; the same user was refused 4409 for as long as we watched. Now, with the
+/// default intervals (ping 10 s, idle 20 s), the same user is back in ≤ 30 s.
+#[tokio::test]
+async fn through_a_blackholing_proxy_the_same_user_is_back_within_30_s() {
+    let s = start(dev()).await;
+    let proxy = fault_proxy::FaultProxy::start(s.addr).await.expect("proxy");
+    let via = format!(
+        "ws://{}/api/v1/interviews/iv-hole/realtime/connect?token={}",
+        proxy.local_addr(),
+        token("u", "iv-hole")
+    );
+    let mut dead = connect_url(&via).await;
+    let sess = next_event(&mut dead).await["session"]["id"].clone();
+    assert!(sess.is_string());
+    proxy.blackhole_existing();
+    let t0 = Instant::now();
+    // New connections through the same proxy pass; the old one is silent both ways.
+    let deadline = t0 + Duration::from_secs(30);
+    let mut refusals = 0;
+    let mut ws = loop {
+        let mut ws = connect_url(&via).await;
+        match next_frame(&mut ws).await {
+            Frame::Event(e) if e["type"] == "session.created" => break ws,
+            Frame::Close(Some((4409, _))) => refusals += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "still held after 30 s");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let took = t0.elapsed();
+    assert!(took <= Duration::from_secs(30), "{took:?}");
+    assert!(refusals > 0, "the interview was held for a while first");
+    until(&mut ws, "response.output_audio.delta").await;
+    drop(dead);
+}
+
 /// Why: the interview's slot was freed only after a transcript read at the end of the session;
 /// it must be free as soon as the session ends.
 #[tokio::test]
