@@ -1,7 +1,8 @@
 // Demo page of realtime-voice: a voice interview that uses the package exactly as an app would
 // (`/pkg/realtime_voice.js`, the built npm package). Plain ES module, no bundler, no inline script
 // or style (the server sends a strict CSP). Query parameters:
-//   ?backend=  base URL of the backend (default: this page's origin)
+//   ?backend=  base URL of the backend (default: this page's origin; another origin is honoured
+//              only when the server says it runs in dev mode, /demo-config.json)
 //   ?interview= and ?token=  an existing interview and its JWT (default: a new interview and a dev
 //              token from POST {backend}/dev/token, refreshed through a token provider)
 //   ?user=     user id for the dev token (the rollout bucket depends on it)
@@ -136,7 +137,21 @@ const badgeKind = (state) => ({ connected: "ok", text: "info", reconnecting: "wa
 
 // ---- query parameters -----------------------------------------------------------------------
 const params = new URLSearchParams(location.search);
-const backend = (params.get("backend") || location.origin).replace(/\/+$/, "");
+/** The backend: `?backend=` only when the server runs in dev mode or the URL is this page's own
+ *  origin — on a real deployment a crafted link must not send the microphone elsewhere. */
+async function chooseBackend(asked) {
+  if (!asked) return location.origin;
+  let url;
+  try { url = new URL(asked, location.href); } catch { return location.origin; }
+  if (url.origin === location.origin) return url.origin;
+  let dev = false;
+  try {
+    const r = await fetch("/demo-config.json", { cache: "no-store" });
+    dev = r.ok && (await r.json()).dev === true;
+  } catch { dev = false; }
+  return dev ? asked.replace(/\/+$/, "") : location.origin;
+}
+const backend = await chooseBackend(params.get("backend"));
 const fixedToken = params.get("token");
 let interviewId = params.get("interview");
 const devUser = params.get("user");

@@ -82,11 +82,7 @@ async fn session(base: String, secret: String, n: usize, seconds: u64, report: A
         .unwrap_or(0)
         + 3600;
     let token = sign(
-        &Claims {
-            sub: format!("user-{n}"),
-            interview_id: interview.clone(),
-            exp,
-        },
+        &Claims::new(format!("user-{n}"), interview.clone(), exp),
         &secret,
     );
     let url = format!("{base}/api/v1/interviews/{interview}/realtime/connect?token={token}");

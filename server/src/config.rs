@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 /// Built-in HS256 secret used only with `--dev` when `JWT_SECRET` is unset (≥ 32 characters).
 pub const DEV_JWT_SECRET: &str = "realtime-voice-dev-secret-do-not-use-in-production";
+/// The loudly named flag that lets `--dev` listen on a non-loopback HOST.
+pub const DEV_PUBLIC_HOST_FLAG: &str = "--dev-insecure-public-host";
 /// Minimum JWT secret length, as the deployment checklist demands.
 pub const MIN_SECRET_LEN: usize = 32;
 
@@ -54,9 +56,40 @@ impl Default for SessionDefaults {
     }
 }
 
-/// Limits enforced on every realtime connection.
+/// Limits enforced on every realtime connection and HTTP request (docs/SERVER.md lists each one
+/// with its variable and default).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// WebSocket ping interval, ms (WS_PING_INTERVAL_S).
+    pub ws_ping_interval_ms: u64,
+    /// No inbound frame (pong included) for this long closes the session, ms (WS_IDLE_TIMEOUT_S).
+    pub ws_idle_timeout_ms: u64,
+    /// Deadline of every write to a socket, ms (WS_SEND_TIMEOUT_S): a peer that stops reading
+    /// cannot hold a session longer.
+    pub ws_send_timeout_ms: u64,
+    /// Audio accepted per interview as a multiple of real time (RATE_LIMIT_AUDIO_REALTIME_FACTOR).
+    pub audio_realtime_factor: f64,
+    /// Audio accepted at once on top of the real-time rate, ms (RATE_LIMIT_AUDIO_BURST_S).
+    pub audio_burst_ms: u64,
+    /// Largest audio payload of one append, decoded bytes (MAX_APPEND_BYTES).
+    pub max_append_bytes: usize,
+    /// `conversation.item.create` events per second (RATE_LIMIT_TEXT_ITEMS_PER_S).
+    pub text_items_per_s: u32,
+    /// `response.create` events per second (RATE_LIMIT_RESPONSES_PER_S).
+    pub responses_per_s: u32,
+    /// `session.update` events per second (RATE_LIMIT_SESSION_UPDATES_PER_S).
+    pub session_updates_per_s: u32,
+    /// Every other client event (commit, clear, cancel, truncate, delete, unknown or invalid
+    /// frames) per second (RATE_LIMIT_OTHER_EVENTS_PER_S).
+    pub other_events_per_s: u32,
+    /// User turns per interview, realtime and HTTP together (MAX_TURNS_PER_INTERVIEW).
+    pub max_turns_per_interview: u32,
+    /// Largest `POST …/messages` body, bytes (MAX_MESSAGE_BODY_BYTES).
+    pub max_message_body_bytes: usize,
+    /// Deadline of an HTTP request including its body, ms (HTTP_REQUEST_TIMEOUT_S).
+    pub http_request_timeout_ms: u64,
+    /// Open TCP connections at once, WebSockets included (MAX_CONNECTIONS).
+    pub max_connections: usize,
     /// Largest accepted WebSocket message in bytes (MAX_FRAME_BYTES); bigger → close 1009.
     pub max_frame_bytes: usize,
     /// Appends allowed per one-second window (RATE_LIMIT_APPENDS_PER_S).
@@ -75,9 +108,41 @@ impl Default for Limits {
             appends_per_s: 10,
             persist_windows: 3,
             session_max_ms: 30 * 60 * 1000,
+            ws_ping_interval_ms: 10_000,
+            ws_idle_timeout_ms: 20_000,
+            ws_send_timeout_ms: 10_000,
+            audio_realtime_factor: 1.5,
+            audio_burst_ms: 12_000,
+            max_append_bytes: 5 * 24_000 * 2,
+            text_items_per_s: 1,
+            responses_per_s: 1,
+            session_updates_per_s: 1,
+            other_events_per_s: 10,
+            max_turns_per_interview: 200,
+            max_message_body_bytes: 64 * 1024,
+            http_request_timeout_ms: 10_000,
+            max_connections: 1024,
         }
     }
 }
+
+/// Token checks beyond the signature (JWT_* variables).
+#[derive(Debug, Clone, Default)]
+pub struct JwtRules {
+    /// JWT_AUDIENCE: when set, tokens must carry this `aud` (dev tokens are minted with it).
+    pub audience: Option<String>,
+    /// JWT_ISSUER: when set, tokens must carry this `iss` (dev tokens are minted with it).
+    pub issuer: Option<String>,
+    /// JWT_MAX_LIFETIME_S: longest accepted `exp - iat` (or `exp - now` without `iat`), s.
+    pub max_lifetime_s: u64,
+    /// JWT_LEEWAY_S: clock skew tolerated on `exp` and `iat`, s.
+    pub leeway_s: u64,
+}
+
+/// Default of [`JwtRules::max_lifetime_s`]: one day.
+pub const DEFAULT_JWT_MAX_LIFETIME_S: u64 = 86_400;
+/// Default of [`JwtRules::leeway_s`].
+pub const DEFAULT_JWT_LEEWAY_S: u64 = 30;
 
 /// Everything the server needs to run; build it with [`Config::from_env_and_args`] or by hand in tests.
 #[derive(Clone)]
@@ -90,6 +155,10 @@ pub struct Config {
     pub addr: SocketAddr,
     /// HS256 secret (never printed by `Debug`).
     pub jwt_secret: String,
+    /// Audience, issuer, lifetime and leeway checks.
+    pub jwt: JwtRules,
+    /// PUBLIC_API_ORIGIN: the API origin the demo page may connect to besides its own (CSP).
+    pub public_api_origin: Option<String>,
     /// ENABLE_REALTIME_API.
     pub enable_realtime: bool,
     /// REALTIME_ROLLOUT_PERCENT (0..=100).
@@ -115,6 +184,8 @@ impl fmt::Debug for Config {
             .field("faults", &self.faults)
             .field("addr", &self.addr)
             .field("jwt_secret", &"<redacted>")
+            .field("jwt", &self.jwt)
+            .field("public_api_origin", &self.public_api_origin)
             .field("enable_realtime", &self.enable_realtime)
             .field("rollout_percent", &self.rollout_percent)
             .field("protocol", &self.protocol)
@@ -151,6 +222,13 @@ pub enum ConfigError {
     UnknownArg(String),
     /// `--faults` without `--dev`.
     FaultsNeedDev,
+    /// The built-in dev secret given as JWT_SECRET without `--dev`: it is public.
+    DevSecretOutsideDev,
+    /// `--dev` on a non-loopback HOST without [`DEV_PUBLIC_HOST_FLAG`].
+    DevOnPublicHost {
+        /// The host asked for.
+        host: IpAddr,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -174,6 +252,15 @@ impl fmt::Display for ConfigError {
                 "unknown argument {a:?} (usage: realtime-voice-server [--dev] [--faults])"
             ),
             Self::FaultsNeedDev => write!(f, "--faults requires --dev"),
+            Self::DevSecretOutsideDev => write!(
+                f,
+                "JWT_SECRET is the built-in dev secret, which is public; set a secret of your own"
+            ),
+            Self::DevOnPublicHost { host } => write!(
+                f,
+                "--dev refuses HOST={host}: dev mode mints tokens for anyone who asks; listen on \
+                 127.0.0.1 / ::1, or add {DEV_PUBLIC_HOST_FLAG} if this network is yours alone"
+            ),
         }
     }
 }
@@ -189,6 +276,12 @@ impl Config {
             faults: true,
             addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             jwt_secret: DEV_JWT_SECRET.into(),
+            jwt: JwtRules {
+                max_lifetime_s: DEFAULT_JWT_MAX_LIFETIME_S,
+                leeway_s: DEFAULT_JWT_LEEWAY_S,
+                ..JwtRules::default()
+            },
+            public_api_origin: None,
             enable_realtime: true,
             rollout_percent: 100,
             protocol: ProtocolFlavor::Ga,
@@ -209,10 +302,12 @@ impl Config {
     {
         let mut dev = false;
         let mut faults = false;
+        let mut public_host = false;
         for a in args {
             match a.as_str() {
                 "--dev" => dev = true,
                 "--faults" => faults = true,
+                DEV_PUBLIC_HOST_FLAG => public_host = true,
                 _ => return Err(ConfigError::UnknownArg(a)),
             }
         }
@@ -225,6 +320,7 @@ impl Config {
                     len: s.chars().count(),
                 })
             }
+            Some(s) if s == DEV_JWT_SECRET && !dev => return Err(ConfigError::DevSecretOutsideDev),
             Some(s) => s,
             None if dev => DEV_JWT_SECRET.to_string(),
             None => return Err(ConfigError::MissingSecret),
@@ -236,6 +332,23 @@ impl Config {
             IpAddr::V4(Ipv4Addr::LOCALHOST),
             "an IP address",
         )?;
+        if dev && !host.is_loopback() && !public_host {
+            return Err(ConfigError::DevOnPublicHost { host });
+        }
+        let jwt = JwtRules {
+            audience: env("JWT_AUDIENCE").filter(|s| !s.is_empty()),
+            issuer: env("JWT_ISSUER").filter(|s| !s.is_empty()),
+            max_lifetime_s: parse_or(
+                &env,
+                "JWT_MAX_LIFETIME_S",
+                DEFAULT_JWT_MAX_LIFETIME_S,
+                "seconds",
+            )?,
+            leeway_s: parse_or(&env, "JWT_LEEWAY_S", DEFAULT_JWT_LEEWAY_S, "seconds")?,
+        };
+        let public_api_origin = env("PUBLIC_API_ORIGIN")
+            .map(|s| s.trim().trim_end_matches('/').to_string())
+            .filter(|s| !s.is_empty());
         let enable_realtime = match env("ENABLE_REALTIME_API") {
             None => true,
             Some(v) => parse_bool(&v).ok_or(ConfigError::Invalid {
@@ -287,6 +400,59 @@ impl Config {
                 "seconds",
             )?
             .saturating_mul(1000),
+            ws_ping_interval_ms: secs_ms(&env, "WS_PING_INTERVAL_S", l.ws_ping_interval_ms)?,
+            ws_idle_timeout_ms: secs_ms(&env, "WS_IDLE_TIMEOUT_S", l.ws_idle_timeout_ms)?,
+            ws_send_timeout_ms: secs_ms(&env, "WS_SEND_TIMEOUT_S", l.ws_send_timeout_ms)?,
+            audio_realtime_factor: parse_or(
+                &env,
+                "RATE_LIMIT_AUDIO_REALTIME_FACTOR",
+                l.audio_realtime_factor,
+                "a number",
+            )?,
+            audio_burst_ms: secs_ms(&env, "RATE_LIMIT_AUDIO_BURST_S", l.audio_burst_ms)?,
+            max_append_bytes: parse_or(&env, "MAX_APPEND_BYTES", l.max_append_bytes, "bytes")?,
+            text_items_per_s: parse_or(
+                &env,
+                "RATE_LIMIT_TEXT_ITEMS_PER_S",
+                l.text_items_per_s,
+                "count",
+            )?,
+            responses_per_s: parse_or(
+                &env,
+                "RATE_LIMIT_RESPONSES_PER_S",
+                l.responses_per_s,
+                "count",
+            )?,
+            session_updates_per_s: parse_or(
+                &env,
+                "RATE_LIMIT_SESSION_UPDATES_PER_S",
+                l.session_updates_per_s,
+                "count",
+            )?,
+            other_events_per_s: parse_or(
+                &env,
+                "RATE_LIMIT_OTHER_EVENTS_PER_S",
+                l.other_events_per_s,
+                "count",
+            )?,
+            max_turns_per_interview: parse_or(
+                &env,
+                "MAX_TURNS_PER_INTERVIEW",
+                l.max_turns_per_interview,
+                "count",
+            )?,
+            max_message_body_bytes: parse_or(
+                &env,
+                "MAX_MESSAGE_BODY_BYTES",
+                l.max_message_body_bytes,
+                "bytes",
+            )?,
+            http_request_timeout_ms: secs_ms(
+                &env,
+                "HTTP_REQUEST_TIMEOUT_S",
+                l.http_request_timeout_ms,
+            )?,
+            max_connections: parse_or(&env, "MAX_CONNECTIONS", l.max_connections, "count")?,
         };
         let database_path = env("DATABASE_PATH")
             .filter(|s| !s.is_empty() && s != ":memory:")
@@ -305,6 +471,8 @@ impl Config {
             faults,
             addr: SocketAddr::new(host, port),
             jwt_secret,
+            jwt,
+            public_api_origin,
             enable_realtime,
             rollout_percent,
             protocol,
@@ -315,6 +483,23 @@ impl Config {
             static_root,
         })
     }
+}
+
+/// A duration variable in seconds (fractions allowed, e.g. `0.5`), as milliseconds.
+fn secs_ms<F: Fn(&str) -> Option<String>>(
+    env: &F,
+    name: &'static str,
+    default_ms: u64,
+) -> Result<u64, ConfigError> {
+    let s: f64 = parse_or(env, name, default_ms as f64 / 1000.0, "seconds")?;
+    if !(s.is_finite() && s > 0.0 && s < 1e9) {
+        return Err(ConfigError::Invalid {
+            name,
+            value: s.to_string(),
+            expected: "a positive number of seconds",
+        });
+    }
+    Ok((s * 1000.0).round() as u64)
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -418,5 +603,60 @@ mod tests {
         ));
         let e = Config::from_env_and_args(vec!["--faults".into()], env_of(&[])).unwrap_err();
         assert_eq!(e, ConfigError::FaultsNeedDev);
+        let e =
+            Config::from_env_and_args(vec!["--dev".into()], env_of(&[("WS_IDLE_TIMEOUT_S", "0")]))
+                .unwrap_err();
+        assert!(matches!(
+            e,
+            ConfigError::Invalid {
+                name: "WS_IDLE_TIMEOUT_S",
+                ..
+            }
+        ));
+        let c = Config::from_env_and_args(
+            vec!["--dev".into()],
+            env_of(&[
+                ("WS_PING_INTERVAL_S", "0.5"),
+                ("MAX_TURNS_PER_INTERVIEW", "7"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.limits.ws_ping_interval_ms, 500);
+        assert_eq!(c.limits.max_turns_per_interview, 7);
+    }
+
+    #[test]
+    fn the_public_dev_secret_is_refused_outside_dev() {
+        let e = Config::from_env_and_args(Vec::new(), env_of(&[("JWT_SECRET", DEV_JWT_SECRET)]))
+            .unwrap_err();
+        assert_eq!(e, ConfigError::DevSecretOutsideDev);
+        assert!(Config::from_env_and_args(
+            vec!["--dev".into()],
+            env_of(&[("JWT_SECRET", DEV_JWT_SECRET)])
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn dev_refuses_a_public_host_without_the_loud_flag() {
+        let e = Config::from_env_and_args(vec!["--dev".into()], env_of(&[("HOST", "0.0.0.0")]))
+            .unwrap_err();
+        assert!(matches!(e, ConfigError::DevOnPublicHost { .. }));
+        assert!(e.to_string().contains(DEV_PUBLIC_HOST_FLAG));
+        let c = Config::from_env_and_args(
+            vec!["--dev".into(), DEV_PUBLIC_HOST_FLAG.into()],
+            env_of(&[("HOST", "0.0.0.0")]),
+        )
+        .unwrap();
+        assert!(!c.addr.ip().is_loopback());
+        assert!(
+            Config::from_env_and_args(vec!["--dev".into()], env_of(&[("HOST", "::1")])).is_ok()
+        );
+        // Production may listen anywhere.
+        assert!(Config::from_env_and_args(
+            Vec::new(),
+            env_of(&[("HOST", "0.0.0.0"), ("JWT_SECRET", &"y".repeat(32))])
+        )
+        .is_ok());
     }
 }

@@ -3,57 +3,64 @@
 //! It behaves like the production backend of the deployment checklist (a FastAPI relay of
 //! OpenAI's Realtime API) without needing a key: the realtime WebSocket at
 //! `/api/v1/interviews/{id}/realtime/connect` authenticates an HS256 JWT, enforces one socket per
-//! interview, 10 appends per second and a frame size limit, applies the feature flag and the
+//! interview (with take-back by the same client), audio and event budgets, a frame size limit,
+//! pings and an idle timeout, applies the feature flag and the
 //! md5 rollout, and talks to a simulated interviewer ([`interviewer`]) that speaks the GA or the
 //! 2024 beta event names. Text and legacy audio endpoints, SQLite persistence, Prometheus metrics,
 //! JSON logs, CORS and fault injection complete it. It also serves the demo (`www/`) and the
 //! package (`pkg/`).
 //!
 //! ```text
-//!  client ──ws──▶ ws.rs (auth, flag, limits, faults, pacing clock)
-//!                   │ frames + now_ms            ▲ Output: Send / Close / turns / cost / metrics
+//!  client ──ws──▶ ws/ admission (auth, origin, owner, rollout) → registry (one per interview,
+//!                   │  take-back 4410) → session loop (ping, idle timeout, write deadlines,
+//!                   │  limits, faults, pacing clock)
+//!                   │ events + now_ms            ▲ Output: Send / Close / turns / cost / metrics
 //!                   ▼                            │
-//!                interviewer.rs (sans-IO) ─ vad.rs, voice.rs, events.rs, usage.rs
-//!  http.rs: health, metrics, dev token/faults/received, REST endpoints, static files (CSP)
-//!  db.rs (SQLite)   metrics.rs   log.rs   faults.rs   received.rs   limits.rs   rollout.rs
+//!                upstream/simulated (sans-IO interviewer: script, input, response, session,
+//!                vad, voice) ─ upstream/events, upstream/usage
+//!  http/: api (bearer before body), dev (tokens, faults, received), static_files (CSP),
+//!         listener (connection cap, TCP keepalive)
+//!  store/ (SQLite on its own thread)   auth/ (JWT, ids)   metrics   log   faults   received
 //! ```
 //!
 //! Tests start it in-process with [`serve`] on an ephemeral port.
 
+pub mod auth;
 pub mod config;
-pub mod db;
-pub mod events;
 pub mod faults;
 pub mod http;
-pub mod interviewer;
-pub mod jwt;
-pub mod limits;
 pub mod log;
 pub mod metrics;
 pub mod received;
 pub mod rollout;
-pub mod usage;
-pub mod vad;
-pub mod voice;
+pub mod store;
+pub mod upstream;
 pub mod ws;
 
 use std::future::Future;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Instant;
 
+pub use auth::jwt;
 pub use config::{Config, ConfigError, ProtocolFlavor};
+pub use upstream::simulated as interviewer;
 
 /// State shared by every request and connection.
 #[derive(Debug)]
 pub struct AppState {
     /// The configuration.
     pub config: Config,
-    /// Persistence.
-    pub db: db::Db,
+    /// Persistence (its own thread).
+    pub store: store::Store,
     /// Prometheus metrics.
     pub metrics: metrics::Metrics,
-    /// Live sockets by interview.
-    pub registry: limits::ConnectionRegistry,
+    /// The interview lock table: one live socket per interview, take-back by the same client.
+    pub registry: ws::registry::Registry,
+    /// Audio budgets per interview (they survive reconnects).
+    pub audio_budgets: ws::limits::AudioBudgets,
+    /// The server's monotonic clock origin (see [`AppState::clock_ms`]).
+    pub epoch: Instant,
     /// Armed faults.
     pub faults: faults::FaultRegistry,
     /// What connections received (dev inspection).
@@ -66,12 +73,20 @@ pub struct AppState {
     pub live_sessions: tokio::sync::watch::Sender<usize>,
 }
 
+impl AppState {
+    /// Milliseconds since the server started, monotonic: the clock of state shared between
+    /// connections (audio budgets).
+    pub fn clock_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+}
+
 /// Why the server could not run.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ServeError {
     /// The database could not be opened.
-    Db(db::DbError),
+    Db(store::DbError),
     /// Accepting connections failed.
     Io(std::io::Error),
 }
@@ -89,12 +104,15 @@ impl std::error::Error for ServeError {}
 
 /// Builds the shared state (opens the database).
 pub fn state(config: Config) -> Result<Arc<AppState>, ServeError> {
-    let db = db::Db::open(config.database_path.as_deref()).map_err(ServeError::Db)?;
+    let db = store::Db::open(config.database_path.as_deref()).map_err(ServeError::Db)?;
+    let store = store::Store::start(db).map_err(ServeError::Io)?;
     Ok(Arc::new(AppState {
         config,
-        db,
+        store,
         metrics: metrics::Metrics::default(),
-        registry: limits::ConnectionRegistry::default(),
+        registry: ws::registry::Registry::default(),
+        audio_budgets: ws::limits::AudioBudgets::default(),
+        epoch: Instant::now(),
         faults: faults::FaultRegistry::default(),
         received: received::ReceivedStore::default(),
         conn_seq: AtomicU64::new(1),
@@ -119,7 +137,21 @@ pub async fn serve_with_shutdown(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let st = state(config)?;
+    if st.config.dev {
+        log::log(
+            log::Level::Warn,
+            "DEV MODE: /dev/token mints tokens for any user; never expose this server",
+            &[
+                ("addr", st.config.addr.to_string().into()),
+                (
+                    "dev_secret",
+                    (st.config.jwt_secret == config::DEV_JWT_SECRET).into(),
+                ),
+            ],
+        );
+    }
     let app = http::router(st.clone());
+    let listener = http::listener::CappedListener::new(listener, st.config.limits.max_connections);
     let notify = st.clone();
     let signal = async move {
         shutdown.await;

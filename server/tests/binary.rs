@@ -25,6 +25,29 @@ fn refuses_a_short_secret_with_a_clear_message() {
     assert!(!err.contains("too-short"), "the secret is never printed");
 }
 
+/// Why: `--dev` started on `HOST=0.0.0.0` without a word, and the public dev secret was accepted
+/// as `JWT_SECRET` outside `--dev`.
+#[test]
+fn careless_deploys_are_refused() {
+    let out = Command::new(BIN)
+        .arg("--dev")
+        .env("HOST", "0.0.0.0")
+        .env("PORT", "0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--dev-insecure-public-host"), "{err}");
+    let out = Command::new(BIN)
+        .env("JWT_SECRET", realtime_voice_server::config::DEV_JWT_SECRET)
+        .env("PORT", "0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("built-in dev secret"), "{err}");
+}
+
 #[tokio::test]
 async fn logs_are_json_without_secrets_and_sigterm_exits_cleanly() {
     let mut child = Command::new(BIN)
@@ -120,4 +143,8 @@ async fn logs_are_json_without_secrets_and_sigterm_exits_cleanly() {
     assert!(err.contains("\"msg\":\"connection refused\""));
     assert!(err.contains("\"path\":\"/api/v1/interviews/iv-log/messages\""));
     assert!(err.contains("\"msg\":\"stopped\""));
+    assert!(
+        err.contains("DEV MODE"),
+        "a warning line in dev mode:\n{err}"
+    );
 }

@@ -148,7 +148,15 @@ async fn dev_routes_exist_only_with_their_flags() {
 #[tokio::test]
 async fn dev_token_creates_an_interview_and_ttl_zero_is_expired() {
     let s = start(dev()).await;
-    let r = http(s.addr, "POST", "/dev/token", &[], b"").await.json();
+    let r = http(
+        s.addr,
+        "POST",
+        "/dev/token",
+        &[("Content-Type", "application/json")],
+        b"",
+    )
+    .await
+    .json();
     let (tok, iv) = (
         r["token"].as_str().unwrap(),
         r["interview_id"].as_str().unwrap(),
@@ -252,7 +260,7 @@ async fn metrics_are_prometheus_text() {
 }
 
 #[tokio::test]
-async fn cors_is_open_in_dev_and_an_allow_list_otherwise() {
+async fn cors_is_loopback_only_in_dev_and_an_allow_list_otherwise() {
     let s = start(dev()).await;
     let pre = [
         ("Origin", "http://127.0.0.1:9999"),
@@ -261,7 +269,10 @@ async fn cors_is_open_in_dev_and_an_allow_list_otherwise() {
     ];
     let r = http(s.addr, "OPTIONS", "/dev/faults", &pre, b"").await;
     assert!(r.status < 300);
-    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://127.0.0.1:9999")
+    );
     let mut c = dev();
     c.cors_allowed_origins = Some(vec!["https://app.example".into()]);
     let s = start(c).await;
@@ -342,4 +353,107 @@ async fn a_session_past_its_maximum_gets_session_expired_then_1001() {
         expect_close(&mut ws).await,
         (1001, "session expired".into())
     );
+}
+
+/// Why: `--dev` answered `ACAO: *` on `/dev/token` and `/dev/interviews/{id}/received` (raw
+/// microphone audio), so any web page could mint tokens for any user and read their audio.
+#[tokio::test]
+async fn dev_routes_answer_no_foreign_origin_and_need_json() {
+    let s = start(dev()).await;
+    let evil = [("Origin", "https://evil.example")];
+    let pre = [
+        ("Origin", "https://evil.example"),
+        ("Access-Control-Request-Method", "POST"),
+        ("Access-Control-Request-Headers", "content-type"),
+    ];
+    let r = http(s.addr, "OPTIONS", "/dev/token", &pre, b"").await;
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    let tok = post_json(
+        s.addr,
+        "/dev/token",
+        None,
+        &json!({"interview_id": "iv-cors"}),
+    )
+    .await;
+    assert_eq!(tok.status, 200);
+    let mut ws = connect(&s, "dev-user", "iv-cors", "").await;
+    send(&mut ws, append(&tone(100, 0.1))).await;
+    let r = http(
+        s.addr,
+        "GET",
+        "/dev/interviews/iv-cors/received",
+        &evil,
+        b"",
+    )
+    .await;
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    // A "simple" cross-site POST (no preflight: text/plain or a form) is refused outright.
+    for ct in ["text/plain", "application/x-www-form-urlencoded"] {
+        let r = http(
+            s.addr,
+            "POST",
+            "/dev/token",
+            &[("Origin", "https://evil.example"), ("Content-Type", ct)],
+            b"{}",
+        )
+        .await;
+        assert_eq!(r.status, 415, "{ct}");
+    }
+    let r = http(s.addr, "POST", "/dev/token", &[], b"{}").await;
+    assert_eq!(r.status, 415);
+    // Same-origin and loopback pages work as before.
+    let r = http(
+        s.addr,
+        "POST",
+        "/dev/token",
+        &[
+            ("Origin", "http://localhost:5173"),
+            ("Content-Type", "application/json; charset=utf-8"),
+        ],
+        b"{}",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://localhost:5173")
+    );
+}
+
+/// Why: the demo's CSP had `connect-src 'self' ws: wss: …` in every mode.
+#[tokio::test]
+async fn production_html_gets_a_strict_csp_framing_and_referrer_rules() {
+    let dir = std::env::temp_dir().join(format!("rvs-www-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    std::fs::write(
+        dir.join("www/index.html"),
+        "<!doctype html><title>t</title>",
+    )
+    .unwrap();
+    let mut c = dev();
+    c.dev = false;
+    c.faults = false;
+    c.static_root = dir.clone();
+    c.public_api_origin = Some("https://api.example".into());
+    let s = start(c).await;
+    let r = get(s.addr, "/", None).await;
+    assert_eq!(r.status, 200);
+    let csp = r.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("connect-src 'self' https://api.example wss://api.example;"),
+        "{csp}"
+    );
+    assert!(!csp.contains(" ws: ") && !csp.contains("wss: "), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(
+        get(s.addr, "/demo-config.json", None).await.json()["dev"],
+        false
+    );
+    let s = start(dev()).await;
+    assert_eq!(
+        get(s.addr, "/demo-config.json", None).await.json()["dev"],
+        true
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

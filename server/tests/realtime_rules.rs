@@ -16,20 +16,9 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 #[tokio::test]
 async fn bad_expired_or_foreign_tokens_close_1008_after_the_upgrade() {
     let s = start(dev()).await;
-    let expired = sign(
-        &Claims {
-            sub: "u".into(),
-            interview_id: "iv1".into(),
-            exp: now_s() - 5,
-        },
-        DEV_JWT_SECRET,
-    );
+    let expired = sign(&Claims::new("u", "iv1", now_s() - 60), DEV_JWT_SECRET);
     let wrong_secret = sign(
-        &Claims {
-            sub: "u".into(),
-            interview_id: "iv1".into(),
-            exp: now_s() + 60,
-        },
+        &Claims::new("u", "iv1", now_s() + 60),
         "another-secret-that-is-long-enough-000",
     );
     let cases = [

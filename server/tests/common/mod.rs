@@ -96,11 +96,7 @@ pub fn now_s() -> u64 {
 /// A token for `user` and `interview` valid for an hour, signed with the dev secret.
 pub fn token(user: &str, interview: &str) -> String {
     sign(
-        &Claims {
-            sub: user.into(),
-            interview_id: interview.into(),
-            exp: now_s() + 3600,
-        },
+        &Claims::new(user, interview, now_s() + 3600),
         DEV_JWT_SECRET,
     )
 }

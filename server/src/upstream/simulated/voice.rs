@@ -167,8 +167,8 @@ pub fn synthesize(text: &str) -> Vec<i16> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::vad::{Vad, VadEvent, VadParams};
     use super::*;
-    use crate::vad::{Vad, VadEvent, VadParams};
 
     #[test]
     fn deterministic_and_plausible_length() {

@@ -1,5 +1,6 @@
 //! Persistence in SQLite: interviews (owner, script position, accumulated `realtime_cost_usd`) and
-//! transcript turns of both roles. One connection behind a mutex: every statement is short.
+//! transcript turns of both roles. One connection, used from the store's own thread
+//! ([`super::Store`]), never from the async workers.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -181,6 +182,43 @@ impl Db {
         Ok(())
     }
 
+    /// The interview's script position (0 when it does not exist).
+    pub fn interview_position(&self, id: &str) -> Result<u32, DbError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT question_index FROM interviews WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(ctx("reading the script position"))?
+            .unwrap_or(0))
+    }
+
+    /// The interview's accumulated realtime cost (the one column read when a connection ends).
+    pub fn cost(&self, id: &str) -> Result<Option<f64>, DbError> {
+        self.conn()
+            .query_row(
+                "SELECT realtime_cost_usd FROM interviews WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(ctx("reading the cost"))
+    }
+
+    /// Number of user turns stored for the interview (the per-interview turn cap counts them).
+    pub fn user_turns(&self, id: &str) -> Result<u32, DbError> {
+        self.conn()
+            .query_row(
+                "SELECT COUNT(*) FROM turns WHERE interview_id = ?1 AND role = 'user'",
+                params![id],
+                |r| r.get(0),
+            )
+            .map_err(ctx("counting turns"))
+    }
+
     /// Records the script position.
     pub fn set_question_index(&self, id: &str, index: u32) -> Result<(), DbError> {
         self.conn()
@@ -269,6 +307,9 @@ mod tests {
         assert_eq!(iv.turns[0].text, "Q1");
         assert_eq!(iv.turns[1].role, "user");
         assert!(db.interview("nope").unwrap().is_none());
+        assert_eq!(db.user_turns("iv").unwrap(), 1);
+        assert_eq!(db.cost("iv").unwrap(), Some(0.75));
+        assert_eq!(db.cost("nope").unwrap(), None);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -56,10 +56,12 @@ impl Usage {
             "input_token_details": {
                 "text_tokens": self.input_text,
                 "audio_tokens": self.input_audio,
+                "image_tokens": 0,
                 "cached_tokens": self.cached_text + self.cached_audio,
                 "cached_tokens_details": {
                     "text_tokens": self.cached_text,
                     "audio_tokens": self.cached_audio,
+                    "image_tokens": 0,
                 },
             },
             "output_token_details": {
