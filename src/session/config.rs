@@ -293,6 +293,12 @@ impl SessionConfig {
                 "interviewId must be at most 256 bytes",
             ));
         }
+        // `.` and `..` would be path segments, not an id (the backend refuses them too).
+        if interview_id.bytes().all(|b| b == b'.') {
+            return Err(ConfigError::Conflict(
+                "interviewId must not be made only of dots",
+            ));
+        }
         let provider = o.bool("tokenProvider", false)?;
         let token = match (o.opt_str("token")?, provider) {
             (Some(_), true) => {
@@ -614,6 +620,10 @@ mod tests {
         assert_eq!(
             err(r#"{"baseUrl":"https://x","interviewId":"","token":"t"}"#),
             "interviewId must be a non-empty string (got empty string)"
+        );
+        assert_eq!(
+            err(r#"{"baseUrl":"https://x","interviewId":"..","token":"t"}"#),
+            "interviewId must not be made only of dots"
         );
         assert_eq!(
             err(r#"{"baseUrl":"https://x","interviewId":7,"token":"t"}"#),

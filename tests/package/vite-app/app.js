@@ -21,9 +21,11 @@ async function runChecks(init, VoiceClient, version) {
 
   const server = new URLSearchParams(location.search).get("server");
   if (!server) return;
-  // The reference server's dev endpoint mints a token for a new interview (no body keeps this a
-  // CORS "simple" request).
-  const res = await fetch(`${server}/dev/token`, { method: "POST" });
+  // The reference server's dev endpoint mints a token for a new interview (it wants JSON, and
+  // answers loopback origins in dev mode).
+  const res = await fetch(`${server}/dev/token`, {
+    method: "POST", headers: { "content-type": "application/json" }, body: "{}",
+  });
   if (!res.ok) throw new Error(`POST /dev/token: HTTP ${res.status}`);
   const { token, interview_id: interviewId } = await res.json();
 
