@@ -52,6 +52,9 @@ export interface VoiceClientOptions {
   /** After a connection, a network outage is retried at least this long before giving up,
    * beyond `maxReconnectAttempts`, ms (default 300000). */
   reconnectWindowMs?: number;
+  /** A tool handler that has not answered by then gives the model a timeout error, ms
+   * (default 10000). */
+  toolTimeoutMs?: number;
   /** Largest server frame accepted, bytes (default 4 MiB). */
   maxFrameBytes?: number;
   /** Model name for cost estimates when the server does not say (session.created). */
@@ -124,7 +127,7 @@ export interface MetricsSnapshot {
   inputTokens: number; outputTokens: number;
 }
 export interface VoiceErrorEvent {
-  kind: "protocol" | "server" | "audio" | "http" | "token" | "socket";
+  kind: "protocol" | "server" | "audio" | "http" | "token" | "tool" | "socket";
   /** Stable code: `invalid_json`, `rate_limit_exceeded`, `invalid_audio_format`, `audio_overflow`, ... */
   code: string;
   message: string;
@@ -151,6 +154,18 @@ export interface VoiceClientEventMap {
   audio: AudioStateEvent;
 }
 export interface AudioDevice { deviceId: string; label: string }
+/** A tool the model may call: a function with a JSON Schema for its arguments. */
+export interface ToolDefinition {
+  /** 1–64 letters, digits, `_` or `-`. */
+  name: string;
+  description?: string;
+  /** JSON Schema of the arguments object. */
+  parameters?: Record<string, unknown>;
+}
+/** Runs a tool call: returns (or resolves to) any JSON-serialisable result. A throw, a
+ * rejection, a result that is not JSON or no answer within `toolTimeoutMs` still gives the model
+ * an error object it can read, and the app an `error` event of kind `tool`. */
+export type ToolHandler<A = any> = (args: A) => unknown | Promise<unknown>;
 
 export interface VoiceClient {
   /** Adds a listener; returns a function that removes it. */
@@ -161,4 +176,9 @@ export interface VoiceClient {
   readonly status: StatusEvent;
   /** A snapshot of the metrics. */
   metrics(): MetricsSnapshot;
+  /** Gives the model a tool that runs in the page (sent in `session.update` now and after
+   * every reconnect); returns a function that unregisters it. */
+  registerTool<A = any>(definition: ToolDefinition, handler: ToolHandler<A>): () => void;
+  /** Sends any client event the API does not wrap, on the open connection (throws otherwise). */
+  sendEvent(event: { type: string; [key: string]: unknown }): void;
 }

@@ -67,6 +67,8 @@ struct Shell {
     mic_constraints: RefCell<JsValue>,
     sink_id: RefCell<Option<String>>,
     listeners: RefCell<Vec<(String, Function)>>,
+    /// Registered tools: name, definition (JSON text), handler.
+    tools: RefCell<Vec<(String, String, Function)>>,
     waiters: RefCell<Vec<(Function, Function)>>,
     socket: RefCell<Option<Socket>>,
     socket_id: Cell<u32>,
@@ -184,6 +186,7 @@ impl VoiceClient {
             mic_constraints: RefCell::new(mic_constraints),
             sink_id: RefCell::new(sink_id),
             listeners: RefCell::new(Vec::new()),
+            tools: RefCell::new(Vec::new()),
             waiters: RefCell::new(Vec::new()),
             socket: RefCell::new(None),
             socket_id: Cell::new(0),
@@ -321,6 +324,54 @@ impl VoiceClient {
     ) -> Result<(), JsValue> {
         let json: String = JSON::stringify(session)?.into();
         let r = self.shell.core.borrow_mut().update_session(now_ms(), &json);
+        self.shell.pump();
+        r.map_err(|e| js_error(&e.to_string()))
+    }
+
+    /// Gives the model a tool that runs in the page: `definition` is `{name, description?,
+    /// parameters?}` (a JSON Schema), `handler(args)` returns the result or a Promise of it.
+    /// Returns a function that unregisters the tool. Throws on an invalid definition or a name
+    /// already registered.
+    #[wasm_bindgen(js_name = registerTool, skip_typescript)]
+    pub fn register_tool(
+        &self,
+        definition: &JsValue,
+        handler: Function,
+    ) -> Result<Function, JsValue> {
+        let name = Reflect::get(definition, &"name".into())?
+            .as_string()
+            .ok_or_else(|| js_error("invalid tool definitions: a tool needs a string name"))?;
+        let def = JSON::stringify(definition)?
+            .as_string()
+            .ok_or_else(|| js_error("invalid tool definitions: not a JSON object"))?;
+        let shell = &self.shell;
+        if shell.tools.borrow().iter().any(|(n, _, _)| *n == name) {
+            return Err(js_error(&format!(
+                "a tool named {name:?} is already registered"
+            )));
+        }
+        let mut next = shell.tools.borrow().clone();
+        next.push((name.clone(), def, handler.clone()));
+        shell.set_tools(next)?;
+        let me = shell.me.clone();
+        let off = Closure::once_into_js(move || {
+            if let Some(shell) = me.upgrade() {
+                let mut next = shell.tools.borrow().clone();
+                next.retain(|(n, _, h)| !(*n == name && *h == handler));
+                // The remaining definitions were valid a moment ago.
+                let _ = shell.set_tools(next);
+            }
+        });
+        Ok(off.unchecked_into())
+    }
+
+    /// Sends any client event the API does not wrap (`{type, ...}`) on the open connection.
+    #[wasm_bindgen(js_name = sendEvent, skip_typescript)]
+    pub fn send_event(&self, event: &JsValue) -> Result<(), JsValue> {
+        let json = JSON::stringify(event)?
+            .as_string()
+            .ok_or_else(|| js_error("invalid client event: not a JSON object"))?;
+        let r = self.shell.core.borrow_mut().send_event(now_ms(), &json);
         self.shell.pump();
         r.map_err(|e| js_error(&e.to_string()))
     }
@@ -518,8 +569,50 @@ impl Shell {
                 body_json,
                 seq,
             } => self.http_text(url, token, body_json, seq),
+            Output::ToolCall {
+                call_id,
+                name,
+                arguments,
+            } => self.run_tool(call_id, name, arguments),
             Output::Event(e) => self.dispatch(&e),
         }
+    }
+
+    /// Hands the tool set to the core (which sends it to the model) and keeps it.
+    fn set_tools(&self, tools: Vec<(String, String, Function)>) -> Result<(), JsValue> {
+        let mut json = String::from("[");
+        for (i, (_, def, _)) in tools.iter().enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            json.push_str(def);
+        }
+        json.push(']');
+        let r = self.core.borrow_mut().set_tools(now_ms(), &json);
+        r.map_err(|e| js_error(&e.to_string()))?;
+        *self.tools.borrow_mut() = tools;
+        self.pump();
+        Ok(())
+    }
+
+    /// Runs a tool's handler outside the drain (it may be async) and gives the core its result.
+    fn run_tool(&self, call_id: String, name: String, arguments: String) {
+        let handler = self
+            .tools
+            .borrow()
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, _, h)| h.clone());
+        let me = self.me.clone();
+        spawn_local(async move {
+            let result = match handler {
+                Some(h) => run_handler(&h, &arguments).await,
+                None => Err(format!("tool {name:?} is not registered")),
+            };
+            if let Some(shell) = me.upgrade() {
+                shell.input(|s, now| s.handle_tool_result(now, &call_id, result));
+            }
+        });
     }
 
     fn dispatch(&self, e: &AppEvent) {
@@ -1024,6 +1117,27 @@ fn describe(e: &JsValue) -> String {
     } else {
         e.as_string().unwrap_or_else(|| "unknown error".into())
     }
+}
+
+/// Calls a tool handler with the parsed arguments and serialises what it returns (or resolves
+/// to); `undefined` becomes `null`.
+async fn run_handler(handler: &Function, arguments: &str) -> Result<String, String> {
+    let args = JSON::parse(arguments)
+        .map_err(|_| "the model's arguments are not valid JSON".to_string())?;
+    let value = handler
+        .call1(&JsValue::NULL, &args)
+        .map_err(|e| describe(&e))?;
+    let value = match value.dyn_into::<Promise>() {
+        Ok(p) => JsFuture::from(p).await.map_err(|e| describe(&e))?,
+        Err(v) => v,
+    };
+    if value.is_undefined() {
+        return Ok("null".to_string());
+    }
+    JSON::stringify(&value)
+        .map_err(|e| describe(&e))?
+        .as_string()
+        .ok_or_else(|| "the result is not JSON-serialisable".to_string())
 }
 
 async fn fetch_json(url: &str, token: &str, body: &str) -> Result<String, HttpFailure> {

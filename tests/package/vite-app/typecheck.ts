@@ -111,6 +111,19 @@ export async function typedUse(): Promise<void> {
   void (client.mode === "video");
   // @ts-expect-error: updateSession takes a session object, not a string
   client.updateSession("{}");
+  // Tools: the handler's argument type comes from the generic; the result may be a Promise.
+  const off: () => void = client.registerTool<{ text: string }>(
+    { name: "show_question", parameters: { type: "object" } },
+    async (args) => args.text.length,
+  );
+  off();
+  // @ts-expect-error: the handler's args have no `txt`
+  client.registerTool<{ text: string }>({ name: "q" }, (args) => args.txt);
+  // @ts-expect-error: a tool definition needs a name
+  client.registerTool({ description: "x" }, () => 1);
+  client.sendEvent({ type: "input_audio_buffer.clear" });
+  // @ts-expect-error: a client event needs a string type
+  client.sendEvent({ kind: "x" });
   void noBase;
   void badAuth;
 }
