@@ -23,6 +23,7 @@ const ui = {
   status: $("status"), error: $("error"), audioNote: $("audio-note"), version: $("version"), interview: $("interview"),
   voice: $("voice"), mute: $("mute"), interrupt: $("interrupt"), resume: $("resume"), end: $("end"),
   transcript: $("transcript"), speaking: $("speaking"),
+  question: $("question"), questionText: $("question-text"),
   textForm: $("text-form"), textInput: $("text-input"), textSend: $("text-send"), textLabel: $("text-label"),
   levelIn: $("level-input"), levelInText: $("level-input-text"),
   levelOut: $("level-output"), levelOutText: $("level-output-text"),
@@ -60,6 +61,8 @@ const rv = {
   metrics: null,
   audio: null,
   saved: null,
+  /** Questions the interviewer showed through the show_question tool, in order (bounded). */
+  questions: [],
   client: null,
   wasmMemory: null,
   /** Wasm linear memory and (Chromium only) JS heap, bytes. */
@@ -532,6 +535,21 @@ async function main() {
     // With the badge text it produced, so a test can check what a short-lived state showed.
     pushBounded(rv.statuses, { state: s.state, reason: s.reason, detail: s.detail, closeCode: s.closeCode, attempt: s.attempt, shown: ui.status.textContent }, MAX_STATUSES);
   });
+  // A tool the interviewer calls before each question: the question appears on screen.
+  client.registerTool(
+    {
+      name: "show_question",
+      description: "Shows the interview question being asked on the candidate's screen.",
+      parameters: { type: "object", properties: { text: { type: "string" } }, required: ["text"] },
+    },
+    ({ text }) => {
+      if (typeof text !== "string" || !text) throw new Error("show_question needs a text");
+      ui.questionText.textContent = text;
+      ui.question.hidden = false;
+      pushBounded(rv.questions, text, 64);
+      return { shown: true };
+    },
+  );
   client.on("mode", setMode);
   client.on("transcript", onTranscript);
   client.on("speech", onSpeech);
