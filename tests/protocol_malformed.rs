@@ -128,7 +128,7 @@ fn malformed_frames_become_typed_errors_and_the_session_goes_on() {
         ),
         ("frame_too_large", oversize),
     ];
-    let mut sim = Sim::new(r#","maxFrameBytes":4096"#);
+    let mut sim = Sim::new(r#","maxFrameBytes":4096,"serverEvents":"all""#);
     sim.connect_open();
     for (i, (code, frame)) in corpus.iter().enumerate() {
         let v = sim.msg(frame);
@@ -176,7 +176,7 @@ fn every_official_server_example_replays_through_a_session() {
         include_str!("fixtures/protocol/openai-realtime-examples-2026.jsonl"),
     ]
     .concat();
-    let mut sim = Sim::new("");
+    let mut sim = Sim::new(r#","serverEvents":"all""#);
     // The examples call get_weather: a tool of the app's.
     sim.s.set_tools(0, r#"[{"name":"get_weather"}]"#).unwrap();
     sim.connect_open();

@@ -250,3 +250,22 @@ fn server_event_filter_can_skip_audio() {
     let v = sim.msg(r#"{"type":"rate_limits.updated","rate_limits":[]}"#);
     assert!(events(&v).iter().any(|e| e.name() == "event"));
 }
+
+#[test]
+fn audio_is_skipped_by_default_and_nothing_is_copied_while_nobody_listens() {
+    let mut sim = Sim::new("");
+    sim.connect_open();
+    sim.s.handle_audio_started(0, 24_000, 1);
+    sim.drain();
+    let v = sim.msg(&audio_delta("a", 24));
+    assert!(
+        !events(&v).iter().any(|e| e.name() == "event"),
+        "no_audio by default"
+    );
+    sim.s.set_raw_events_wanted(false);
+    let v = sim.msg(r#"{"type":"rate_limits.updated","rate_limits":[]}"#);
+    assert!(events(&v).is_empty(), "no raw copy without a listener");
+    sim.s.set_raw_events_wanted(true);
+    let v = sim.msg(r#"{"type":"rate_limits.updated","rate_limits":[]}"#);
+    assert_eq!(events(&v).len(), 1);
+}

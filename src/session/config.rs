@@ -391,9 +391,9 @@ impl SessionConfig {
             &["all", "no_audio", "none"],
             "\"all\", \"no_audio\" or \"none\"",
         )? {
-            Some(1) => ServerEventFilter::NoAudio,
+            Some(0) => ServerEventFilter::All,
             Some(2) => ServerEventFilter::None,
-            _ => ServerEventFilter::All,
+            _ => ServerEventFilter::NoAudio,
         };
         let mic_constraints_json = match v.get("micConstraints") {
             None | Some(Value::Null) => None,

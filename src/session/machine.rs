@@ -53,6 +53,9 @@ pub struct Session {
     pub(super) token_outstanding: bool,
     /// The app's `session.update` frame, sent again after every reconnect.
     pub(super) session_update: Option<String>,
+    /// Someone reads raw server events (`AppEvent::ServerEvent`); when not, frames are not
+    /// copied for them.
+    pub(super) raw_events_wanted: bool,
     /// The response in progress (its id, or empty when the server gave none).
     pub(super) response_active: Option<String>,
 
@@ -117,6 +120,7 @@ impl Session {
             },
             token_outstanding: false,
             session_update: None,
+            raw_events_wanted: true,
             response_active: None,
             latency_mark: None,
             connect_called_at: None,
@@ -178,6 +182,12 @@ impl Session {
     /// reaches a running player).
     pub fn prebuffer_ms(&self) -> u32 {
         self.play.prebuffer_ms
+    }
+
+    /// Whether anyone reads raw server events: the shell says no while the app has no `event`
+    /// listener, so frames are not copied for nobody (default: yes).
+    pub fn set_raw_events_wanted(&mut self, wanted: bool) {
+        self.raw_events_wanted = wanted;
     }
 
     /// Number of outputs waiting to be drained (for tests and debugging).

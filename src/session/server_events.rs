@@ -27,11 +27,14 @@ impl Session {
             }
         };
         self.established(now_ms);
-        let forward = match self.cfg.server_events {
-            ServerEventFilter::All => true,
-            ServerEventFilter::NoAudio => !matches!(frame.event, ServerEvent::AudioDelta { .. }),
-            ServerEventFilter::None => false,
-        };
+        let forward = self.raw_events_wanted
+            && match self.cfg.server_events {
+                ServerEventFilter::All => true,
+                ServerEventFilter::NoAudio => {
+                    !matches!(frame.event, ServerEvent::AudioDelta { .. })
+                }
+                ServerEventFilter::None => false,
+            };
         if forward {
             self.push_lossy_event(AppEvent::ServerEvent {
                 kind: frame.kind.to_string(),

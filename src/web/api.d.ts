@@ -65,7 +65,7 @@ export interface VoiceClientOptions {
   latencyWindow?: number;
   /** Interval of `metrics` events while connected, ms (default 1000; 0 = never). */
   metricsIntervalMs?: number;
-  /** Which server events reach `event` listeners (default `all`; `no_audio` skips audio deltas). */
+  /** Which server events reach `event` listeners (default `no_audio`: audio deltas skipped). */
   serverEvents?: "all" | "no_audio" | "none";
   /** getUserMedia audio constraints, merged over the defaults (echoCancellation, noiseSuppression,
    * autoGainControl on; channelCount 1). Put `deviceId` here or use `setInputDevice`. */

@@ -179,7 +179,12 @@ impl VoiceClient {
         let seed = (js_sys::Math::random() * 9.007_199_254_740_991e15) as u64 ^ now_ms();
         let shell = Rc::new_cyclic(|me| Shell {
             me: me.clone(),
-            core: RefCell::new(Session::new(config, seed)),
+            core: RefCell::new({
+                let mut core = Session::new(config, seed);
+                // Raw server events are copied only once the app listens to them.
+                core.set_raw_events_wanted(false);
+                core
+            }),
             token_provider,
             single_tab_lock: lock_name,
             worklets,
@@ -389,6 +394,9 @@ impl VoiceClient {
             .listeners
             .borrow_mut()
             .push((event.to_string(), listener.clone()));
+        if event == "event" {
+            self.shell.core.borrow_mut().set_raw_events_wanted(true);
+        }
         let me = self.shell.me.clone();
         let name = event.to_string();
         let off = Closure::once_into_js(move || {
@@ -675,6 +683,9 @@ impl Shell {
         if let Some(i) = l.iter().position(|(n, f)| n == name && f == listener) {
             l.remove(i);
         }
+        let raw = l.iter().any(|(n, _)| n == "event");
+        drop(l);
+        self.core.borrow_mut().set_raw_events_wanted(raw);
     }
 
     fn arm_timer(&self) {

@@ -262,7 +262,9 @@ fn tone_fraction(x: &[f32], freq: f64) -> f64 {
 #[wasm_bindgen_test]
 async fn connects_streams_24k_pcm16_within_the_rate_limit_and_plays_the_ai_voice() {
     let (token, interview) = dev_token().await;
-    let client = VoiceClient::new(&options(&interview, Some(&token), &[])).expect("client");
+    // Every raw event, audio deltas included: the latency report times the first delta.
+    let all = [("serverEvents", JsValue::from_str("all"))];
+    let client = VoiceClient::new(&options(&interview, Some(&token), &all)).expect("client");
     // Muted until the AI's voice has been heard: a microphone that speaks at once (Firefox's
     // continuous tone) would otherwise barge in before the greeting is audible.
     client.set_muted(true);
