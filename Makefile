@@ -17,7 +17,7 @@ XVFB := xvfb-run -a -s "-screen 0 1280x1024x24"
 
 .PHONY: help setup demo test lint fmt-check clippy test-native pkg server webdriver \
         test-browser test-chrome test-firefox test-webkit test-package test-e2e size size-check \
-        latency-report
+        latency-report pkg-debug
 
 help:
 	@echo "make demo   build the package and serve the demo with the reference backend (PORT=$(PORT))"
@@ -29,6 +29,10 @@ setup:
 # ---- build -------------------------------------------------------------------------------
 pkg: setup
 	@bash scripts/build-pkg.sh pkg web
+
+# The debug flavour: the same package with panics printed to the console (docs/TROUBLESHOOTING.md).
+pkg-debug: setup
+	@FEATURES=debug-panics bash scripts/build-pkg.sh pkg-debug web
 
 server: setup
 	cargo build -q -p realtime-voice-server
@@ -54,6 +58,7 @@ fmt-check:
 clippy:
 	cargo clippy -q --workspace --all-targets -- -D warnings
 	cargo clippy -q -p realtime-voice --lib --tests --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy -q -p realtime-voice --lib --target wasm32-unknown-unknown --features debug-panics -- -D warnings
 
 test-native: setup
 	cargo test -q --workspace

@@ -9,7 +9,9 @@ out="${1:-pkg}"
 target="${2:-web}"
 export PATH="$PWD/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 
-wasm-pack build --quiet --release --target "$target" --out-dir "$out" --out-name realtime_voice --no-pack
+# FEATURES=debug-panics builds the debug flavour (panics printed with their location).
+wasm-pack build --quiet --release --target "$target" --out-dir "$out" --out-name realtime_voice --no-pack \
+  ${FEATURES:+-- --features "$FEATURES"}
 wasm="$out/realtime_voice_bg.wasm"
 # Features the Rust wasm32 target enables by default; wasm-opt must accept them, and adds none.
 wasm-opt -Oz --enable-bulk-memory --enable-mutable-globals --enable-nontrapping-float-to-int \

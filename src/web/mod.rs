@@ -8,6 +8,13 @@ pub mod socket;
 
 use wasm_bindgen::prelude::*;
 
+/// Debug flavour only: panics are printed to the console with their location.
+#[cfg(feature = "debug-panics")]
+#[wasm_bindgen(start)]
+fn install_panic_hook() {
+    console_error_panic_hook::set_once();
+}
+
 /// The package version, as built. The demo page reads it to show that the module initialised.
 #[wasm_bindgen]
 pub fn version() -> String {
