@@ -20,6 +20,13 @@ wasm-opt -Oz --enable-bulk-memory --enable-mutable-globals --enable-nontrapping-
 mv "$wasm.opt" "$wasm"
 mkdir -p "$out/worklets"
 cp src/web/worklets/capture.js src/web/worklets/playback.js "$out/worklets/"
+# Minify every shipped JS file in place, one by one (no bundling: imports, exports, literal
+# `new URL(…, import.meta.url)` worklet URLs and wasm-bindgen's import names stay as they are).
+# -4.5 KB gzip on the glue and worklets; the readable sources are in src/web/.
+find "$out" -name '*.js' -print0 | while IFS= read -r -d '' js; do
+  esbuild "$js" --minify --format=esm --target=es2020 --log-level=warning --outfile="$js.min" --allow-overwrite
+  mv "$js.min" "$js"
+done
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 sed "s/@VERSION@/$version/" pkg.json.template > "$out/package.json"
 if [ "$target" = bundler ]; then
