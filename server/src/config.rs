@@ -175,6 +175,9 @@ pub struct Config {
     pub cors_allowed_origins: Option<Vec<String>>,
     /// STATIC_ROOT: folder holding `www/` and `pkg/`.
     pub static_root: PathBuf,
+    /// SIMULATED_TOOL_OUTPUT_WAIT_S: how long the simulated interviewer waits for the output of
+    /// its `show_question` call before speaking the question anyway, ms.
+    pub tool_output_wait_ms: u64,
 }
 
 impl fmt::Debug for Config {
@@ -194,6 +197,7 @@ impl fmt::Debug for Config {
             .field("database_path", &self.database_path)
             .field("cors_allowed_origins", &self.cors_allowed_origins)
             .field("static_root", &self.static_root)
+            .field("tool_output_wait_ms", &self.tool_output_wait_ms)
             .finish()
     }
 }
@@ -290,6 +294,7 @@ impl Config {
             database_path: None,
             cors_allowed_origins: None,
             static_root: PathBuf::from("."),
+            tool_output_wait_ms: crate::interviewer::TOOL_OUTPUT_WAIT_MS,
         }
     }
 
@@ -481,6 +486,11 @@ impl Config {
             database_path,
             cors_allowed_origins,
             static_root,
+            tool_output_wait_ms: secs_ms(
+                &env,
+                "SIMULATED_TOOL_OUTPUT_WAIT_S",
+                crate::interviewer::TOOL_OUTPUT_WAIT_MS,
+            )?,
         })
     }
 }

@@ -1,7 +1,7 @@
 //! Every event type the server sends, in GA and in beta names, has the shape of the official
 //! example of that type (`tests/fixtures/`, from openai/openai-openapi): each field of the example
 //! is present in ours, recursively. GA events are checked against the 2026 schemas, beta events
-//! against the 2024 beta ones.
+//! against the 2024 beta ones. The scenario includes the `show_question` function call.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -68,6 +68,8 @@ fn conversation(flavor: ProtocolFlavor) -> Vec<Value> {
         response_delay_ms: 0,
         started_at_s: 1_700_000_000,
         session_id: "sess_0123456789abcdef0123456789abcdef".into(),
+        tool_output_wait_ms: 15_000,
+        speak_first_after_ms: Some(0),
     });
     let mut sent = Vec::new();
     let drain = |iv: &mut Interviewer, sent: &mut Vec<Value>| {
@@ -129,6 +131,27 @@ fn conversation(flavor: ProtocolFlavor) -> Vec<Value> {
     iv.handle_event(now, &json!({"type": "response.create", "response": {"output_modalities": ["text"], "modalities": ["text"]}}));
     iv.handle_event(now, &json!({"type": "bogus"}));
     drain(&mut iv, &mut sent);
+    // The show_question tool: a function-call response, its output, then the spoken question.
+    iv.handle_event(
+        now,
+        &json!({"type": "session.update", "session": {"tools": [{"type": "function", "name": "show_question", "description": "Shows the question", "parameters": {"type": "object", "properties": {"text": {"type": "string"}}}}], "tool_choice": "auto"}}),
+    );
+    iv.handle_event(now, &json!({"type": "response.create"}));
+    drain(&mut iv, &mut sent);
+    let call_id = sent
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "response.function_call_arguments.done")
+        .map(|e| e["call_id"].clone())
+        .unwrap();
+    iv.handle_event(now, &json!({"type": "conversation.item.create", "item": {"type": "function_call_output", "call_id": call_id, "output": "{\"shown\":true}"}}));
+    iv.handle_event(now, &json!({"type": "response.create"}));
+    drain(&mut iv, &mut sent);
+    while let Some(t) = iv.poll_timeout() {
+        now = t.max(now);
+        iv.handle_timeout(now);
+        drain(&mut iv, &mut sent);
+    }
     sent
 }
 
@@ -155,6 +178,8 @@ fn check(flavor: ProtocolFlavor, file: &str, prefer: &str) {
         "response.content_part.added",
         "response.content_part.done",
         "response.done",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
         "error",
     ] {
         assert!(types.contains(t), "{flavor:?}: the scenario never sent {t}");

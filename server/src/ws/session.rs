@@ -230,6 +230,8 @@ pub(super) async fn run(st: Arc<AppState>, mut socket: WebSocket, req: Request) 
             .unwrap_or(0),
         started_at_s: now_ms() / 1000,
         session_id,
+        tool_output_wait_ms: st.config.tool_output_wait_ms,
+        speak_first_after_ms: Some(crate::interviewer::SPEAK_FIRST_AFTER_MS),
     };
     let mut s = Session {
         st: &st,

@@ -103,7 +103,11 @@ impl Interviewer {
             "item_id": item_id,
         }));
         self.speech_end_at = Some(now_ms);
-        if self.commit(speech_ms, upto) && self.create_response && self.active.is_none() {
+        if self.commit(speech_ms, upto)
+            && self.create_response
+            && self.active.is_none()
+            && self.pending_call.is_none()
+        {
             self.start_response(now_ms, self.audio_out, None);
         }
     }
@@ -200,6 +204,9 @@ impl Interviewer {
         let item = v.get("item");
         let ty = item.and_then(|i| i.get("type")).and_then(Value::as_str);
         let role = item.and_then(|i| i.get("role")).and_then(Value::as_str);
+        if let (Some("function_call_output"), Some(item)) = (ty, item) {
+            return self.on_function_call_output(item, eid);
+        }
         if ty != Some("message") || role != Some("user") {
             return self.error(
                 "invalid_value",
@@ -268,6 +275,10 @@ impl Interviewer {
                 None,
                 eid,
             );
+        }
+        if self.pending_call.is_some() {
+            // The client answered the question's call (or gave up on it): speak the question.
+            return self.speak_pending(now_ms);
         }
         let r = v.get("response");
         let modalities = r

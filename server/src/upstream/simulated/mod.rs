@@ -16,6 +16,7 @@ pub mod script;
 mod session;
 #[cfg(test)]
 mod tests;
+pub mod tools;
 pub mod vad;
 pub mod voice;
 
@@ -58,7 +59,21 @@ pub struct SessionParams {
     pub started_at_s: u64,
     /// Session id to report.
     pub session_id: String,
+    /// How long a question waits for the output of its `show_question` call before it is spoken
+    /// anyway, ms.
+    pub tool_output_wait_ms: u64,
+    /// When the interviewer starts speaking on its own: `Some(0)` right after `session.created`;
+    /// `Some(ms)` at the client's first event or after `ms`, whichever comes first (a page sets
+    /// its tools with its first `session.update`, and the first question should see them);
+    /// `None` never (OpenAI's behaviour: the client asks with `response.create`).
+    pub speak_first_after_ms: Option<u64>,
 }
+
+/// Default of [`SessionParams::speak_first_after_ms`] on the reference server's own endpoint.
+pub const SPEAK_FIRST_AFTER_MS: u64 = 300;
+
+/// Default of [`SessionParams::tool_output_wait_ms`]: 15 s.
+pub const TOOL_OUTPUT_WAIT_MS: u64 = 15_000;
 
 impl SessionParams {
     /// The model name in use.
@@ -151,6 +166,13 @@ pub struct Interviewer {
     turns_left: u32,
     active: Option<Active>,
     items: VecDeque<AssistantItem>,
+    /// Function tools set by `session.update` (bounded by [`tools::MAX_TOOLS`]).
+    tools: Vec<Value>,
+    tool_choice: Value,
+    /// A question waiting for its `show_question` output.
+    pending_call: Option<tools::PendingCall>,
+    /// The greeting waits until then (see [`SessionParams::speak_first_after_ms`]).
+    greeting_due: Option<u64>,
 }
 
 impl Interviewer {
@@ -181,6 +203,10 @@ impl Interviewer {
             turns_left: params.turns_left,
             active: None,
             items: VecDeque::new(),
+            tools: Vec::new(),
+            tool_choice: json!("auto"),
+            pending_call: None,
+            greeting_due: None,
             params,
         }
     }
@@ -194,7 +220,22 @@ impl Interviewer {
     pub fn start(&mut self, now_ms: u64) {
         let s = self.session_json();
         self.send(json!({"type": "session.created", "session": s}));
-        self.start_response(now_ms, true, None);
+        match self.params.speak_first_after_ms {
+            Some(0) => self.start_response(now_ms, true, None),
+            Some(ms) => self.greeting_due = Some(now_ms.saturating_add(ms)),
+            None => {}
+        }
+    }
+
+    /// Starts the greeting if it is still waiting and nothing else is under way.
+    fn greet_now(&mut self, now_ms: u64) {
+        if self.greeting_due.take().is_some()
+            && !self.closed
+            && self.active.is_none()
+            && self.pending_call.is_none()
+        {
+            self.start_response(now_ms, true, None);
+        }
     }
 
     /// The next output, if any.
@@ -207,11 +248,30 @@ impl Interviewer {
         if self.closed {
             return None;
         }
-        self.active.as_ref().map(|a| a.due_ms)
+        [
+            self.active.as_ref().map(|a| a.due_ms),
+            self.pending_call.as_ref().map(|p| p.deadline_ms),
+            self.greeting_due,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Advances paced output to `now_ms`. Spurious calls are no-ops.
     pub fn handle_timeout(&mut self, now_ms: u64) {
+        if self.greeting_due.is_some_and(|t| t <= now_ms) {
+            self.greet_now(now_ms);
+        }
+        if !self.closed
+            && self.active.is_none()
+            && self
+                .pending_call
+                .as_ref()
+                .is_some_and(|p| p.deadline_ms <= now_ms)
+        {
+            self.speak_pending(now_ms);
+        }
         // Bounded: at most one response's worth of deltas.
         while let Some(a) = &self.active {
             if self.closed || a.due_ms > now_ms {
@@ -261,8 +321,16 @@ impl Interviewer {
         }
     }
 
-    /// Handles one parsed client event.
+    /// Handles one parsed client event (the first one also releases a waiting greeting).
     pub fn handle_event(&mut self, now_ms: u64, v: &Value) {
+        self.apply_event(now_ms, v);
+        if self.active.is_some() || self.pending_call.is_some() {
+            self.greeting_due = None;
+        }
+        self.greet_now(now_ms);
+    }
+
+    fn apply_event(&mut self, now_ms: u64, v: &Value) {
         if self.closed {
             return;
         }
@@ -299,6 +367,9 @@ impl Interviewer {
             },
             "response.create" => self.on_response_create(now_ms, v, eid),
             "response.cancel" => {
+                // A greeting still waiting starts now, so the cancel finds it as it would have
+                // without the wait.
+                self.greet_now(now_ms);
                 if self.active.is_some() {
                     self.cancel(now_ms, "client_cancelled");
                 } else {

@@ -31,7 +31,12 @@ pub(super) struct Active {
 }
 
 impl Interviewer {
+    /// Starts the next scripted line (or `text`): with a `show_question` tool and a question to
+    /// ask, a function-call response first ([`Interviewer::call_show_question`]), else speech now.
     pub(super) fn start_response(&mut self, now_ms: u64, audio: bool, text: Option<String>) {
+        let question = (text.is_none() && self.has_show_question())
+            .then(|| QUESTIONS.get(self.question_index as usize).copied())
+            .flatten();
         let text = text.unwrap_or_else(|| script_line(self.question_index, self.resumed));
         self.resumed = false;
         self.question_index = self
@@ -40,6 +45,14 @@ impl Interviewer {
             .min(QUESTIONS.len() as u32 + 1);
         self.out
             .push_back(Output::QuestionIndex(self.question_index));
+        match question {
+            Some(q) => self.call_show_question(now_ms, q, text, audio),
+            None => self.speak(now_ms, audio, text),
+        }
+    }
+
+    /// Starts a response saying `text` (as audio or text) at `now_ms`.
+    pub(super) fn speak(&mut self, now_ms: u64, audio: bool, text: String) {
         let mut input = std::mem::take(&mut self.pending_input);
         input.input_text += usage::text_tokens(&self.instructions);
         let active = Active {
@@ -66,8 +79,21 @@ impl Interviewer {
         output: Value,
         usage: Value,
     ) -> Value {
+        self.response_object(&a.id, a.audio.is_some(), status, details, output, usage)
+    }
+
+    /// The `response` object of `response.created` / `response.done`.
+    pub(super) fn response_object(
+        &self,
+        id: &str,
+        audio: bool,
+        status: &str,
+        details: Value,
+        output: Value,
+        usage: Value,
+    ) -> Value {
         let mut r = json!({
-            "id": a.id,
+            "id": id,
             "object": "realtime.response",
             "status": status,
             "status_details": details,
@@ -82,7 +108,7 @@ impl Interviewer {
                 );
                 o.insert(
                     "output_modalities".into(),
-                    json!([if a.audio.is_some() { "audio" } else { "text" }]),
+                    json!([if audio { "audio" } else { "text" }]),
                 );
                 o.insert(
                     "max_output_tokens".into(),

@@ -91,6 +91,9 @@ impl Interviewer {
         {
             self.audio_out = m.iter().any(|x| x.as_str() == Some("audio"));
         }
+        if let Err((message, param)) = self.set_tools(s) {
+            return self.error("invalid_value", message, Some(param), eid);
+        }
         if let Some(i) = s.get("instructions").and_then(Value::as_str) {
             self.instructions = i.chars().take(16_384).collect();
         }
@@ -125,8 +128,8 @@ impl Interviewer {
                 "output_audio_format": "pcm16",
                 "input_audio_transcription": {"model": "whisper-1"},
                 "turn_detection": td,
-                "tools": [],
-                "tool_choice": "auto",
+                "tools": self.tools,
+                "tool_choice": self.tool_choice,
                 "temperature": s.temperature,
                 "max_response_output_tokens": s.max_response_tokens,
             }),
@@ -137,8 +140,8 @@ impl Interviewer {
                 "model": self.model,
                 "output_modalities": if self.audio_out { json!(["audio"]) } else { json!(["text"]) },
                 "instructions": self.instructions,
-                "tools": [],
-                "tool_choice": "auto",
+                "tools": self.tools,
+                "tool_choice": self.tool_choice,
                 "max_output_tokens": s.max_response_tokens,
                 "tracing": null,
                 "prompt": null,

@@ -16,6 +16,8 @@ fn params(flavor: ProtocolFlavor) -> SessionParams {
         response_delay_ms: 0,
         started_at_s: 1_700_000_000,
         session_id: "s1".into(),
+        tool_output_wait_ms: 15_000,
+        speak_first_after_ms: Some(0),
     }
 }
 
@@ -435,4 +437,136 @@ fn word_splitting() {
     assert_eq!(next_words("ab cd ef", 6, 7), "ef");
     assert_eq!(next_words("ab cd ef", 0, 8), "ab cd ef");
     assert_eq!(next_words("ab", 2, 3), "");
+}
+
+fn set_show_question(iv: &mut Interviewer, now: u64) {
+    iv.handle_text(
+        now,
+        &json!({"type": "session.update", "session": {"tools": [{"type": "function", "name": "show_question", "description": "Shows the question", "parameters": {"type": "object"}}], "tool_choice": "auto"}}).to_string(),
+    );
+}
+
+/// The events from a `show_question` call's `response.created` to its `response.done`.
+fn call_types(flavor: ProtocolFlavor) -> Vec<&'static str> {
+    let mut t = vec![
+        "response.created",
+        "response.output_item.added",
+        if flavor == ProtocolFlavor::Beta {
+            "conversation.item.created"
+        } else {
+            "conversation.item.added"
+        },
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+    ];
+    if flavor != ProtocolFlavor::Beta {
+        t.push("conversation.item.done");
+    }
+    t.push("response.done");
+    t
+}
+
+#[test]
+fn with_show_question_each_question_is_a_function_call_answered_before_it_is_spoken() {
+    for flavor in [ProtocolFlavor::Ga, ProtocolFlavor::Beta] {
+        let mut p = params(flavor);
+        p.speak_first_after_ms = Some(300);
+        let mut iv = Interviewer::new(p);
+        iv.start(0);
+        let (sent, _) = drain(&mut iv);
+        assert_eq!(types(&sent), ["session.created"], "the greeting waits");
+        set_show_question(&mut iv, 10);
+        let (sent, other) = drain(&mut iv);
+        let t = types(&sent);
+        assert_eq!(t[0], "session.updated");
+        assert_eq!(sent[0]["session"]["tools"][0]["name"], "show_question");
+        assert_eq!(&t[1..], call_types(flavor), "{flavor:?}");
+        let done = &sent[sent.len() - 1]["response"];
+        assert_eq!(done["status"], "completed");
+        let item = &done["output"][0];
+        assert_eq!(item["type"], "function_call");
+        assert_eq!(item["name"], "show_question");
+        let args: Value = serde_json::from_str(item["arguments"].as_str().unwrap()).unwrap();
+        assert_eq!(args["text"], QUESTIONS[0]);
+        let args_done = sent
+            .iter()
+            .find(|e| e["type"] == "response.function_call_arguments.done")
+            .unwrap();
+        assert_eq!(args_done["arguments"], item["arguments"]);
+        assert_eq!(args_done["call_id"], item["call_id"]);
+        assert!(other.iter().any(|o| matches!(o, Output::Billed { .. })));
+        // Nothing is spoken while the output is awaited.
+        assert_eq!(iv.poll_timeout(), Some(10 + 15_000));
+        iv.handle_timeout(5_000);
+        assert!(drain(&mut iv).0.is_empty());
+        let call_id = item["call_id"].as_str().unwrap().to_string();
+        iv.handle_text(5_000, &json!({"type": "conversation.item.create", "item": {"type": "function_call_output", "call_id": call_id, "output": "{\"shown\":true}"}}).to_string());
+        let (sent, _) = drain(&mut iv);
+        assert_eq!(sent[0]["item"]["type"], "function_call_output");
+        assert!(!types(&sent).iter().any(|t| t.starts_with("response.")));
+        iv.handle_text(5_000, &json!({"type": "response.create"}).to_string());
+        let mut now = 5_000;
+        let (mut sent, _) = drain(&mut iv);
+        let (rest, _) = run_until_idle(&mut iv, &mut now);
+        sent.extend(rest);
+        let said = sent
+            .iter()
+            .rev()
+            .find(|e| e["type"] == "response.done")
+            .unwrap();
+        assert_eq!(
+            said["response"]["output"][0]["content"][0]["transcript"],
+            script_line(0, false)
+        );
+    }
+}
+
+#[test]
+fn an_unanswered_show_question_call_is_spoken_after_the_wait() {
+    let mut p = params(ProtocolFlavor::Ga);
+    p.tool_output_wait_ms = 2_000;
+    let mut iv = Interviewer::new(p);
+    iv.start(0);
+    let mut now = 0;
+    run_until_idle(&mut iv, &mut now);
+    set_show_question(&mut iv, now);
+    drain(&mut iv);
+    // A user turn: the next question comes as a call first.
+    for i in 0..30 {
+        now += 100;
+        iv.handle_text(now, &append(100, if i < 24 { 0.1 } else { 0.0 }));
+    }
+    let (sent, _) = drain(&mut iv);
+    let calls: Vec<&Value> = sent
+        .iter()
+        .filter(|e| e["type"] == "response.function_call_arguments.done")
+        .collect();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        calls[0]["arguments"],
+        json!({"text": QUESTIONS[1]}).to_string()
+    );
+    assert!(!sent
+        .iter()
+        .any(|e| e["type"] == "response.output_audio.delta"));
+    // Due 2 s after the call (made when the VAD saw the silence, within the last appends).
+    let due = iv.poll_timeout().unwrap();
+    assert!(due > now + 1_000 && due <= now + 2_000, "{due} {now}");
+    let (rest, _) = run_until_idle(&mut iv, &mut now);
+    let first_audio = rest
+        .iter()
+        .position(|e| e["type"] == "response.output_audio.delta")
+        .unwrap();
+    assert_eq!(rest[0]["type"], "response.created");
+    assert!(first_audio > 0);
+    let done = rest
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "response.done")
+        .unwrap();
+    assert_eq!(
+        done["response"]["output"][0]["content"][0]["transcript"],
+        QUESTIONS[1]
+    );
 }
