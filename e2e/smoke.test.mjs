@@ -1,5 +1,6 @@
 // The deployment checklist's smoke test, in each engine: open the page, Voice Mode, "Connected",
-// the interviewer's greeting plays, speak (the fake microphone), the interviewer answers with
+// the interviewer's greeting plays and its question shows on screen (the page's show_question
+// tool), speak (the fake microphone), the interviewer answers with
 // audio, End interview, and the transcript is saved on the server.
 //
 // What each engine's fake microphone gives the server VAD (threshold -40 dBFS, 500 ms of silence
@@ -27,6 +28,10 @@ scenario("smoke", "smoke test: Voice Mode → Connected → speak → AI audio �
 
   // The interviewer greets at once: its audio plays (output level above -60 dBFS).
   await b.waitFor(() => window.__rv.outputHeard >= 5, 15_000);
+  // Before asking, it shows the question on screen through the page's show_question tool.
+  const q1 = await b.waitFor(() => document.querySelector("[data-testid=question-text]")?.textContent, 15_000);
+  assert.ok(q1.endsWith("?"), `the question card shows a question: ${q1}`);
+  assert.equal(await b.eval(() => document.querySelector("[data-testid=question]").hidden), false);
 
   // Speak: open the microphone. The server's VAD reports speech.
   await b.click("[data-testid=mute]");
@@ -53,6 +58,10 @@ scenario("smoke", "smoke test: Voice Mode → Connected → speak → AI audio �
   // greeting, cut short by the microphone, and the answer), both with their final transcript.
   await b.waitFor((n) => window.__rv.outputHeard >= n + 5, 20_000, before.outputHeard);
   await b.waitFor(() => (window.__rv.eventTypes["response.done"] ?? 0) >= 2 && window.__rv.transcripts.assistant >= 2, 30_000);
+  // The next question got its card too.
+  await b.waitFor(() => window.__rv.questions.length >= 2, 30_000);
+  const qs = await b.eval(() => window.__rv.questions);
+  assert.notEqual(qs[1], qs[0], `questions shown: ${JSON.stringify(qs)}`);
   const m = await b.eval(() => window.__rv.client.metrics());
   assert.ok(m.timeToFirstAudioMs > 0 && m.timeToFirstAudioMs < 10_000, `time to first audio ${m.timeToFirstAudioMs} ms`);
   assert.ok(m.costUsd > 0, `cost so far ${m.costUsd}`);

@@ -791,3 +791,89 @@ async fn an_answer_heard_to_the_end_is_finished_not_truncated() {
         num(&metrics, "prebufferMs")
     );
 }
+
+/// A tool handler registered in the page: the reference interviewer calls `show_question` before
+/// each question; `throws` makes the handler fail, which must still answer the model.
+fn register_show_question(client: &VoiceClient, throws: bool) -> Rc<RefCell<Vec<String>>> {
+    let seen: Rc<RefCell<Vec<String>>> = Rc::default();
+    let s = seen.clone();
+    let handler =
+        Closure::<dyn FnMut(JsValue) -> Result<JsValue, JsValue>>::new(move |args: JsValue| {
+            let text = prop(&args, "text").as_string().unwrap_or_default();
+            s.borrow_mut().push(text);
+            if throws {
+                return Err(js_sys::Error::new("the card is broken").into());
+            }
+            // An async handler: the result arrives through a Promise.
+            Ok(Promise::resolve(&JsValue::from_str("shown")).into())
+        });
+    let def = js_sys::JSON::parse(
+        r#"{"name":"show_question","description":"Shows the question.","parameters":{"type":"object","properties":{"text":{"type":"string"}},"required":["text"]}}"#,
+    )
+    .expect("definition");
+    client
+        .register_tool(&def, handler.as_ref().unchecked_ref::<Function>().clone())
+        .expect("registerTool");
+    handler.forget();
+    seen
+}
+
+#[wasm_bindgen_test]
+async fn the_interviewer_calls_a_tool_in_the_page_before_each_question() {
+    let (token, interview) = dev_token().await;
+    let client = text_client(&interview, &token, &[]);
+    let seen = register_show_question(&client, false);
+    let rec = Recorder::attach(&client);
+    connect(&client).await.expect("connect");
+    rec.wait_for(15_000, "the first question, spoken after its card", |l| {
+        !seen.borrow().is_empty()
+            && has(l, "transcript", |e| {
+                prop(e, "role").as_string().as_deref() == Some("assistant")
+                    && prop(e, "final") == JsValue::TRUE
+            })
+    })
+    .await;
+    let question = seen.borrow()[0].clone();
+    assert!(
+        question.ends_with('?'),
+        "the card shows a question: {question:?}"
+    );
+    let spoken = rec
+        .of("transcript")
+        .iter()
+        .filter(|e| prop(e, "final") == JsValue::TRUE)
+        .filter_map(|e| prop(e, "text").as_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        spoken.contains(&question),
+        "{question:?} is asked: {spoken:?}"
+    );
+    assert!(rec.of("error").is_empty(), "{}", rec.summary());
+    end(&client).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_throwing_tool_still_answers_the_model_and_the_interview_goes_on() {
+    let (token, interview) = dev_token().await;
+    let client = text_client(&interview, &token, &[]);
+    let seen = register_show_question(&client, true);
+    let rec = Recorder::attach(&client);
+    connect(&client).await.expect("connect");
+    rec.wait_for(15_000, "a tool error, then the question anyway", |l| {
+        has(l, "error", |e| {
+            prop(e, "kind").as_string().as_deref() == Some("tool")
+                && prop(e, "code").as_string().as_deref() == Some("tool_failed")
+        }) && has(l, "transcript", |e| {
+            prop(e, "role").as_string().as_deref() == Some("assistant")
+                && prop(e, "final") == JsValue::TRUE
+        })
+    })
+    .await;
+    assert_eq!(seen.borrow().len(), 1);
+    assert_eq!(
+        prop(&client.status(), "state").as_string().as_deref(),
+        Some("connected")
+    );
+    end(&client).await;
+}
