@@ -1,5 +1,6 @@
-//! Every microphone sample the session takes in is accounted for: sent, still buffered, or
-//! counted as dropped — across a reconnect and an overflow of the backlog bound.
+//! Every microphone sample the session takes in is accounted for: sent, still buffered,
+//! counted as dropped (beyond the backlog bound) or as discarded (still buffered when audio
+//! stopped) — across a reconnect, an overflow of the backlog bound and a disconnect.
 
 mod session_support;
 
@@ -19,15 +20,16 @@ fn feed_until(sim: &mut Sim, until_ms: u64) {
 
 fn assert_accounted(sim: &Sim) {
     let m = sim.s.metrics();
-    let total = m.sent_audio_ms + m.buffered_audio_ms + m.dropped_audio_ms;
+    let total = m.sent_audio_ms + m.buffered_audio_ms + m.dropped_audio_ms + m.discarded_audio_ms;
     // Each figure is rounded down to whole ms on its own.
     assert!(
         m.captured_audio_ms.abs_diff(total) <= 3,
-        "captured {} ms = sent {} + buffered {} + dropped {} ms",
+        "captured {} ms = sent {} + buffered {} + dropped {} + discarded {} ms",
         m.captured_audio_ms,
         m.sent_audio_ms,
         m.buffered_audio_ms,
-        m.dropped_audio_ms
+        m.dropped_audio_ms,
+        m.discarded_audio_ms
     );
 }
 
@@ -59,4 +61,31 @@ fn captured_audio_is_sent_buffered_or_counted_as_dropped() {
         "the backlog drained: {}",
         m.buffered_audio_ms
     );
+}
+
+/// Regression (found by the `session_inputs` fuzz target's accounting check): mic audio
+/// captured while connecting and still in the backlog when audio stopped (here: disconnect)
+/// vanished from the accounting. It is counted as `discardedAudioMs` now.
+#[test]
+fn audio_still_buffered_when_audio_stops_is_counted_as_discarded() {
+    let mut sim = Sim::new("");
+    sim.s.connect(0);
+    sim.s.handle_audio_started(0, 24_000, 1);
+    sim.drain();
+    // 500 ms of mic audio while the socket is still opening: it waits in the backlog.
+    for i in 0..25u64 {
+        sim.s.handle_mic_samples(i * 20, &[0.1; 480]);
+        sim.drain();
+    }
+    assert_eq!(sim.s.metrics().buffered_audio_ms, 500);
+    sim.s.disconnect(500);
+    sim.drain();
+    let m = sim.s.metrics();
+    assert_eq!(
+        (m.captured_audio_ms, m.sent_audio_ms, m.buffered_audio_ms),
+        (500, 0, 0)
+    );
+    assert_eq!((m.dropped_audio_ms, m.discarded_audio_ms), (0, 500));
+    assert!(m.to_json().contains(r#""discardedAudioMs":500"#));
+    assert_accounted(&sim);
 }

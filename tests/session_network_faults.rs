@@ -5,7 +5,9 @@
 
 mod session_support;
 
-use realtime_voice::session::{FailReason, Link, Output, State, TokenFailure, WayOut};
+use realtime_voice::session::{
+    FailReason, Link, Output, Session, SessionConfig, State, TokenFailure, WayOut,
+};
 use session_support::*;
 
 const PROVIDER: &str =
@@ -436,4 +438,50 @@ fn flow_control_keeps_audio_in_the_backlog_while_the_socket_is_full() {
     assert!(m.buffered_audio_ms <= 200, "caught up: {m:?}");
     assert_eq!(m.dropped_audio_ms, 0);
     assert_rate_ok(&append_times(&sim));
+}
+
+/// Regression (found by the `session_inputs` fuzz target's liveness checks): a connect timeout
+/// whose retry the full jitter draws with no delay left `Backoff { at: now }` behind, so
+/// `handle_timeout(now)` returned with a timer still due at `now` (the shell had to arm a 0 ms
+/// timer and call again). The retry now starts within the same call.
+#[test]
+fn a_retry_drawn_with_no_delay_starts_within_the_same_timeout_call() {
+    let opts = format!(
+        r#"{{{BASE},"connectTimeoutMs":1000,"backoffBaseMs":10,"backoffMaxMs":10,"maxReconnectAttempts":3}}"#
+    );
+    let mut immediate_retries = 0;
+    for seed in 0..64 {
+        let cfg = SessionConfig::from_json(&opts).expect("valid options");
+        let mut sim = Sim {
+            s: Session::new(cfg, seed),
+            now: 0,
+            log: Vec::new(),
+            times: Vec::new(),
+        };
+        sim.s.connect(0);
+        sim.drain();
+        // The socket never opens: every attempt times out, until the sequence is exhausted.
+        while let Some(t) = sim.s.poll_timeout() {
+            sim.now = t;
+            sim.s.handle_timeout(t);
+            let v = sim.drain();
+            let next = sim.s.poll_timeout();
+            assert!(
+                next.is_none_or(|n| n > t),
+                "seed {seed}: handle_timeout({t}) left {next:?} due ({:?})",
+                sim.s.link()
+            );
+            let timed_out = statuses(&v).iter().any(|s| s.1 == "connect_timeout");
+            if timed_out && opens(&v) == 1 {
+                immediate_retries += 1;
+            }
+        }
+        assert_eq!(
+            sim.state(),
+            State::Failed(FailReason::Network),
+            "seed {seed}"
+        );
+    }
+    // With a 10 ms ceiling about one retry in eleven has no delay: the case was exercised.
+    assert!(immediate_retries > 0);
 }

@@ -1,12 +1,23 @@
 //! Random input sequences to the session machine: never a panic, outputs always drain, the mic
-//! never exceeds 10 chunks per second, and the token never shows up in Debug output.
+//! never exceeds 10 chunks per second, and the token never shows up in Debug output. After
+//! every input the liveness properties of `tests/session_support/properties.rs` hold (a
+//! violation is a crash): a connecting session always has a timer, the status agrees with the
+//! link, `handle_timeout` serves everything due, outputs stay bounded and every captured mic
+//! sample is accounted for; at the end of each sequence, timers alone settle the session.
 #![no_main]
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use realtime_voice::session::{
-    AudioFailure, AudioState, HttpFailure, Output, Session, SessionConfig,
+    AudioFailure, AudioState, HttpFailure, Output, Session, SessionConfig, TokenFailure,
 };
+
+#[path = "../../tests/session_support/properties.rs"]
+mod properties;
+use properties::{check_after_input, check_settles, check_timeout_served, MAX_OUTPUTS_PER_INPUT};
+
+/// Close codes with their own handling; `Closed` picks one of these or any other code.
+const CLOSE_CODES: [u16; 10] = [1000, 1001, 1006, 1008, 1011, 1013, 4403, 4409, 4410, 4429];
 
 const TOKEN: &str = "tok.SECRETSECRET.sig";
 
@@ -20,6 +31,8 @@ enum Input {
     Interrupt,
     UpdateSession(String),
     Token(Option<String>),
+    /// The provider's answer, its failure classified (0 ok, 1 network, 2 timeout, 3 refused).
+    TokenResult(u8, String),
     Opened,
     Message(String),
     Known {
@@ -29,6 +42,7 @@ enum Input {
     },
     Closed {
         code: u16,
+        listed: bool,
         was_open: bool,
     },
     SocketError,
@@ -57,6 +71,12 @@ enum Input {
     Visibility(bool),
     BusyElsewhere,
     SocketBacklog(u32),
+    SocketBuffered(u32),
+    /// The shell's timer fires: the clock jumps to `poll_timeout()` (if any) and
+    /// `handle_timeout` is called.
+    TimerFires,
+    /// A spurious `handle_timeout(now)` (a no-op unless something is due).
+    SpuriousTimeout,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -87,6 +107,15 @@ fn config(sel: u8) -> SessionConfig {
     if sel & 16 != 0 {
         o.push_str(r#","authVia":"subprotocol","maxReconnectAttempts":2,"maxBacklogMs":1000"#);
     }
+    if sel & 32 != 0 {
+        // Short timers: reconnect sequences run to their end within a few inputs.
+        o.push_str(
+            r#","connectTimeoutMs":1000,"backoffBaseMs":10,"backoffMaxMs":400,"reconnectWindowMs":3000,"deadLinkTimeoutMs":2000"#,
+        );
+        if sel & 16 == 0 {
+            o.push_str(r#","maxReconnectAttempts":3"#);
+        }
+    }
     o.push('}');
     SessionConfig::from_json(&o).expect("fuzz configs are valid")
 }
@@ -97,7 +126,7 @@ fn known(which: u8, item: &str, n: u16) -> String {
         &vec![100; usize::from(n % 4800)],
         &mut b64,
     );
-    match which % 12 {
+    match which % 16 {
         0 => format!(r#"{{"type":"response.output_audio.delta","response_id":"r","item_id":"{item}","delta":"{b64}"}}"#),
         1 => format!(r#"{{"type":"response.audio.done","item_id":"{item}"}}"#),
         2 => r#"{"type":"input_audio_buffer.speech_started","audio_start_ms":1,"item_id":"u"}"#.into(),
@@ -109,6 +138,9 @@ fn known(which: u8, item: &str, n: u16) -> String {
         8 => r#"{"type":"error","error":{"type":"x","code":"rate_limit_exceeded","message":"m"}}"#.into(),
         9 => r#"{"type":"input_audio_buffer.committed","item_id":"u"}"#.into(),
         10 => format!(r#"{{"type":"conversation.item.truncated","item_id":"{item}","audio_end_ms":{n}}}"#),
+        12 => format!(r#"{{"type":"session.created","session":{{"id":"sess_{item}"}}}}"#),
+        13 => r#"{"type":"response.created","response":{}}"#.into(),
+        14 => format!(r#"{{"type":"response.output_text.delta","item_id":"{item}","delta":"y"}}"#),
         _ => r#"{"type":"brand.new"}"#.into(),
     }
 }
@@ -119,6 +151,7 @@ fuzz_target!(|case: Case| {
     let mut appends: Vec<u64> = Vec::new();
     let mut spare: Vec<Vec<f32>> = Vec::new();
     for input in case.inputs.into_iter().take(400) {
+        let what = format!("{input:?}");
         match input {
             Input::Advance(ms) => {
                 let target = now + u64::from(ms);
@@ -126,8 +159,29 @@ fuzz_target!(|case: Case| {
                     now = now.max(t);
                     s.handle_timeout(now);
                     drain(&mut s, now, &mut appends, &mut spare);
+                    check_timeout_served(&s, now, Some(t));
+                    check_after_input(&s, &what);
                 }
                 now = target;
+            }
+            Input::TimerFires => {
+                let before = s.poll_timeout();
+                if let Some(t) = before {
+                    now = now.max(t);
+                }
+                s.handle_timeout(now);
+                drain(&mut s, now, &mut appends, &mut spare);
+                if before.is_some() {
+                    check_timeout_served(&s, now, before);
+                }
+            }
+            Input::SpuriousTimeout => {
+                let before = s.poll_timeout();
+                s.handle_timeout(now);
+                drain(&mut s, now, &mut appends, &mut spare);
+                if before.is_some_and(|t| t <= now) {
+                    check_timeout_served(&s, now, before);
+                }
             }
             Input::Connect => s.connect(now),
             Input::Disconnect => s.disconnect(now),
@@ -140,13 +194,36 @@ fuzz_target!(|case: Case| {
                 let _ = s.update_session(now, &j);
             }
             Input::Token(t) => s.handle_token(now, t.ok_or_else(|| "no".to_string())),
+            Input::TokenResult(k, t) => {
+                // Failure messages are the app's text: keep the fuzzer's bytes out of them (the
+                // Debug checks look for the token's marker).
+                let message = format!("failed after {} bytes", t.len());
+                let r = match k % 4 {
+                    0 => Ok(t),
+                    1 => Err(TokenFailure::Network(message)),
+                    2 => Err(TokenFailure::Timeout),
+                    _ => Err(TokenFailure::Refused(message)),
+                };
+                s.handle_token_result(now, r)
+            }
             Input::Opened => s.handle_socket_opened(now),
             Input::Message(m) => s.handle_socket_message(now, &m),
             Input::Known { which, item, n } => {
                 let f = known(which, &format!("it{}", item % 3), n);
                 s.handle_socket_message(now, &f);
             }
-            Input::Closed { code, was_open } => s.handle_socket_closed(now, code, "r", was_open),
+            Input::Closed {
+                code,
+                listed,
+                was_open,
+            } => {
+                let code = if listed {
+                    CLOSE_CODES[usize::from(code) % CLOSE_CODES.len()]
+                } else {
+                    code
+                };
+                s.handle_socket_closed(now, code, "r", was_open)
+            }
             Input::SocketError => s.handle_socket_error(now),
             Input::AudioStarted { rate, channels } => {
                 let rate = [8_000, 16_000, 24_000, 44_100, 48_000, rate][(rate % 6) as usize];
@@ -193,6 +270,7 @@ fuzz_target!(|case: Case| {
             Input::Visibility(v) => s.handle_visibility(now, v),
             Input::BusyElsewhere => s.handle_busy_elsewhere(now),
             Input::SocketBacklog(b) => s.handle_socket_backlog(b),
+            Input::SocketBuffered(b) => s.handle_socket_buffered(now, b),
             Input::HttpReply(body, status) => s.handle_http_reply(
                 now,
                 u64::from(status % 4), // right or stale request numbers alike
@@ -209,10 +287,14 @@ fuzz_target!(|case: Case| {
             }
         }
         drain(&mut s, now, &mut appends, &mut spare);
+        check_after_input(&s, &what);
         let dbg = format!("{s:?}");
         assert!(!dbg.contains("SECRET"));
         let _ = s.metrics().to_json();
     }
+    check_settles(&mut s, now, &mut |s, t| {
+        drain(s, t, &mut appends, &mut spare)
+    });
     for w in appends.windows(11) {
         assert!(w[10] - w[0] >= 1000, "11 chunks within {} ms", w[10] - w[0]);
     }
@@ -222,7 +304,10 @@ fn drain(s: &mut Session, now: u64, appends: &mut Vec<u64>, spare: &mut Vec<Vec<
     let mut n = 0;
     while let Some(o) = s.poll_output() {
         n += 1;
-        assert!(n < 100_000, "outputs never end");
+        assert!(
+            n <= MAX_OUTPUTS_PER_INPUT,
+            "memory: more than {MAX_OUTPUTS_PER_INPUT} outputs from one input"
+        );
         let dbg = format!("{o:?}");
         assert!(!dbg.contains("SECRET"), "token in Debug: {dbg}");
         match o {

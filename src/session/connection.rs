@@ -610,8 +610,24 @@ impl Session {
         self.handle_socket_buffered(now, bytes);
     }
 
-    /// The link's timers: its state's deadline and the dead-link check.
+    /// The link's timers: its state's deadline and the dead-link check, served until nothing of
+    /// theirs is due. Serving one can make the next due at once (a retry drawn with no delay by
+    /// the full jitter, after a connect timeout or a dead link), and a timer left at `now` would
+    /// cost the shell another turn of its timer for nothing.
     pub(super) fn link_timeouts(&mut self, now_ms: u64) {
+        // At most: dead link or attempt timeout → backoff due now → a new attempt, whose
+        // deadline (or the offline probe) is in the future. The bound only guards against a
+        // change that would make that chain loop.
+        for _ in 0..4 {
+            let due = |t: Option<u64>| t.is_some_and(|t| t <= now_ms);
+            if !due(self.link_deadline()) && !due(self.dead_link_deadline()) {
+                return;
+            }
+            self.link_timeouts_once(now_ms);
+        }
+    }
+
+    fn link_timeouts_once(&mut self, now_ms: u64) {
         if self.link_deadline().is_some_and(|t| t <= now_ms) {
             match self.link {
                 Link::Backoff { .. } => self.begin_attempt(now_ms, false),

@@ -173,6 +173,7 @@ impl Session {
         m.captured_audio_ms = self.up.captured_samples * 1000 / rate;
         m.sent_audio_ms = self.up.sent_samples * 1000 / rate;
         m.dropped_audio_ms = self.up.chunker.dropped_samples() * 1000 / rate;
+        m.discarded_audio_ms = self.up.chunker.discarded_samples() * 1000 / rate;
         m.prebuffer_ms = u64::from(self.play.prebuffer_ms);
         m
     }

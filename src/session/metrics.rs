@@ -123,6 +123,9 @@ pub struct MetricsSnapshot {
     pub buffered_audio_ms: u64,
     /// Mic audio dropped because the backlog bound was exceeded, ms.
     pub dropped_audio_ms: u64,
+    /// Mic audio still in the backlog when audio stopped (disconnect, failure, text mode),
+    /// discarded on purpose, ms: with it, `captured = sent + buffered + dropped + discarded`.
+    pub discarded_audio_ms: u64,
     /// Socket opens attempted.
     pub connection_attempts: u64,
     /// Socket opens that succeeded.
@@ -205,6 +208,7 @@ impl MetricsSnapshot {
         opt(s, ",\"sentAudioMs\":", Some(self.sent_audio_ms));
         opt(s, ",\"bufferedAudioMs\":", Some(self.buffered_audio_ms));
         opt(s, ",\"droppedAudioMs\":", Some(self.dropped_audio_ms));
+        opt(s, ",\"discardedAudioMs\":", Some(self.discarded_audio_ms));
         opt(
             s,
             ",\"connectionAttempts\":",
