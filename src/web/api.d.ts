@@ -118,6 +118,8 @@ export interface MetricsSnapshot {
   timeToFirstAudioMs: number | null;
   captureToSendLastMs: number | null; captureToSendMaxMs: number; captureToSendAvgMs: number | null;
   underruns: number; audioInterruptions: number; capturedAudioMs: number; sentAudioMs: number; droppedPlaybackMs: number; prebufferMs: number; bufferedAudioMs: number; droppedAudioMs: number;
+  /** Mic audio still buffered when audio stopped (disconnect, failure, text mode): thrown away on purpose. */
+  discardedAudioMs: number;
   connectionAttempts: number; connectionSuccesses: number; reconnects: number;
   lastCloseCode: number | null; lastCloseReason: string | null;
   bytesSent: number; framesSent: number; framesReceived: number;
