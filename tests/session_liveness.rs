@@ -3,6 +3,7 @@
 //! `session_inputs` fuzz target checks the same ones). The bugs they found have deterministic
 //! regression tests beside their subject: `session_network_faults.rs` (a retry drawn with no
 //! delay) and `session_audio_accounting.rs` (audio discarded when audio stops).
+#![cfg(not(target_arch = "wasm32"))] // proptest is a native-only dev-dependency
 
 #[path = "session_support/properties.rs"]
 mod properties;
