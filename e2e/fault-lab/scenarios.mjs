@@ -22,7 +22,7 @@ const OFFLINE_HOLD_MS = 4_000;
  * dead, backs off (attempts hang in the blackhole until the connect timeout), and reconnects once
  * the path is back.
  */
-export function blackhole(seconds, { timeoutMs } = {}) {
+export function blackhole(seconds, { timeoutMs, ...opts } = {}) {
   const short = s(seconds) < DEAD_LINK_MS;
   faultScenario(`fault-blackhole-${seconds}s`, `fault lab: blackhole ${seconds} s mid-answer → the interview continues`, async (lab) => {
     await lab.start();
@@ -48,7 +48,7 @@ export function blackhole(seconds, { timeoutMs } = {}) {
     // An outage shorter than deadLinkTimeoutMs, after which frames flow again, is no dead link:
     // the link held through the outage, the catch-up and the next answer.
     if (short) await lab.assertHeld(faultT, `a ${seconds} s blackhole (under the ${DEAD_LINK_MS / 1000} s dead-link timeout)`);
-  }, { timeoutMs: timeoutMs ?? s(seconds) + 150_000 });
+  }, { timeoutMs: timeoutMs ?? s(seconds) + 150_000, ...opts });
 }
 
 /**
@@ -57,7 +57,7 @@ export function blackhole(seconds, { timeoutMs } = {}) {
  * holds the old socket unless it noticed the dead peer or hands the interview back (`&resume=`,
  * closing the old one with 4410): without either the reconnect gets 4409 (`interview_held`).
  */
-export function pathChange() {
+export function pathChange(opts = {}) {
   faultScenario("fault-path-change", "fault lab: path change mid-answer (old path silent, new path works) → the interview continues", async (lab) => {
     await lab.start();
     const faultT = lab.mark();
@@ -73,7 +73,7 @@ export function pathChange() {
     // The outage is the detection time plus the reconnect, about maxBacklogMs: drops are allowed
     // only if reported.
     await lab.checkAudio({ lossless: false });
-  }, { timeoutMs: 120_000 });
+  }, { timeoutMs: 120_000, ...opts });
 }
 
 /**
@@ -83,7 +83,7 @@ export function pathChange() {
  * fetch fails (a network error, `token_unavailable`, never failed/auth) a few times, and connects
  * within the backoff ceiling once the endpoint is back.
  */
-export function offlineTokenDown() {
+export function offlineTokenDown(opts = {}) {
   faultScenario("fault-offline-token-down", "fault lab: offline → drop → online with the token endpoint down → connected again", async (lab, b) => {
     await lab.start();
     const faultT = lab.mark();
@@ -116,7 +116,7 @@ export function offlineTokenDown() {
     await lab.continues();
     await lab.drained();
     await lab.checkAudio({ lossless: false });
-  }, { timeoutMs: 120_000 });
+  }, { timeoutMs: 120_000, ...opts });
 }
 
 /**
