@@ -17,7 +17,7 @@ XVFB := xvfb-run -a -s "-screen 0 1280x1024x24"
 
 .PHONY: help setup demo test lint fmt-check clippy test-native pkg server webdriver \
         test-browser test-chrome test-firefox test-webkit test-package test-e2e size size-check \
-        latency-report pkg-debug
+        latency-report pkg-debug fault-proxy test-faults
 
 help:
 	@echo "make demo   build the package and serve the demo with the reference backend (PORT=$(PORT))"
@@ -36,6 +36,10 @@ pkg-debug: setup
 
 server: setup
 	cargo build -q -p realtime-voice-server
+
+# The network fault lab's loopback proxy (fault-proxy/README.md), used by the E2E fault scenarios.
+fault-proxy: setup
+	cargo build -q -p fault-proxy
 
 webdriver.json: tests/webdriver.template.json
 	sed "s|@ROOT@|$(CURDIR)|g" $< > $@
@@ -77,8 +81,27 @@ test-firefox: setup pkg server webdriver.json
 test-webkit: setup pkg server webdriver.json
 	$(NO_DRIVERS) $(WITH_SERVER) scripts/with-pulseaudio.sh $(XVFB) wasm-pack test --headless --firefox --geckodriver $(WEBKITDRIVER) -- --test web
 
-test-e2e: setup pkg server
-	GECKODRIVER=$(GECKODRIVER) $(WITH_SERVER) scripts/with-pulseaudio.sh $(XVFB) node --test --test-concurrency=1 e2e/
+# The E2E suite runs with the fault lab's control server up (RV_FAULT_PROXY): e2e/faults.test.mjs
+# puts a proxy between the browser and the server. The recovery table is printed whatever the outcome.
+FAULT_PROXY_PORT ?= 18099
+WITH_FAULT_PROXY := FAULT_PROXY_PORT=$(FAULT_PROXY_PORT) fault-proxy/with-fault-proxy.sh
+FAULT_REPORT := node scripts/fault-lab-report.mjs
+
+test-e2e: setup pkg server fault-proxy
+	@rm -f e2e/output/fault-lab.jsonl
+	GECKODRIVER=$(GECKODRIVER) $(WITH_SERVER) $(WITH_FAULT_PROXY) scripts/with-pulseaudio.sh $(XVFB) node --test --test-concurrency=1 e2e/ \
+	  || { $(FAULT_REPORT); exit 1; }
+	@$(FAULT_REPORT)
+
+# Every fault-lab scenario (blackholes of 5/30/120 s, path change, offline/online, token endpoint
+# down, 300 ms RTT, 32 kB/s uplink, server restart) in each engine: a report of recovery times
+# (e2e/output/fault-lab.md), not part of `make test`. FAULT_SCENARIOS=path-change,latency picks some;
+# E2E_ENGINES=chromium one engine.
+test-faults: setup pkg server fault-proxy
+	@rm -f e2e/output/fault-lab.jsonl
+	GECKODRIVER=$(GECKODRIVER) $(WITH_SERVER) $(WITH_FAULT_PROXY) scripts/with-pulseaudio.sh $(XVFB) node --test --test-concurrency=1 e2e/fault-lab/all.mjs \
+	  || { $(FAULT_REPORT); exit 1; }
+	@$(FAULT_REPORT)
 
 # The npm package as users get it: npm pack → a Vite app (web and bundler flavours) → tsc --strict
 # of the typed API, vite build, and a real connect() in Chromium under a strict CSP.

@@ -57,6 +57,9 @@ async function openChromium() {
         await new Promise((r) => setTimeout(r, 100)); // polling interval of the wait, not a sync sleep
       }
     },
+    // Network emulation of the whole context (the fault lab's offline → online scenarios): the
+    // page sees navigator.onLine change and the window's offline/online events.
+    setOffline: (offline) => context.setOffline(offline),
     click: (selector) => page.click(selector),
     type: (selector, text) => page.fill(selector, text),
     select: (selector, value) => page.selectOption(selector, value),
