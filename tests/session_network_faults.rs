@@ -132,27 +132,30 @@ fn token_provider_failing_with_the_network_is_a_retried_attempt_not_auth() {
     sim.advance(30_000);
     sim.close(1006, true);
     // Every reconnect's token request fails for a minute: the endpoint is down with the network.
+    // Each attempt then tries the last token (the server would say 1008 if it had expired);
+    // the network refuses those sockets too.
     let mut failures = 0;
     while sim.now < 90_000 {
         let at = sim.s.poll_timeout().unwrap();
         let v = sim.advance_to(at);
         if token_requests(&v) == 1 {
             failures += 1;
-            // Half of them unclassified: an app's provider that rethrows its own error.
             let failure = if failures % 2 == 0 {
                 TokenFailure::Network("TypeError: Failed to fetch".into())
             } else {
                 TokenFailure::Timeout
             };
             sim.s.handle_token_result(sim.now, Err(failure));
-            sim.drain();
+            let urls = open_urls(&sim.drain());
+            assert_eq!(urls.len(), 1, "the attempt goes on with the last token");
+            assert!(urls[0].contains("token=t1"));
+            sim.close(1006, false);
         }
         assert_eq!(
             sim.state(),
             State::Reconnecting,
             "never failed for an outage"
         );
-        assert_eq!(sim.s.status().reason, Some("token_unavailable"));
     }
     assert!(
         failures >= 8,
@@ -167,6 +170,77 @@ fn token_provider_failing_with_the_network_is_a_retried_attempt_not_auth() {
     sim.opened(now);
     assert_eq!(sim.state(), State::Connected);
     assert_eq!(sim.s.status().reason, Some("reconnected"));
+}
+
+#[test]
+fn a_provider_hanging_on_a_dead_path_does_not_hold_the_reconnect() {
+    let mut sim = provider("");
+    sim.s.connect(0);
+    sim.drain();
+    sim.s.handle_token(0, Ok("t1".into()));
+    sim.opened(0);
+    sim.advance(30_000);
+    sim.close(1006, true);
+    let at = sim.s.poll_timeout().unwrap();
+    assert_eq!(token_requests(&sim.advance_to(at)), 1);
+    // The provider's fetch rides a pooled connection that died with the old path: no answer.
+    let asked = sim.now;
+    let mut urls = Vec::new();
+    while urls.is_empty() {
+        let at = sim.s.poll_timeout().unwrap();
+        urls = open_urls(&sim.advance_to(at));
+    }
+    assert_eq!(
+        sim.now - asked,
+        5_000,
+        "the token deadline is 5 s, not the connect timeout"
+    );
+    assert!(urls[0].contains("token=t1"));
+    let now = sim.now;
+    sim.opened(now);
+    assert_eq!(sim.state(), State::Connected);
+    // The provider's late answer changes nothing.
+    sim.s.handle_token(sim.now, Ok("t2".into()));
+    assert_eq!(sim.state(), State::Connected);
+}
+
+#[test]
+fn an_expired_fallback_token_asks_the_provider_again_without_failing() {
+    let mut sim = provider("");
+    sim.s.connect(0);
+    sim.drain();
+    sim.s.handle_token(0, Ok("t1".into()));
+    sim.opened(0);
+    sim.advance(30_000);
+    sim.close(1006, true);
+    let at = sim.s.poll_timeout().unwrap();
+    sim.advance_to(at);
+    sim.s
+        .handle_token_result(sim.now, Err(TokenFailure::Network("offline".into())));
+    assert_eq!(opens(&sim.drain()), 1, "fallback to t1");
+    // t1 has expired meanwhile: the server refuses it.
+    sim.s.handle_socket_opened(sim.now);
+    sim.close(1008, true);
+    assert_eq!(sim.state(), State::Reconnecting);
+    assert_eq!(sim.s.status().reason, Some("token_refresh"));
+    let at = sim.s.poll_timeout().unwrap();
+    assert_eq!(token_requests(&sim.advance_to(at)), 1);
+    sim.s.handle_token(sim.now, Ok("t2".into()));
+    let urls = open_urls(&sim.drain());
+    assert!(urls[0].contains("token=t2"));
+    // A token the provider itself just gave, refused: the one auth retry, then auth.
+    sim.s.handle_socket_opened(sim.now);
+    sim.close(1008, true);
+    assert_eq!(sim.state(), State::Reconnecting);
+    let at = sim.s.poll_timeout().unwrap();
+    sim.advance_to(at);
+    sim.s
+        .handle_token_result(sim.now, Err(TokenFailure::Network("offline".into())));
+    assert_eq!(
+        opens(&sim.drain()),
+        0,
+        "a refused token is never used as the fallback"
+    );
 }
 
 #[test]

@@ -37,6 +37,10 @@ pub const MAX_SOCKET_BUFFERED: u32 = 32 * 1024;
 /// Close code a relay uses on the older socket when a reconnect of the same client took its
 /// interview over (see docs/API.md).
 pub const TAKEN_OVER: u16 = 4410;
+/// The token provider gets this long (at most `connectTimeoutMs`) before the attempt goes on
+/// without it: a provider on a dead path (its `fetch` riding a pooled connection that died with
+/// the network) must not hold the reconnect for the whole connect timeout.
+pub const TOKEN_TIMEOUT_MS: u64 = 5_000;
 /// Provider failures in a row (not network errors, while online) after which a reconnect gives
 /// up with `failed{auth}`.
 const PROVIDER_REFUSALS: u32 = 3;
@@ -145,6 +149,9 @@ pub struct Attempts {
     /// The previous connection's session id (`session.created`), presented on a reconnect so
     /// the relay hands the interview back at once (`&resume=`).
     pub resume: Option<String>,
+    /// The current attempt uses the last token because the provider could not be reached: a
+    /// 1008 on it asks the provider again instead of spending the one auth retry.
+    pub stale_token: bool,
 }
 
 /// How a failed attempt is retried.
@@ -246,12 +253,18 @@ impl Session {
             return;
         }
         self.snap.connection_attempts += 1;
-        let deadline = now_ms + u64::from(self.cfg.connect_timeout_ms);
+        self.attempts.stale_token = false;
+        let timeout = u64::from(self.cfg.connect_timeout_ms);
         match self.cfg.token {
-            TokenSource::Static(_) => self.open_socket(deadline),
+            TokenSource::Static(_) => self.open_socket(now_ms + timeout),
             TokenSource::Provider => {
-                // A fresh token for every (re)connect, so an expired one is never reused.
-                self.token = None;
+                // A fresh token for every (re)connect, so an expired one is not reused while the
+                // provider can answer; the last one is kept as the fallback of a provider the
+                // network took down.
+                if let Some(t) = self.token.take() {
+                    self.last_token = Some(t);
+                }
+                let deadline = now_ms + TOKEN_TIMEOUT_MS.min(timeout);
                 self.set_link(Link::AwaitToken { deadline });
                 self.request_token();
             }
@@ -458,9 +471,9 @@ impl Session {
         match token {
             Ok(t) => {
                 self.token = Some(t);
-                if let Link::AwaitToken { deadline } = self.link {
+                if let Link::AwaitToken { .. } = self.link {
                     self.attempts.provider_refusals = 0;
-                    self.open_socket(deadline);
+                    self.open_socket(now_ms + u64::from(self.cfg.connect_timeout_ms));
                 }
                 self.pump_http(now_ms);
             }
@@ -478,13 +491,27 @@ impl Session {
     fn token_failed(&mut self, now_ms: u64, failure: &TokenFailure) {
         let network = !self.online || !matches!(failure, TokenFailure::Refused(_));
         if network {
-            return self.schedule_reconnect(now_ms, "token_unavailable", None, Retry::Network);
+            return self.token_unreachable(now_ms, "token_unavailable");
         }
         self.attempts.provider_refusals += 1;
         if !self.attempts.connected_once || self.attempts.provider_refusals >= PROVIDER_REFUSALS {
             self.fail(FailReason::Auth, "token_provider_failed", None);
         } else {
             self.schedule_reconnect(now_ms, "token_unavailable", None, Retry::Network);
+        }
+    }
+
+    /// The provider could not be reached (a network failure or no answer in time): the attempt
+    /// goes on with the last token the provider gave, if any — the server says 1008 if it has
+    /// expired — else it is a failed attempt, retried like any network fault.
+    fn token_unreachable(&mut self, now_ms: u64, reason: &'static str) {
+        match self.last_token.clone() {
+            Some(t) => {
+                self.token = Some(t);
+                self.attempts.stale_token = true;
+                self.open_socket(now_ms + u64::from(self.cfg.connect_timeout_ms));
+            }
+            None => self.schedule_reconnect(now_ms, reason, None, Retry::Network),
         }
     }
 
@@ -515,7 +542,15 @@ impl Session {
                 self.stop_audio();
                 self.end(End::Closed, "server_closed", Some(code));
             }
+            1008 if self.attempts.stale_token => {
+                // Our fallback token expired: never again, and the provider is asked, without
+                // spending the one retry meant for a token the provider itself just gave.
+                self.token = None;
+                self.last_token = None;
+                self.schedule_reconnect(now_ms, "token_refresh", Some(code), Retry::Network);
+            }
             1008 => {
+                self.last_token = None;
                 if self.cfg.token == TokenSource::Provider && !self.attempts.auth_retry_used {
                     // Once per healthy connection, through the normal backoff: a relay that
                     // keeps refusing cannot make the client loop.
@@ -635,7 +670,7 @@ impl Session {
                 Link::AwaitToken { .. } => {
                     // A provider that never answers: the next attempt asks again.
                     self.token_outstanding = false;
-                    self.schedule_reconnect(now_ms, "token_timeout", None, Retry::Network);
+                    self.token_unreachable(now_ms, "token_timeout");
                 }
                 Link::Opening { .. } | Link::Handshaking { .. } => {
                     self.close_socket("connect_timeout");

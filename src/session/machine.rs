@@ -49,6 +49,9 @@ pub struct Session {
     pub(super) attempts: Attempts,
     /// The last token the provider gave (or the static one); `None` while a fresh one is due.
     pub(super) token: Option<String>,
+    /// The last token the provider gave, kept while a fresh one is asked for: used when the
+    /// provider cannot be reached (never after a 1008).
+    pub(super) last_token: Option<String>,
     /// The shell is running the token provider (`Output::RequestToken` not yet answered).
     pub(super) token_outstanding: bool,
     /// The app's `session.update` frame, sent again after every reconnect.
@@ -118,6 +121,7 @@ impl Session {
                 TokenSource::Static(t) => Some(t.clone()),
                 TokenSource::Provider => None,
             },
+            last_token: None,
             token_outstanding: false,
             session_update: None,
             raw_events_wanted: true,
