@@ -71,6 +71,10 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// Live realtime sessions, so shutdown can wait for their close frames.
     pub live_sessions: tokio::sync::watch::Sender<usize>,
+    /// Relays to OpenAI by interview (relay mode), attached or within their grace period.
+    pub relays: upstream::openai::pool::RelayPool,
+    /// What the simulated OpenAI-compatible endpoint's sessions received (tests, dev).
+    pub upstream_log: ws::openai_compat::UpstreamLog,
 }
 
 impl AppState {
@@ -118,6 +122,8 @@ pub fn state(config: Config) -> Result<Arc<AppState>, ServeError> {
         conn_seq: AtomicU64::new(1),
         shutdown: tokio::sync::watch::channel(false).0,
         live_sessions: tokio::sync::watch::channel(0).0,
+        relays: upstream::openai::pool::RelayPool::default(),
+        upstream_log: ws::openai_compat::UpstreamLog::default(),
     }))
 }
 
