@@ -713,6 +713,45 @@ mod tests {
     }
 
     #[test]
+    fn the_relay_is_chosen_by_the_key_and_the_key_is_never_printed() {
+        let dev = || vec!["--dev".to_string()];
+        let c = Config::from_env_and_args(dev(), env_of(&[])).unwrap();
+        assert_eq!(c.relay.upstream, UpstreamKind::Simulated);
+        let key = "sk-proj-secret-0123456789";
+        let c = Config::from_env_and_args(
+            dev(),
+            env_of(&[
+                ("OPENAI_API_KEY", key),
+                ("RELAY_GRACE_S", "2.5"),
+                ("RELAY_SESSION_UPDATE_ALLOW", "audio.output.voice, type"),
+                ("COST_ALERT_USD", "3"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.relay.upstream, UpstreamKind::OpenAi);
+        assert_eq!(c.relay.url, "wss://api.openai.com/v1/realtime");
+        assert_eq!(c.relay.grace_ms, 2500);
+        assert_eq!(c.relay.session_update_allow, ["audio.output.voice", "type"]);
+        assert_eq!(c.relay.cost_alert_usd, 3.0);
+        let printed = format!("{c:?}");
+        assert!(!printed.contains(key), "{printed}");
+        assert!(printed.contains("<redacted>"));
+        let c = Config::from_env_and_args(
+            dev(),
+            env_of(&[("OPENAI_API_KEY", key), ("REALTIME_UPSTREAM", "simulated")]),
+        )
+        .unwrap();
+        assert_eq!(c.relay.upstream, UpstreamKind::Simulated);
+        let e = Config::from_env_and_args(dev(), env_of(&[("REALTIME_UPSTREAM", "openai")]));
+        assert!(e.is_err());
+        let e = Config::from_env_and_args(
+            dev(),
+            env_of(&[("OPENAI_API_KEY", key), ("OPENAI_REALTIME_URL", "http://x")]),
+        );
+        assert!(e.is_err());
+    }
+
+    #[test]
     fn production_requires_a_long_secret() {
         let e = Config::from_env_and_args(Vec::new(), env_of(&[])).unwrap_err();
         assert_eq!(e, ConfigError::MissingSecret);
