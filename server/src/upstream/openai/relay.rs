@@ -27,7 +27,7 @@ Briefly repeat your last question, without greeting again.";
 /// Id prefix of replayed items (their `conversation.item.*` events are not forwarded).
 pub const REPLAY_PREFIX: &str = "item_replay_";
 /// Client frames queued for the relay at most (a browser further ahead is closed 1011).
-pub const INBOX: usize = 1024;
+pub const INBOX: usize = 256;
 /// Frames queued for the browser at most (the relay then waits: backpressure upstream).
 pub const OUTBOX: usize = 256;
 /// Deadline of every write upstream.
