@@ -6,7 +6,7 @@
 //! interview (with take-back by the same client), audio and event budgets, a frame size limit,
 //! pings and an idle timeout, applies the feature flag and the
 //! md5 rollout, and talks to a simulated interviewer ([`interviewer`]) that speaks the GA or the
-//! 2024 beta event names. Text and legacy audio endpoints, SQLite persistence, Prometheus metrics,
+//! 2024 beta event names — or, with `OPENAI_API_KEY`, relays to OpenAI's GA Realtime API. Text and legacy audio endpoints, SQLite persistence, Prometheus metrics,
 //! JSON logs, CORS and fault injection complete it. It also serves the demo (`www/`) and the
 //! package (`pkg/`).
 //!
@@ -17,7 +17,10 @@
 //!                   │ events + now_ms            ▲ Output: Send / Close / turns / cost / metrics
 //!                   ▼                            │
 //!                upstream/simulated (sans-IO interviewer: script, input, response, session,
-//!                vad, voice) ─ upstream/events, upstream/usage
+//!                tools, vad, voice) ─ upstream/events, upstream/usage (shared price table)
+//!             or ws/relay_session → upstream/openai (relay mode, OPENAI_API_KEY): policy,
+//!                relay task per interview (grace period, renewal + replay, cost), pool
+//!  ws/openai_compat: the simulated interviewer as OpenAI's /v1/realtime (tests, E2E)
 //!  http/: api (bearer before body), dev (tokens, faults, received), static_files (CSP),
 //!         listener (connection cap, TCP keepalive)
 //!  store/ (SQLite on its own thread)   auth/ (JWT, ids)   metrics   log   faults   received
@@ -71,6 +74,10 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// Live realtime sessions, so shutdown can wait for their close frames.
     pub live_sessions: tokio::sync::watch::Sender<usize>,
+    /// Relays to OpenAI by interview (relay mode), attached or within their grace period.
+    pub relays: upstream::openai::pool::RelayPool,
+    /// What the simulated OpenAI-compatible endpoint's sessions received (tests, dev).
+    pub upstream_log: ws::openai_compat::UpstreamLog,
 }
 
 impl AppState {
@@ -118,6 +125,8 @@ pub fn state(config: Config) -> Result<Arc<AppState>, ServeError> {
         conn_seq: AtomicU64::new(1),
         shutdown: tokio::sync::watch::channel(false).0,
         live_sessions: tokio::sync::watch::channel(0).0,
+        relays: upstream::openai::pool::RelayPool::default(),
+        upstream_log: ws::openai_compat::UpstreamLog::default(),
     }))
 }
 

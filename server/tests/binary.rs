@@ -148,3 +148,91 @@ async fn logs_are_json_without_secrets_and_sigterm_exits_cleanly() {
         "a warning line in dev mode:\n{err}"
     );
 }
+
+/// Relay mode as a process: the key never appears in the logs, nor transcripts; a refused key
+/// gives the ALERT line, and passing COST_ALERT_USD the warning.
+#[tokio::test]
+async fn relay_logs_alert_on_a_refused_key_and_on_cost_but_never_the_key() {
+    let key = "sk-binary-relay-secret-0123456789";
+    let mut up_cfg = dev();
+    up_cfg.relay.simulated_openai_key = Some(realtime_voice_server::config::ApiKey::new(key));
+    let up = start(up_cfg).await;
+    let mut child = Command::new(BIN)
+        .arg("--dev")
+        .env("PORT", "0")
+        .env_remove("JWT_SECRET")
+        .env_remove("DATABASE_PATH")
+        .env("OPENAI_API_KEY", key)
+        .env(
+            "OPENAI_REALTIME_URL",
+            format!("ws://{}/v1/realtime", up.addr),
+        )
+        .env("COST_ALERT_USD", "0.000001")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .trim_start_matches("realtime-voice-server listening on http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let url = |iv: &str| {
+        format!(
+            "ws://{addr}/api/v1/interviews/{iv}/realtime/connect?token={}",
+            token("dev-user", iv)
+        )
+    };
+    let mut ws = connect_url(&url("iv-relay-log")).await;
+    until(&mut ws, "response.output_audio_transcript.delta").await;
+    send(&mut ws, json!({"type": "response.cancel"})).await;
+    until(&mut ws, "response.done").await;
+    // The next upstream handshake is refused as a bad key is.
+    let r = post_json(
+        up.addr,
+        "/dev/upstream/faults",
+        None,
+        &json!({"refuse_status": 401}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let mut refused = connect_url(&url("iv-relay-log-2")).await;
+    assert_eq!(
+        next_event(&mut refused).await["error"]["code"],
+        "upstream_auth_failed"
+    );
+    assert_eq!(expect_close(&mut refused).await.0, 1011);
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    for forbidden in [key, "Hello, I am", "Tell me about", "sk-"] {
+        assert!(
+            !err.contains(forbidden),
+            "log contains {forbidden:?}:\n{err}"
+        );
+    }
+    assert!(
+        err.contains("ALERT upstream refused the API key or model"),
+        "{err}"
+    );
+    assert!(
+        err.contains("interview cost passed COST_ALERT_USD"),
+        "{err}"
+    );
+    assert!(err.contains("\"msg\":\"response billed\""), "{err}");
+}

@@ -57,13 +57,22 @@ pub fn router(st: Arc<AppState>) -> Router {
             get(crate::ws::connect),
         )
         .merge(api);
+    if cfg.relay.simulated_openai_key.is_some() {
+        r = r.route("/v1/realtime", get(crate::ws::openai_compat::realtime));
+    }
     if cfg.dev {
         let mut d = Router::new()
             .route("/dev/token", post(dev::token))
             .route("/dev/interviews/{id}/received", get(dev::received));
         if cfg.faults {
-            d = d.route("/dev/faults", post(dev::faults));
+            d = d
+                .route("/dev/faults", post(dev::faults))
+                .route("/dev/upstream/faults", post(crate::ws::openai_compat::arm));
         }
+        d = d.route(
+            "/dev/upstream/sessions",
+            get(crate::ws::openai_compat::sessions),
+        );
         r = r.merge(
             d.layer(DefaultBodyLimit::max(dev::MAX_DEV_BODY))
                 .layer(declared_limit(dev::MAX_DEV_BODY))

@@ -89,36 +89,60 @@ pub struct Prices {
     pub audio_out: f64,
 }
 
-/// The price table of issue 4, by model name. Unknown models are priced as `gpt-realtime`.
+/// The price table shared with the client (`server/realtime-prices.tsv`).
+pub const PRICE_TABLE: &str = include_str!("../../realtime-prices.tsv");
+
+/// The model whose prices apply to models not in the table.
+pub const DEFAULT_PRICED_MODEL: &str = "gpt-realtime";
+
+/// The prices of the first line of [`PRICE_TABLE`] matching `model` (exact, or a prefix
+/// pattern ending in `*`), or `None`.
+pub fn table_prices(model: &str) -> Option<Prices> {
+    PRICE_TABLE
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(parse_price_line)
+        .find(|(pattern, _)| match pattern.strip_suffix('*') {
+            Some(prefix) => model.starts_with(prefix),
+            None => model == *pattern,
+        })
+        .map(|(_, p)| p)
+}
+
+/// One line of the table: the pattern and its six prices.
+fn parse_price_line(line: &str) -> Option<(&str, Prices)> {
+    let mut f = line.split_whitespace();
+    let pattern = f.next()?;
+    let mut n = [0.0; 6];
+    for x in &mut n {
+        *x = f.next()?.parse().ok()?;
+    }
+    Some((
+        pattern,
+        Prices {
+            text_in: n[0],
+            text_cached: n[1],
+            text_out: n[2],
+            audio_in: n[3],
+            audio_cached: n[4],
+            audio_out: n[5],
+        },
+    ))
+}
+
+/// The prices for `model`; unknown models are priced as [`DEFAULT_PRICED_MODEL`] (the dearest
+/// guess would overstate a GA session; a missing line is a test failure, not a silent zero).
 pub fn prices_for(model: &str) -> Prices {
-    if model.starts_with("gpt-4o-realtime-preview-2024-10-01") {
-        Prices {
-            text_in: 5.0,
-            text_cached: 2.5,
-            text_out: 20.0,
-            audio_in: 100.0,
-            audio_cached: 20.0,
-            audio_out: 200.0,
-        }
-    } else if model.starts_with("gpt-4o-realtime-preview") {
-        Prices {
-            text_in: 5.0,
-            text_cached: 2.5,
-            text_out: 20.0,
-            audio_in: 40.0,
-            audio_cached: 2.5,
-            audio_out: 80.0,
-        }
-    } else {
-        Prices {
+    table_prices(model)
+        .or_else(|| table_prices(DEFAULT_PRICED_MODEL))
+        .unwrap_or(Prices {
             text_in: 4.0,
             text_cached: 0.4,
             text_out: 16.0,
             audio_in: 32.0,
             audio_cached: 0.4,
             audio_out: 64.0,
-        }
-    }
+        })
 }
 
 /// Cost of `usage` in USD for `model`.
@@ -171,6 +195,22 @@ mod tests {
         };
         let want = (10.0 * 0.4 + 6.0 * 32.0 + 4.0 * 0.4) / 1e6;
         assert!((cost_usd(&cached, "gpt-realtime") - want).abs() < 1e-15);
+    }
+
+    #[test]
+    fn every_line_of_the_shared_price_table_parses() {
+        let lines: Vec<&str> = PRICE_TABLE
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .collect();
+        assert_eq!(lines.len(), 5);
+        for l in lines {
+            assert!(parse_price_line(l).is_some(), "{l}");
+        }
+        assert!(table_prices("gpt-realtime-2025-08-28").is_some());
+        assert!(table_prices("gpt-4o-realtime-preview-2024-12-17").is_some());
+        assert!(table_prices("whisper-1").is_none());
+        assert_eq!(prices_for("whisper-1"), prices_for("gpt-realtime"));
     }
 
     #[test]

@@ -6,7 +6,9 @@
 
 pub mod admission;
 pub mod limits;
+pub mod openai_compat;
 pub mod registry;
+mod relay_session;
 pub mod session;
 
 use std::collections::HashMap;

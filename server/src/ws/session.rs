@@ -14,6 +14,7 @@ use super::admission::{admit, new_session_id};
 use super::limits::{ConnectionLimits, EventKind, Verdict};
 use super::registry::{gone, Claim, Claimant, Slot};
 use super::{Request, CLOSE_BUSY, CLOSE_TAKEN_OVER};
+use crate::config::UpstreamKind;
 use crate::faults::Fault;
 use crate::http::now_ms;
 use crate::log::{log, Level};
@@ -31,13 +32,13 @@ const TAKEOVER_WAIT: Duration = Duration::from_secs(3);
 
 /// A write did not complete: the peer is gone or stopped reading.
 #[derive(Debug)]
-enum SendError {
+pub(super) enum SendError {
     Closed,
     Timeout,
 }
 
 impl SendError {
-    fn end(&self) -> &'static str {
+    pub(super) fn end(&self) -> &'static str {
         match self {
             Self::Closed => "send failed",
             Self::Timeout => "send timeout",
@@ -46,7 +47,11 @@ impl SendError {
 }
 
 /// Sends `msg` within `deadline`.
-async fn send(socket: &mut WebSocket, msg: Message, deadline: Duration) -> Result<(), SendError> {
+pub(super) async fn send(
+    socket: &mut WebSocket,
+    msg: Message,
+    deadline: Duration,
+) -> Result<(), SendError> {
     match timeout(deadline, socket.send(msg)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(SendError::Closed),
@@ -55,7 +60,13 @@ async fn send(socket: &mut WebSocket, msg: Message, deadline: Duration) -> Resul
 }
 
 /// Sends a close frame (short deadline), waits briefly for the client's, and records it.
-async fn close(st: &AppState, socket: &mut WebSocket, conn: u64, code: u16, reason: &str) {
+pub(super) async fn close(
+    st: &AppState,
+    socket: &mut WebSocket,
+    conn: u64,
+    code: u16,
+    reason: &str,
+) {
     let mut reason: String = reason.to_string();
     while reason.len() > 123 {
         reason.pop();
@@ -208,6 +219,11 @@ pub(super) async fn run(st: Arc<AppState>, mut socket: WebSocket, req: Request) 
             ("rollout_bucket", rollout::bucket(&user_id).into()),
         ],
     );
+    if st.config.relay.upstream == UpstreamKind::OpenAi {
+        let end =
+            super::relay_session::run(&st, &mut socket, &req, conn, &mut slot, &session_id).await;
+        return finish(&st, slot, &req, conn, end).await;
+    }
     let fault = if st.config.faults {
         st.faults.take(&req.interview_id)
     } else {
@@ -241,6 +257,11 @@ pub(super) async fn run(st: Arc<AppState>, mut socket: WebSocket, req: Request) 
         received: &received,
     };
     let end = s.run(&mut slot, params, fault.unwrap_or_default()).await;
+    finish(&st, slot, &req, conn, end).await
+}
+
+/// After a session: frees the interview, then books the connection's end (metrics, log).
+async fn finish(st: &AppState, slot: Slot, req: &Request, conn: u64, end: &'static str) {
     // Free the interview at once: a reconnect must not wait for the bookkeeping below.
     drop(slot);
     st.metrics.ws_closed();

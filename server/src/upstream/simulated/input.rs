@@ -207,6 +207,9 @@ impl Interviewer {
         if let (Some("function_call_output"), Some(item)) = (ty, item) {
             return self.on_function_call_output(item, eid);
         }
+        if let (Some("message"), Some("assistant"), Some(item)) = (ty, role, item) {
+            return self.on_assistant_item(item, eid);
+        }
         if ty != Some("message") || role != Some("user") {
             return self.error(
                 "invalid_value",
@@ -281,6 +284,11 @@ impl Interviewer {
             return self.speak_pending(now_ms);
         }
         let r = v.get("response");
+        if r.and_then(|r| r.get("instructions")).is_some() {
+            // Out-of-band instructions (a relay after a reconnect): this interviewer cannot
+            // follow arbitrary instructions; it repeats its last question, briefly.
+            self.repeat_last_question();
+        }
         let modalities = r
             .and_then(|r| r.get("output_modalities").or_else(|| r.get("modalities")))
             .and_then(Value::as_array);
@@ -290,6 +298,66 @@ impl Interviewer {
             None => self.audio_out && !self.last_input_text,
         };
         self.start_response(now_ms, audio, None);
+    }
+
+    /// An assistant message replayed by a client (a relay restoring an interview into a new
+    /// session): added to the conversation; each one counts as a script line already spoken.
+    fn on_assistant_item(&mut self, item: &Value, eid: Option<&str>) {
+        let mut text = String::new();
+        for c in item
+            .get("content")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            match c.get("type").and_then(Value::as_str) {
+                Some("output_text") | Some("text") => {
+                    text.push_str(c.get("text").and_then(Value::as_str).unwrap_or(""))
+                }
+                Some("output_audio") | Some("audio") => {
+                    text.push_str(c.get("transcript").and_then(Value::as_str).unwrap_or(""))
+                }
+                _ => {
+                    return self.error(
+                        "invalid_value",
+                        "Assistant items take output_text or output_audio content.",
+                        Some("item.content"),
+                        eid,
+                    )
+                }
+            }
+        }
+        let id = item
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty() && s.len() <= 64)
+            .map(str::to_string)
+            .unwrap_or_else(|| self.new_id("item"));
+        let previous = self.last_item.replace(id.clone());
+        let it = events::item(
+            &id,
+            "assistant",
+            "completed",
+            json!([{"type": "output_text", "text": text}]),
+        );
+        for e in events::item_added(self.params.flavor, previous.as_deref(), &it, true) {
+            self.send(e);
+        }
+        self.pending_input.input_text += usage::text_tokens(&text);
+        self.last_input_text = false;
+        self.question_index = self
+            .question_index
+            .saturating_add(1)
+            .min(super::QUESTIONS.len() as u32 + 1);
+    }
+
+    /// Steps back one script line so the next response says the last question again, after a
+    /// "Welcome back.".
+    fn repeat_last_question(&mut self) {
+        if self.question_index > 0 && (self.question_index as usize) <= super::QUESTIONS.len() {
+            self.question_index -= 1;
+            self.resumed = true;
+        }
     }
 
     pub(super) fn on_truncate(&mut self, v: &Value, eid: Option<&str>) {

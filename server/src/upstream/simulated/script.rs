@@ -20,7 +20,7 @@ pub const INSTRUCTIONS: &str =
 /// The scripted line for question `index` (0-based count of lines already spoken).
 pub fn script_line(index: u32, resumed: bool) -> String {
     match index {
-        0 => format!("{GREETING} {}", QUESTIONS[0]),
+        0 if !resumed => format!("{GREETING} {}", QUESTIONS[0]),
         i if (i as usize) < QUESTIONS.len() => {
             let q = QUESTIONS[i as usize];
             if resumed {
