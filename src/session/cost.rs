@@ -19,6 +19,10 @@ pub struct Prices {
     pub audio_output: f64,
 }
 
+/// The price table shared with the reference backend: one line per model pattern (an exact name,
+/// or a prefix ending in `*`; the first match wins), USD per 1M tokens.
+const PRICE_TABLE: &str = include_str!("realtime-prices.tsv");
+
 impl Prices {
     const fn new(t: [f64; 3], a: [f64; 3]) -> Prices {
         Prices {
@@ -37,17 +41,26 @@ impl Prices {
     /// gpt-4o-realtime-preview (2024-12-17 and later): text 5/2.50/20, audio 40/2.50/80;
     /// gpt-realtime (and its dated snapshots): text 4/0.40/16, audio 32/0.40/64.
     pub fn for_model(model: &str) -> Option<Prices> {
-        if model == "gpt-4o-realtime-preview-2024-10-01" {
-            Some(Prices::new([5.0, 2.5, 20.0], [100.0, 20.0, 200.0]))
-        } else if model == "gpt-4o-realtime-preview"
-            || model.starts_with("gpt-4o-realtime-preview-20")
-        {
-            Some(Prices::new([5.0, 2.5, 20.0], [40.0, 2.5, 80.0]))
-        } else if model == "gpt-realtime" || model.starts_with("gpt-realtime-20") {
-            Some(Prices::new([4.0, 0.4, 16.0], [32.0, 0.4, 64.0]))
-        } else {
-            None
-        }
+        PRICE_TABLE
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .find_map(|l| {
+                let mut f = l.split_whitespace();
+                let pattern = f.next()?;
+                let hit = match pattern.strip_suffix('*') {
+                    Some(prefix) => model.starts_with(prefix),
+                    None => model == pattern,
+                };
+                if !hit {
+                    return None;
+                }
+                // The JSON codec's number reader: no second float parser in the wasm.
+                let mut n = [0.0f64; 6];
+                for x in &mut n {
+                    *x = crate::protocol::json::number_to_f64(f.next()?)?;
+                }
+                Some(Prices::new([n[0], n[1], n[2]], [n[3], n[4], n[5]]))
+            })
     }
 
     /// The cost of one response's usage, in USD, and whether it is an upper bound.

@@ -89,8 +89,9 @@ pub struct Prices {
     pub audio_out: f64,
 }
 
-/// The price table shared with the client (`server/realtime-prices.tsv`).
-pub const PRICE_TABLE: &str = include_str!("../../realtime-prices.tsv");
+/// The price table shared with the client (`src/session/realtime-prices.tsv`, the client crate's
+/// own file, read here at build time).
+pub const PRICE_TABLE: &str = include_str!("../../../src/session/realtime-prices.tsv");
 
 /// The model whose prices apply to models not in the table.
 pub const DEFAULT_PRICED_MODEL: &str = "gpt-realtime";
