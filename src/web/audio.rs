@@ -328,6 +328,18 @@ impl AudioGraph {
         }
     }
 
+    /// Hands a capture buffer back to the capture worklet (transferred), once its frames were
+    /// copied out, so the audio thread reuses it instead of allocating a new one per batch.
+    pub fn recycle_capture(&self, frames: &Float32Array) {
+        let msg = Object::new();
+        let buffer = frames.buffer();
+        let _ = Reflect::set(&msg, &"type".into(), &"recycle".into());
+        let _ = Reflect::set(&msg, &"buffer".into(), &buffer);
+        if let Ok(port) = self.capture.port() {
+            let _ = port.post_message_with_transferable(&msg, &Array::of1(&buffer));
+        }
+    }
+
     /// Queues AI audio (context rate, mono) for `item`.
     pub fn play(&self, item: &str, samples: &[f32]) {
         let msg = Object::new();

@@ -920,6 +920,9 @@ impl Shell {
                 let mut buf = self.mic_buf.borrow_mut();
                 buf.resize(frames.length() as usize, 0.0);
                 frames.copy_to(&mut buf);
+                if let Some(g) = self.graph.borrow().as_ref() {
+                    g.recycle_capture(&frames);
+                }
                 // The channel count is known from the first frames: that is when the session
                 // learns the format (again if a new device changes it).
                 if self.mic_channels.get() != channels {

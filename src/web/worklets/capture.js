@@ -3,7 +3,9 @@
 // WASM core downmixes, resamples, converts to PCM16 and chunks. No DSP here, by design.
 // Frames are batched (`batch` render quanta per message, default 4 ≈ 10 ms at 48 kHz) to keep
 // message overhead low. Each message: {frames: Float32Array, channels, time} where `time` is the
-// context's currentTime at the first frame.
+// context's currentTime at the first frame. Real-time safe: the main thread hands each buffer back
+// ({type: "recycle", buffer}) and process() takes the next one from that pool, so it allocates only
+// while the pool fills (the first few batches, or a main thread that falls behind).
 class RealtimeVoiceCapture extends AudioWorkletProcessor {
   constructor(options) {
     super();
@@ -13,7 +15,13 @@ class RealtimeVoiceCapture extends AudioWorkletProcessor {
     this.buf = null;
     this.used = 0;
     this.t0 = 0;
-    this.port.onmessage = (e) => { if (e.data === "stop") this.stopped = true; };
+    this.free = []; // buffers handed back, each of `cap` samples
+    this.port.onmessage = (e) => {
+      const m = e.data;
+      if (m === "stop") this.stopped = true;
+      else if (m && m.type === "recycle" && m.buffer && this.free.length < 8
+        && m.buffer.byteLength === this.cap * 4) this.free.push(new Float32Array(m.buffer));
+    };
   }
   process(inputs) {
     if (this.stopped) return false;
@@ -25,6 +33,7 @@ class RealtimeVoiceCapture extends AudioWorkletProcessor {
       this.flush();
       this.channels = ch;
       this.cap = n * ch * this.batch;
+      this.free.length = 0; // buffers of the old size
       this.buf = new Float32Array(this.cap);
       this.used = 0;
     }
@@ -40,7 +49,8 @@ class RealtimeVoiceCapture extends AudioWorkletProcessor {
     if (!this.buf || this.used === 0) return;
     const frames = this.used * this.channels === this.cap ? this.buf : this.buf.slice(0, this.used * this.channels);
     this.port.postMessage({ frames, channels: this.channels, time: this.t0 }, [frames.buffer]);
-    this.buf = new Float32Array(this.cap); // the posted buffer was transferred (detached) here
+    // The posted buffer was transferred (detached) here: take a recycled one.
+    this.buf = this.free.pop() || new Float32Array(this.cap);
     this.used = 0;
   }
 }

@@ -29,7 +29,7 @@ class RealtimeVoicePlayback extends AudioWorkletProcessor {
     if (m.type === "push") this.push(m.item, m.samples);
     else if (m.type === "config") this.prebuffer = this.frames(m.prebufferMs);
     else if (m.type === "end") {
-      if (this.segs.some((s) => s.item === m.item)) this.ended.add(m.item);
+      if (this.queued(m.item)) this.ended.add(m.item);
       else if (m.item === this.item && !this.done) { this.dry = null; this.finish(); } // it had drained
     } else if (m.type === "flush") {
       const ramp = Math.min(this.size, this.frames(m.rampMs ?? 8));
@@ -68,6 +68,10 @@ class RealtimeVoicePlayback extends AudioWorkletProcessor {
     if (this.size === 0) this.playing = false;
     this.fadeLen = 0; this.flushLeft = 0; this.done = true; this.dry = null;
   }
+  queued(item) { // a loop, not .some(): no closure allocated on the audio thread
+    for (let k = 0; k < this.segs.length; k++) if (this.segs[k].item === item) return true;
+    return false;
+  }
   finish() {
     this.done = true;
     this.port.postMessage({ type: "finished", item: this.item, played: this.played });
@@ -93,7 +97,7 @@ class RealtimeVoicePlayback extends AudioWorkletProcessor {
         if (this.fadeLen > 0) this.flushLeft--;
         if (--seg.left === 0) {
           this.segs.shift();
-          if (this.ended.delete(seg.item) && !this.segs.some((s) => s.item === seg.item)) this.finish();
+          if (this.ended.delete(seg.item) && !this.queued(seg.item)) this.finish();
         }
         if (this.fadeLen > 0 && this.fade <= 0) { this.discard(Math.max(0, this.flushLeft)); this.report(); break; }
       }
