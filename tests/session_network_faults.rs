@@ -17,6 +17,18 @@ fn provider(extra: &str) -> Sim {
     Sim::with_opts(&format!("{PROVIDER}{extra}}}"))
 }
 
+/// A provider session that connected with token `t1`, spoke for `ms` and lost its link (1006).
+fn connected_then_lost(ms: u64) -> Sim {
+    let mut sim = provider("");
+    sim.s.connect(0);
+    sim.drain();
+    sim.s.handle_token(0, Ok("t1".into()));
+    sim.opened(0);
+    sim.advance(ms);
+    sim.close(1006, true);
+    sim
+}
+
 fn token_requests(v: &[Output]) -> usize {
     v.iter()
         .filter(|o| matches!(o, Output::RequestToken))
@@ -124,13 +136,7 @@ fn offline_at_every_step_of_an_attempt_ends_in_a_new_attempt_once_online() {
 
 #[test]
 fn token_provider_failing_with_the_network_is_a_retried_attempt_not_auth() {
-    let mut sim = provider("");
-    sim.s.connect(0);
-    sim.drain();
-    sim.s.handle_token(0, Ok("t1".into()));
-    sim.opened(0);
-    sim.advance(30_000);
-    sim.close(1006, true);
+    let mut sim = connected_then_lost(30_000);
     // Every reconnect's token request fails for a minute: the endpoint is down with the network.
     // Each attempt then tries the last token (the server would say 1008 if it had expired);
     // the network refuses those sockets too.
@@ -174,13 +180,7 @@ fn token_provider_failing_with_the_network_is_a_retried_attempt_not_auth() {
 
 #[test]
 fn a_provider_hanging_on_a_dead_path_does_not_hold_the_reconnect() {
-    let mut sim = provider("");
-    sim.s.connect(0);
-    sim.drain();
-    sim.s.handle_token(0, Ok("t1".into()));
-    sim.opened(0);
-    sim.advance(30_000);
-    sim.close(1006, true);
+    let mut sim = connected_then_lost(30_000);
     let at = sim.s.poll_timeout().unwrap();
     assert_eq!(token_requests(&sim.advance_to(at)), 1);
     // The provider's fetch rides a pooled connection that died with the old path: no answer.
@@ -206,13 +206,7 @@ fn a_provider_hanging_on_a_dead_path_does_not_hold_the_reconnect() {
 
 #[test]
 fn an_expired_fallback_token_asks_the_provider_again_without_failing() {
-    let mut sim = provider("");
-    sim.s.connect(0);
-    sim.drain();
-    sim.s.handle_token(0, Ok("t1".into()));
-    sim.opened(0);
-    sim.advance(30_000);
-    sim.close(1006, true);
+    let mut sim = connected_then_lost(30_000);
     let at = sim.s.poll_timeout().unwrap();
     sim.advance_to(at);
     sim.s
@@ -253,13 +247,7 @@ fn a_provider_that_refuses_fails_auth_at_once_on_the_first_connect_and_after_thr
     sim.drain();
     assert_eq!(sim.state(), State::Failed(FailReason::Auth));
 
-    let mut sim = provider("");
-    sim.s.connect(0);
-    sim.drain();
-    sim.s.handle_token(0, Ok("t1".into()));
-    sim.opened(0);
-    sim.advance(10_000);
-    sim.close(1006, true);
+    let mut sim = connected_then_lost(10_000);
     for n in 1..=3 {
         let at = sim.s.poll_timeout().unwrap();
         assert_eq!(token_requests(&sim.advance_to(at)), 1);
