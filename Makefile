@@ -84,7 +84,7 @@ test-webkit: setup pkg server webdriver.json
 # The E2E suite runs with the fault lab's control server up (RV_FAULT_PROXY): e2e/faults.test.mjs
 # puts a proxy between the browser and the server. The recovery table is printed whatever the outcome.
 FAULT_PROXY_PORT ?= 18099
-WITH_FAULT_PROXY := FAULT_PROXY_PORT=$(FAULT_PROXY_PORT) fault-proxy/with-fault-proxy.sh
+WITH_FAULT_PROXY := env FAULT_PROXY_PORT=$(FAULT_PROXY_PORT) fault-proxy/with-fault-proxy.sh
 FAULT_REPORT := node scripts/fault-lab-report.mjs
 
 test-e2e: setup pkg server fault-proxy

@@ -3,7 +3,7 @@
 // wrote to e2e/output/fault-lab.jsonl, and writes it to e2e/output/fault-lab.md. Recovery is the
 // time from the fault being lifted (or detected, when later; `online` for the offline scenario;
 // the backlog drained for the slow uplink) to `connected` again / frames flowing.
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 
 const out = new URL("../e2e/output/", import.meta.url).pathname;
 let rows = [];
@@ -27,5 +27,6 @@ const lines = [
   "",
 ];
 const md = lines.join("\n");
+await mkdir(out, { recursive: true });
 await writeFile(`${out}fault-lab.md`, md);
 console.log(rows.length ? md : "fault lab: no scenario rows recorded");
