@@ -196,8 +196,10 @@ async fn more_than_ten_appends_per_second_errors_then_persisting_closes_4429() {
         .json();
     // Two bursts of 20 fall within 900 ms of each other.
     assert_eq!(r["max_appends_per_s"], 40);
+    // The raw count slides over arrival times: two or three bursts, or parts of them when a loaded
+    // machine spreads a burst's arrival over a window's edge.
     let raw = r["max_appends_per_s_raw"].as_u64().unwrap();
-    assert!(raw == 40 || raw == 60, "{raw}");
+    assert!((40..=60).contains(&raw), "{raw}");
     assert!(r["rejected_appends"].as_u64().unwrap() >= 40);
     assert_eq!(
         r["errors_sent"],
