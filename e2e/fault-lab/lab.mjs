@@ -308,7 +308,7 @@ export class Lab {
    */
   async checkAudio({ lossless }) {
     const m = (await this.snap()).metrics;
-    const gap = m.capturedAudioMs - (m.sentAudioMs + m.bufferedAudioMs + m.droppedAudioMs);
+    const gap = m.capturedAudioMs - (m.sentAudioMs + m.bufferedAudioMs + m.droppedAudioMs + (m.discardedAudioMs ?? 0));
     assert.ok(m.capturedAudioMs > 1000, `microphone audio was captured (${m.capturedAudioMs} ms)`);
     assert.ok(Math.abs(gap) <= 3, `captured ${m.capturedAudioMs} = sent ${m.sentAudioMs} + buffered ${m.bufferedAudioMs} + dropped ${m.droppedAudioMs} (off by ${gap} ms)`);
     if (lossless) assert.equal(m.droppedAudioMs, 0, `no audio dropped within maxBacklogMs (dropped ${m.droppedAudioMs} ms)`);
