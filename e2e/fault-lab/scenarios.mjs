@@ -214,7 +214,7 @@ export function latency({ seconds = 60 } = {}) {
  * mic accounting holds and nothing is dropped within maxBacklogMs.
  */
 export function uplink({ seconds = 15 } = {}) {
-  faultScenario("fault-uplink-32k", `fault lab: 32 kB/s uplink for ${seconds} s → backlog, no false dead link, no loss`, async (lab, b) => {
+  faultScenario("fault-uplink-32k", `fault lab: 32 kB/s uplink for ${seconds} s → never failed, the interview continues, no loss`, async (lab, b) => {
     await lab.start();
     const faultT = lab.mark();
     await lab.proxy.faults({ up_bytes_per_s: 32_000 });
