@@ -112,11 +112,11 @@ export async function typedUse(): Promise<void> {
   // @ts-expect-error: updateSession takes a session object, not a string
   client.updateSession("{}");
   // Tools: the handler's argument type comes from the generic; the result may be a Promise.
-  const off: () => void = client.registerTool<{ text: string }>(
+  const unregister: () => void = client.registerTool<{ text: string }>(
     { name: "show_question", parameters: { type: "object" } },
     async (args) => args.text.length,
   );
-  off();
+  unregister();
   // @ts-expect-error: the handler's args have no `txt`
   client.registerTool<{ text: string }>({ name: "q" }, (args) => args.txt);
   // @ts-expect-error: a tool definition needs a name
