@@ -359,7 +359,14 @@ async fn connects_streams_24k_pcm16_within_the_rate_limit_and_plays_the_ai_voice
     let sent = &pcm[12_000..pcm.len().min(12_000 + 24_000 * 3)];
     match engine() {
         "chrome" => {
-            let c = best_correlation(sent, &mic_wav());
+            // Best over 1 s windows: a glitch of Chrome's fake capture under load (a skipped or
+            // repeated block) breaks a single alignment for the rest of a longer window.
+            let wav = mic_wav();
+            let c = sent
+                .chunks(24_000)
+                .filter(|w| w.len() >= 12_000)
+                .map(|w| best_correlation(w, &wav))
+                .fold(0.0f64, f64::max);
             assert!(
                 c > 0.9,
                 "the server received the WAV fed as the microphone: correlation {c:.3}"
