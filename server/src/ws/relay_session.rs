@@ -12,12 +12,12 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::{timeout, Instant};
 
 use super::limits::{ConnectionLimits, EventKind, Verdict};
 use super::registry::Slot;
-use super::session::{close, send};
-use super::{Request, CLOSE_TAKEN_OVER};
+use super::session::{close, send, Keepalive};
+use super::Request;
 use crate::log::{log, Level};
 use crate::upstream::events;
 use crate::upstream::openai::policy::filter_update;
@@ -124,30 +124,13 @@ impl Browser<'_> {
         let st = self.st;
         let lim = st.config.limits;
         let deadline = Duration::from_millis(lim.ws_send_timeout_ms);
-        let ping_every = Duration::from_millis(lim.ws_ping_interval_ms.max(1));
-        let idle = Duration::from_millis(lim.ws_idle_timeout_ms.max(1));
         let max = lim.max_frame_bytes;
-        let mut shutdown = st.shutdown.subscribe();
-        let mut last_inbound = Instant::now();
-        let mut next_ping = self.t0 + ping_every;
+        let mut keepalive = Keepalive::new(st, self.t0);
         loop {
             tokio::select! {
-                _ = shutdown.changed() => {
-                    close(st, self.socket, self.conn, 1001, "server shutting down").await;
-                    return "server shutdown";
-                }
-                Ok(()) = &mut slot.evicted => {
-                    close(st, self.socket, self.conn, CLOSE_TAKEN_OVER, "taken over").await;
-                    return "taken over";
-                }
-                _ = sleep_until(last_inbound + idle) => {
-                    close(st, self.socket, self.conn, 1001, "no frames from the client").await;
-                    return "idle timeout";
-                }
-                _ = sleep_until(next_ping) => {
-                    next_ping = Instant::now() + ping_every;
-                    if let Err(e) = send(self.socket, Message::Ping(Default::default()), deadline).await {
-                        return e.end();
+                wake = keepalive.wait(slot) => {
+                    if let Some(end) = keepalive.act(wake, st, self.socket, self.conn).await {
+                        return end;
                     }
                 }
                 ev = events.recv() => match ev {
@@ -170,7 +153,7 @@ impl Browser<'_> {
                     }
                 },
                 m = self.socket.recv() => {
-                    last_inbound = Instant::now();
+                    keepalive.inbound();
                     let next = match m {
                         None => Next::End("client gone"),
                         Some(Err(e)) => {

@@ -59,6 +59,88 @@ pub(super) async fn send(
     }
 }
 
+/// What every session loop watches besides its own traffic: the server shutting down, a
+/// reconnect of the same client taking the interview over, the idle deadline (no frame from the
+/// client, pongs included) and the ping schedule. One place for both the simulated and the relay
+/// loop.
+pub(super) struct Keepalive {
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    last_inbound: Instant,
+    next_ping: Instant,
+    ping_every: Duration,
+    idle: Duration,
+    send_deadline: Duration,
+}
+
+impl Keepalive {
+    pub(super) fn new(st: &AppState, t0: Instant) -> Keepalive {
+        let lim = st.config.limits;
+        let ping_every = Duration::from_millis(lim.ws_ping_interval_ms.max(1));
+        Keepalive {
+            shutdown: st.shutdown.subscribe(),
+            last_inbound: Instant::now(),
+            next_ping: t0 + ping_every,
+            ping_every,
+            idle: Duration::from_millis(lim.ws_idle_timeout_ms.max(1)),
+            send_deadline: Duration::from_millis(lim.ws_send_timeout_ms),
+        }
+    }
+
+    /// A frame (of any kind) came from the client.
+    pub(super) fn inbound(&mut self) {
+        self.last_inbound = Instant::now();
+    }
+
+    /// Waits for the next keep-alive event. It borrows no socket, so a loop selects on it beside
+    /// its own reads and performs the event with [`Keepalive::act`] once the select is over.
+    pub(super) async fn wait(&mut self, slot: &mut Slot) -> Wake {
+        tokio::select! {
+            // Only ever changes from false to true (or the state is gone): shutting down.
+            _ = self.shutdown.changed() => Wake::Shutdown,
+            Ok(()) = &mut slot.evicted => Wake::TakenOver,
+            _ = sleep_until(self.last_inbound + self.idle) => Wake::Idle,
+            _ = sleep_until(self.next_ping) => Wake::Ping,
+        }
+    }
+
+    /// Performs a keep-alive event: `Some(end)` when the session ends (closed with the matching
+    /// code), `None` after a ping.
+    pub(super) async fn act(
+        &mut self,
+        wake: Wake,
+        st: &AppState,
+        socket: &mut WebSocket,
+        conn: u64,
+    ) -> Option<&'static str> {
+        let (code, reason, end) = match wake {
+            Wake::Shutdown => (1001, "server shutting down", "server shutdown"),
+            Wake::TakenOver => (CLOSE_TAKEN_OVER, "taken over", "taken over"),
+            Wake::Idle => (1001, "no frames from the client", "idle timeout"),
+            Wake::Ping => {
+                self.next_ping = Instant::now() + self.ping_every;
+                return send(
+                    socket,
+                    Message::Ping(Default::default()),
+                    self.send_deadline,
+                )
+                .await
+                .err()
+                .map(|e| e.end());
+            }
+        };
+        close(st, socket, conn, code, reason).await;
+        Some(end)
+    }
+}
+
+/// A keep-alive event ([`Keepalive::wait`]).
+pub(super) enum Wake {
+    Shutdown,
+    TakenOver,
+    Idle,
+    Ping,
+}
+
 /// Sends a close frame (short deadline), waits briefly for the client's, and records it.
 pub(super) async fn close(
     st: &AppState,
@@ -296,8 +378,6 @@ impl Session<'_> {
         let st = self.st;
         let lim = st.config.limits;
         let send_deadline = Duration::from_millis(lim.ws_send_timeout_ms);
-        let ping_every = Duration::from_millis(lim.ws_ping_interval_ms.max(1));
-        let idle = Duration::from_millis(lim.ws_idle_timeout_ms.max(1));
         let t0 = Instant::now();
         let now = || t0.elapsed().as_millis() as u64;
         let mut iv = Interviewer::new(params);
@@ -320,20 +400,14 @@ impl Session<'_> {
         let max = lim.max_frame_bytes;
         // Clamped to a year so the deadline cannot overflow.
         let expire_at = t0 + Duration::from_millis(lim.session_max_ms.min(365 * 86_400_000));
-        let mut shutdown = st.shutdown.subscribe();
-        let mut last_inbound = Instant::now();
-        let mut next_ping = t0 + ping_every;
+        let mut keepalive = Keepalive::new(st, t0);
         loop {
             let next = iv.poll_timeout().map(|ms| t0 + Duration::from_millis(ms));
             tokio::select! {
-                // Only ever changes from false to true (or the state is gone): shutting down.
-                _ = shutdown.changed() => {
-                    close(st, self.socket, self.conn, 1001, "server shutting down").await;
-                    return "server shutdown";
-                }
-                Ok(()) = &mut slot.evicted => {
-                    close(st, self.socket, self.conn, CLOSE_TAKEN_OVER, "taken over").await;
-                    return "taken over";
+                wake = keepalive.wait(slot) => {
+                    if let Some(end) = keepalive.act(wake, st, self.socket, self.conn).await {
+                        return end;
+                    }
                 }
                 _ = sleep_until(expire_at) => {
                     let mut e = events::error(
@@ -350,18 +424,8 @@ impl Session<'_> {
                     }
                     return "session expired";
                 }
-                _ = sleep_until(last_inbound + idle) => {
-                    close(st, self.socket, self.conn, 1001, "no frames from the client").await;
-                    return "idle timeout";
-                }
-                _ = sleep_until(next_ping) => {
-                    next_ping = Instant::now() + ping_every;
-                    if let Err(e) = send(self.socket, Message::Ping(Default::default()), send_deadline).await {
-                        return e.end();
-                    }
-                }
                 m = self.socket.recv() => {
-                    last_inbound = Instant::now();
+                    keepalive.inbound();
                     match m {
                         None => return "client gone",
                         Some(Err(e)) => {

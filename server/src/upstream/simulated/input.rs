@@ -249,23 +249,7 @@ impl Interviewer {
         if !self.take_turn(eid) {
             return;
         }
-        let id = item
-            .and_then(|i| i.get("id"))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty() && s.len() <= 64)
-            .map(str::to_string)
-            .unwrap_or_else(|| self.new_id("item"));
-        let previous = self.last_item.replace(id.clone());
-        let it = events::item(
-            &id,
-            "user",
-            "completed",
-            json!([{"type": "input_text", "text": text}]),
-        );
-        for e in events::item_added(self.params.flavor, previous.as_deref(), &it, true) {
-            self.send(e);
-        }
-        self.pending_input.input_text += usage::text_tokens(&text);
+        self.add_text_item(item, "user", "input_text", &text);
         self.last_input_text = true;
         self.out.push_back(Output::UserTurn(text));
     }
@@ -300,6 +284,28 @@ impl Interviewer {
         self.start_response(now_ms, audio, None);
     }
 
+    /// Adds a completed text item of `role` to the conversation (the client's id when it gave a
+    /// usable one), announces it, and counts its text as input for the next response's usage.
+    fn add_text_item(&mut self, item: Option<&Value>, role: &str, part: &str, text: &str) {
+        let id = item
+            .and_then(|i| i.get("id"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty() && s.len() <= 64)
+            .map(str::to_string)
+            .unwrap_or_else(|| self.new_id("item"));
+        let previous = self.last_item.replace(id.clone());
+        let it = events::item(
+            &id,
+            role,
+            "completed",
+            json!([{"type": part, "text": text}]),
+        );
+        for e in events::item_added(self.params.flavor, previous.as_deref(), &it, true) {
+            self.send(e);
+        }
+        self.pending_input.input_text += usage::text_tokens(text);
+    }
+
     /// An assistant message replayed by a client (a relay restoring an interview into a new
     /// session): added to the conversation; each one counts as a script line already spoken.
     fn on_assistant_item(&mut self, item: &Value, eid: Option<&str>) {
@@ -327,23 +333,7 @@ impl Interviewer {
                 }
             }
         }
-        let id = item
-            .get("id")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty() && s.len() <= 64)
-            .map(str::to_string)
-            .unwrap_or_else(|| self.new_id("item"));
-        let previous = self.last_item.replace(id.clone());
-        let it = events::item(
-            &id,
-            "assistant",
-            "completed",
-            json!([{"type": "output_text", "text": text}]),
-        );
-        for e in events::item_added(self.params.flavor, previous.as_deref(), &it, true) {
-            self.send(e);
-        }
-        self.pending_input.input_text += usage::text_tokens(&text);
+        self.add_text_item(Some(item), "assistant", "output_text", &text);
         self.last_input_text = false;
         self.question_index = self
             .question_index
