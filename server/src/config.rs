@@ -8,6 +8,8 @@ use std::path::PathBuf;
 pub const DEV_JWT_SECRET: &str = "realtime-voice-dev-secret-do-not-use-in-production";
 /// The loudly named flag that lets `--dev` listen on a non-loopback HOST.
 pub const DEV_PUBLIC_HOST_FLAG: &str = "--dev-insecure-public-host";
+/// Default lease of an interview lock in Redis (REDIS_LOCK_LEASE_S), ms.
+pub const DEFAULT_REDIS_LOCK_LEASE_MS: u64 = 10_000;
 /// Minimum JWT secret length, as the deployment checklist demands.
 pub const MIN_SECRET_LEN: usize = 32;
 
@@ -262,8 +264,14 @@ pub struct Config {
     pub session: SessionDefaults,
     /// Per-connection limits.
     pub limits: Limits,
-    /// DATABASE_PATH; `None` = in-memory SQLite.
-    pub database_path: Option<PathBuf>,
+    /// DATABASE_URL (`postgres://…` or `sqlite://…`) or DATABASE_PATH; in-memory SQLite when
+    /// neither is set.
+    pub database: crate::store::Target,
+    /// REDIS_URL: coordination between instances in Redis; `None` = in memory (one instance).
+    pub redis_url: Option<String>,
+    /// REDIS_LOCK_LEASE_S: lease of an interview's lock in Redis, renewed every third of it by
+    /// the owning instance (a crashed instance's interviews are free within it), ms.
+    pub redis_lock_lease_ms: u64,
     /// CORS_ALLOWED_ORIGINS (comma separated); `None` = unset.
     pub cors_allowed_origins: Option<Vec<String>>,
     /// STATIC_ROOT: folder holding `www/` and `pkg/`.
@@ -289,7 +297,9 @@ impl fmt::Debug for Config {
             .field("protocol", &self.protocol)
             .field("session", &self.session)
             .field("limits", &self.limits)
-            .field("database_path", &self.database_path)
+            .field("database", &self.database)
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "<redacted>"))
+            .field("redis_lock_lease_ms", &self.redis_lock_lease_ms)
             .field("cors_allowed_origins", &self.cors_allowed_origins)
             .field("static_root", &self.static_root)
             .field("tool_output_wait_ms", &self.tool_output_wait_ms)
@@ -387,7 +397,9 @@ impl Config {
             protocol: ProtocolFlavor::Ga,
             session: SessionDefaults::default(),
             limits: Limits::default(),
-            database_path: None,
+            database: crate::store::Target::Memory,
+            redis_url: None,
+            redis_lock_lease_ms: DEFAULT_REDIS_LOCK_LEASE_MS,
             cors_allowed_origins: None,
             static_root: PathBuf::from("."),
             tool_output_wait_ms: crate::interviewer::TOOL_OUTPUT_WAIT_MS,
@@ -556,9 +568,31 @@ impl Config {
             )?,
             max_connections: parse_or(&env, "MAX_CONNECTIONS", l.max_connections, "count")?,
         };
-        let database_path = env("DATABASE_PATH")
-            .filter(|s| !s.is_empty() && s != ":memory:")
-            .map(PathBuf::from);
+        let database_url = env("DATABASE_URL");
+        let database = crate::store::Target::from_env(
+            database_url.as_deref(),
+            env("DATABASE_PATH").as_deref(),
+        )
+        .ok_or_else(|| ConfigError::Invalid {
+            name: "DATABASE_URL",
+            value: database_url
+                .as_deref()
+                .and_then(|u| u.split(':').next())
+                .unwrap_or("")
+                .to_string(),
+            expected: "postgres://…, postgresql://… or sqlite://path",
+        })?;
+        let redis_url = env("REDIS_URL").filter(|s| !s.trim().is_empty());
+        if let Some(u) = &redis_url {
+            if !(u.starts_with("redis://") || u.starts_with("rediss://") || u.starts_with("redis+unix://") || u.starts_with("unix://")) {
+                return Err(ConfigError::Invalid {
+                    name: "REDIS_URL",
+                    value: u.split(':').next().unwrap_or("").to_string(),
+                    expected: "redis://host:port[/db]",
+                });
+            }
+        }
+        let redis_lock_lease_ms = secs_ms(&env, "REDIS_LOCK_LEASE_S", DEFAULT_REDIS_LOCK_LEASE_MS)?;
         let cors_allowed_origins = env("CORS_ALLOWED_ORIGINS").map(|v| {
             v.split(',')
                 .map(|s| s.trim().to_string())
@@ -580,7 +614,9 @@ impl Config {
             protocol,
             session,
             limits,
-            database_path,
+            database,
+            redis_url,
+            redis_lock_lease_ms,
             cors_allowed_origins,
             static_root,
             tool_output_wait_ms: secs_ms(

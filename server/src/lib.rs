@@ -6,12 +6,12 @@
 //! interview (with take-back by the same client), audio and event budgets, a frame size limit,
 //! pings and an idle timeout, applies the feature flag and the
 //! md5 rollout, and talks to a simulated interviewer ([`interviewer`]) that speaks the GA or the
-//! 2024 beta event names — or, with `OPENAI_API_KEY`, relays to OpenAI's GA Realtime API. Text and legacy audio endpoints, SQLite persistence, Prometheus metrics,
+//! 2024 beta event names — or, with `OPENAI_API_KEY`, relays to OpenAI's GA Realtime API. Text and legacy audio endpoints, SQLite or Postgres persistence, Redis coordination for several instances, Prometheus metrics,
 //! JSON logs, CORS and fault injection complete it. It also serves the demo (`www/`) and the
 //! package (`pkg/`).
 //!
 //! ```text
-//!  client ──ws──▶ ws/ admission (auth, origin, owner, rollout) → registry (one per interview,
+//!  client ──ws──▶ ws/ admission (auth, origin, owner, rollout) → coord (one per interview,
 //!                   │  take-back 4410) → session loop (ping, idle timeout, write deadlines,
 //!                   │  limits, faults, pacing clock)
 //!                   │ events + now_ms            ▲ Output: Send / Close / turns / cost / metrics
@@ -23,13 +23,16 @@
 //!  ws/openai_compat: the simulated interviewer as OpenAI's /v1/realtime (tests, E2E)
 //!  http/: api (bearer before body), dev (tokens, faults, received), static_files (CSP),
 //!         listener (connection cap, TCP keepalive)
-//!  store/ (SQLite on its own thread)   auth/ (JWT, ids)   metrics   log   faults   received
+//!  store/ (SQLite | Postgres on its own thread, versioned migrations)
+//!  coord/ (in memory | Redis: interview locks with leases, take-back, budgets, relay registry)
+//!  auth/ (JWT, ids)   metrics   log   faults   received
 //! ```
 //!
 //! Tests start it in-process with [`serve`] on an ephemeral port.
 
 pub mod auth;
 pub mod config;
+pub mod coord;
 pub mod faults;
 pub mod http;
 pub mod log;
@@ -54,14 +57,13 @@ pub use upstream::simulated as interviewer;
 pub struct AppState {
     /// The configuration.
     pub config: Config,
-    /// Persistence (its own thread).
+    /// Persistence: SQLite or Postgres on its own thread.
     pub store: store::Store,
     /// Prometheus metrics.
     pub metrics: metrics::Metrics,
-    /// The interview lock table: one live socket per interview, take-back by the same client.
-    pub registry: ws::registry::Registry,
-    /// Audio budgets per interview (they survive reconnects).
-    pub audio_budgets: ws::limits::AudioBudgets,
+    /// Coordination, in memory or in Redis: one live socket per interview (take-back by the
+    /// same client), per-interview budgets that survive reconnects, the relay registry.
+    pub coord: coord::Coord,
     /// The server's monotonic clock origin (see [`AppState::clock_ms`]).
     pub epoch: Instant,
     /// Armed faults.
@@ -82,7 +84,7 @@ pub struct AppState {
 
 impl AppState {
     /// Milliseconds since the server started, monotonic: the clock of state shared between
-    /// connections (audio budgets).
+    /// connections (in-memory budgets).
     pub fn clock_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
@@ -92,8 +94,10 @@ impl AppState {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ServeError {
-    /// The database could not be opened.
-    Db(store::DbError),
+    /// The database could not be opened or migrated.
+    Db(store::StoreError),
+    /// Redis (REDIS_URL) could not be reached.
+    Coord(coord::CoordError),
     /// Accepting connections failed.
     Io(std::io::Error),
 }
@@ -102,6 +106,7 @@ impl std::fmt::Display for ServeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Db(e) => write!(f, "{e}"),
+            Self::Coord(e) => write!(f, "coordination: {e}"),
             Self::Io(e) => write!(f, "server I/O error: {e}"),
         }
     }
@@ -109,16 +114,20 @@ impl std::fmt::Display for ServeError {
 
 impl std::error::Error for ServeError {}
 
-/// Builds the shared state (opens the database).
-pub fn state(config: Config) -> Result<Arc<AppState>, ServeError> {
-    let db = store::Db::open(config.database_path.as_deref()).map_err(ServeError::Db)?;
-    let store = store::Store::start(db).map_err(ServeError::Io)?;
+/// Builds the shared state: opens (and migrates) the database, connects to Redis when
+/// configured.
+pub async fn state(config: Config) -> Result<Arc<AppState>, ServeError> {
+    let store = store::Store::open(config.database.clone())
+        .await
+        .map_err(ServeError::Db)?;
+    let coord = coord::Coord::open(config.redis_url.as_deref(), config.redis_lock_lease_ms)
+        .await
+        .map_err(ServeError::Coord)?;
     Ok(Arc::new(AppState {
         config,
         store,
         metrics: metrics::Metrics::default(),
-        registry: ws::registry::Registry::default(),
-        audio_budgets: ws::limits::AudioBudgets::default(),
+        coord,
         epoch: Instant::now(),
         faults: faults::FaultRegistry::default(),
         received: received::ReceivedStore::default(),
@@ -145,7 +154,10 @@ pub async fn serve_with_shutdown(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let st = state(config)?;
+    let st = state(config).await?;
+    if let Some(stops) = st.coord.relay_stops() {
+        tokio::spawn(stop_relays(Arc::downgrade(&st), stops));
+    }
     if st.config.dev {
         log::log(
             log::Level::Warn,
@@ -181,4 +193,21 @@ pub async fn serve_with_shutdown(
     };
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, drained).await;
     served
+}
+
+/// Stops the relays whose browser another instance now serves (Redis coordination).
+async fn stop_relays(
+    st: std::sync::Weak<AppState>,
+    mut stops: tokio::sync::broadcast::Receiver<String>,
+) {
+    loop {
+        match stops.recv().await {
+            Ok(interview) => match st.upgrade() {
+                Some(st) => st.relays.stop(&interview),
+                None => return,
+            },
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
 }

@@ -1,18 +1,38 @@
 //! `realtime-voice-server`: reads the configuration, binds, prints one "listening" line and serves
-//! until SIGTERM or SIGINT. Usage: `realtime-voice-server [--dev] [--faults]`; see docs/SERVER.md.
+//! until SIGTERM or SIGINT. Usage: `realtime-voice-server [--dev] [--faults]`, or
+//! `realtime-voice-server migrate` to apply the database migrations and exit; see docs/SERVER.md.
 
+use realtime_voice_server::store::Db;
 use realtime_voice_server::{log, serve_with_shutdown, Config};
 
 #[tokio::main]
 async fn main() {
-    let config =
-        match Config::from_env_and_args(std::env::args().skip(1), |k| std::env::var(k).ok()) {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let migrate_only = args.first().is_some_and(|a| a == "migrate");
+    if migrate_only {
+        args.remove(0);
+    }
+    let config = match Config::from_env_and_args(args, |k| std::env::var(k).ok()) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("realtime-voice-server: {e}");
                 std::process::exit(2);
             }
         };
+    if migrate_only {
+        let target = config.database.clone();
+        let kind = target.kind();
+        // The database clients are synchronous: off the async workers.
+        match tokio::task::spawn_blocking(move || Db::migrate(&target)).await {
+            Ok(Ok(applied)) => {
+                println!("realtime-voice-server: {kind} migrations applied now: {applied:?}");
+                return;
+            }
+            Ok(Err(e)) => eprintln!("realtime-voice-server: {e}"),
+            Err(e) => eprintln!("realtime-voice-server: migration task failed: {e}"),
+        }
+        std::process::exit(1);
+    }
     let addr = config.addr;
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,

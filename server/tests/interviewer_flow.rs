@@ -363,7 +363,7 @@ async fn http_text_and_legacy_audio_endpoints_persist_across_a_restart() {
     let db = dir.join("persist.sqlite3");
     let _ = std::fs::remove_file(&db);
     let mut c = dev();
-    c.database_path = Some(db.clone());
+    c.database = realtime_voice_server::store::Target::Sqlite(db.clone());
     let s = start(c.clone()).await;
     let tok = token("u", "iv-http");
     let r = post_json(

@@ -11,7 +11,7 @@ pub mod static_files;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -50,6 +50,7 @@ pub fn router(st: Arc<AppState>) -> Router {
         ));
     let mut r = Router::new()
         .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready))
         .route("/metrics", get(api::metrics))
         .route("/demo-config.json", get(static_files::demo_config))
         .route(
@@ -223,6 +224,14 @@ impl From<StoreError> for ApiError {
             StoreError::Db(e @ DbError::OwnedByOther { .. }) => {
                 Self::new(StatusCode::FORBIDDEN, e.to_string())
             }
+            StoreError::Db(e) if e.is_unavailable() => {
+                log(
+                    Level::Error,
+                    "database error",
+                    &[("error", e.to_string().into())],
+                );
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+            }
             _ => {
                 log(
                     Level::Error,
@@ -233,6 +242,25 @@ impl From<StoreError> for ApiError {
             }
         }
     }
+}
+
+/// Longest a readiness check waits for each dependency.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `GET /ready`: 200 `ready` when the database and the coordination backend answer, else 503
+/// with which one does not (for a load balancer's health check; `/health` is liveness only).
+async fn ready(State(st): State<Arc<AppState>>) -> Response {
+    let db = tokio::time::timeout(READY_TIMEOUT, st.store.call(|db| db.ping()))
+        .await
+        .map_or(false, |r| r.is_ok());
+    let coord = tokio::time::timeout(READY_TIMEOUT, st.coord.ready())
+        .await
+        .map_or(false, |r| r.is_ok());
+    if db && coord {
+        return "ready".into_response();
+    }
+    let body = json!({"ready": false, "database": db, "coordination": coord});
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
 /// Milliseconds since the Unix epoch.

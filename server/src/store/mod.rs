@@ -1,14 +1,16 @@
-//! The store: SQLite ([`sqlite::Db`]) on a thread of its own. Async code queues work on a bounded
-//! channel and awaits the answer, so no statement ever runs on a tokio worker and writes from one
-//! session stay in order.
+//! The store: SQLite or Postgres ([`db::Db`], one query layer over [`backend::Backend`]) on a
+//! thread of its own. Async code queues work on a bounded channel and awaits the answer, so no
+//! statement ever runs on a tokio worker and writes from one session stay in order.
 
-pub mod sqlite;
+pub mod backend;
+pub mod db;
 
 use std::fmt;
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use sqlite::{Db, DbError, Interview, Turn};
+pub use backend::Target;
+pub use db::{Db, DbError, Interview, Turn, MIGRATIONS};
 
 /// Jobs queued at most; a full queue makes callers wait (backpressure), it never drops work.
 const QUEUE: usize = 1024;
@@ -58,14 +60,31 @@ pub struct Store {
 impl Store {
     /// Starts the store thread on `db`; it ends when the last handle is dropped.
     pub fn start(db: Db) -> Result<Self, std::io::Error> {
-        let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
+        let (tx, rx) = mpsc::channel::<Job>(QUEUE);
         std::thread::Builder::new()
             .name("store".into())
-            .spawn(move || {
-                while let Some(job) = rx.blocking_recv() {
-                    job(&db);
+            .spawn(move || serve(db, rx))?;
+        Ok(Self { tx })
+    }
+
+    /// Opens `target` (and applies its migrations) on a new store thread: a Postgres client
+    /// must not run on an async worker, so even connecting happens there.
+    pub async fn open(target: Target) -> Result<Self, StoreError> {
+        let (tx, rx) = mpsc::channel::<Job>(QUEUE);
+        let (opened_tx, opened) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("store".into())
+            .spawn(move || match Db::open_target(&target) {
+                Ok(db) => {
+                    let _ = opened_tx.send(Ok(()));
+                    serve(db, rx);
                 }
-            })?;
+                Err(e) => {
+                    let _ = opened_tx.send(Err(e));
+                }
+            })
+            .map_err(|_| StoreError::Stopped)?;
+        opened.await.map_err(|_| StoreError::Stopped)??;
         Ok(Self { tx })
     }
 
@@ -102,6 +121,13 @@ impl Store {
             .await
             .map_err(|_| StoreError::Stopped)?
             .map_err(StoreError::Db)
+    }
+}
+
+/// The store thread's loop: runs jobs in order until every handle is gone.
+fn serve(db: Db, mut rx: mpsc::Receiver<Job>) {
+    while let Some(job) = rx.blocking_recv() {
+        job(&db);
     }
 }
 

@@ -69,7 +69,11 @@ pub async fn admit(st: &AppState, req: &Request) -> Result<String, Refusal> {
                 "database error",
                 &[("error", e.to_string().into())],
             );
-            return Err(Refusal::new(1011, "server error", "error"));
+            return Err(Refusal::new(
+                super::CLOSE_TRY_LATER,
+                "service unavailable, try again later",
+                "unavailable",
+            ));
         }
     }
     if !rollout::realtime_allowed(

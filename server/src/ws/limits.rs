@@ -1,7 +1,8 @@
-//! Limits on what a client may send: appends per second (a GCRA), audio duration per interview
-//! (a token bucket in milliseconds of audio that survives reconnects), bytes per append, and a
-//! budget for every other client event type. Rejections in consecutive one-second windows close
-//! the connection with 4429. Pure: time enters as `now_ms`.
+//! Limits on what a client may send: appends per second (a GCRA, per connection), bytes per
+//! append, and per-interview budgets that survive reconnects (token buckets: milliseconds of
+//! audio, and each client event type; kept by [`crate::coord::Coord`], in memory or in Redis).
+//! Rejections in consecutive one-second windows close the connection with 4429. Pure: time
+//! enters as `now_ms`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -193,39 +194,96 @@ impl TokenBucket {
     }
 }
 
-/// Interviews whose audio budget is remembered at most (full buckets are forgotten first: a full
-/// bucket is the same as a new one).
-pub const MAX_AUDIO_BUDGETS: usize = 4096;
+/// Budgets remembered at most by [`Budgets`] (full buckets are forgotten first: a full bucket is
+/// the same as a new one).
+pub const MAX_BUDGETS: usize = 16_384;
 
-/// Audio accepted per interview, across its connections: a token bucket in milliseconds of audio
-/// refilled at `audio_realtime_factor` × real time up to `audio_burst_ms`, so a reconnect does not
-/// reset it. The server-wide clock (`now_ms`) is monotonic.
-#[derive(Debug, Default)]
-pub struct AudioBudgets {
-    buckets: Mutex<HashMap<String, TokenBucket>>,
+/// The budgets kept per interview, across its connections (and, with Redis, across instances).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Budget {
+    /// Milliseconds of input audio (`RATE_LIMIT_AUDIO_*`).
+    Audio,
+    /// `conversation.item.create` events.
+    TextItems,
+    /// `response.create` events.
+    Responses,
+    /// `session.update` events.
+    SessionUpdates,
+    /// Every other client frame.
+    Other,
 }
 
-impl AudioBudgets {
-    /// Takes `audio_ms` of audio from the interview's budget; false when it would exceed it.
-    pub fn take(&self, limits: &Limits, interview_id: &str, now_ms: u64, audio_ms: u64) -> bool {
+impl Budget {
+    /// Short name (a Redis key part).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Audio => "audio",
+            Self::TextItems => "text",
+            Self::Responses => "responses",
+            Self::SessionUpdates => "updates",
+            Self::Other => "other",
+        }
+    }
+
+    /// `(tokens per second, burst in tokens)`: audio in milliseconds refilled at
+    /// `audio_realtime_factor` × real time holding `audio_burst_ms`; events at their rate per
+    /// second holding five seconds' worth (at least 5).
+    pub fn spec(self, l: &Limits) -> (u64, u64) {
+        let events = |per_s: u32| {
+            let r = u64::from(per_s.max(1));
+            (r, (5 * r).max(5))
+        };
+        match self {
+            // Rate in ms of audio per second of wall time, so 1.5× is 1500.
+            Self::Audio => (
+                (l.audio_realtime_factor.max(0.0) * 1000.0).round() as u64,
+                l.audio_burst_ms,
+            ),
+            Self::TextItems => events(l.text_items_per_s),
+            Self::Responses => events(l.responses_per_s),
+            Self::SessionUpdates => events(l.session_updates_per_s),
+            Self::Other => events(l.other_events_per_s),
+        }
+    }
+}
+
+/// The per-interview budgets of one process: token buckets keyed by interview and [`Budget`], so
+/// a reconnect does not reset them. The clock (`now_ms`) is the server's monotonic one. The
+/// in-memory half of [`crate::coord::Coord`]; Redis keeps the same buckets for several instances.
+#[derive(Debug, Default)]
+pub struct Budgets {
+    buckets: Mutex<HashMap<(String, Budget), TokenBucket>>,
+}
+
+impl Budgets {
+    /// Takes `amount` from the interview's `budget`; false when it would exceed it.
+    pub fn take(
+        &self,
+        limits: &Limits,
+        interview_id: &str,
+        budget: Budget,
+        now_ms: u64,
+        amount: u64,
+    ) -> bool {
         let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if !b.contains_key(interview_id) && b.len() >= MAX_AUDIO_BUDGETS {
+        let key = (interview_id.to_string(), budget);
+        if !b.contains_key(&key) && b.len() >= MAX_BUDGETS {
             b.retain(|_, v| !v.is_full(now_ms));
-            if b.len() >= MAX_AUDIO_BUDGETS {
+            if b.len() >= MAX_BUDGETS {
                 // Every budget is in use: forget one (bounded memory beats exactness here).
                 if let Some(k) = b.keys().next().cloned() {
                     b.remove(&k);
                 }
             }
         }
-        // Rate in tokens (ms of audio) per second of wall time, in thousandths to keep 1.5×.
-        let per_s = (limits.audio_realtime_factor.max(0.0) * 1000.0).round() as u64;
-        b.entry(interview_id.to_string())
-            .or_insert_with(|| TokenBucket::new(per_s, limits.audio_burst_ms, now_ms))
-            .take(now_ms, audio_ms)
+        let (per_s, burst) = budget.spec(limits);
+        b.entry(key)
+            .or_insert_with(|| TokenBucket::new(per_s, burst, now_ms))
+            .take(now_ms, amount)
     }
 
-    /// Interviews with a remembered budget.
+    /// Budgets remembered.
     pub fn len(&self) -> usize {
         self.buckets.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
@@ -325,31 +383,36 @@ impl Persistence {
     }
 }
 
-/// Every limit of one connection except the per-interview audio budget, which the caller passes.
+/// What [`ConnectionLimits::begin`] needs before it can decide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Gate {
+    /// Decided by the connection's own limits.
+    Decided(Verdict),
+    /// Take `amount` from the interview's shared `budget`, then call [`ConnectionLimits::finish`].
+    Ask {
+        /// Which budget.
+        budget: Budget,
+        /// How much (ms of audio, or 1 event).
+        amount: u64,
+    },
+}
+
+/// The limits of one connection: the append rate (per connection, so a reconnect's catch-up
+/// burst passes), the bytes per append, and the one-error-per-window / 4429 bookkeeping; the
+/// per-interview [`Budget`]s are asked of the caller (they live in [`crate::coord::Coord`]).
 #[derive(Debug, Clone)]
 pub struct ConnectionLimits {
     limits: Limits,
     appends: AppendRateLimiter,
-    text_items: TokenBucket,
-    responses: TokenBucket,
-    session_updates: TokenBucket,
-    other: TokenBucket,
     persistence: Persistence,
 }
 
 impl ConnectionLimits {
     /// Fresh limits for a connection that starts at `now_ms` (connection clock).
-    pub fn new(limits: Limits, now_ms: u64) -> Self {
-        let bucket = |per_s: u32| {
-            let r = u64::from(per_s.max(1));
-            TokenBucket::new(r, (5 * r).max(5), now_ms)
-        };
+    pub fn new(limits: Limits, _now_ms: u64) -> Self {
         Self {
             appends: AppendRateLimiter::new(limits.appends_per_s, limits.persist_windows),
-            text_items: bucket(limits.text_items_per_s),
-            responses: bucket(limits.responses_per_s),
-            session_updates: bucket(limits.session_updates_per_s),
-            other: bucket(limits.other_events_per_s),
             persistence: Persistence::default(),
             limits,
         }
@@ -360,63 +423,87 @@ impl ConnectionLimits {
         &self.appends
     }
 
-    /// Decides about one event of `kind` at `now_ms` (connection clock); `audio_budget` takes
-    /// milliseconds of audio from the interview's budget and says whether they were available.
+    /// Decides about one event of `kind` at `now_ms` (connection clock); `take` takes an amount
+    /// from the interview's shared budget and says whether it was available.
     pub fn check(
         &mut self,
         now_ms: u64,
         kind: EventKind,
-        audio_budget: impl FnOnce(u64) -> bool,
+        take: impl FnOnce(Budget, u64) -> bool,
     ) -> Verdict {
+        match self.begin(now_ms, kind) {
+            Gate::Decided(v) => v,
+            Gate::Ask { budget, amount } => {
+                let granted = take(budget, amount);
+                self.finish(now_ms, kind, granted)
+            }
+        }
+    }
+
+    /// The first half of [`ConnectionLimits::check`], for callers whose budgets answer
+    /// asynchronously: the connection's own limits, then which shared budget to ask.
+    pub fn begin(&mut self, now_ms: u64, kind: EventKind) -> Gate {
         let l = self.limits;
-        let (ok, bit, message) = match kind {
+        let budget = match kind {
             EventKind::Append { bytes } => {
                 match self.appends.on_append(now_ms) {
                     RateDecision::Allow => {}
                     RateDecision::Reject { first_in_window } => {
-                        return Verdict::Reject {
+                        return Gate::Decided(Verdict::Reject {
                             code: "rate_limit_exceeded",
                             message: format!(
                                 "More than {} input_audio_buffer.append events per second; audio dropped.",
                                 l.appends_per_s
                             ),
                             notify: first_in_window,
-                        }
+                        })
                     }
                     RateDecision::Close { windows } => {
-                        return Verdict::Close {
+                        return Gate::Decided(Verdict::Close {
                             message: format!(
                                 "More than {} appends per second for {windows} consecutive seconds.",
                                 l.appends_per_s
                             ),
-                        }
+                        })
                     }
                 }
                 if bytes > l.max_append_bytes {
-                    (
-                        false,
-                        1,
-                        format!(
-                            "An append of {bytes} bytes of audio exceeds the {} bytes allowed per append; audio dropped.",
-                            l.max_append_bytes
-                        ),
-                    )
-                } else {
-                    // 48 bytes per ms at 24 kHz PCM16.
-                    let ms = (bytes as u64).div_ceil(48);
-                    (
-                        audio_budget(ms),
-                        2,
-                        format!(
-                            "Input audio arrives faster than {}× real time (after a {} s burst); audio dropped.",
-                            l.audio_realtime_factor,
-                            l.audio_burst_ms as f64 / 1000.0
-                        ),
-                    )
+                    let message = format!(
+                        "An append of {bytes} bytes of audio exceeds the {} bytes allowed per append; audio dropped.",
+                        l.max_append_bytes
+                    );
+                    return Gate::Decided(self.refuse(now_ms, 1, message));
                 }
+                // 48 bytes per ms at 24 kHz PCM16.
+                return Gate::Ask {
+                    budget: Budget::Audio,
+                    amount: (bytes as u64).div_ceil(48),
+                };
             }
+            EventKind::TextItem => Budget::TextItems,
+            EventKind::ResponseCreate => Budget::Responses,
+            EventKind::SessionUpdate => Budget::SessionUpdates,
+            EventKind::Other => Budget::Other,
+        };
+        Gate::Ask { budget, amount: 1 }
+    }
+
+    /// The second half of [`ConnectionLimits::check`]: whether the shared budget granted it.
+    pub fn finish(&mut self, now_ms: u64, kind: EventKind, granted: bool) -> Verdict {
+        if granted {
+            return Verdict::Allow;
+        }
+        let l = self.limits;
+        let (bit, message) = match kind {
+            EventKind::Append { .. } => (
+                2,
+                format!(
+                    "Input audio arrives faster than {}× real time (after a {} s burst); audio dropped.",
+                    l.audio_realtime_factor,
+                    l.audio_burst_ms as f64 / 1000.0
+                ),
+            ),
             EventKind::TextItem => (
-                self.text_items.take(now_ms, 1),
                 4,
                 format!(
                     "More than {} conversation.item.create events per second.",
@@ -424,7 +511,6 @@ impl ConnectionLimits {
                 ),
             ),
             EventKind::ResponseCreate => (
-                self.responses.take(now_ms, 1),
                 8,
                 format!(
                     "More than {} response.create events per second.",
@@ -432,7 +518,6 @@ impl ConnectionLimits {
                 ),
             ),
             EventKind::SessionUpdate => (
-                self.session_updates.take(now_ms, 1),
                 16,
                 format!(
                     "More than {} session.update events per second.",
@@ -440,7 +525,6 @@ impl ConnectionLimits {
                 ),
             ),
             EventKind::Other => (
-                self.other.take(now_ms, 1),
                 32,
                 format!(
                     "More than {} client events per second.",
@@ -448,11 +532,13 @@ impl ConnectionLimits {
                 ),
             ),
         };
-        if ok {
-            return Verdict::Allow;
-        }
+        self.refuse(now_ms, bit, message)
+    }
+
+    /// A refusal of kind `bit`: one error per kind and window, 4429 when it persists.
+    fn refuse(&mut self, now_ms: u64, bit: u8, message: String) -> Verdict {
         let (first, windows) = self.persistence.on_reject(now_ms, bit);
-        if windows >= l.persist_windows.max(1) && first {
+        if windows >= self.limits.persist_windows.max(1) && first {
             return Verdict::Close { message };
         }
         let code = if bit == 1 {
@@ -614,14 +700,14 @@ mod tests {
     #[test]
     fn audio_at_ten_times_real_time_in_ten_appends_per_second_is_limited() {
         // The old limit counted events only: ten one-second appends per second passed.
-        let budgets = AudioBudgets::default();
+        let budgets = Budgets::default();
         let l = limits();
         let mut c = ConnectionLimits::new(l, 0);
         let mut accepted_ms = 0;
         let mut close_at = None;
         for i in 0..200u64 {
             let now = i * 100;
-            match c.check(now, append_of(1000), |ms| budgets.take(&l, "iv", now, ms)) {
+            match c.check(now, append_of(1000), |b, n| budgets.take(&l, "iv", b, now, n)) {
                 Verdict::Allow => accepted_ms += 1000,
                 Verdict::Close { .. } => {
                     close_at = Some(now);
@@ -641,33 +727,33 @@ mod tests {
 
     #[test]
     fn real_time_audio_and_a_ten_second_catch_up_pass_and_the_budget_survives_reconnects() {
-        let budgets = AudioBudgets::default();
+        let budgets = Budgets::default();
         let l = limits();
         let mut c = ConnectionLimits::new(l, 0);
         // A 10 s backlog in 1 s chunks at 10 per second, then real time for a minute.
         for i in 0..10u64 {
             let now = i * 100;
             assert_eq!(
-                c.check(now, append_of(1000), |ms| budgets.take(&l, "iv", now, ms)),
+                c.check(now, append_of(1000), |b, n| budgets.take(&l, "iv", b, now, n)),
                 Verdict::Allow
             );
         }
         for i in 0..600u64 {
             let now = 1000 + i * 100;
             assert_eq!(
-                c.check(now, append_of(100), |ms| budgets.take(&l, "iv", now, ms)),
+                c.check(now, append_of(100), |b, n| budgets.take(&l, "iv", b, now, n)),
                 Verdict::Allow,
                 "{i}"
             );
         }
         // A new connection of the same interview does not get a fresh burst.
         let now = 61_000;
-        assert!(budgets.take(&l, "iv", now, 6_000));
+        assert!(budgets.take(&l, "iv", Budget::Audio, now, 6_000));
         let mut c2 = ConnectionLimits::new(l, 0);
-        let v = c2.check(0, append_of(10_000), |ms| budgets.take(&l, "iv", now, ms));
+        let v = c2.check(0, append_of(10_000), |b, n| budgets.take(&l, "iv", b, now, n));
         assert!(matches!(v, Verdict::Reject { notify: true, .. }), "{v:?}");
         // Another interview has its own budget.
-        assert!(budgets.take(&l, "other", now, 10_000));
+        assert!(budgets.take(&l, "other", Budget::Audio, now, 10_000));
     }
 
     #[test]
@@ -679,7 +765,7 @@ mod tests {
             EventKind::Append {
                 bytes: l.max_append_bytes + 2,
             },
-            |_| true,
+            |_, _| true,
         );
         assert!(
             matches!(
@@ -698,10 +784,11 @@ mod tests {
             EventKind::SessionUpdate,
             EventKind::Other,
         ] {
+            let budgets = Budgets::default();
             let mut c = ConnectionLimits::new(l, 0);
             let mut passed = 0;
             let first = loop {
-                match c.check(10, kind, |_| true) {
+                match c.check(10, kind, |b, n| budgets.take(&l, "iv", b, 10, n)) {
                     Verdict::Allow => passed += 1,
                     v => break v,
                 }
@@ -715,7 +802,7 @@ mod tests {
             let mut closed = false;
             let mut notified = 1;
             for t in 0..5000u64 {
-                match c.check(10 + t, kind, |_| true) {
+                match c.check(10 + t, kind, |b, n| budgets.take(&l, "iv", b, 10 + t, n)) {
                     Verdict::Close { .. } => {
                         closed = true;
                         break;
@@ -730,13 +817,13 @@ mod tests {
     }
 
     #[test]
-    fn audio_budgets_are_bounded() {
-        let b = AudioBudgets::default();
+    fn budgets_are_bounded() {
+        let b = Budgets::default();
         let l = limits();
-        for i in 0..(MAX_AUDIO_BUDGETS + 10) {
-            b.take(&l, &format!("iv{i}"), 0, 100);
+        for i in 0..(MAX_BUDGETS + 10) {
+            b.take(&l, &format!("iv{i}"), Budget::Audio, 0, 100);
         }
-        assert!(b.len() <= MAX_AUDIO_BUDGETS);
+        assert!(b.len() <= MAX_BUDGETS);
         assert_eq!(base64_decoded_len("AAAA"), 3);
         assert_eq!(base64_decoded_len("AAA="), 2);
         assert_eq!(base64_decoded_len("AA=="), 1);

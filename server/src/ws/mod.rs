@@ -1,13 +1,12 @@
 //! The realtime WebSocket endpoint `GET /api/v1/interviews/{id}/realtime/connect`: the upgrade
 //! ([`connect`]), then [`admission`] (auth, origin, owner, rollout), the interview lock with
-//! take-back ([`registry`]), the client [`limits`], and the [`session`] loop that runs the
+//! take-back ([`crate::coord`]), the client [`limits`], and the [`session`] loop that runs the
 //! upstream with a monotonic clock, pings, an idle timeout and a deadline on every write. Logs
 //! carry ids, codes and figures only — never the query string, tokens or text.
 
 pub mod admission;
 pub mod limits;
 pub mod openai_compat;
-pub mod registry;
 mod relay_session;
 pub mod session;
 
@@ -27,6 +26,29 @@ use crate::AppState;
 pub const CLOSE_TAKEN_OVER: u16 = 4410;
 /// Close code refusing a second connection to an interview that has one.
 pub const CLOSE_BUSY: u16 = 4409;
+/// Close code when a service the server depends on (Redis, the database) is unavailable: "try
+/// again later", which clients retry with backoff (never an auth failure).
+pub const CLOSE_TRY_LATER: u16 = 1013;
+
+/// Checks one client event against the connection's limits and the interview's shared budgets.
+pub(crate) async fn check_event(
+    st: &AppState,
+    limits: &mut limits::ConnectionLimits,
+    interview_id: &str,
+    now_ms: u64,
+    kind: limits::EventKind,
+) -> limits::Verdict {
+    match limits.begin(now_ms, kind) {
+        limits::Gate::Decided(v) => v,
+        limits::Gate::Ask { budget, amount } => {
+            let granted = st
+                .coord
+                .take(&st.config.limits, interview_id, budget, st.clock_ms(), amount)
+                .await;
+            limits.finish(now_ms, kind, granted)
+        }
+    }
+}
 
 /// What the upgrade request carried, extracted before the upgrade.
 #[derive(Debug)]

@@ -15,9 +15,9 @@ use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 
 use super::limits::{ConnectionLimits, EventKind, Verdict};
-use super::registry::Slot;
 use super::session::{close, send, Keepalive};
-use super::Request;
+use super::{check_event, Request};
+use crate::coord::Slot;
 use crate::log::{log, Level};
 use crate::upstream::events;
 use crate::upstream::openai::policy::filter_update;
@@ -55,6 +55,14 @@ pub(super) async fn run(
             );
             to_relay = Some(tx);
         }
+    }
+    if to_relay.is_none() && st.coord.stop_relay_elsewhere(interview).await {
+        // Its upstream session stays where it was: this one starts anew with the replay.
+        log(
+            Level::Info,
+            "relay held by another instance; replaying here",
+            &[("conn", conn.into()), ("interview_id", interview.into())],
+        );
     }
     let to_relay = match to_relay {
         Some(tx) => tx,
@@ -265,7 +273,8 @@ impl Browser<'_> {
     }
 
     async fn on_binary(&mut self) -> Next {
-        match self.limits.check(self.now(), EventKind::Other, |_| true) {
+        let now = self.now();
+        match check_event(self.st, &mut self.limits, self.interview, now, EventKind::Other).await {
             Verdict::Allow => {
                 self.error(
                     "invalid_event",
@@ -286,7 +295,7 @@ impl Browser<'_> {
         let v: Value = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => {
-                return match self.limits.check(now, EventKind::Other, |_| true) {
+                return match check_event(st, &mut self.limits, self.interview, now, EventKind::Other).await {
                     Verdict::Allow => {
                         let m = format!(
                             "The frame is not valid JSON (line {} column {}).",
@@ -305,11 +314,7 @@ impl Browser<'_> {
             .map(|s| s.chars().take(64).collect::<String>());
         let ty = v.get("type").and_then(Value::as_str);
         let kind = EventKind::of(ty, v.get("audio").and_then(Value::as_str));
-        let interview = self.interview;
-        let verdict = self.limits.check(now, kind, |ms| {
-            st.audio_budgets
-                .take(&st.config.limits, interview, st.clock_ms(), ms)
-        });
+        let verdict = check_event(st, &mut self.limits, self.interview, now, kind).await;
         if verdict != Verdict::Allow {
             return self.refusal(verdict, eid.as_deref()).await;
         }

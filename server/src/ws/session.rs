@@ -12,8 +12,8 @@ use tokio::time::{sleep_until, timeout, Instant};
 
 use super::admission::{admit, new_session_id};
 use super::limits::{ConnectionLimits, EventKind, Verdict};
-use super::registry::{gone, Claim, Claimant, Slot};
-use super::{Request, CLOSE_BUSY, CLOSE_TAKEN_OVER};
+use super::{check_event, Request, CLOSE_BUSY, CLOSE_TAKEN_OVER, CLOSE_TRY_LATER};
+use crate::coord::{Claim, Claimant, Slot};
 use crate::config::UpstreamKind;
 use crate::faults::Fault;
 use crate::http::now_ms;
@@ -236,13 +236,14 @@ pub(super) async fn run(st: Arc<AppState>, mut socket: WebSocket, req: Request) 
         session_id: &session_id,
         resume: req.resume.as_deref(),
     };
-    let mut slot = match st.registry.claim(&req.interview_id, claimant) {
-        Claim::Granted(slot) => slot,
-        Claim::TookOver {
+    let mut slot = match st.coord.claim(&req.interview_id, claimant).await {
+        Ok(Claim::Granted(slot)) => slot,
+        Ok(Claim::TookOver {
             slot,
             previous_gone,
             previous_conn,
-        } => {
+            remote,
+        }) => {
             st.metrics.connection("took_over");
             log(
                 Level::Info,
@@ -250,14 +251,31 @@ pub(super) async fn run(st: Arc<AppState>, mut socket: WebSocket, req: Request) 
                 &[
                     ("conn", conn.into()),
                     ("previous_conn", previous_conn.into()),
+                    ("remote", remote.into()),
                     ("interview_id", req.interview_id.clone().into()),
                 ],
             );
             // The previous session persists what it has before this one reads the interview.
-            let _ = timeout(TAKEOVER_WAIT, gone(previous_gone)).await;
+            let _ = timeout(TAKEOVER_WAIT, previous_gone.wait()).await;
             slot
         }
-        _ => {
+        Err(e) => {
+            st.metrics.connection("unavailable");
+            log(
+                Level::Error,
+                "coordination unavailable",
+                &[("conn", conn.into()), ("error", e.to_string().into())],
+            );
+            return close(
+                &st,
+                &mut socket,
+                conn,
+                CLOSE_TRY_LATER,
+                "service unavailable, try again later",
+            )
+            .await;
+        }
+        Ok(_) => {
             st.metrics.connection("busy");
             return close(
                 &st,
@@ -285,7 +303,14 @@ pub(super) async fn run(st: Arc<AppState>, mut socket: WebSocket, req: Request) 
                 "database error",
                 &[("error", e.to_string().into())],
             );
-            return close(&st, &mut socket, conn, 1011, "server error").await;
+            return close(
+                &st,
+                &mut socket,
+                conn,
+                CLOSE_TRY_LATER,
+                "service unavailable, try again later",
+            )
+            .await;
         }
     };
     st.metrics.connection("accepted");
@@ -441,14 +466,15 @@ impl Session<'_> {
                                 close(st, self.socket, self.conn, 1009, &format!("message over {max} bytes")).await;
                                 return "frame too large";
                             }
-                            self.on_text(&mut iv, &mut limits, now(), t.as_str());
+                            self.on_text(&mut iv, &mut limits, now(), t.as_str()).await;
                         }
                         Some(Ok(Message::Binary(b))) => {
                             if b.len() > max {
                                 close(st, self.socket, self.conn, 1009, &format!("message over {max} bytes")).await;
                                 return "frame too large";
                             }
-                            match limits.check(now(), EventKind::Other, |_| true) {
+                            let interview = self.req.interview_id.as_str();
+                            match check_event(st, &mut limits, interview, now(), EventKind::Other).await {
                                 Verdict::Allow => iv.refuse(
                                     "invalid_event",
                                     "Binary frames are not supported; send JSON text events.",
@@ -480,7 +506,7 @@ impl Session<'_> {
     }
 
     /// One text frame: parsed once, checked against the limits, then handed to the upstream.
-    fn on_text(
+    async fn on_text(
         &mut self,
         iv: &mut Interviewer,
         limits: &mut ConnectionLimits,
@@ -491,7 +517,8 @@ impl Session<'_> {
         let v: Value = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => {
-                match limits.check(now, EventKind::Other, |_| true) {
+                let interview = self.req.interview_id.as_str();
+                match check_event(st, limits, interview, now, EventKind::Other).await {
                     Verdict::Allow => iv.handle_unparsable(&e),
                     v => apply_refusal(iv, v, None),
                 }
@@ -503,10 +530,7 @@ impl Session<'_> {
             v.get("audio").and_then(Value::as_str),
         );
         let interview = self.req.interview_id.as_str();
-        let verdict = limits.check(now, kind, |ms| {
-            st.audio_budgets
-                .take(&st.config.limits, interview, st.clock_ms(), ms)
-        });
+        let verdict = check_event(st, limits, interview, now, kind).await;
         if let EventKind::Append { .. } = kind {
             let counts = limits.appends();
             let rejected = verdict != Verdict::Allow;

@@ -79,15 +79,29 @@ impl RelayPool {
         generation
     }
 
-    /// Removes the entry of relay `generation` (a newer one is left alone).
-    pub fn remove(&self, interview: &str, generation: u64) {
+    /// Removes the entry of relay `generation` (a newer one is left alone); true when it did.
+    pub fn remove(&self, interview: &str, generation: u64) -> bool {
         let mut g = self.lock();
         if g.1
             .get(interview)
             .is_some_and(|e| e.generation == generation)
         {
             g.1.remove(interview);
+            return true;
         }
+        false
+    }
+
+    /// Stops the relay of `interview`, if any (its browser is attached to another instance).
+    pub fn stop(&self, interview: &str) {
+        if let Some(old) = self.lock().1.remove(interview) {
+            let _ = old.tx.try_send(ToRelay::Stop);
+        }
+    }
+
+    /// Whether a relay of `interview` is live here.
+    pub fn contains(&self, interview: &str) -> bool {
+        self.lock().1.contains_key(interview)
     }
 
     /// Live relays.

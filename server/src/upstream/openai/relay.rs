@@ -114,6 +114,7 @@ pub async fn open(
     send_up(&mut link, first.to_string()).await?;
     let (tx, inbox) = mpsc::channel(INBOX);
     let generation = st.relays.insert(interview_id, browser_session, tx.clone());
+    st.coord.relay_started(interview_id);
     let relay = Relay {
         st: st.clone(),
         interview_id: interview_id.to_string(),
@@ -295,6 +296,9 @@ impl Relay {
             }
         };
         self.st.relays.remove(&self.interview_id, self.generation);
+        if !self.st.relays.contains(&self.interview_id) {
+            self.st.coord.relay_ended(&self.interview_id);
+        }
         let _ = timeout(Duration::from_millis(500), self.link.close(None)).await;
         log(
             Level::Info,
