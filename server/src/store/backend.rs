@@ -147,8 +147,18 @@ fn sqlite_err(op: &'static str) -> impl FnOnce(rusqlite::Error) -> DbError {
     move |source| DbError::Sqlite { op, source }
 }
 
+/// Whether a Postgres error means the server or the connection is gone (no answer, the
+/// connection closed, or the server shutting down or starting: SQLSTATE classes 08 and 57P).
+fn pg_unavailable(e: &postgres::Error) -> bool {
+    e.is_closed()
+        || e.as_db_error().is_none_or(|d| {
+            let c = d.code().code();
+            c.starts_with("08") || c.starts_with("57P")
+        })
+}
+
 fn pg_err(op: &'static str, e: postgres::Error) -> DbError {
-    if e.as_db_error().is_none() {
+    if pg_unavailable(&e) {
         // No answer from the server: the connection or the server is gone.
         DbError::Unavailable {
             op,
@@ -267,7 +277,7 @@ impl Backend {
     ) -> Result<T, DbError> {
         let first = f(self.pg_client(op)?);
         match first {
-            Err(e) if e.as_db_error().is_none() => {
+            Err(e) if pg_unavailable(&e) => {
                 if let Self::Postgres { client, .. } = self {
                     *client = None;
                 }

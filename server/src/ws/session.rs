@@ -649,7 +649,7 @@ fn record(received: &Option<ReceivedHandle>, f: impl FnOnce(&mut Received)) {
 async fn persist(
     st: &AppState,
     what: &'static str,
-    f: impl FnOnce(&crate::store::Db) -> Result<(), crate::store::DbError> + Send + 'static,
+    f: impl Fn(&crate::store::Db) -> Result<(), crate::store::DbError> + Send + 'static,
 ) {
     if st.store.submit(what, f).await.is_err() {
         log(

@@ -548,6 +548,16 @@ pub async fn book_cost(st: &AppState, interview_id: &str, cost: f64) {
         })
         .await;
     let alert = st.config.relay.cost_alert_usd;
+    if let Err(crate::store::StoreError::Db(e)) = &totals {
+        if e.is_unavailable() {
+            // Held and stored when the database is back (the alert is skipped then).
+            let id = interview_id.to_string();
+            let _ = st
+                .store
+                .submit("adding cost", move |db| db.add_cost(&id, cost))
+                .await;
+        }
+    }
     if let Ok((before, after)) = totals {
         if before < alert && after >= alert {
             log(

@@ -1,0 +1,302 @@
+//! Several instances of the real server binary sharing a private Redis and a private Postgres,
+//! behind a round-robin TCP proxy (a load balancer without sticky sessions): one socket per
+//! interview across instances (4409), take-back across instances (4410 to the old socket),
+//! per-interview budgets shared, a killed instance's interview free within the lease and
+//! continued elsewhere from the shared history; Redis or Postgres going away mid-session.
+//! Needs `redis-server` and `postgresql` (installed by `make setup`).
+
+mod common;
+mod multi;
+
+use std::time::{Duration, Instant};
+
+use common::{append, expect_close, next_frame, send, token, until, Frame, Ws, WAIT};
+use multi::{Instance, Postgres, Redis, RoundRobin};
+use serde_json::{json, Value};
+use tokio_tungstenite::connect_async;
+
+/// The lease the instances use here (REDIS_LOCK_LEASE_S).
+const LEASE: Duration = Duration::from_secs(2);
+
+fn env(redis: &Redis, db_url: &str, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+    let mut v = vec![
+        ("REDIS_URL", redis.url()),
+        ("DATABASE_URL", db_url.to_string()),
+        ("REDIS_LOCK_LEASE_S", (LEASE.as_secs_f64()).to_string()),
+    ];
+    v.extend(extra.iter().map(|(k, x)| (*k, x.to_string())));
+    v
+}
+
+async fn open(url: &str) -> Ws {
+    let (ws, _) = tokio::time::timeout(WAIT, connect_async(url))
+        .await
+        .expect("connect timeout")
+        .expect("handshake");
+    ws
+}
+
+fn query(user: &str, interview: &str, resume: Option<&str>) -> String {
+    let mut q = format!("?token={}", token(user, interview));
+    if let Some(r) = resume {
+        q.push_str(&format!("&resume={r}"));
+    }
+    q
+}
+
+/// Reads up to `session.created` and returns the connection's session id.
+async fn session_id(ws: &mut Ws) -> String {
+    let seen = until(ws, "session.created").await;
+    let id = seen.last().expect("session.created")["session"]["id"]
+        .as_str()
+        .expect("session id")
+        .to_string();
+    assert!(id.starts_with("sess_"), "{id}");
+    id
+}
+
+/// The first frame must be a close with `code`.
+async fn closed_with(ws: &mut Ws, code: u16) -> String {
+    match next_frame(ws).await {
+        Frame::Close(Some((c, reason))) => {
+            assert_eq!(c, code, "{reason}");
+            reason
+        }
+        other => panic!("expected close {code}, got {other:?}"),
+    }
+}
+
+/// Cancels the greeting in progress (so that text turns can follow at once).
+async fn skip_greeting(ws: &mut Ws) {
+    until(ws, "response.created").await;
+    send(ws, json!({"type": "response.cancel"})).await;
+    until(ws, "response.done").await;
+}
+
+/// One text turn: the candidate's text, then the interviewer's text reply.
+async fn text_turn(ws: &mut Ws, text: &str) -> String {
+    send(
+        ws,
+        json!({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+               "content": [{"type": "input_text", "text": text}]}}),
+    )
+    .await;
+    send(
+        ws,
+        json!({"type": "response.create", "response": {"output_modalities": ["text"]}}),
+    )
+    .await;
+    let seen = until(ws, "response.done").await;
+    let errors: Vec<&Value> = seen.iter().filter(|e| e["type"] == "error").collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    seen.iter()
+        .find(|e| e["type"] == "response.output_text.done")
+        .and_then(|e| e["text"].as_str())
+        .expect("a text reply")
+        .to_string()
+}
+
+/// The first `chars` characters of the next spoken response's transcript (deltas come a word
+/// at a time, in step with the audio).
+async fn spoken_start(ws: &mut Ws, chars: usize) -> String {
+    let mut said = String::new();
+    while said.len() < chars {
+        let seen = until(ws, "response.output_audio_transcript.delta").await;
+        said.push_str(seen.last().expect("delta")["delta"].as_str().unwrap_or(""));
+    }
+    said
+}
+
+/// The first `error` event's code after an append, proven by a marker: an unknown event type
+/// answered `invalid_value` means nothing was refused before it.
+async fn append_outcome(ws: &mut Ws, ms: usize) -> String {
+    send(ws, append(&vec![0u8; ms * 48])).await;
+    send(ws, json!({"type": "marker.unknown"})).await;
+    let seen = until(ws, "error").await;
+    seen.last().expect("error")["error"]["code"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_lock_the_take_back_the_budgets_and_the_history() {
+    let redis = Redis::start().await;
+    let pg = Postgres::start().await;
+    let db = pg.create_db("rv_two").await;
+    // Audio refills at 1 % of real time: a spent burst stays spent for the whole test.
+    let e = env(&redis, &db, &[("RATE_LIMIT_AUDIO_REALTIME_FACTOR", "0.01")]);
+    let mut a = Instance::start(&e).await;
+    let b = Instance::start(&e).await;
+    let proxy = RoundRobin::start(vec![a.addr, b.addr]).await;
+
+    // 1. Two sockets for one interview through the balancer land on both instances: 4409.
+    assert_eq!(proxy.next_backend(), a.addr);
+    let mut first = open(&proxy.ws_url("iv-lock", &query("u1", "iv-lock", None))).await;
+    let s1 = session_id(&mut first).await;
+    assert_eq!(proxy.next_backend(), b.addr);
+    let mut second = open(&proxy.ws_url("iv-lock", &query("u1", "iv-lock", None))).await;
+    closed_with(&mut second, 4409).await;
+
+    // 2. Take-back across instances: the reconnect on B presents the session id from A.
+    let mut back = open(&b.ws_url("iv-lock", &query("u1", "iv-lock", Some(&s1)))).await;
+    let (code, reason) = expect_close(&mut first).await;
+    assert_eq!((code, reason.as_str()), (4410, "taken over"));
+    let s2 = session_id(&mut back).await;
+    assert_ne!(s1, s2);
+    // The old proof is spent; another user is refused even with the current one.
+    let mut stale = open(&a.ws_url("iv-lock", &query("u1", "iv-lock", Some(&s1)))).await;
+    closed_with(&mut stale, 4409).await;
+    let mut other = open(&a.ws_url("iv-lock", &query("u2", "iv-lock", Some(&s2)))).await;
+    closed_with(&mut other, 1008).await;
+    drop(back);
+
+    // 3. The audio budget is per interview across instances: 12 s spent on A, then nothing on B.
+    let mut on_a = open(&a.ws_url("iv-budget", &query("u1", "iv-budget", None))).await;
+    let sa = session_id(&mut on_a).await;
+    for _ in 0..3 {
+        assert_eq!(append_outcome(&mut on_a, 4000).await, "invalid_value");
+    }
+    let mut on_b = open(&b.ws_url("iv-budget", &query("u1", "iv-budget", Some(&sa)))).await;
+    assert_eq!(expect_close(&mut on_a).await.0, 4410);
+    session_id(&mut on_b).await;
+    assert_eq!(append_outcome(&mut on_b, 1000).await, "rate_limit_exceeded");
+    // Another interview on B has its own budget.
+    let mut fresh = open(&b.ws_url("iv-budget-2", &query("u1", "iv-budget-2", None))).await;
+    session_id(&mut fresh).await;
+    assert_eq!(append_outcome(&mut fresh, 1000).await, "invalid_value");
+    drop((on_b, fresh));
+
+    // 4. An instance killed mid-interview. Two interviews on A have started (the script position
+    // is in Postgres, visible from B).
+    let mut crash = open(&a.ws_url("iv-crash", &query("u1", "iv-crash", None))).await;
+    let s_crash = session_id(&mut crash).await;
+    let mut lease = open(&a.ws_url("iv-lease", &query("u1", "iv-lease", None))).await;
+    session_id(&mut lease).await;
+    for iv in ["iv-crash", "iv-lease"] {
+        wait_question_index(b.addr, "u1", iv, 1).await;
+    }
+    a.kill();
+    // The dead instance's lock still stands for a newcomer without proof...
+    let killed_at = Instant::now();
+    let mut early = open(&b.ws_url("iv-lease", &query("u1", "iv-lease", None))).await;
+    closed_with(&mut early, 4409).await;
+    // ...the client's own reconnect (with its session id) takes it back at once...
+    let mut resumed = open(&proxy.ws_url("iv-crash", &query("u1", "iv-crash", Some(&s_crash)))).await;
+    session_id(&mut resumed).await;
+    let took_back_after = killed_at.elapsed();
+    assert!(took_back_after < LEASE, "{took_back_after:?}");
+    // ...and without proof the interview is free once the lease runs out.
+    let mut freed = loop {
+        let mut ws = open(&b.ws_url("iv-lease", &query("u1", "iv-lease", None))).await;
+        match next_frame(&mut ws).await {
+            Frame::Event(e) if e["type"] == "session.created" => break ws,
+            Frame::Close(Some((4409, _))) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(killed_at.elapsed() < LEASE + Duration::from_secs(3), "not freed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let free_after = killed_at.elapsed();
+    assert!(free_after <= LEASE + Duration::from_millis(1500), "{free_after:?}");
+    // Both continue the interview from the shared history.
+    for ws in [&mut resumed, &mut freed] {
+        let said = spoken_start(ws, "Welcome back.".len()).await;
+        assert!(said.starts_with("Welcome back."), "{said}");
+    }
+    println!(
+        "killed instance: taken back after {took_back_after:?}, free without proof after \
+         {free_after:?} (lease {LEASE:?})"
+    );
+    drop(proxy);
+}
+
+/// Waits until the interview's stored script position reaches `index`.
+async fn wait_question_index(addr: std::net::SocketAddr, user: &str, iv: &str, index: u64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = common::get(addr, &format!("/api/v1/interviews/{iv}"), Some(&token(user, iv))).await;
+        if r.status == 200 && r.json()["questions_asked"].as_u64() >= Some(index) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{iv}: {} {:?}", r.status, String::from_utf8_lossy(&r.body));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Connects until the connection is admitted (a dependency coming back), within `WAIT`.
+async fn admitted(url: &str) -> Ws {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut ws = open(url).await;
+        match next_frame(&mut ws).await {
+            Frame::Event(e) if e["type"] == "session.created" => return ws,
+            Frame::Close(Some((1013, _))) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "never admitted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_or_postgres_going_away_keeps_sessions_and_refuses_new_ones_retryably() {
+    let mut redis = Redis::start().await;
+    let mut pg = Postgres::start().await;
+    let db = pg.create_db("rv_outage").await;
+    let server = Instance::start(&env(&redis, &db, &[])).await;
+    let mut live = open(&server.ws_url("iv-live", &query("u1", "iv-live", None))).await;
+    session_id(&mut live).await;
+    skip_greeting(&mut live).await;
+    text_turn(&mut live, "before any outage").await;
+
+    // Redis goes away: the session goes on; a new connection is told to retry (1013).
+    redis.kill();
+    text_turn(&mut live, "while redis is away").await;
+    let mut refused = open(&server.ws_url("iv-new", &query("u1", "iv-new", None))).await;
+    let reason = closed_with(&mut refused, 1013).await;
+    assert!(reason.contains("try again later"), "{reason}");
+    let ready = common::get(server.addr, "/ready", None).await;
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.json()["coordination"], false);
+    redis.restart().await;
+    let mut back = admitted(&server.ws_url("iv-new", &query("u1", "iv-new", None))).await;
+    drop(back.close(None).await);
+    text_turn(&mut live, "after redis came back").await;
+
+    // Postgres goes away: the session goes on; new connections and reads are refused retryably.
+    pg.stop();
+    text_turn(&mut live, "while postgres is away").await;
+    let mut refused = open(&server.ws_url("iv-new-2", &query("u1", "iv-new-2", None))).await;
+    closed_with(&mut refused, 1013).await;
+    let tok = token("u1", "iv-live");
+    let r = common::get(server.addr, "/api/v1/interviews/iv-live", Some(&tok)).await;
+    assert_eq!(r.status, 503, "{:?}", String::from_utf8_lossy(&r.body));
+    assert_eq!(common::get(server.addr, "/ready", None).await.json()["database"], false);
+    pg.restart().await;
+    admitted(&server.ws_url("iv-new-2", &query("u1", "iv-new-2", None))).await;
+
+    // Nothing committed before the outage is lost, nor what the live session said during it.
+    let r = common::get(server.addr, "/api/v1/interviews/iv-live", Some(&tok)).await;
+    assert_eq!(r.status, 200);
+    let texts: Vec<String> = r.json()["turns"]
+        .as_array()
+        .expect("turns")
+        .iter()
+        .filter_map(|t| t["text"].as_str().map(str::to_string))
+        .collect();
+    // Turns of the session that went on through the outage were held and stored since.
+    for said in [
+        "before any outage",
+        "while redis is away",
+        "after redis came back",
+        "while postgres is away",
+    ] {
+        assert!(texts.iter().any(|t| t == said), "{said}: {texts:?}");
+    }
+    let stored = pg
+        .query_texts("rv_outage", "SELECT COUNT(*) FROM interviews WHERE realtime_cost_usd IS NULL")
+        .await;
+    assert_eq!(stored, vec!["0".to_string()]);
+    assert_eq!(common::get(server.addr, "/ready", None).await.status, 200);
+}
