@@ -300,3 +300,84 @@ async fn redis_or_postgres_going_away_keeps_sessions_and_refuses_new_ones_retrya
     assert_eq!(stored, vec!["0".to_string()]);
     assert_eq!(common::get(server.addr, "/ready", None).await.status, 200);
 }
+
+/// The simulated OpenAI upstream's key in the relay scenario.
+const KEY: &str = "sk-test-multi-0123456789";
+
+/// What the simulated upstream's sessions received, once `cond` holds (within `WAIT`).
+async fn upstream_sessions_when(
+    up: std::net::SocketAddr,
+    cond: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s = common::get(up, "/dev/upstream/sessions", None)
+            .await
+            .json()
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if cond(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "upstream sessions: {s:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_reconnect_landing_on_another_instance_replays_there_and_stops_the_old_upstream() {
+    use realtime_voice_server::config::{ApiKey, UpstreamKind};
+    use realtime_voice_server::store::Target;
+    let redis = Redis::start().await;
+    let pg = Postgres::start().await;
+    let db = pg.create_db("rv_relay").await;
+    let mut up = common::dev();
+    up.relay.simulated_openai_key = Some(ApiKey::new(KEY));
+    let up = common::start(up).await;
+    let relay = || {
+        let mut c = common::dev();
+        c.relay.upstream = UpstreamKind::OpenAi;
+        c.relay.api_key = Some(ApiKey::new(KEY));
+        c.relay.url = format!("ws://{}/v1/realtime", up.addr);
+        c.relay.grace_ms = 30_000;
+        c.redis_url = Some(redis.url());
+        c.redis_lock_lease_ms = LEASE.as_millis() as u64;
+        c.database = Target::Postgres(db.clone());
+        c
+    };
+    let a = common::start(relay()).await;
+    let b = common::start(relay()).await;
+    // Some history, written through A.
+    let tok = token("u1", "iv-relay");
+    let r = common::post_json(
+        a.addr,
+        "/api/v1/interviews/iv-relay/messages",
+        Some(&tok),
+        &json!({"text": "my first answer"}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let mut ws = open(&multi::ws_url(a.addr, "iv-relay", &query("u1", "iv-relay", None))).await;
+    let id = session_id(&mut ws).await;
+    until(&mut ws, "response.output_audio.delta").await;
+    // The browser drops; A keeps its upstream session for the grace period. The reconnect lands
+    // on B (no sticky session): B cannot re-attach to A's upstream, so it replays the interview
+    // into a new one and A's relay is told to stop.
+    drop(ws);
+    let url = multi::ws_url(b.addr, "iv-relay", &query("u1", "iv-relay", Some(&id)));
+    let mut ws = open(&url).await;
+    session_id(&mut ws).await;
+    let status = common::next_event(&mut ws).await;
+    assert_eq!(
+        (&status["type"], &status["status"], &status["reason"]),
+        (&json!("relay.status"), &json!("upstream_renewed"), &json!("browser_away"))
+    );
+    let s = upstream_sessions_when(up.addr, |s| s.len() == 2 && s[0]["ended"] == true).await;
+    let items: Vec<(String, String)> = serde_json::from_value(s[1]["items"].clone()).expect("items");
+    assert!(
+        items.contains(&("user".to_string(), "my first answer".to_string())),
+        "{items:?}"
+    );
+    assert_eq!(s[1]["ended"], false);
+}
