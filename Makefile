@@ -17,7 +17,7 @@ XVFB := xvfb-run -a -s "-screen 0 1280x1024x24"
 
 .PHONY: help setup demo test lint fmt-check clippy test-native pkg server webdriver \
         test-browser test-chrome test-firefox test-webkit test-package test-e2e size size-check \
-        latency-report pkg-debug fault-proxy test-faults
+        latency-report pkg-debug fault-proxy test-faults server-load-two
 
 help:
 	@echo "make demo   build the package and serve the demo with the reference backend (PORT=$(PORT))"
@@ -121,3 +121,11 @@ size: pkg
 
 size-check: pkg
 	@bash scripts/size.sh --check $$(cat size-budget)
+
+# The 200-session load run split over two server instances behind a round-robin proxy, with
+# private Redis and Postgres (server/tests/multi_instance.rs): a report for docs/SERVER.md, not
+# part of `make test`. The release profile is tuned for a small wasm: override it for the server.
+SERVER_RELEASE := CARGO_PROFILE_RELEASE_OPT_LEVEL=3 CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+server-load-two: setup
+	$(SERVER_RELEASE) cargo build -q --release -p realtime-voice-server --example load
+	$(SERVER_RELEASE) cargo test -q --release -p realtime-voice-server --test multi_instance -- --ignored --nocapture load_200

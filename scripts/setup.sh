@@ -52,4 +52,16 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   log "npm: installing dev tools"
   if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; else npm install --no-audit --no-fund --loglevel=error; fi
 fi
+# Redis and Postgres for the server's multi-instance tests (server/tests/multi_instance.rs
+# starts private instances on free ports; the Debian services themselves are not used).
+svc_missing=()
+for p in redis-server postgresql; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || svc_missing+=("$p")
+done
+if [ ${#svc_missing[@]} -gt 0 ]; then
+  log "apt: installing ${svc_missing[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${svc_missing[@]}" >/dev/null
+fi
 log "ready"

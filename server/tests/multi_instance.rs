@@ -381,3 +381,66 @@ async fn a_relay_reconnect_landing_on_another_instance_replays_there_and_stops_t
     );
     assert_eq!(s[1]["ended"], false);
 }
+
+/// Resident memory of a process, KiB (Linux).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The 200-session load run split over two instances behind the round-robin proxy, with Redis
+/// and Postgres: a report, not part of `make test` (`make server-load-two`). Runs the `load`
+/// example next to this test binary (build it first: `cargo build --release --example load`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a 30 s load report; run by make server-load-two"]
+async fn load_200_sessions_over_two_instances() {
+    let sessions = std::env::var("LOAD_SESSIONS").unwrap_or_else(|_| "200".into());
+    let seconds = std::env::var("LOAD_SECONDS").unwrap_or_else(|_| "30".into());
+    let exe = std::env::current_exe().expect("test exe");
+    let load = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("examples").join("load"))
+        .expect("examples dir");
+    assert!(load.exists(), "build the load example first: {load:?}");
+    let redis = Redis::start().await;
+    let pg = Postgres::start().await;
+    let db = pg.create_db("rv_load").await;
+    // Production-like: no recording of received audio (that is --dev's), a real secret.
+    const SECRET: &str = "load-report-secret-0123456789abcdef";
+    let e = env(&redis, &db, &[("JWT_SECRET", SECRET)]);
+    let a = Instance::start_with(&[], &e).await;
+    let b = Instance::start_with(&[], &e).await;
+    let proxy = RoundRobin::start(vec![a.addr, b.addr]).await;
+    let rss_before = (rss_kib(a.pid()), rss_kib(b.pid()));
+    let mut cmd = std::process::Command::new(&load);
+    cmd.args(["--sessions", &sessions, "--seconds", &seconds])
+        .args(["--url", &format!("ws://{}", proxy.addr)])
+        .env("JWT_SECRET", SECRET);
+    // The proxy runs on this runtime: wait for the load process off it.
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("load task")
+        .expect("load example");
+    let report = String::from_utf8_lossy(&out.stdout);
+    println!("{report}");
+    println!(
+        "instance RSS KiB before/after: A {} → {}, B {} → {}",
+        rss_before.0,
+        rss_kib(a.pid()),
+        rss_before.1,
+        rss_kib(b.pid())
+    );
+    for (name, i) in [("A", &a), ("B", &b)] {
+        let accepted = i.log_text().matches("\"connection accepted\"").count();
+        println!("instance {name}: {accepted} connections accepted");
+    }
+    let turns = pg.query_texts("rv_load", "SELECT COUNT(*) FROM turns").await;
+    let interviews = pg.query_texts("rv_load", "SELECT COUNT(*) FROM interviews").await;
+    println!("postgres: {interviews:?} interviews, {turns:?} turns");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -390,11 +390,16 @@ pub struct Instance {
 impl Instance {
     /// Starts the binary with `--dev` and `env`, and waits for its "listening" line.
     pub async fn start(env: &[(&str, String)]) -> Instance {
+        Self::start_with(&["--dev"], env).await
+    }
+
+    /// Starts the binary with `args` and `env`, and waits for its "listening" line.
+    pub async fn start_with(args: &[&str], env: &[(&str, String)]) -> Instance {
         let dir = TempDir::new("server");
         let log = dir.0.join("server.log");
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_realtime-voice-server"));
-        cmd.arg("--dev")
+        cmd.args(args)
             .env("PORT", port.to_string())
             .env("HOST", "127.0.0.1")
             .env_remove("DATABASE_PATH")
@@ -448,6 +453,11 @@ impl Instance {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// The process id (while it runs; 0 after a kill).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     /// The server's log so far (JSON lines).
