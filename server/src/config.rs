@@ -584,7 +584,11 @@ impl Config {
         })?;
         let redis_url = env("REDIS_URL").filter(|s| !s.trim().is_empty());
         if let Some(u) = &redis_url {
-            if !(u.starts_with("redis://") || u.starts_with("rediss://") || u.starts_with("redis+unix://") || u.starts_with("unix://")) {
+            if !(u.starts_with("redis://")
+                || u.starts_with("rediss://")
+                || u.starts_with("redis+unix://")
+                || u.starts_with("unix://"))
+            {
                 return Err(ConfigError::Invalid {
                     name: "REDIS_URL",
                     value: u.split(':').next().unwrap_or("").to_string(),
@@ -785,6 +789,36 @@ mod tests {
             env_of(&[("OPENAI_API_KEY", key), ("OPENAI_REALTIME_URL", "http://x")]),
         );
         assert!(e.is_err());
+    }
+
+    #[test]
+    fn redis_and_postgres_are_chosen_by_url_and_never_printed() {
+        let dev = || vec!["--dev".to_string()];
+        let c = Config::from_env_and_args(dev(), env_of(&[])).unwrap();
+        assert_eq!(c.database, crate::store::Target::Memory);
+        assert_eq!(c.redis_url, None);
+        assert_eq!(c.redis_lock_lease_ms, DEFAULT_REDIS_LOCK_LEASE_MS);
+        let c = Config::from_env_and_args(
+            dev(),
+            env_of(&[
+                ("DATABASE_URL", "postgres://rv:pg-secret@db/rv"),
+                ("REDIS_URL", "redis://:redis-secret@cache:6379/0"),
+                ("REDIS_LOCK_LEASE_S", "4.5"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.database.kind(), "postgres");
+        assert_eq!(c.redis_lock_lease_ms, 4500);
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("secret@"), "{printed}");
+        for (k, v) in [("DATABASE_URL", "mysql://x"), ("REDIS_URL", "http://cache")] {
+            let e = Config::from_env_and_args(dev(), env_of(&[(k, v)])).unwrap_err();
+            assert!(
+                matches!(e, ConfigError::Invalid { name, .. } if name == k),
+                "{e}"
+            );
+            assert!(!e.to_string().contains(v), "{e}");
+        }
     }
 
     #[test]

@@ -2,37 +2,22 @@
 //! until SIGTERM or SIGINT. Usage: `realtime-voice-server [--dev] [--faults]`, or
 //! `realtime-voice-server migrate` to apply the database migrations and exit; see docs/SERVER.md.
 
-use realtime_voice_server::store::Db;
+use realtime_voice_server::store::{Db, Target};
 use realtime_voice_server::{log, serve_with_shutdown, Config};
 
 #[tokio::main]
 async fn main() {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let migrate_only = args.first().is_some_and(|a| a == "migrate");
-    if migrate_only {
-        args.remove(0);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "migrate") {
+        return migrate().await;
     }
     let config = match Config::from_env_and_args(args, |k| std::env::var(k).ok()) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("realtime-voice-server: {e}");
-                std::process::exit(2);
-            }
-        };
-    if migrate_only {
-        let target = config.database.clone();
-        let kind = target.kind();
-        // The database clients are synchronous: off the async workers.
-        match tokio::task::spawn_blocking(move || Db::migrate(&target)).await {
-            Ok(Ok(applied)) => {
-                println!("realtime-voice-server: {kind} migrations applied now: {applied:?}");
-                return;
-            }
-            Ok(Err(e)) => eprintln!("realtime-voice-server: {e}"),
-            Err(e) => eprintln!("realtime-voice-server: migration task failed: {e}"),
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("realtime-voice-server: {e}");
+            std::process::exit(2);
         }
-        std::process::exit(1);
-    }
+    };
     let addr = config.addr;
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
@@ -58,6 +43,30 @@ async fn main() {
         std::process::exit(1);
     }
     log::log(log::Level::Info, "stopped", &[]);
+}
+
+/// `realtime-voice-server migrate`: applies the migrations of DATABASE_URL / DATABASE_PATH and
+/// exits (a deploy step; needs no JWT secret).
+async fn migrate() {
+    let env = |k: &str| std::env::var(k).ok();
+    let Some(target) = Target::from_env(
+        env("DATABASE_URL").as_deref(),
+        env("DATABASE_PATH").as_deref(),
+    ) else {
+        eprintln!("realtime-voice-server: DATABASE_URL must be postgres://…, postgresql://… or sqlite://path");
+        std::process::exit(2);
+    };
+    let kind = target.kind();
+    // The database clients are synchronous: off the async workers.
+    match tokio::task::spawn_blocking(move || Db::migrate(&target)).await {
+        Ok(Ok(applied)) => {
+            println!("realtime-voice-server: {kind} migrations applied now: {applied:?}");
+            return;
+        }
+        Ok(Err(e)) => eprintln!("realtime-voice-server: {e}"),
+        Err(e) => eprintln!("realtime-voice-server: migration task failed: {e}"),
+    }
+    std::process::exit(1);
 }
 
 async fn shutdown_signal() {

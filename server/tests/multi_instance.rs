@@ -124,6 +124,27 @@ async fn two_instances_share_the_lock_the_take_back_the_budgets_and_the_history(
     let redis = Redis::start().await;
     let pg = Postgres::start().await;
     let db = pg.create_db("rv_two").await;
+    // The schema comes from versioned migrations, applied once (here by the subcommand).
+    for applied in ["[1]", "[]"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_realtime-voice-server"))
+            .arg("migrate")
+            .env("DATABASE_URL", &db)
+            .output()
+            .expect("migrate");
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && said.contains(&format!("applied now: {applied}")),
+            "{said}"
+        );
+    }
+    let nullable = pg
+        .query_texts(
+            "rv_two",
+            "SELECT is_nullable FROM information_schema.columns \
+             WHERE table_name = 'interviews' AND column_name = 'realtime_cost_usd'",
+        )
+        .await;
+    assert_eq!(nullable, vec!["NO".to_string()]);
     // Audio refills at 1 % of real time: a spent burst stays spent for the whole test.
     let e = env(&redis, &db, &[("RATE_LIMIT_AUDIO_REALTIME_FACTOR", "0.01")]);
     let mut a = Instance::start(&e).await;
@@ -182,7 +203,8 @@ async fn two_instances_share_the_lock_the_take_back_the_budgets_and_the_history(
     let mut early = open(&b.ws_url("iv-lease", &query("u1", "iv-lease", None))).await;
     closed_with(&mut early, 4409).await;
     // ...the client's own reconnect (with its session id) takes it back at once...
-    let mut resumed = open(&proxy.ws_url("iv-crash", &query("u1", "iv-crash", Some(&s_crash)))).await;
+    let mut resumed =
+        open(&proxy.ws_url("iv-crash", &query("u1", "iv-crash", Some(&s_crash)))).await;
     session_id(&mut resumed).await;
     let took_back_after = killed_at.elapsed();
     assert!(took_back_after < LEASE, "{took_back_after:?}");
@@ -194,11 +216,17 @@ async fn two_instances_share_the_lock_the_take_back_the_budgets_and_the_history(
             Frame::Close(Some((4409, _))) => {}
             other => panic!("unexpected {other:?}"),
         }
-        assert!(killed_at.elapsed() < LEASE + Duration::from_secs(3), "not freed");
+        assert!(
+            killed_at.elapsed() < LEASE + Duration::from_secs(3),
+            "not freed"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let free_after = killed_at.elapsed();
-    assert!(free_after <= LEASE + Duration::from_millis(1500), "{free_after:?}");
+    assert!(
+        free_after <= LEASE + Duration::from_millis(1500),
+        "{free_after:?}"
+    );
     // Both continue the interview from the shared history.
     for ws in [&mut resumed, &mut freed] {
         let said = spoken_start(ws, "Welcome back.".len()).await;
@@ -215,11 +243,21 @@ async fn two_instances_share_the_lock_the_take_back_the_budgets_and_the_history(
 async fn wait_question_index(addr: std::net::SocketAddr, user: &str, iv: &str, index: u64) {
     let deadline = Instant::now() + WAIT;
     loop {
-        let r = common::get(addr, &format!("/api/v1/interviews/{iv}"), Some(&token(user, iv))).await;
+        let r = common::get(
+            addr,
+            &format!("/api/v1/interviews/{iv}"),
+            Some(&token(user, iv)),
+        )
+        .await;
         if r.status == 200 && r.json()["questions_asked"].as_u64() >= Some(index) {
             return;
         }
-        assert!(Instant::now() < deadline, "{iv}: {} {:?}", r.status, String::from_utf8_lossy(&r.body));
+        assert!(
+            Instant::now() < deadline,
+            "{iv}: {} {:?}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -272,7 +310,10 @@ async fn redis_or_postgres_going_away_keeps_sessions_and_refuses_new_ones_retrya
     let tok = token("u1", "iv-live");
     let r = common::get(server.addr, "/api/v1/interviews/iv-live", Some(&tok)).await;
     assert_eq!(r.status, 503, "{:?}", String::from_utf8_lossy(&r.body));
-    assert_eq!(common::get(server.addr, "/ready", None).await.json()["database"], false);
+    assert_eq!(
+        common::get(server.addr, "/ready", None).await.json()["database"],
+        false
+    );
     pg.restart().await;
     admitted(&server.ws_url("iv-new-2", &query("u1", "iv-new-2", None))).await;
 
@@ -295,7 +336,10 @@ async fn redis_or_postgres_going_away_keeps_sessions_and_refuses_new_ones_retrya
         assert!(texts.iter().any(|t| t == said), "{said}: {texts:?}");
     }
     let stored = pg
-        .query_texts("rv_outage", "SELECT COUNT(*) FROM interviews WHERE realtime_cost_usd IS NULL")
+        .query_texts(
+            "rv_outage",
+            "SELECT COUNT(*) FROM interviews WHERE realtime_cost_usd IS NULL",
+        )
         .await;
     assert_eq!(stored, vec!["0".to_string()]);
     assert_eq!(common::get(server.addr, "/ready", None).await.status, 200);
@@ -358,7 +402,12 @@ async fn a_relay_reconnect_landing_on_another_instance_replays_there_and_stops_t
     )
     .await;
     assert_eq!(r.status, 200);
-    let mut ws = open(&multi::ws_url(a.addr, "iv-relay", &query("u1", "iv-relay", None))).await;
+    let mut ws = open(&multi::ws_url(
+        a.addr,
+        "iv-relay",
+        &query("u1", "iv-relay", None),
+    ))
+    .await;
     let id = session_id(&mut ws).await;
     until(&mut ws, "response.output_audio.delta").await;
     // The browser drops; A keeps its upstream session for the grace period. The reconnect lands
@@ -371,10 +420,15 @@ async fn a_relay_reconnect_landing_on_another_instance_replays_there_and_stops_t
     let status = common::next_event(&mut ws).await;
     assert_eq!(
         (&status["type"], &status["status"], &status["reason"]),
-        (&json!("relay.status"), &json!("upstream_renewed"), &json!("browser_away"))
+        (
+            &json!("relay.status"),
+            &json!("upstream_renewed"),
+            &json!("browser_away")
+        )
     );
     let s = upstream_sessions_when(up.addr, |s| s.len() == 2 && s[0]["ended"] == true).await;
-    let items: Vec<(String, String)> = serde_json::from_value(s[1]["items"].clone()).expect("items");
+    let items: Vec<(String, String)> =
+        serde_json::from_value(s[1]["items"].clone()).expect("items");
     assert!(
         items.contains(&("user".to_string(), "my first answer".to_string())),
         "{items:?}"
@@ -439,8 +493,16 @@ async fn load_200_sessions_over_two_instances() {
         let accepted = i.log_text().matches("\"connection accepted\"").count();
         println!("instance {name}: {accepted} connections accepted");
     }
-    let turns = pg.query_texts("rv_load", "SELECT COUNT(*) FROM turns").await;
-    let interviews = pg.query_texts("rv_load", "SELECT COUNT(*) FROM interviews").await;
+    let turns = pg
+        .query_texts("rv_load", "SELECT COUNT(*) FROM turns")
+        .await;
+    let interviews = pg
+        .query_texts("rv_load", "SELECT COUNT(*) FROM interviews")
+        .await;
     println!("postgres: {interviews:?} interviews, {turns:?} turns");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -82,8 +82,7 @@ mod tests {
     #[tokio::test]
     async fn the_same_client_takes_over_and_the_old_slot_cannot_free_the_new_one() {
         let r = Coord::default();
-        let Claim::Granted(mut old) = claim(&r, "iv", who(1, "u", "s1", Some("junk"))).await
-        else {
+        let Claim::Granted(mut old) = claim(&r, "iv", who(1, "u", "s1", Some("junk"))).await else {
             panic!("free")
         };
         // Wrong proof, or another user with the right one: busy.

@@ -247,9 +247,7 @@ impl Coord {
         amount: u64,
     ) -> bool {
         match self {
-            Self::Memory(m) => m
-                .budgets
-                .take(limits, interview_id, budget, now_ms, amount),
+            Self::Memory(m) => m.budgets.take(limits, interview_id, budget, now_ms, amount),
             Self::Redis(r) => r.take(limits, interview_id, budget, amount).await,
         }
     }

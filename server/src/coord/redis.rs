@@ -285,7 +285,8 @@ impl RedisCoord {
     }
 
     async fn publish(&self, instance: &str, msg: &Msg) -> Result<u64, CoordError> {
-        let payload = serde_json::to_string(msg).map_err(|e| CoordError::Unexpected(e.to_string()))?;
+        let payload =
+            serde_json::to_string(msg).map_err(|e| CoordError::Unexpected(e.to_string()))?;
         let mut c = self.conn.clone();
         op(c.publish(Self::channel(instance), payload)).await
     }
@@ -514,7 +515,8 @@ impl RedisCoord {
                 let me = self.clone();
                 spawn(async move {
                     if let Some(g) = gone {
-                        let _ = tokio::time::timeout(GONE_WAIT, PreviousGone::Local(g).wait()).await;
+                        let _ =
+                            tokio::time::timeout(GONE_WAIT, PreviousGone::Local(g).wait()).await;
                     }
                     if let Err(e) = me.publish(&reply, &Msg::Gone { token }).await {
                         me.warn("take-back answer", &e);

@@ -199,12 +199,14 @@ fn pg_cell(row: &postgres::Row, i: usize) -> Result<Cell, postgres::Error> {
     use postgres::types::Type;
     let ty = row.columns()[i].type_().clone();
     Ok(if ty == Type::INT8 {
-        row.try_get::<_, Option<i64>>(i)?.map_or(Cell::Null, Cell::Int)
+        row.try_get::<_, Option<i64>>(i)?
+            .map_or(Cell::Null, Cell::Int)
     } else if ty == Type::INT4 {
         row.try_get::<_, Option<i32>>(i)?
             .map_or(Cell::Null, |v| Cell::Int(v.into()))
     } else if ty == Type::FLOAT8 {
-        row.try_get::<_, Option<f64>>(i)?.map_or(Cell::Null, Cell::Real)
+        row.try_get::<_, Option<f64>>(i)?
+            .map_or(Cell::Null, Cell::Real)
     } else {
         row.try_get::<_, Option<String>>(i)?
             .map_or(Cell::Null, Cell::Text)
@@ -256,11 +258,7 @@ impl Backend {
         };
         if client.as_ref().is_none_or(postgres::Client::is_closed) {
             *client = None;
-            *client = Some(
-                config
-                    .connect(postgres::NoTls)
-                    .map_err(|e| pg_err(op, e))?,
-            );
+            *client = Some(config.connect(postgres::NoTls).map_err(|e| pg_err(op, e))?);
         }
         client.as_mut().ok_or(DbError::Unavailable {
             op,
@@ -288,7 +286,12 @@ impl Backend {
     }
 
     /// Runs a statement; returns the rows it changed.
-    pub fn execute(&mut self, op: &'static str, sql: &str, params: &[Param<'_>]) -> Result<u64, DbError> {
+    pub fn execute(
+        &mut self,
+        op: &'static str,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<u64, DbError> {
         match self {
             Self::Sqlite(c) => c
                 .execute(&sql.replace('$', "?"), sqlite_params(params).as_slice())
@@ -302,7 +305,12 @@ impl Backend {
     }
 
     /// Runs a query; returns its rows.
-    pub fn query(&mut self, op: &'static str, sql: &str, params: &[Param<'_>]) -> Result<Vec<Vec<Cell>>, DbError> {
+    pub fn query(
+        &mut self,
+        op: &'static str,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<Vec<Cell>>, DbError> {
         match self {
             Self::Sqlite(c) => {
                 let mut st = c.prepare(&sql.replace('$', "?")).map_err(sqlite_err(op))?;
@@ -403,5 +411,52 @@ impl Backend {
             }
         }
         Ok(applied)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_from_the_environment() {
+        let pg = "postgres://u:secret@db:5432/rv";
+        assert_eq!(
+            Target::from_env(Some(pg), Some("x.db")),
+            Some(Target::Postgres(pg.into()))
+        );
+        assert!(!format!("{:?}", Target::Postgres(pg.into())).contains("secret"));
+        assert_eq!(
+            Target::from_env(Some("sqlite:///tmp/a.db"), None),
+            Some(Target::Sqlite("/tmp/a.db".into()))
+        );
+        assert_eq!(
+            Target::from_env(Some("sqlite::memory:"), None),
+            Some(Target::Memory)
+        );
+        assert_eq!(Target::from_env(Some("mysql://x"), None), None);
+        assert_eq!(
+            Target::from_env(None, Some("a.db")),
+            Some(Target::Sqlite("a.db".into()))
+        );
+        assert_eq!(
+            Target::from_env(Some(" "), Some(":memory:")),
+            Some(Target::Memory)
+        );
+    }
+
+    #[test]
+    fn sqlite_migrations_apply_once() {
+        let mut b = Backend::open(&Target::Memory).unwrap();
+        assert_eq!(b.migrate(super::super::MIGRATIONS).unwrap(), vec![1]);
+        assert!(b.migrate(super::super::MIGRATIONS).unwrap().is_empty());
+        let rows = b
+            .query(
+                "t",
+                "SELECT version FROM schema_migrations WHERE version = $1",
+                &[Param::Int(1)],
+            )
+            .unwrap();
+        assert_eq!(rows, vec![vec![Cell::Int(1)]]);
     }
 }

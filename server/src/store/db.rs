@@ -205,7 +205,12 @@ impl Db {
     }
 
     /// The first column of the first row, if any.
-    fn one(&self, op: &'static str, sql: &str, params: &[Param<'_>]) -> Result<Option<Cell>, DbError> {
+    fn one(
+        &self,
+        op: &'static str,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Option<Cell>, DbError> {
         Ok(self
             .db()
             .query(op, sql, params)?

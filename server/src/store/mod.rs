@@ -188,7 +188,12 @@ impl Held {
     fn failed(&mut self, what: &'static str, f: Write, e: DbError) {
         if e.is_unavailable() {
             if self.writes.is_empty() {
-                log_db(crate::log::Level::Warn, "database unavailable; holding writes", what, &e);
+                log_db(
+                    crate::log::Level::Warn,
+                    "database unavailable; holding writes",
+                    what,
+                    &e,
+                );
             }
             self.hold(what, f);
         } else {

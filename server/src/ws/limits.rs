@@ -707,7 +707,9 @@ mod tests {
         let mut close_at = None;
         for i in 0..200u64 {
             let now = i * 100;
-            match c.check(now, append_of(1000), |b, n| budgets.take(&l, "iv", b, now, n)) {
+            match c.check(now, append_of(1000), |b, n| {
+                budgets.take(&l, "iv", b, now, n)
+            }) {
                 Verdict::Allow => accepted_ms += 1000,
                 Verdict::Close { .. } => {
                     close_at = Some(now);
@@ -734,14 +736,16 @@ mod tests {
         for i in 0..10u64 {
             let now = i * 100;
             assert_eq!(
-                c.check(now, append_of(1000), |b, n| budgets.take(&l, "iv", b, now, n)),
+                c.check(now, append_of(1000), |b, n| budgets
+                    .take(&l, "iv", b, now, n)),
                 Verdict::Allow
             );
         }
         for i in 0..600u64 {
             let now = 1000 + i * 100;
             assert_eq!(
-                c.check(now, append_of(100), |b, n| budgets.take(&l, "iv", b, now, n)),
+                c.check(now, append_of(100), |b, n| budgets
+                    .take(&l, "iv", b, now, n)),
                 Verdict::Allow,
                 "{i}"
             );
@@ -750,7 +754,9 @@ mod tests {
         let now = 61_000;
         assert!(budgets.take(&l, "iv", Budget::Audio, now, 6_000));
         let mut c2 = ConnectionLimits::new(l, 0);
-        let v = c2.check(0, append_of(10_000), |b, n| budgets.take(&l, "iv", b, now, n));
+        let v = c2.check(0, append_of(10_000), |b, n| {
+            budgets.take(&l, "iv", b, now, n)
+        });
         assert!(matches!(v, Verdict::Reject { notify: true, .. }), "{v:?}");
         // Another interview has its own budget.
         assert!(budgets.take(&l, "other", Budget::Audio, now, 10_000));

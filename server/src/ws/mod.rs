@@ -43,7 +43,13 @@ pub(crate) async fn check_event(
         limits::Gate::Ask { budget, amount } => {
             let granted = st
                 .coord
-                .take(&st.config.limits, interview_id, budget, st.clock_ms(), amount)
+                .take(
+                    &st.config.limits,
+                    interview_id,
+                    budget,
+                    st.clock_ms(),
+                    amount,
+                )
                 .await;
             limits.finish(now_ms, kind, granted)
         }

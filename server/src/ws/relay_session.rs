@@ -274,7 +274,15 @@ impl Browser<'_> {
 
     async fn on_binary(&mut self) -> Next {
         let now = self.now();
-        match check_event(self.st, &mut self.limits, self.interview, now, EventKind::Other).await {
+        match check_event(
+            self.st,
+            &mut self.limits,
+            self.interview,
+            now,
+            EventKind::Other,
+        )
+        .await
+        {
             Verdict::Allow => {
                 self.error(
                     "invalid_event",
@@ -295,7 +303,15 @@ impl Browser<'_> {
         let v: Value = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => {
-                return match check_event(st, &mut self.limits, self.interview, now, EventKind::Other).await {
+                return match check_event(
+                    st,
+                    &mut self.limits,
+                    self.interview,
+                    now,
+                    EventKind::Other,
+                )
+                .await
+                {
                     Verdict::Allow => {
                         let m = format!(
                             "The frame is not valid JSON (line {} column {}).",

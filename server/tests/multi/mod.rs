@@ -226,7 +226,12 @@ impl Postgres {
             .command(&self.bin.join("postgres"))
             .arg("-D")
             .arg(&data)
-            .args(["-p", &self.port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+            ])
             .arg("-k")
             .arg(&self.dir.0)
             .args(["-c", "fsync=off", "-c", "max_connections=50"])
@@ -324,8 +329,15 @@ fn as_pg_user(program: &Path, root: bool) -> Command {
     if root {
         // Postgres refuses to run as root; setpriv execs (no extra parent to outlive a kill).
         let mut c = Command::new("setpriv");
-        c.args(["--reuid", PG_USER, "--regid", PG_USER, "--init-groups", "--"])
-            .arg(program);
+        c.args([
+            "--reuid",
+            PG_USER,
+            "--regid",
+            PG_USER,
+            "--init-groups",
+            "--",
+        ])
+        .arg(program);
         c
     } else {
         Command::new(program)
