@@ -401,11 +401,7 @@ impl RedisCoord {
         let (per_s, burst) = budget.spec(limits);
         let cap = burst.max(1).saturating_mul(1000);
         // Until the bucket would be full again (then forgetting it loses nothing).
-        let ttl = if per_s == 0 {
-            86_400_000
-        } else {
-            cap / per_s + 1000
-        };
+        let ttl = cap.checked_div(per_s).map_or(86_400_000, |ms| ms + 1000);
         let mut c = self.conn.clone();
         let mut inv = BUCKET.key(self.key("budget", &format!("{interview_id}:{}", budget.name())));
         inv.arg(cap)

@@ -252,10 +252,10 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 async fn ready(State(st): State<Arc<AppState>>) -> Response {
     let db = tokio::time::timeout(READY_TIMEOUT, st.store.call(|db| db.ping()))
         .await
-        .map_or(false, |r| r.is_ok());
+        .is_ok_and(|r| r.is_ok());
     let coord = tokio::time::timeout(READY_TIMEOUT, st.coord.ready())
         .await
-        .map_or(false, |r| r.is_ok());
+        .is_ok_and(|r| r.is_ok());
     if db && coord {
         return "ready".into_response();
     }

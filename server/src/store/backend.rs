@@ -124,7 +124,7 @@ pub enum Backend {
         /// How to connect.
         config: Box<postgres::Config>,
         /// The connection, reopened after it broke.
-        client: Option<postgres::Client>,
+        client: Option<Box<postgres::Client>>,
     },
 }
 
@@ -256,11 +256,12 @@ impl Backend {
                 detail: "not a postgres database".into(),
             });
         };
-        if client.as_ref().is_none_or(postgres::Client::is_closed) {
+        if client.as_ref().is_none_or(|c| c.is_closed()) {
             *client = None;
-            *client = Some(config.connect(postgres::NoTls).map_err(|e| pg_err(op, e))?);
+            let fresh = config.connect(postgres::NoTls).map_err(|e| pg_err(op, e))?;
+            *client = Some(Box::new(fresh));
         }
-        client.as_mut().ok_or(DbError::Unavailable {
+        client.as_deref_mut().ok_or(DbError::Unavailable {
             op,
             detail: "no connection".into(),
         })
