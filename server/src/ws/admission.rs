@@ -71,7 +71,7 @@ pub async fn admit(st: &AppState, req: &Request) -> Result<String, Refusal> {
             );
             return Err(Refusal::new(
                 super::CLOSE_TRY_LATER,
-                "service unavailable, try again later",
+                super::TRY_LATER_REASON,
                 "unavailable",
             ));
         }

@@ -29,6 +29,8 @@ pub const CLOSE_BUSY: u16 = 4409;
 /// Close code when a service the server depends on (Redis, the database) is unavailable: "try
 /// again later", which clients retry with backoff (never an auth failure).
 pub const CLOSE_TRY_LATER: u16 = 1013;
+/// The reason sent with [`CLOSE_TRY_LATER`].
+pub const TRY_LATER_REASON: &str = "service unavailable, try again later";
 
 /// Checks one client event against the connection's limits and the interview's shared budgets.
 pub(crate) async fn check_event(

@@ -12,7 +12,9 @@ use tokio::time::{sleep_until, timeout, Instant};
 
 use super::admission::{admit, new_session_id};
 use super::limits::{ConnectionLimits, EventKind, Verdict};
-use super::{check_event, Request, CLOSE_BUSY, CLOSE_TAKEN_OVER, CLOSE_TRY_LATER};
+use super::{
+    check_event, Request, CLOSE_BUSY, CLOSE_TAKEN_OVER, CLOSE_TRY_LATER, TRY_LATER_REASON,
+};
 use crate::config::UpstreamKind;
 use crate::coord::{Claim, Claimant, Slot};
 use crate::faults::Fault;
@@ -260,20 +262,7 @@ pub(super) async fn run(st: Arc<AppState>, mut socket: WebSocket, req: Request) 
             slot
         }
         Err(e) => {
-            st.metrics.connection("unavailable");
-            log(
-                Level::Error,
-                "coordination unavailable",
-                &[("conn", conn.into()), ("error", e.to_string().into())],
-            );
-            return close(
-                &st,
-                &mut socket,
-                conn,
-                CLOSE_TRY_LATER,
-                "service unavailable, try again later",
-            )
-            .await;
+            return try_later(&st, &mut socket, conn, "coordination unavailable", &e).await;
         }
         Ok(_) => {
             st.metrics.connection("busy");
@@ -297,21 +286,7 @@ pub(super) async fn run(st: Arc<AppState>, mut socket: WebSocket, req: Request) 
         .await;
     let (index, user_turns) = match state {
         Ok(x) => x,
-        Err(e) => {
-            log(
-                Level::Error,
-                "database error",
-                &[("error", e.to_string().into())],
-            );
-            return close(
-                &st,
-                &mut socket,
-                conn,
-                CLOSE_TRY_LATER,
-                "service unavailable, try again later",
-            )
-            .await;
-        }
+        Err(e) => return try_later(&st, &mut socket, conn, "database error", &e).await,
     };
     st.metrics.connection("accepted");
     st.metrics.ws_opened();
@@ -365,6 +340,23 @@ pub(super) async fn run(st: Arc<AppState>, mut socket: WebSocket, req: Request) 
     };
     let end = s.run(&mut slot, params, fault.unwrap_or_default()).await;
     finish(&st, slot, &req, conn, end).await
+}
+
+/// Refuses a connection because a service it needs is unavailable: 1013, which clients retry.
+async fn try_later(
+    st: &AppState,
+    socket: &mut WebSocket,
+    conn: u64,
+    what: &'static str,
+    e: &(dyn std::fmt::Display + Sync),
+) {
+    st.metrics.connection("unavailable");
+    log(
+        Level::Error,
+        what,
+        &[("conn", conn.into()), ("error", e.to_string().into())],
+    );
+    close(st, socket, conn, CLOSE_TRY_LATER, TRY_LATER_REASON).await
 }
 
 /// After a session: frees the interview, then books the connection's end (metrics, log).
