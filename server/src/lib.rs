@@ -46,7 +46,7 @@ pub mod ws;
 use std::future::Future;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub use auth::jwt;
 pub use config::{Config, ConfigError, ProtocolFlavor};
@@ -192,6 +192,8 @@ pub async fn serve_with_shutdown(
         }
     };
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, drained).await;
+    // The interviews of this instance are free for the others at once, not after the lease.
+    let _ = tokio::time::timeout(Duration::from_secs(1), st.coord.settle()).await;
     served
 }
 

@@ -232,6 +232,23 @@ async fn two_instances_share_the_lock_the_take_back_the_budgets_and_the_history(
         let said = spoken_start(ws, "Welcome back.".len()).await;
         assert!(said.starts_with("Welcome back."), "{said}");
     }
+    // 5. A graceful stop (SIGTERM) closes its sessions 1001 and releases their locks before the
+    // process exits: the interview is free elsewhere at once, not after the lease.
+    let mut b = b;
+    let c = Instance::start(&e).await;
+    let mut held = open(&b.ws_url("iv-term", &query("u1", "iv-term", None))).await;
+    session_id(&mut held).await;
+    let status = tokio::task::spawn_blocking(move || {
+        let s = b.terminate();
+        (s, b)
+    });
+    assert_eq!(expect_close(&mut held).await.0, 1001);
+    let (status, _b) = status.await.expect("terminate");
+    assert!(status.success(), "{status}");
+    let stopped_at = Instant::now();
+    let mut moved = open(&c.ws_url("iv-term", &query("u1", "iv-term", None))).await;
+    session_id(&mut moved).await;
+    assert!(stopped_at.elapsed() < LEASE);
     println!(
         "killed instance: taken back after {took_back_after:?}, free without proof after \
          {free_after:?} (lease {LEASE:?})"

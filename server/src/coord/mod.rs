@@ -285,6 +285,13 @@ impl Coord {
         }
     }
 
+    /// Waits for the lock releases in flight (at shutdown).
+    pub async fn settle(&self) {
+        if let Self::Redis(r) = self {
+            r.settle().await;
+        }
+    }
+
     /// Whether the backend answers (readiness).
     pub async fn ready(&self) -> Result<(), CoordError> {
         match self {

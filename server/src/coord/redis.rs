@@ -177,6 +177,8 @@ pub struct RedisCoord {
     waiters: Mutex<HashMap<u64, oneshot::Sender<()>>>,
     next_token: AtomicU64,
     relay_stops: broadcast::Sender<String>,
+    /// Lock releases still in flight (the server waits for them when it stops).
+    releasing: watch::Sender<usize>,
     last_warning: Mutex<Option<Instant>>,
     /// Dropped with the coordinator: its background tasks end.
     _stop: watch::Sender<()>,
@@ -229,6 +231,7 @@ impl RedisCoord {
             waiters: Mutex::default(),
             next_token: AtomicU64::new(1),
             relay_stops: broadcast::channel(256).0,
+            releasing: watch::channel(0).0,
             last_warning: Mutex::new(None),
             _stop: stop,
         });
@@ -380,6 +383,7 @@ impl RedisCoord {
         let me = self.clone();
         let key = self.key("lock", interview_id);
         let owner = self.owner(conn);
+        self.releasing.send_modify(|n| *n += 1);
         spawn(async move {
             let mut c = me.conn.clone();
             let mut inv = RELEASE.key(key);
@@ -388,7 +392,19 @@ impl RedisCoord {
                 // The lease frees it in the end.
                 me.warn("release", &e);
             }
+            me.releasing.send_modify(|n| *n = n.saturating_sub(1));
         });
+    }
+
+    /// Waits until the lock releases in flight are done (at shutdown, so that this instance's
+    /// interviews are free at once for the others rather than after the lease).
+    pub(super) async fn settle(&self) {
+        let mut rx = self.releasing.subscribe();
+        while *rx.borrow_and_update() > 0 {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     pub(super) async fn take(

@@ -467,6 +467,13 @@ impl Instance {
         }
     }
 
+    /// Stops the process with SIGTERM and waits for it to exit (a graceful shutdown).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        signal(&c, "-TERM");
+        c.wait().expect("wait")
+    }
+
     /// The process id (while it runs; 0 after a kill).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
