@@ -18,6 +18,7 @@
 pub mod audio;
 pub mod protocol;
 pub mod session;
+mod text;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -177,9 +177,13 @@ pub enum SessionUpdateError {
 impl std::fmt::Display for SessionUpdateError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SessionUpdateError::Json(e) => write!(f, "session update is not valid JSON: {e}"),
+            SessionUpdateError::Json(e) => {
+                f.write_str("session update is not valid JSON: ")?;
+                std::fmt::Display::fmt(e, f)
+            }
             SessionUpdateError::NotAnObject { found } => {
-                write!(f, "session update must be a JSON object, found {found}")
+                f.write_str("session update must be a JSON object, found ")?;
+                f.write_str(found)
             }
         }
     }

@@ -16,6 +16,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::text::{write_parts, Part::*};
+
 /// Maximum nesting of arrays and objects accepted by [`parse`]: realtime events nest about 6 deep.
 pub const MAX_DEPTH: usize = 64;
 
@@ -88,37 +90,52 @@ pub enum JsonError {
 
 impl fmt::Display for JsonError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
+        let (what, offset) = match *self {
             JsonError::TooLarge { len, max } => {
-                write!(
+                return write_parts(
                     f,
-                    "JSON text of {len} bytes exceeds the limit of {max} bytes"
+                    &[
+                        S("JSON text of "),
+                        N(len as u64),
+                        S(" bytes exceeds the limit of "),
+                        N(max as u64),
+                        S(" bytes"),
+                    ],
                 )
-            }
-            JsonError::UnexpectedEnd { offset } => {
-                write!(f, "JSON text ends early at byte {offset}")
             }
             JsonError::UnexpectedChar { offset, found } => {
-                write!(
+                return write_parts(
                     f,
-                    "unexpected character U+{:04X} at byte {offset}",
-                    u32::from(*found)
+                    &[
+                        S("unexpected character U+"),
+                        Hex(u64::from(u32::from(found)), 4),
+                        S(" at byte "),
+                        N(offset as u64),
+                    ],
                 )
             }
-            JsonError::InvalidNumber { offset } => write!(f, "invalid number at byte {offset}"),
-            JsonError::InvalidEscape { offset } => {
-                write!(f, "invalid escape sequence at byte {offset}")
-            }
-            JsonError::ControlInString { offset } => {
-                write!(f, "unescaped control character in string at byte {offset}")
-            }
             JsonError::TooDeep { offset } => {
-                write!(f, "nesting deeper than {MAX_DEPTH} at byte {offset}")
+                return write_parts(
+                    f,
+                    &[
+                        S("nesting deeper than "),
+                        N(MAX_DEPTH as u64),
+                        S(" at byte "),
+                        N(offset as u64),
+                    ],
+                )
+            }
+            JsonError::UnexpectedEnd { offset } => ("JSON text ends early", offset),
+            JsonError::InvalidNumber { offset } => ("invalid number", offset),
+            JsonError::InvalidEscape { offset } => ("invalid escape sequence", offset),
+            JsonError::ControlInString { offset } => {
+                ("unescaped control character in string", offset)
             }
             JsonError::TrailingCharacters { offset } => {
-                write!(f, "unexpected data after the JSON value at byte {offset}")
+                ("unexpected data after the JSON value", offset)
             }
-        }
+        };
+        write_parts(f, &[S(what), S(" at byte "), N(offset as u64)])
     }
 }
 
@@ -697,8 +714,7 @@ fn convert_number(text: &str) -> (Option<f64>, bool) {
 
 /// Appends an unsigned integer.
 pub fn write_u64(out: &mut String, n: u64) {
-    use std::fmt::Write;
-    let _ = write!(out, "{n}");
+    crate::text::push_u64(out, n);
 }
 
 #[cfg(test)]

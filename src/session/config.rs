@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::text::{concat, write_parts, Part::*};
+
 use super::backoff::Backoff;
 use super::cost::Prices;
 use super::status::Mode;
@@ -182,26 +184,46 @@ pub enum ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::InvalidJson(e) => write!(f, "options are not valid JSON: {e}"),
-            ConfigError::NotAnObject { found } => write!(f, "options must be an object, got {found}"),
-            ConfigError::NonEmptyString { option, found } => {
-                write!(f, "{option} must be a non-empty string (got {found})")
+            ConfigError::InvalidJson(e) => {
+                f.write_str("options are not valid JSON: ")?;
+                fmt::Display::fmt(e, f)
             }
-            ConfigError::WrongType { option, expected, found } => {
-                write!(f, "{option} must be {expected}, got {found}")
+            ConfigError::NotAnObject { found } => {
+                write_parts(f, &[S("options must be an object, got "), S(found)])
             }
-            ConfigError::OutOfRange { option, value, min, max } => {
-                write!(f, "{option} must be an integer from {min} to {max}, got {value}")
-            }
-            ConfigError::UnknownValue { option, value, allowed } => {
-                write!(f, "{option} must be one of {allowed}, got \"{value}\"")
-            }
-            ConfigError::InvalidUrl(e) => write!(f, "baseUrl {e}"),
-            ConfigError::Conflict(m) => f.write_str(m),
-            ConfigError::UnknownOption { name } => write!(f, "unknown option \"{name}\""),
-            ConfigError::TokenNotSubprotocolSafe => write!(
+            ConfigError::NonEmptyString { option, found } => write_parts(
                 f,
-                "token contains characters not allowed in a WebSocket subprotocol; use authVia \"query\""
+                &[S(option), S(" must be a non-empty string (got "), S(found), S(")")],
+            ),
+            ConfigError::WrongType { option, expected, found } => {
+                write_parts(f, &[S(option), S(" must be "), S(expected), S(", got "), S(found)])
+            }
+            ConfigError::OutOfRange { option, value, min, max } => write_parts(
+                f,
+                &[
+                    S(option),
+                    S(" must be an integer from "),
+                    N(*min),
+                    S(" to "),
+                    N(*max),
+                    S(", got "),
+                    S(value),
+                ],
+            ),
+            ConfigError::UnknownValue { option, value, allowed } => write_parts(
+                f,
+                &[S(option), S(" must be one of "), S(allowed), S(", got \""), S(value), S("\"")],
+            ),
+            ConfigError::InvalidUrl(e) => {
+                f.write_str("baseUrl ")?;
+                fmt::Display::fmt(e, f)
+            }
+            ConfigError::Conflict(m) => f.write_str(m),
+            ConfigError::UnknownOption { name } => {
+                write_parts(f, &[S("unknown option \""), S(name), S("\"")])
+            }
+            ConfigError::TokenNotSubprotocolSafe => f.write_str(
+                "token contains characters not allowed in a WebSocket subprotocol; use authVia \"query\"",
             ),
         }
     }
@@ -381,7 +403,7 @@ impl SessionConfig {
         if metrics_interval_ms != 0 && metrics_interval_ms < 100 {
             return Err(ConfigError::OutOfRange {
                 option: "metricsIntervalMs",
-                value: metrics_interval_ms.to_string(),
+                value: concat(&[N(u64::from(metrics_interval_ms))]),
                 min: 100,
                 max: 60_000,
             });
@@ -459,7 +481,10 @@ fn parse_prices(p: &Value<'_>) -> Result<Prices, ConfigError> {
     if let Value::Object(f) = p {
         if let Some((k, _)) = f.iter().find(|(k, _)| !KEYS.contains(&k.as_ref())) {
             return Err(ConfigError::UnknownOption {
-                name: format!("prices.{}", k.chars().take(64).collect::<String>()),
+                name: "prices."
+                    .chars()
+                    .chain(k.chars().take(64))
+                    .collect(),
             });
         }
     }

@@ -293,7 +293,7 @@ impl Session {
                 sep = '&';
                 Vec::new()
             }
-            AuthVia::Subprotocol => vec!["realtime".to_string(), format!("bearer.{token}")],
+            AuthVia::Subprotocol => vec!["realtime".to_string(), ["bearer.", &token].concat()],
         };
         if let Some(id) = self.attempts.resume.as_deref() {
             url.push(sep);

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::text::{write_parts, Part::*};
+
 /// A validated `baseUrl`: scheme mapped to ws/wss, host, optional path prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseUrl {
@@ -33,12 +35,16 @@ pub enum UrlError {
 impl fmt::Display for UrlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UrlError::Scheme => write!(f, "must start with https://, wss://, http:// or ws://"),
-            UrlError::NoHost => write!(f, "has no host"),
-            UrlError::Extra(what) => write!(f, "must not contain {what}"),
-            UrlError::Insecure { host } => write!(
+            UrlError::Scheme => f.write_str("must start with https://, wss://, http:// or ws://"),
+            UrlError::NoHost => f.write_str("has no host"),
+            UrlError::Extra(what) => write_parts(f, &[S("must not contain "), S(what)]),
+            UrlError::Insecure { host } => write_parts(
                 f,
-                "uses an unencrypted scheme for host {host}; only localhost, 127.0.0.1 and [::1] may, unless allowInsecureTransport is true"
+                &[
+                    S("uses an unencrypted scheme for host "),
+                    S(host),
+                    S("; only localhost, 127.0.0.1 and [::1] may, unless allowInsecureTransport is true"),
+                ],
             ),
         }
     }
