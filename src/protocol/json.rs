@@ -177,7 +177,7 @@ impl<'a> Parser<'a> {
     }
 
     fn unexpected(&self) -> JsonError {
-        match self.src[self.pos..].chars().next() {
+        match self.src.get(self.pos..).unwrap_or("").chars().next() {
             Some(found) => JsonError::UnexpectedChar {
                 offset: self.pos,
                 found,
@@ -308,7 +308,7 @@ impl<'a> Parser<'a> {
             }
         }
         self.pos = i;
-        let text = &self.src[start..i];
+        let text = self.src.get(start..i).unwrap_or("");
         // Out-of-range numbers (e.g. 1e999) would be infinite as f64: refused like any other
         // invalid number, as strict parsers do (found by the parse_frame fuzz target).
         if convert_number(text).0.is_none() {
@@ -329,7 +329,7 @@ impl<'a> Parser<'a> {
                 None => return Err(JsonError::UnexpectedEnd { offset: i }),
                 Some(b'"') => {
                     self.pos = i + 1;
-                    return Ok(Cow::Borrowed(&self.src[start..i]));
+                    return Ok(Cow::Borrowed(self.src.get(start..i).unwrap_or("")));
                 }
                 Some(b'\\') => break,
                 Some(&c) if c < 0x20 => return Err(JsonError::ControlInString { offset: i }),
@@ -337,7 +337,7 @@ impl<'a> Parser<'a> {
             }
         }
         let mut out = String::with_capacity(i - start + 16);
-        out.push_str(&self.src[start..i]);
+        out.push_str(self.src.get(start..i).unwrap_or(""));
         loop {
             match b.get(i) {
                 None => return Err(JsonError::UnexpectedEnd { offset: i }),
@@ -392,7 +392,7 @@ impl<'a> Parser<'a> {
                         }
                         i += 1;
                     }
-                    out.push_str(&self.src[run..i]);
+                    out.push_str(self.src.get(run..i).unwrap_or(""));
                 }
             }
         }
@@ -551,7 +551,7 @@ pub fn write_str(out: &mut String, s: &str) {
             0..=0x1f => "",
             _ => continue,
         };
-        out.push_str(&s[run..i]);
+        out.push_str(s.get(run..i).unwrap_or(""));
         if esc.is_empty() {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             out.push_str("\\u00");
@@ -562,7 +562,7 @@ pub fn write_str(out: &mut String, s: &str) {
         }
         run = i + 1;
     }
-    out.push_str(&s[run..]);
+    out.push_str(s.get(run..).unwrap_or(""));
     out.push('"');
 }
 

@@ -57,13 +57,13 @@ impl BaseUrl {
     pub fn parse(base: &str, allow_insecure: bool) -> Result<BaseUrl, UrlError> {
         let lower = base.get(..6).unwrap_or(base).to_ascii_lowercase();
         let (secure, rest) = if lower.starts_with("https:") {
-            (true, &base[6..])
+            (true, base.get(6..).unwrap_or(""))
         } else if lower.starts_with("wss:") {
-            (true, &base[4..])
+            (true, base.get(4..).unwrap_or(""))
         } else if lower.starts_with("http:") {
-            (false, &base[5..])
+            (false, base.get(5..).unwrap_or(""))
         } else if lower.starts_with("ws:") {
-            (false, &base[3..])
+            (false, base.get(3..).unwrap_or(""))
         } else {
             return Err(UrlError::Scheme);
         };
@@ -75,7 +75,7 @@ impl BaseUrl {
             return Err(UrlError::Extra("a fragment"));
         }
         let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
+            Some(i) => rest.split_at_checked(i).unwrap_or((rest, "")),
             None => (rest, ""),
         };
         if authority.contains('@') {
@@ -131,7 +131,7 @@ impl BaseUrl {
 fn host_of(authority: &str) -> &str {
     if authority.starts_with('[') {
         match authority.find(']') {
-            Some(i) => &authority[..=i],
+            Some(i) => authority.get(..=i).unwrap_or(authority),
             None => authority,
         }
     } else {
@@ -160,7 +160,7 @@ pub fn percent_encode_into(out: &mut String, s: &str) {
 /// The URL without its query and fragment: what may appear in logs, events and `Debug`.
 pub fn redact(url: &str) -> &str {
     let end = url.find(['?', '#']).unwrap_or(url.len());
-    &url[..end]
+    url.get(..end).unwrap_or(url)
 }
 
 #[cfg(test)]
