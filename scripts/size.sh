@@ -3,7 +3,8 @@
 # total. With --check BYTES, fails when the gzip total exceeds BYTES (the budget in size-budget).
 # Without it, also the wasm by area (core session, protocol, audio, web shell, wasm-bindgen glue,
 # futures executor, std's fmt/panic/alloc/float, data) with twiggy's largest items in each: the
-# named copy build-pkg.sh keeps, optimised like the shipped one but with its names (-g).
+# named copy build-pkg.sh keeps, optimised like the shipped one (same wasm-opt flags) but with its
+# names (-g).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$HOME/.cargo/bin:$PATH"
@@ -28,7 +29,7 @@ if [ "${1:-}" = "--check" ]; then
 fi
 names=target/size/$dir.names.wasm
 if [ -f "$names" ] && command -v twiggy > /dev/null; then
-  wasm-opt -Oz -g --enable-bulk-memory --enable-mutable-globals --enable-nontrapping-float-to-int \
+  wasm-opt -Os --low-memory-unused -g --enable-bulk-memory --enable-mutable-globals --enable-nontrapping-float-to-int \
     --enable-sign-ext --enable-reference-types --enable-multivalue "$names" -o "target/size/$dir.named-opt.wasm"
   twiggy top -n 100000 --format csv "target/size/$dir.named-opt.wasm" | node scripts/size-areas.mjs "${SIZE_TOP:-6}"
 else
