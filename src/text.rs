@@ -82,16 +82,19 @@ mod tests {
             push_u64(&mut s, n);
             assert_eq!(s, format!("x{n}"));
         }
-        for (n, w) in [(0u64, 2u8), (0x1f, 2), (0xab, 4), (0x10ffff, 4), (u64::MAX, 2)] {
+        for (n, w) in [
+            (0u64, 2u8),
+            (0x1f, 2),
+            (0xab, 4),
+            (0x10ffff, 4),
+            (u64::MAX, 2),
+        ] {
             assert_eq!(
                 concat(&[Part::Hex(n, w)]),
                 format!("{n:0width$X}", width = usize::from(w))
             );
         }
-        assert_eq!(
-            concat(&[Part::S("a "), Part::N(3), Part::S(" b")]),
-            "a 3 b"
-        );
+        assert_eq!(concat(&[Part::S("a "), Part::N(3), Part::S(" b")]), "a 3 b");
     }
 
     #[test]

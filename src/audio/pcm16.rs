@@ -70,7 +70,11 @@ impl fmt::Display for Base64Error {
             ),
             Self::InvalidLength { len } => write_parts(
                 f,
-                &[S("base64 length "), N(len as u64), S(" is not a multiple of 4")],
+                &[
+                    S("base64 length "),
+                    N(len as u64),
+                    S(" is not a multiple of 4"),
+                ],
             ),
             Self::InvalidPadding { offset } => write_parts(
                 f,

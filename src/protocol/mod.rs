@@ -124,10 +124,9 @@ impl fmt::Display for ProtocolError {
                     S(found),
                 ],
             ),
-            ProtocolError::InvalidAudio { event, reason } => write_parts(
-                f,
-                &[S(event), S(": invalid audio payload: "), S(reason)],
-            ),
+            ProtocolError::InvalidAudio { event, reason } => {
+                write_parts(f, &[S(event), S(": invalid audio payload: "), S(reason)])
+            }
         }
     }
 }

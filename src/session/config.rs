@@ -481,10 +481,7 @@ fn parse_prices(p: &Value<'_>) -> Result<Prices, ConfigError> {
     if let Value::Object(f) = p {
         if let Some((k, _)) = f.iter().find(|(k, _)| !KEYS.contains(&k.as_ref())) {
             return Err(ConfigError::UnknownOption {
-                name: "prices."
-                    .chars()
-                    .chain(k.chars().take(64))
-                    .collect(),
+                name: "prices.".chars().chain(k.chars().take(64)).collect(),
             });
         }
     }

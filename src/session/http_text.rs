@@ -105,10 +105,9 @@ impl Session {
                 }
                 let message = match &f {
                     HttpFailure::Network => "text request failed: network error".to_string(),
-                    HttpFailure::Status(s) => concat(&[
-                        S("text request failed with HTTP status "),
-                        N(u64::from(*s)),
-                    ]),
+                    HttpFailure::Status(s) => {
+                        concat(&[S("text request failed with HTTP status "), N(u64::from(*s))])
+                    }
                     HttpFailure::Timeout => concat(&[
                         S("text request timed out after "),
                         N(HTTP_TIMEOUT_MS),
