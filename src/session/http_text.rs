@@ -85,7 +85,7 @@ impl Session {
                         self.http.replies += 1;
                         self.push_event(AppEvent::Transcript {
                             role: Role::Assistant,
-                            item_id: concat(&[S("http_"), N(u64::from(self.http.replies))]),
+                            item_id: concat(&[S("http_"), N(self.http.replies)]),
                             text,
                             is_final: true,
                         });
