@@ -96,22 +96,6 @@ pub enum ServerEvent<'a> {
         /// `error.message`, if any.
         message: Option<Cow<'a, str>>,
     },
-    /// `conversation.item.created` (beta) / `conversation.item.added` / `conversation.item.done`.
-    Item {
-        /// `item.id`.
-        item_id: Cow<'a, str>,
-        /// `item.role`, when present.
-        role: Option<Cow<'a, str>>,
-        /// True for `conversation.item.done`.
-        done: bool,
-    },
-    /// `conversation.item.truncated`.
-    ItemTruncated {
-        /// The item.
-        item_id: Cow<'a, str>,
-        /// Where the server cut it.
-        audio_end_ms: u64,
-    },
     /// `input_audio_buffer.speech_started`.
     SpeechStarted {
         /// The user item that will hold the speech.
@@ -162,9 +146,8 @@ pub enum ServerEvent<'a> {
         /// `error.message`.
         message: Option<Cow<'a, str>>,
     },
-    /// `rate_limits.updated` (contents passed to the app in the raw event only).
-    RateLimitsUpdated,
-    /// Any other (known or unknown) type: passed to the app as raw JSON.
+    /// Any other (known or unknown) type: passed to the app as raw JSON. Types the session does
+    /// not act on (`conversation.item.*`, `rate_limits.updated`, …) are not parsed further.
     Other,
 }
 
@@ -272,19 +255,6 @@ pub fn parse_server_frame(text: &str, max_len: usize) -> Result<ServerFrame<'_>,
                 message,
             }
         }
-        "conversation.item.created" | "conversation.item.added" | "conversation.item.done" => {
-            let mut item = f.obj("item");
-            let mut itf = f.sub(&mut item);
-            ServerEvent::Item {
-                item_id: itf.str("id"),
-                role: itf.opt_str("role"),
-                done: kind == "conversation.item.done",
-            }
-        }
-        "conversation.item.truncated" => ServerEvent::ItemTruncated {
-            item_id: f.str("item_id"),
-            audio_end_ms: f.u64("audio_end_ms"),
-        },
         "input_audio_buffer.speech_started" => ServerEvent::SpeechStarted {
             item_id: f.opt_str("item_id"),
         },
@@ -356,13 +326,6 @@ pub fn parse_server_frame(text: &str, max_len: usize) -> Result<ServerFrame<'_>,
                 code: ef.opt_str("code"),
                 message: ef.opt_str("message"),
             }
-        }
-        "rate_limits.updated" => {
-            match f.v.get("rate_limits") {
-                Some(Value::Array(_)) | None => {}
-                Some(other) => f.wrong("rate_limits", "array", other.type_name()),
-            }
-            ServerEvent::RateLimitsUpdated
         }
         _ => ServerEvent::Other,
     };
@@ -481,13 +444,6 @@ impl<'k, 'e, 'v, 'a> Fields<'k, 'e, 'v, 'a> {
                 None
             }
         }
-    }
-
-    fn u64(&mut self, field: &'static str) -> u64 {
-        if matches!(self.v.get(field), None | Some(Value::Null)) {
-            self.missing(field);
-        }
-        self.opt_u64(field).unwrap_or(0)
     }
 
     fn opt_u64(&mut self, field: &'static str) -> Option<u64> {
