@@ -293,7 +293,11 @@ impl Session {
                 sep = '&';
                 Vec::new()
             }
-            AuthVia::Subprotocol => vec!["realtime".to_string(), ["bearer.", &token].concat()],
+            AuthVia::Subprotocol => {
+                let mut bearer = String::from("bearer.");
+                bearer.push_str(&token);
+                vec!["realtime".to_string(), bearer]
+            }
         };
         if let Some(id) = self.attempts.resume.as_deref() {
             url.push(sep);
