@@ -39,7 +39,7 @@ const short = (n) => n.replace(/::h[0-9a-f]{16}/g, "").replace(/\[[0-9a-f]{16}\]
 let total = 0;
 const rows = [...groups].map(([a, items]) => [a, items, items.reduce((s, i) => s + i.bytes, 0)]);
 for (const [a, , sum] of rows) if (a !== "names (stripped)") total += sum;
-console.log(`\nwasm by area (raw bytes after wasm-opt, names stripped: ${total} B; twiggy top ${top} per area)`);
+console.log(`\nwasm by area (raw bytes after wasm-opt, before the import/export renaming, names stripped: ${total} B; twiggy top ${top} per area)`);
 for (const [a, items, sum] of rows.sort((x, y) => y[2] - x[2])) {
   if (a === "names (stripped)" || items.length === 0) continue;
   console.log(`  ${a.padEnd(34)} ${String(sum).padStart(7)} B  ${((100 * sum) / total).toFixed(1).padStart(5)} %  (${items.length} items)`);
