@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Prints the shipped bytes of the package (wasm, JS glue, worklets), raw and gzip -9, and their
 # total. With --check BYTES, fails when the gzip total exceeds BYTES (the budget in size-budget).
+# Without it, also the wasm by area (core session, protocol, audio, web shell, wasm-bindgen glue,
+# futures executor, std's fmt/panic/alloc/float, data) with twiggy's largest items in each: the
+# named copy build-pkg.sh keeps, optimised like the shipped one (same wasm-opt flags) but with its
+# names (-g).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PATH="$PWD/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 dir=pkg
 files=("$dir/realtime_voice_bg.wasm" "$dir/realtime_voice.js" "$dir/worklets/capture.js" "$dir/worklets/playback.js")
 total_raw=0; total_gz=0
@@ -20,4 +25,13 @@ if [ "${1:-}" = "--check" ]; then
     echo "size budget exceeded: $total_gz bytes gzip -9 > budget $budget (size-budget)" >&2; exit 1
   fi
   echo "size ok: $total_gz <= $budget bytes gzip -9"
+  exit 0
+fi
+names=target/size/$dir.names.wasm
+if [ -f "$names" ] && command -v twiggy > /dev/null; then
+  wasm-opt -Os --low-memory-unused -g --enable-bulk-memory --enable-mutable-globals --enable-nontrapping-float-to-int \
+    --enable-sign-ext --enable-reference-types --enable-multivalue "$names" -o "target/size/$dir.named-opt.wasm"
+  twiggy top -n 100000 --format csv "target/size/$dir.named-opt.wasm" | node scripts/size-areas.mjs "${SIZE_TOP:-6}"
+else
+  echo "(no $names or no twiggy: the breakdown by area needs both; see docs/ARCHITECTURE.md)"
 fi

@@ -2,6 +2,8 @@
 //! wraps the system one in this test binary, and each test checks the count around the calls.
 //! (One test binary of its own, so no other test's allocations are counted; the tests in it run
 //! on one thread at a time through a lock.)
+// Native only: the counting allocator would clash with the package's own wasm heap (src/lib.rs).
+#![cfg(not(target_arch = "wasm32"))]
 
 use realtime_voice::audio::{pcm16, Chunker, ChunkerConfig, Resampler};
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -53,9 +53,10 @@ fn every_server_event_example_parses() {
         .count();
     assert_eq!(n, expected, "every server example was tried");
     assert!(n > 100);
-    // The precise name → variant mapping is checked below; here: both paths are exercised.
+    // The precise name → variant mapping is checked below; here: both paths are exercised (the
+    // types the session acts on are typed, about 45 % of the examples; the rest pass through).
     assert!(
-        typed > n / 2 && other > 0,
+        typed > n / 3 && other > 0,
         "typed {typed}, passed through {other}"
     );
 }
@@ -78,9 +79,6 @@ fn known_names_map_to_typed_events() {
             "response.output_audio_transcript.done",
             "response.text.delta",
             "response.output_text.done",
-            "conversation.item.created",
-            "conversation.item.added",
-            "conversation.item.done",
             "input_audio_buffer.speech_started",
             "input_audio_buffer.speech_stopped",
             "input_audio_buffer.committed",
@@ -89,8 +87,6 @@ fn known_names_map_to_typed_events() {
             "response.created",
             "response.done",
             "error",
-            "rate_limits.updated",
-            "conversation.item.truncated",
         ];
         if expect_typed.contains(&f.kind.as_ref()) {
             assert_ne!(
@@ -165,12 +161,6 @@ fn client_events_have_the_example_shapes() {
             _ => (ALL_2026, "RealtimeClientEvent"),
         };
         let cases = [
-            (
-                ClientEvent::InputAudioAppend { audio: "AAAA" },
-                "InputAudioBufferAppend",
-            ),
-            (ClientEvent::InputAudioCommit, "InputAudioBufferCommit"),
-            (ClientEvent::InputAudioClear, "InputAudioBufferClear"),
             (
                 ClientEvent::UserText { text: "hi" },
                 "ConversationItemCreate",

@@ -87,7 +87,7 @@ fn malformed_frames_become_typed_errors_and_the_session_goes_on() {
         ),
         (
             "wrong_field_type",
-            r#"{"type":"conversation.item.truncated","item_id":"i","audio_end_ms":1.5}"#.into(),
+            r#"{"type":"response.done","response":{"usage":{"input_tokens":1.5}}}"#.into(),
         ),
         (
             "wrong_field_type",
@@ -99,7 +99,7 @@ fn malformed_frames_become_typed_errors_and_the_session_goes_on() {
         ),
         (
             "wrong_field_type",
-            r#"{"type":"rate_limits.updated","rate_limits":{}}"#.into(),
+            r#"{"type":"response.created","response":"r"}"#.into(),
         ),
         (
             "missing_field",
@@ -111,7 +111,7 @@ fn malformed_frames_become_typed_errors_and_the_session_goes_on() {
         ),
         (
             "missing_field",
-            r#"{"type":"conversation.item.added","item":{"type":"message"}}"#.into(),
+            r#"{"type":"response.output_item.done","item":{"type":"function_call"}}"#.into(),
         ),
         (
             "invalid_audio",

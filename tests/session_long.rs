@@ -1,6 +1,8 @@
 //! A simulated 60-minute voice session (virtual clock): conversation turns every 10 s, mic audio
 //! all along, a server-side drop every 15 minutes. Live heap bytes, measured by a counting
 //! allocator, must not grow with session length.
+// Native only: the counting allocator would clash with the package's own wasm heap (src/lib.rs).
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};

@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use crate::text::{write_parts, Part::*};
+
 /// Shortest chunk the backend accepts at its rate limit, in ms.
 pub const MIN_CHUNK_MS: u32 = 100;
 /// Largest accepted backlog, in ms (10 minutes), to keep the ring's size sane.
@@ -84,37 +86,62 @@ pub enum ChunkerError {
 impl fmt::Display for ChunkerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Self::UnsupportedSampleRate { rate } => {
-                write!(f, "chunker: unsupported sample rate {rate} Hz")
-            }
-            Self::ChunkTooShort { chunk_ms, min_ms } => {
-                write!(
-                    f,
-                    "chunker: chunk of {chunk_ms} ms is below the {min_ms} ms minimum"
-                )
-            }
+            Self::UnsupportedSampleRate { rate } => write_parts(
+                f,
+                &[
+                    S("chunker: unsupported sample rate "),
+                    N(u64::from(rate)),
+                    S(" Hz"),
+                ],
+            ),
+            Self::ChunkTooShort { chunk_ms, min_ms } => write_parts(
+                f,
+                &[
+                    S("chunker: chunk of "),
+                    N(u64::from(chunk_ms)),
+                    S(" ms is below the "),
+                    N(u64::from(min_ms)),
+                    S(" ms minimum"),
+                ],
+            ),
             Self::MaxChunkBelowChunk {
                 max_chunk_ms,
                 chunk_ms,
-            } => write!(
+            } => write_parts(
                 f,
-                "chunker: max_chunk_ms {max_chunk_ms} is below chunk_ms {chunk_ms}"
+                &[
+                    S("chunker: max_chunk_ms "),
+                    N(u64::from(max_chunk_ms)),
+                    S(" is below chunk_ms "),
+                    N(u64::from(chunk_ms)),
+                ],
             ),
             Self::CannotKeepUp {
                 max_chunks_per_second,
                 max_chunk_ms,
-            } => write!(
+            } => write_parts(
                 f,
-                "chunker: {max_chunks_per_second} chunks/s of at most {max_chunk_ms} ms \
-                 cannot carry 1000 ms of audio per second"
+                &[
+                    S("chunker: "),
+                    N(u64::from(max_chunks_per_second)),
+                    S(" chunks/s of at most "),
+                    N(u64::from(max_chunk_ms)),
+                    S(" ms cannot carry 1000 ms of audio per second"),
+                ],
             ),
             Self::UnsupportedBacklog {
                 max_backlog_ms,
                 max_chunk_ms,
-            } => write!(
+            } => write_parts(
                 f,
-                "chunker: max_backlog_ms {max_backlog_ms} must be within \
-                 {max_chunk_ms}..={MAX_BACKLOG_MS}"
+                &[
+                    S("chunker: max_backlog_ms "),
+                    N(u64::from(max_backlog_ms)),
+                    S(" must be within "),
+                    N(u64::from(max_chunk_ms)),
+                    S("..="),
+                    N(u64::from(MAX_BACKLOG_MS)),
+                ],
             ),
         }
     }

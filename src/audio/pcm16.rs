@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+use crate::text::{write_parts, Part::*};
+
 /// Converts one f32 sample to i16: clamps to ±1.0, maps NaN to 0, scales by 32767 and rounds to
 /// the nearest integer (ties away from zero).
 #[inline]
@@ -57,21 +59,34 @@ pub enum Base64Error {
 impl fmt::Display for Base64Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Self::InvalidByte { offset, byte } => {
-                write!(f, "invalid base64 byte 0x{byte:02x} at offset {offset}")
-            }
-            Self::InvalidLength { len } => {
-                write!(f, "base64 length {len} is not a multiple of 4")
-            }
-            Self::InvalidPadding { offset } => {
-                write!(f, "misplaced base64 padding at offset {offset}")
-            }
-            Self::TrailingBits { offset } => {
-                write!(
-                    f,
-                    "non-canonical base64: stray bits in the symbol at offset {offset}"
-                )
-            }
+            Self::InvalidByte { offset, byte } => write_parts(
+                f,
+                &[
+                    S("invalid base64 byte 0x"),
+                    Hex(u64::from(byte), 2),
+                    S(" at offset "),
+                    N(offset as u64),
+                ],
+            ),
+            Self::InvalidLength { len } => write_parts(
+                f,
+                &[
+                    S("base64 length "),
+                    N(len as u64),
+                    S(" is not a multiple of 4"),
+                ],
+            ),
+            Self::InvalidPadding { offset } => write_parts(
+                f,
+                &[S("misplaced base64 padding at offset "), N(offset as u64)],
+            ),
+            Self::TrailingBits { offset } => write_parts(
+                f,
+                &[
+                    S("non-canonical base64: stray bits in the symbol at offset "),
+                    N(offset as u64),
+                ],
+            ),
         }
     }
 }
@@ -94,10 +109,18 @@ pub enum Pcm16Error {
 impl fmt::Display for Pcm16Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Self::Base64(e) => write!(f, "PCM16 payload: {e}"),
-            Self::OddByteCount { bytes } => {
-                write!(f, "PCM16 payload has an odd byte count ({bytes})")
+            Self::Base64(e) => {
+                f.write_str("PCM16 payload: ")?;
+                fmt::Display::fmt(&e, f)
             }
+            Self::OddByteCount { bytes } => write_parts(
+                f,
+                &[
+                    S("PCM16 payload has an odd byte count ("),
+                    N(bytes as u64),
+                    S(")"),
+                ],
+            ),
         }
     }
 }
@@ -214,8 +237,11 @@ fn encode_block(bytes: &[u8], text: &mut [u8]) -> usize {
 }
 
 fn push_ascii(text: &[u8], out: &mut String) {
-    // Local invariant: `text` holds only bytes from ALPHABET or `=`, all ASCII.
-    out.push_str(std::str::from_utf8(text).expect("base64 output is ASCII"));
+    // `text` holds only bytes from ALPHABET or `=`, all ASCII, so the conversion cannot fail (and
+    // no panic path with `Utf8Error`'s `Debug` is linked for it).
+    if let Ok(s) = std::str::from_utf8(text) {
+        out.push_str(s);
+    }
 }
 
 /// Number of bytes `text` decodes to, after checking its length and padding layout.

@@ -18,6 +18,8 @@
 use std::f64::consts::PI;
 use std::fmt;
 
+use crate::text::{write_parts, Part::*};
+
 /// Lowest accepted sample rate, in Hz.
 pub const MIN_RATE: u32 = 8_000;
 /// Highest accepted sample rate, in Hz.
@@ -67,23 +69,47 @@ pub enum ResamplerError {
 impl fmt::Display for ResamplerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Self::UnsupportedRate { rate } => write!(
+            Self::UnsupportedRate { rate } => write_parts(
                 f,
-                "unsupported sample rate {rate} Hz (supported: {MIN_RATE}..={MAX_RATE})"
+                &[
+                    S("unsupported sample rate "),
+                    N(u64::from(rate)),
+                    S(" Hz (supported: "),
+                    N(u64::from(MIN_RATE)),
+                    S("..="),
+                    N(u64::from(MAX_RATE)),
+                    S(")"),
+                ],
             ),
-            Self::UnsupportedChannels { channels } => write!(
+            Self::UnsupportedChannels { channels } => write_parts(
                 f,
-                "unsupported channel count {channels} (supported: 1..={MAX_CHANNELS})"
+                &[
+                    S("unsupported channel count "),
+                    N(u64::from(channels)),
+                    S(" (supported: 1..="),
+                    N(u64::from(MAX_CHANNELS)),
+                    S(")"),
+                ],
             ),
-            Self::OutputTooSmall { needed, got } => {
-                write!(
-                    f,
-                    "output buffer too small: {needed} samples needed, {got} given"
-                )
-            }
-            Self::PartialFrame { samples, channels } => write!(
+            Self::OutputTooSmall { needed, got } => write_parts(
                 f,
-                "input of {samples} samples is not a whole number of {channels}-channel frames"
+                &[
+                    S("output buffer too small: "),
+                    N(needed as u64),
+                    S(" samples needed, "),
+                    N(got as u64),
+                    S(" given"),
+                ],
+            ),
+            Self::PartialFrame { samples, channels } => write_parts(
+                f,
+                &[
+                    S("input of "),
+                    N(samples as u64),
+                    S(" samples is not a whole number of "),
+                    N(u64::from(channels)),
+                    S("-channel frames"),
+                ],
             ),
         }
     }

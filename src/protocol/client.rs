@@ -26,19 +26,12 @@ pub enum OutputKind {
     Audio,
 }
 
-/// A client event to serialise (borrowing its payloads).
+/// A client event to serialise (borrowing its payloads): the events the session sends. (Audio
+/// goes out as `input_audio_buffer.append` frames the uplink writes straight into its buffer;
+/// anything else an app wants to send goes through `sendEvent` as JSON.)
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum ClientEvent<'a> {
-    /// `input_audio_buffer.append` with base64 PCM16 (already encoded).
-    InputAudioAppend {
-        /// Base64 of 24 kHz mono PCM16 little-endian.
-        audio: &'a str,
-    },
-    /// `input_audio_buffer.commit`.
-    InputAudioCommit,
-    /// `input_audio_buffer.clear`.
-    InputAudioClear,
     /// `conversation.item.create` with one user `input_text` content part.
     UserText {
         /// The user's message.
@@ -79,9 +72,6 @@ impl ClientEvent<'_> {
     /// The event's `type` string.
     pub fn type_name(&self) -> &'static str {
         match self {
-            ClientEvent::InputAudioAppend { .. } => "input_audio_buffer.append",
-            ClientEvent::InputAudioCommit => "input_audio_buffer.commit",
-            ClientEvent::InputAudioClear => "input_audio_buffer.clear",
             ClientEvent::UserText { .. } | ClientEvent::FunctionCallOutput { .. } => {
                 "conversation.item.create"
             }
@@ -98,14 +88,6 @@ impl ClientEvent<'_> {
         out.push_str(self.type_name());
         out.push('"');
         match self {
-            ClientEvent::InputAudioAppend { audio } => {
-                // Base64 needs no escaping; copy it straight in.
-                out.reserve(audio.len() + 12);
-                out.push_str(",\"audio\":\"");
-                out.push_str(audio);
-                out.push('"');
-            }
-            ClientEvent::InputAudioCommit | ClientEvent::InputAudioClear => {}
             ClientEvent::UserText { text } => {
                 out.push_str(
                     ",\"item\":{\"type\":\"message\",\"role\":\"user\",\"content\":[{\"type\":\"input_text\",\"text\":",
@@ -177,9 +159,13 @@ pub enum SessionUpdateError {
 impl std::fmt::Display for SessionUpdateError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SessionUpdateError::Json(e) => write!(f, "session update is not valid JSON: {e}"),
+            SessionUpdateError::Json(e) => {
+                f.write_str("session update is not valid JSON: ")?;
+                std::fmt::Display::fmt(e, f)
+            }
             SessionUpdateError::NotAnObject { found } => {
-                write!(f, "session update must be a JSON object, found {found}")
+                f.write_str("session update must be a JSON object, found ")?;
+                f.write_str(found)
             }
         }
     }
@@ -275,10 +261,6 @@ mod tests {
 
     #[test]
     fn frames_have_openai_shapes() {
-        assert_eq!(
-            ClientEvent::InputAudioAppend { audio: "AAAA" }.to_json(ApiShape::Ga),
-            r#"{"type":"input_audio_buffer.append","audio":"AAAA"}"#
-        );
         assert_eq!(
             ClientEvent::UserText { text: "hi \"you\"" }.to_json(ApiShape::Beta),
             r#"{"type":"conversation.item.create","item":{"type":"message","role":"user","content":[{"type":"input_text","text":"hi \"you\""}]}}"#

@@ -16,6 +16,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::text::{write_parts, Part::*};
+
 /// Maximum nesting of arrays and objects accepted by [`parse`]: realtime events nest about 6 deep.
 pub const MAX_DEPTH: usize = 64;
 
@@ -88,37 +90,52 @@ pub enum JsonError {
 
 impl fmt::Display for JsonError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
+        let (what, offset) = match *self {
             JsonError::TooLarge { len, max } => {
-                write!(
+                return write_parts(
                     f,
-                    "JSON text of {len} bytes exceeds the limit of {max} bytes"
+                    &[
+                        S("JSON text of "),
+                        N(len as u64),
+                        S(" bytes exceeds the limit of "),
+                        N(max as u64),
+                        S(" bytes"),
+                    ],
                 )
-            }
-            JsonError::UnexpectedEnd { offset } => {
-                write!(f, "JSON text ends early at byte {offset}")
             }
             JsonError::UnexpectedChar { offset, found } => {
-                write!(
+                return write_parts(
                     f,
-                    "unexpected character U+{:04X} at byte {offset}",
-                    u32::from(*found)
+                    &[
+                        S("unexpected character U+"),
+                        Hex(u64::from(u32::from(found)), 4),
+                        S(" at byte "),
+                        N(offset as u64),
+                    ],
                 )
             }
-            JsonError::InvalidNumber { offset } => write!(f, "invalid number at byte {offset}"),
-            JsonError::InvalidEscape { offset } => {
-                write!(f, "invalid escape sequence at byte {offset}")
-            }
-            JsonError::ControlInString { offset } => {
-                write!(f, "unescaped control character in string at byte {offset}")
-            }
             JsonError::TooDeep { offset } => {
-                write!(f, "nesting deeper than {MAX_DEPTH} at byte {offset}")
+                return write_parts(
+                    f,
+                    &[
+                        S("nesting deeper than "),
+                        N(MAX_DEPTH as u64),
+                        S(" at byte "),
+                        N(offset as u64),
+                    ],
+                )
+            }
+            JsonError::UnexpectedEnd { offset } => ("JSON text ends early", offset),
+            JsonError::InvalidNumber { offset } => ("invalid number", offset),
+            JsonError::InvalidEscape { offset } => ("invalid escape sequence", offset),
+            JsonError::ControlInString { offset } => {
+                ("unescaped control character in string", offset)
             }
             JsonError::TrailingCharacters { offset } => {
-                write!(f, "unexpected data after the JSON value at byte {offset}")
+                ("unexpected data after the JSON value", offset)
             }
-        }
+        };
+        write_parts(f, &[S(what), S(" at byte "), N(offset as u64)])
     }
 }
 
@@ -160,7 +177,7 @@ impl<'a> Parser<'a> {
     }
 
     fn unexpected(&self) -> JsonError {
-        match self.src[self.pos..].chars().next() {
+        match self.src.get(self.pos..).unwrap_or("").chars().next() {
             Some(found) => JsonError::UnexpectedChar {
                 offset: self.pos,
                 found,
@@ -291,7 +308,7 @@ impl<'a> Parser<'a> {
             }
         }
         self.pos = i;
-        let text = &self.src[start..i];
+        let text = self.src.get(start..i).unwrap_or("");
         // Out-of-range numbers (e.g. 1e999) would be infinite as f64: refused like any other
         // invalid number, as strict parsers do (found by the parse_frame fuzz target).
         if convert_number(text).0.is_none() {
@@ -312,7 +329,7 @@ impl<'a> Parser<'a> {
                 None => return Err(JsonError::UnexpectedEnd { offset: i }),
                 Some(b'"') => {
                     self.pos = i + 1;
-                    return Ok(Cow::Borrowed(&self.src[start..i]));
+                    return Ok(Cow::Borrowed(self.src.get(start..i).unwrap_or("")));
                 }
                 Some(b'\\') => break,
                 Some(&c) if c < 0x20 => return Err(JsonError::ControlInString { offset: i }),
@@ -320,7 +337,7 @@ impl<'a> Parser<'a> {
             }
         }
         let mut out = String::with_capacity(i - start + 16);
-        out.push_str(&self.src[start..i]);
+        out.push_str(self.src.get(start..i).unwrap_or(""));
         loop {
             match b.get(i) {
                 None => return Err(JsonError::UnexpectedEnd { offset: i }),
@@ -375,7 +392,7 @@ impl<'a> Parser<'a> {
                         }
                         i += 1;
                     }
-                    out.push_str(&self.src[run..i]);
+                    out.push_str(self.src.get(run..i).unwrap_or(""));
                 }
             }
         }
@@ -534,7 +551,7 @@ pub fn write_str(out: &mut String, s: &str) {
             0..=0x1f => "",
             _ => continue,
         };
-        out.push_str(&s[run..i]);
+        out.push_str(s.get(run..i).unwrap_or(""));
         if esc.is_empty() {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             out.push_str("\\u00");
@@ -545,7 +562,7 @@ pub fn write_str(out: &mut String, s: &str) {
         }
         run = i + 1;
     }
-    out.push_str(&s[run..]);
+    out.push_str(s.get(run..).unwrap_or(""));
     out.push('"');
 }
 
@@ -697,8 +714,7 @@ fn convert_number(text: &str) -> (Option<f64>, bool) {
 
 /// Appends an unsigned integer.
 pub fn write_u64(out: &mut String, n: u64) {
-    use std::fmt::Write;
-    let _ = write!(out, "{n}");
+    crate::text::push_u64(out, n);
 }
 
 #[cfg(test)]

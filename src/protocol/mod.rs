@@ -17,6 +17,8 @@ pub use server::{parse_server_frame, FunctionCall, ServerEvent, ServerFrame, Usa
 
 use std::fmt;
 
+use crate::text::{write_parts, Part::*};
+
 /// Why a server frame could not be understood.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -82,34 +84,48 @@ impl ProtocolError {
 impl fmt::Display for ProtocolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ProtocolError::FrameTooLarge { len, max } => {
-                write!(f, "server frame of {len} bytes exceeds maxFrameBytes {max}")
+            ProtocolError::FrameTooLarge { len, max } => write_parts(
+                f,
+                &[
+                    S("server frame of "),
+                    N(*len as u64),
+                    S(" bytes exceeds maxFrameBytes "),
+                    N(*max as u64),
+                ],
+            ),
+            ProtocolError::Json(e) => {
+                f.write_str("server frame is not valid JSON: ")?;
+                fmt::Display::fmt(e, f)
             }
-            ProtocolError::Json(e) => write!(f, "server frame is not valid JSON: {e}"),
-            ProtocolError::NotAnObject { found } => {
-                write!(f, "server frame is a JSON {found}, not an object")
-            }
-            ProtocolError::MissingType => write!(f, "server frame has no \"type\" field"),
-            ProtocolError::MissingField { event, field } => {
-                write!(f, "{event} event lacks the \"{field}\" field")
-            }
+            ProtocolError::NotAnObject { found } => write_parts(
+                f,
+                &[S("server frame is a JSON "), S(found), S(", not an object")],
+            ),
+            ProtocolError::MissingType => f.write_str("server frame has no \"type\" field"),
+            ProtocolError::MissingField { event, field } => write_parts(
+                f,
+                &[S(event), S(" event lacks the \""), S(field), S("\" field")],
+            ),
             ProtocolError::WrongType {
                 event,
                 field,
                 expected,
                 found,
-            } => {
-                if event.is_empty() {
-                    write!(f, "field \"{field}\" must be a {expected}, found {found}")
-                } else {
-                    write!(
-                        f,
-                        "{event}: field \"{field}\" must be a {expected}, found {found}"
-                    )
-                }
-            }
+            } => write_parts(
+                f,
+                &[
+                    S(event),
+                    S(if event.is_empty() { "" } else { ": " }),
+                    S("field \""),
+                    S(field),
+                    S("\" must be a "),
+                    S(expected),
+                    S(", found "),
+                    S(found),
+                ],
+            ),
             ProtocolError::InvalidAudio { event, reason } => {
-                write!(f, "{event}: invalid audio payload: {reason}")
+                write_parts(f, &[S(event), S(": invalid audio payload: "), S(reason)])
             }
         }
     }

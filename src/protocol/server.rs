@@ -96,22 +96,6 @@ pub enum ServerEvent<'a> {
         /// `error.message`, if any.
         message: Option<Cow<'a, str>>,
     },
-    /// `conversation.item.created` (beta) / `conversation.item.added` / `conversation.item.done`.
-    Item {
-        /// `item.id`.
-        item_id: Cow<'a, str>,
-        /// `item.role`, when present.
-        role: Option<Cow<'a, str>>,
-        /// True for `conversation.item.done`.
-        done: bool,
-    },
-    /// `conversation.item.truncated`.
-    ItemTruncated {
-        /// The item.
-        item_id: Cow<'a, str>,
-        /// Where the server cut it.
-        audio_end_ms: u64,
-    },
     /// `input_audio_buffer.speech_started`.
     SpeechStarted {
         /// The user item that will hold the speech.
@@ -162,9 +146,8 @@ pub enum ServerEvent<'a> {
         /// `error.message`.
         message: Option<Cow<'a, str>>,
     },
-    /// `rate_limits.updated` (contents passed to the app in the raw event only).
-    RateLimitsUpdated,
-    /// Any other (known or unknown) type: passed to the app as raw JSON.
+    /// Any other (known or unknown) type: passed to the app as raw JSON. Types the session does
+    /// not act on (`conversation.item.*`, `rate_limits.updated`, …) are not parsed further.
     Other,
 }
 
@@ -200,64 +183,69 @@ pub fn parse_server_frame(text: &str, max_len: usize) -> Result<ServerFrame<'_>,
         }
         None => return Err(ProtocolError::MissingType),
     };
+    // Field errors go to one slot (the first one wins) and the accessors return empty values,
+    // instead of a `?` per field: every `?` with borrowed strings alive costs unwinding code, and
+    // this function had ~40 of them (12.6 KB of wasm before this shape, measured by twiggy).
+    let mut err = None;
     let mut f = Fields {
         kind: &kind,
+        err: &mut err,
         v: &mut v,
     };
     let event = match kind.as_ref() {
         "session.created" | "session.updated" => {
-            let mut s = f.obj("session")?;
-            let mut sf = Fields::sub(&kind, &mut s);
+            let mut s = f.obj("session");
+            let mut sf = f.sub(&mut s);
             ServerEvent::Session {
                 updated: kind == "session.updated",
-                model: sf.opt_str("model")?,
-                id: sf.opt_str("id")?,
+                model: sf.opt_str("model"),
+                id: sf.opt_str("id"),
             }
         }
         "response.audio.delta" | "response.output_audio.delta" => ServerEvent::AudioDelta {
-            response_id: f.opt_str("response_id")?,
-            item_id: f.str("item_id")?,
-            delta: f.str("delta")?,
+            response_id: f.opt_str("response_id"),
+            item_id: f.str("item_id"),
+            delta: f.str("delta"),
         },
         "response.audio.done" | "response.output_audio.done" => ServerEvent::AudioDone {
-            item_id: f.str("item_id")?,
+            item_id: f.str("item_id"),
         },
         "response.audio_transcript.delta"
         | "response.output_audio_transcript.delta"
         | "response.text.delta"
         | "response.output_text.delta" => ServerEvent::AssistantText {
-            item_id: f.str("item_id")?,
-            text: f.str("delta")?,
+            item_id: f.str("item_id"),
+            text: f.str("delta"),
             done: false,
         },
         "response.audio_transcript.done" | "response.output_audio_transcript.done" => {
             ServerEvent::AssistantText {
-                item_id: f.str("item_id")?,
-                text: f.str("transcript")?,
+                item_id: f.str("item_id"),
+                text: f.str("transcript"),
                 done: true,
             }
         }
         "response.text.done" | "response.output_text.done" => ServerEvent::AssistantText {
-            item_id: f.str("item_id")?,
-            text: f.str("text")?,
+            item_id: f.str("item_id"),
+            text: f.str("text"),
             done: true,
         },
         "conversation.item.input_audio_transcription.delta" => ServerEvent::UserTranscript {
-            item_id: f.str("item_id")?,
-            text: f.str("delta")?,
+            item_id: f.str("item_id"),
+            text: f.str("delta"),
             done: false,
         },
         "conversation.item.input_audio_transcription.completed" => ServerEvent::UserTranscript {
-            item_id: f.str("item_id")?,
-            text: f.str("transcript")?,
+            item_id: f.str("item_id"),
+            text: f.str("transcript"),
             done: true,
         },
         "conversation.item.input_audio_transcription.failed" => {
-            let item_id = f.str("item_id")?;
-            let (code, message) = match f.opt_obj("error")? {
+            let item_id = f.str("item_id");
+            let (code, message) = match f.opt_obj("error") {
                 Some(mut e) => {
-                    let mut ef = Fields::sub(&kind, &mut e);
-                    (ef.opt_str("code")?, ef.opt_str("message")?)
+                    let mut ef = f.sub(&mut e);
+                    (ef.opt_str("code"), ef.opt_str("message"))
                 }
                 None => (None, None),
             };
@@ -267,54 +255,40 @@ pub fn parse_server_frame(text: &str, max_len: usize) -> Result<ServerFrame<'_>,
                 message,
             }
         }
-        "conversation.item.created" | "conversation.item.added" | "conversation.item.done" => {
-            let mut item = f.obj("item")?;
-            let mut itf = Fields::sub(&kind, &mut item);
-            ServerEvent::Item {
-                item_id: itf.str("id")?,
-                role: itf.opt_str("role")?,
-                done: kind == "conversation.item.done",
-            }
-        }
-        "conversation.item.truncated" => ServerEvent::ItemTruncated {
-            item_id: f.str("item_id")?,
-            audio_end_ms: f.u64("audio_end_ms")?,
-        },
         "input_audio_buffer.speech_started" => ServerEvent::SpeechStarted {
-            item_id: f.opt_str("item_id")?,
+            item_id: f.opt_str("item_id"),
         },
         "input_audio_buffer.speech_stopped" => ServerEvent::SpeechStopped {
-            item_id: f.opt_str("item_id")?,
+            item_id: f.opt_str("item_id"),
         },
         "input_audio_buffer.committed" => ServerEvent::Committed {
-            item_id: f.opt_str("item_id")?,
+            item_id: f.opt_str("item_id"),
         },
         "response.created" => {
-            let mut r = f.obj("response")?;
+            let mut r = f.obj("response");
             ServerEvent::ResponseCreated {
-                response_id: Fields::sub(&kind, &mut r).opt_str("id")?,
+                response_id: f.sub(&mut r).opt_str("id"),
             }
         }
         "response.done" => {
-            let mut r = f.obj("response")?;
-            let mut rf = Fields::sub(&kind, &mut r);
-            let response_id = rf.opt_str("id")?;
-            let status = rf.opt_str("status")?;
-            let usage = match rf.opt_obj("usage")? {
-                Some(mut u) => Some(parse_usage(&kind, &mut u)?),
-                None => None,
-            };
+            let mut r = f.obj("response");
+            let mut rf = f.sub(&mut r);
+            let response_id = rf.opt_str("id");
+            let status = rf.opt_str("status");
+            let usage = rf
+                .opt_obj("usage")
+                .map(|mut u| parse_usage(&mut rf.sub(&mut u)));
             let mut calls = Vec::new();
             match rf.v.take("output") {
                 None | Some(Value::Null) => {}
                 Some(Value::Array(items)) => {
                     for mut item in items {
-                        if let Some(call) = function_call_item(&kind, &mut item)? {
+                        if let Some(call) = function_call_item(&mut rf, &mut item) {
                             calls.push(call);
                         }
                     }
                 }
-                Some(other) => return Err(rf.wrong("output", "array", other.type_name())),
+                Some(other) => rf.wrong("output", "array", other.type_name()),
             }
             ServerEvent::ResponseDone {
                 response_id,
@@ -324,18 +298,18 @@ pub fn parse_server_frame(text: &str, max_len: usize) -> Result<ServerFrame<'_>,
             }
         }
         "response.function_call_arguments.done" => ServerEvent::FunctionCall {
-            response_id: f.opt_str("response_id")?,
+            response_id: f.opt_str("response_id"),
             call: FunctionCall {
-                call_id: f.str("call_id")?,
-                name: f.opt_str("name")?,
-                arguments: Some(f.str("arguments")?),
+                call_id: f.str("call_id"),
+                name: f.opt_str("name"),
+                arguments: Some(f.str("arguments")),
             },
             done: true,
         },
         "response.output_item.added" | "response.output_item.done" => {
-            let response_id = f.opt_str("response_id")?;
-            let mut item = f.obj("item")?;
-            match function_call_item(&kind, &mut item)? {
+            let response_id = f.opt_str("response_id");
+            let mut item = f.obj("item");
+            match function_call_item(&mut f, &mut item) {
                 Some(call) => ServerEvent::FunctionCall {
                     response_id,
                     done: kind == "response.output_item.done",
@@ -345,145 +319,177 @@ pub fn parse_server_frame(text: &str, max_len: usize) -> Result<ServerFrame<'_>,
             }
         }
         "error" => {
-            let mut e = f.obj("error")?;
-            let mut ef = Fields::sub(&kind, &mut e);
+            let mut e = f.obj("error");
+            let mut ef = f.sub(&mut e);
             ServerEvent::Error {
-                kind: ef.opt_str("type")?,
-                code: ef.opt_str("code")?,
-                message: ef.opt_str("message")?,
+                kind: ef.opt_str("type"),
+                code: ef.opt_str("code"),
+                message: ef.opt_str("message"),
             }
-        }
-        "rate_limits.updated" => {
-            match f.v.get("rate_limits") {
-                Some(Value::Array(_)) | None => {}
-                Some(other) => return Err(f.wrong("rate_limits", "array", other.type_name())),
-            }
-            ServerEvent::RateLimitsUpdated
         }
         _ => ServerEvent::Other,
     };
-    Ok(ServerFrame { kind, event })
+    match err {
+        Some(e) => Err(e),
+        None => Ok(ServerFrame { kind, event }),
+    }
 }
 
-/// A `function_call` item (`None` for items of other types).
+/// A `function_call` item (`None` for items of other types, or when the item is not an object:
+/// that error goes to `f`'s slot).
 fn function_call_item<'a>(
-    kind: &str,
+    f: &mut Fields<'_, '_, '_, 'a>,
     item: &mut Value<'a>,
-) -> Result<Option<FunctionCall<'a>>, ProtocolError> {
+) -> Option<FunctionCall<'a>> {
     if !matches!(item, Value::Object(_)) {
-        return Err(ProtocolError::WrongType {
-            event: kind.chars().take(64).collect(),
-            field: "item",
-            expected: "object",
-            found: item.type_name(),
-        });
+        f.wrong("item", "object", item.type_name());
+        return None;
     }
     if item.get("type").and_then(|t| t.as_str()) != Some("function_call") {
-        return Ok(None);
+        return None;
     }
-    let mut f = Fields::sub(kind, item);
-    Ok(Some(FunctionCall {
-        call_id: f.str("call_id")?,
-        name: f.opt_str("name")?,
-        arguments: f.opt_str("arguments")?,
-    }))
+    let mut f = f.sub(item);
+    Some(FunctionCall {
+        call_id: f.str("call_id"),
+        name: f.opt_str("name"),
+        arguments: f.opt_str("arguments"),
+    })
 }
 
-fn parse_usage<'a>(kind: &str, u: &mut Value<'a>) -> Result<Usage, ProtocolError> {
-    let mut f = Fields::sub(kind, u);
+fn parse_usage(f: &mut Fields<'_, '_, '_, '_>) -> Usage {
     let mut usage = Usage {
-        input_tokens: f.opt_u64("input_tokens")?.unwrap_or(0),
-        output_tokens: f.opt_u64("output_tokens")?.unwrap_or(0),
+        input_tokens: f.opt_u64("input_tokens").unwrap_or(0),
+        output_tokens: f.opt_u64("output_tokens").unwrap_or(0),
         ..Usage::default()
     };
-    if let Some(mut d) = f.opt_obj("input_token_details")? {
-        let mut df = Fields::sub(kind, &mut d);
-        usage.input_text = df.opt_u64("text_tokens")?;
-        usage.input_audio = df.opt_u64("audio_tokens")?;
-        usage.cached = df.opt_u64("cached_tokens")?;
-        if let Some(mut c) = df.opt_obj("cached_tokens_details")? {
-            let mut cf = Fields::sub(kind, &mut c);
-            usage.cached_text = cf.opt_u64("text_tokens")?;
-            usage.cached_audio = cf.opt_u64("audio_tokens")?;
+    if let Some(mut d) = f.opt_obj("input_token_details") {
+        let mut df = f.sub(&mut d);
+        usage.input_text = df.opt_u64("text_tokens");
+        usage.input_audio = df.opt_u64("audio_tokens");
+        usage.cached = df.opt_u64("cached_tokens");
+        if let Some(mut c) = df.opt_obj("cached_tokens_details") {
+            let mut cf = df.sub(&mut c);
+            usage.cached_text = cf.opt_u64("text_tokens");
+            usage.cached_audio = cf.opt_u64("audio_tokens");
         }
     }
-    if let Some(mut d) = f.opt_obj("output_token_details")? {
-        let mut df = Fields::sub(kind, &mut d);
-        usage.output_text = df.opt_u64("text_tokens")?;
-        usage.output_audio = df.opt_u64("audio_tokens")?;
+    if let Some(mut d) = f.opt_obj("output_token_details") {
+        let mut df = f.sub(&mut d);
+        usage.output_text = df.opt_u64("text_tokens");
+        usage.output_audio = df.opt_u64("audio_tokens");
     }
-    Ok(usage)
+    usage
 }
 
-/// Typed field access on one object, producing errors that name the event and field.
-struct Fields<'k, 'v, 'a> {
+/// Typed field access on one object of an event. A field of the wrong type (or a required one
+/// that is missing) is recorded in `err`, the first one only, naming the event and the field;
+/// the accessor then returns an empty value and the caller discards the event.
+struct Fields<'k, 'e, 'v, 'a> {
     kind: &'k str,
+    err: &'e mut Option<ProtocolError>,
     v: &'v mut Value<'a>,
 }
 
-impl<'k, 'v, 'a> Fields<'k, 'v, 'a> {
-    fn sub(kind: &'k str, v: &'v mut Value<'a>) -> Self {
-        Fields { kind, v }
+impl<'k, 'e, 'v, 'a> Fields<'k, 'e, 'v, 'a> {
+    /// Access to a nested object, reporting to the same slot.
+    fn sub<'s, 'w>(&'s mut self, v: &'w mut Value<'a>) -> Fields<'k, 's, 'w, 'a> {
+        Fields {
+            kind: self.kind,
+            err: self.err,
+            v,
+        }
     }
 
-    fn wrong(
-        &self,
-        field: &'static str,
-        expected: &'static str,
-        found: &'static str,
-    ) -> ProtocolError {
-        ProtocolError::WrongType {
-            event: clip(self.kind),
+    fn fail(&mut self, e: ProtocolError) {
+        if self.err.is_none() {
+            *self.err = Some(e);
+        }
+    }
+
+    fn wrong(&mut self, field: &'static str, expected: &'static str, found: &'static str) {
+        let event = clip(self.kind);
+        self.fail(ProtocolError::WrongType {
+            event,
             field,
             expected,
             found,
-        }
+        });
     }
 
-    fn missing(&self, field: &'static str) -> ProtocolError {
-        ProtocolError::MissingField {
-            event: clip(self.kind),
-            field,
-        }
+    fn missing(&mut self, field: &'static str) {
+        let event = clip(self.kind);
+        self.fail(ProtocolError::MissingField { event, field });
     }
 
-    fn str(&mut self, field: &'static str) -> Result<Cow<'a, str>, ProtocolError> {
-        self.opt_str(field)?.ok_or_else(|| self.missing(field))
+    fn str(&mut self, field: &'static str) -> Cow<'a, str> {
+        match self.take(field) {
+            Some(Value::String(s)) => s,
+            None => {
+                self.missing(field);
+                Cow::Borrowed("")
+            }
+            Some(other) => {
+                self.wrong(field, "string", other.type_name());
+                Cow::Borrowed("")
+            }
+        }
     }
 
     /// A string field; absent and `null` are `None`.
-    fn opt_str(&mut self, field: &'static str) -> Result<Option<Cow<'a, str>>, ProtocolError> {
-        match self.v.take(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(self.wrong(field, "string", other.type_name())),
+    fn opt_str(&mut self, field: &'static str) -> Option<Cow<'a, str>> {
+        match self.take(field)? {
+            Value::String(s) => Some(s),
+            other => {
+                self.wrong(field, "string", other.type_name());
+                None
+            }
         }
     }
 
-    fn u64(&mut self, field: &'static str) -> Result<u64, ProtocolError> {
-        self.opt_u64(field)?.ok_or_else(|| self.missing(field))
-    }
-
-    fn opt_u64(&mut self, field: &'static str) -> Result<Option<u64>, ProtocolError> {
+    fn opt_u64(&mut self, field: &'static str) -> Option<u64> {
         match self.v.get(field) {
-            None | Some(Value::Null) => Ok(None),
+            None | Some(Value::Null) => None,
             Some(v) => match v.as_u64() {
-                Some(n) => Ok(Some(n)),
-                None => Err(self.wrong(field, "non-negative integer", v.type_name())),
+                Some(n) => Some(n),
+                None => {
+                    let found = v.type_name();
+                    self.wrong(field, "non-negative integer", found);
+                    None
+                }
             },
         }
     }
 
-    fn obj(&mut self, field: &'static str) -> Result<Value<'a>, ProtocolError> {
-        self.opt_obj(field)?.ok_or_else(|| self.missing(field))
+    fn obj(&mut self, field: &'static str) -> Value<'a> {
+        match self.take(field) {
+            Some(o @ Value::Object(_)) => o,
+            None => {
+                self.missing(field);
+                Value::Null
+            }
+            Some(other) => {
+                self.wrong(field, "object", other.type_name());
+                Value::Null
+            }
+        }
     }
 
     /// An object field; absent and `null` are `None`.
-    fn opt_obj(&mut self, field: &'static str) -> Result<Option<Value<'a>>, ProtocolError> {
+    fn opt_obj(&mut self, field: &'static str) -> Option<Value<'a>> {
+        match self.take(field)? {
+            o @ Value::Object(_) => Some(o),
+            other => {
+                self.wrong(field, "object", other.type_name());
+                None
+            }
+        }
+    }
+
+    /// The field's value, taken out of the object; absent and `null` are `None`.
+    fn take(&mut self, field: &str) -> Option<Value<'a>> {
         match self.v.take(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(o @ Value::Object(_)) => Ok(Some(o)),
-            Some(other) => Err(self.wrong(field, "object", other.type_name())),
+            None | Some(Value::Null) => None,
+            v => v,
         }
     }
 }

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::text::{concat, write_parts, Part::*};
+
 use super::backoff::Backoff;
 use super::cost::Prices;
 use super::status::Mode;
@@ -182,26 +184,46 @@ pub enum ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::InvalidJson(e) => write!(f, "options are not valid JSON: {e}"),
-            ConfigError::NotAnObject { found } => write!(f, "options must be an object, got {found}"),
-            ConfigError::NonEmptyString { option, found } => {
-                write!(f, "{option} must be a non-empty string (got {found})")
+            ConfigError::InvalidJson(e) => {
+                f.write_str("options are not valid JSON: ")?;
+                fmt::Display::fmt(e, f)
             }
-            ConfigError::WrongType { option, expected, found } => {
-                write!(f, "{option} must be {expected}, got {found}")
+            ConfigError::NotAnObject { found } => {
+                write_parts(f, &[S("options must be an object, got "), S(found)])
             }
-            ConfigError::OutOfRange { option, value, min, max } => {
-                write!(f, "{option} must be an integer from {min} to {max}, got {value}")
-            }
-            ConfigError::UnknownValue { option, value, allowed } => {
-                write!(f, "{option} must be one of {allowed}, got \"{value}\"")
-            }
-            ConfigError::InvalidUrl(e) => write!(f, "baseUrl {e}"),
-            ConfigError::Conflict(m) => f.write_str(m),
-            ConfigError::UnknownOption { name } => write!(f, "unknown option \"{name}\""),
-            ConfigError::TokenNotSubprotocolSafe => write!(
+            ConfigError::NonEmptyString { option, found } => write_parts(
                 f,
-                "token contains characters not allowed in a WebSocket subprotocol; use authVia \"query\""
+                &[S(option), S(" must be a non-empty string (got "), S(found), S(")")],
+            ),
+            ConfigError::WrongType { option, expected, found } => {
+                write_parts(f, &[S(option), S(" must be "), S(expected), S(", got "), S(found)])
+            }
+            ConfigError::OutOfRange { option, value, min, max } => write_parts(
+                f,
+                &[
+                    S(option),
+                    S(" must be an integer from "),
+                    N(*min),
+                    S(" to "),
+                    N(*max),
+                    S(", got "),
+                    S(value),
+                ],
+            ),
+            ConfigError::UnknownValue { option, value, allowed } => write_parts(
+                f,
+                &[S(option), S(" must be one of "), S(allowed), S(", got \""), S(value), S("\"")],
+            ),
+            ConfigError::InvalidUrl(e) => {
+                f.write_str("baseUrl ")?;
+                fmt::Display::fmt(e, f)
+            }
+            ConfigError::Conflict(m) => f.write_str(m),
+            ConfigError::UnknownOption { name } => {
+                write_parts(f, &[S("unknown option \""), S(name), S("\"")])
+            }
+            ConfigError::TokenNotSubprotocolSafe => f.write_str(
+                "token contains characters not allowed in a WebSocket subprotocol; use authVia \"query\"",
             ),
         }
     }
@@ -283,105 +305,106 @@ impl SessionConfig {
                 });
             }
         }
-        let o = Opts(&v);
-        let allow_insecure = o.bool("allowInsecureTransport", false)?;
-        let base_url = o.req_str("baseUrl")?;
-        let base = BaseUrl::parse(base_url, allow_insecure).map_err(ConfigError::InvalidUrl)?;
-        let interview_id = o.req_str("interviewId")?.to_string();
+        // Option errors go to one slot (the first one wins) and the accessors return defaults,
+        // instead of a `?` per option with owned strings alive (each cost unwinding code).
+        let mut o = Opts { v: &v, err: None };
+        let allow_insecure = o.bool("allowInsecureTransport", false);
+        let base_url = o.req_str("baseUrl");
+        let base = if o.err.is_none() {
+            match BaseUrl::parse(base_url, allow_insecure) {
+                Ok(b) => Some(b),
+                Err(e) => o.fail_none(ConfigError::InvalidUrl(e)),
+            }
+        } else {
+            None
+        };
+        let interview_id = o.req_str("interviewId");
         if interview_id.len() > 256 {
-            return Err(ConfigError::Conflict(
+            o.fail(ConfigError::Conflict(
                 "interviewId must be at most 256 bytes",
             ));
         }
         // `.` and `..` would be path segments, not an id (the backend refuses them too).
         if interview_id.bytes().all(|b| b == b'.') {
-            return Err(ConfigError::Conflict(
+            o.fail(ConfigError::Conflict(
                 "interviewId must not be made only of dots",
             ));
         }
-        let provider = o.bool("tokenProvider", false)?;
-        let token = match (o.opt_str("token")?, provider) {
-            (Some(_), true) => {
-                return Err(ConfigError::Conflict(
-                    "give either token or tokenProvider: true, not both",
-                ))
-            }
-            (Some(t), false) => TokenSource::Static(t.to_string()),
-            (None, true) => TokenSource::Provider,
-            (None, false) => {
-                return Err(ConfigError::Conflict(
-                    "token must be a non-empty string, or tokenProvider must be true",
-                ))
-            }
+        let provider = o.bool("tokenProvider", false);
+        let token = match (o.opt_str("token"), provider) {
+            (Some(_), true) => o.fail_none(ConfigError::Conflict(
+                "give either token or tokenProvider: true, not both",
+            )),
+            (Some(t), false) => Some(t),
+            (None, true) => None,
+            (None, false) => o.fail_none(ConfigError::Conflict(
+                "token must be a non-empty string, or tokenProvider must be true",
+            )),
         };
         let auth_via = match o.choice(
             "authVia",
             &["query", "subprotocol"],
             "\"query\" or \"subprotocol\"",
-        )? {
+        ) {
             Some(1) => AuthVia::Subprotocol,
             _ => AuthVia::Query,
         };
-        if let (AuthVia::Subprotocol, TokenSource::Static(t)) = (auth_via, &token) {
+        if let (AuthVia::Subprotocol, Some(t)) = (auth_via, token) {
             if !subprotocol_safe(t) {
-                return Err(ConfigError::TokenNotSubprotocolSafe);
+                o.fail(ConfigError::TokenNotSubprotocolSafe);
             }
         }
-        let mode = match o.choice("mode", &["voice", "text"], "\"voice\" or \"text\"")? {
+        let mode = match o.choice("mode", &["voice", "text"], "\"voice\" or \"text\"") {
             Some(1) => Mode::Text,
             _ => Mode::Voice,
         };
-        let shape = match o.choice("protocol", &["ga", "beta"], "\"ga\" or \"beta\"")? {
+        let shape = match o.choice("protocol", &["ga", "beta"], "\"ga\" or \"beta\"") {
             Some(1) => ApiShape::Beta,
             _ => ApiShape::Ga,
         };
-        let chunk_ms = o.int("chunkMs", 100, 100, 1000)? as u32;
+        let chunk_ms = o.int("chunkMs", 100, 100, 1000) as u32;
         let max_chunk_ms = o.int(
             "maxChunkMs",
             1000.max(u64::from(chunk_ms)),
             u64::from(chunk_ms),
             5000,
-        )? as u32;
+        ) as u32;
         let max_backlog_ms = o.int(
             "maxBacklogMs",
             10_000.max(u64::from(max_chunk_ms)),
             u64::from(max_chunk_ms),
             60_000,
-        )? as u32;
-        let prebuffer_ms = o.int("prebufferMs", 60, 0, 2000)? as u32;
+        ) as u32;
+        let prebuffer_ms = o.int("prebufferMs", 60, 0, 2000) as u32;
         let max_prebuffer_ms = o.int(
             "maxPrebufferMs",
             300.max(u64::from(prebuffer_ms)),
             u64::from(prebuffer_ms),
             2000,
-        )? as u32;
-        let max_reconnect_attempts = o.int("maxReconnectAttempts", 8, 0, 100)? as u32;
-        let base_ms = o.int("backoffBaseMs", 250, 10, 60_000)?;
-        let max_ms = o.int("backoffMaxMs", 8000.max(base_ms), base_ms, 300_000)?;
-        let connect_timeout_ms = o.int("connectTimeoutMs", 10_000, 1000, 120_000)? as u32;
-        let dead_link_timeout_ms = o.int("deadLinkTimeoutMs", 10_000, 2_000, 60_000)? as u32;
-        let tool_timeout_ms = o.int("toolTimeoutMs", 10_000, 100, 600_000)? as u32;
-        let reconnect_window_ms = o.int("reconnectWindowMs", 300_000, 0, 3_600_000)? as u32;
-        let max_frame_bytes = o.int("maxFrameBytes", 4 << 20, 1024, 64 << 20)? as usize;
-        let http_fallback = o.bool("httpFallback", false)?;
-        let prices = match v.get("prices") {
-            None | Some(Value::Null) => None,
-            Some(p @ Value::Object(_)) => Some(parse_prices(p)?),
-            Some(other) => {
-                return Err(ConfigError::WrongType {
-                    option: "prices",
-                    expected: "an object",
-                    found: other.type_name(),
-                })
-            }
+        ) as u32;
+        let max_reconnect_attempts = o.int("maxReconnectAttempts", 8, 0, 100) as u32;
+        let base_ms = o.int("backoffBaseMs", 250, 10, 60_000);
+        let max_ms = o.int("backoffMaxMs", 8000.max(base_ms), base_ms, 300_000);
+        let connect_timeout_ms = o.int("connectTimeoutMs", 10_000, 1000, 120_000) as u32;
+        let dead_link_timeout_ms = o.int("deadLinkTimeoutMs", 10_000, 2_000, 60_000) as u32;
+        let tool_timeout_ms = o.int("toolTimeoutMs", 10_000, 100, 600_000) as u32;
+        let reconnect_window_ms = o.int("reconnectWindowMs", 300_000, 0, 3_600_000) as u32;
+        let max_frame_bytes = o.int("maxFrameBytes", 4 << 20, 1024, 64 << 20) as usize;
+        let http_fallback = o.bool("httpFallback", false);
+        let prices = match o.object("prices") {
+            Some(p) => match parse_prices(p) {
+                Ok(p) => Some(p),
+                Err(e) => o.fail_none(e),
+            },
+            None => None,
         };
-        let model = o.opt_str("model")?.map(str::to_string);
-        let latency_window = o.int("latencyWindow", 256, 1, 4096)? as usize;
-        let metrics_interval_ms = o.int("metricsIntervalMs", 1000, 0, 60_000)? as u32;
+        let model = o.opt_str("model");
+        let latency_window = o.int("latencyWindow", 256, 1, 4096) as usize;
+        let metrics_interval_ms = o.int("metricsIntervalMs", 1000, 0, 60_000) as u32;
         if metrics_interval_ms != 0 && metrics_interval_ms < 100 {
-            return Err(ConfigError::OutOfRange {
+            o.fail(ConfigError::OutOfRange {
                 option: "metricsIntervalMs",
-                value: metrics_interval_ms.to_string(),
+                value: concat(&[N(u64::from(metrics_interval_ms))]),
                 min: 100,
                 max: 60_000,
             });
@@ -390,26 +413,26 @@ impl SessionConfig {
             "serverEvents",
             &["all", "no_audio", "none"],
             "\"all\", \"no_audio\" or \"none\"",
-        )? {
+        ) {
             Some(0) => ServerEventFilter::All,
             Some(2) => ServerEventFilter::None,
             _ => ServerEventFilter::NoAudio,
         };
-        let mic_constraints_json = match v.get("micConstraints") {
-            None | Some(Value::Null) => None,
-            Some(c @ Value::Object(_)) => Some(c.to_json()),
-            Some(other) => {
-                return Err(ConfigError::WrongType {
-                    option: "micConstraints",
-                    expected: "an object",
-                    found: other.type_name(),
-                })
-            }
+        let mic_constraints_json = o.object("micConstraints").map(Value::to_json);
+        let capture_worklet_url = o.opt_str("captureWorkletUrl");
+        let playback_worklet_url = o.opt_str("playbackWorkletUrl");
+        let sink_id = o.opt_str("sinkId");
+        let base = match (base, o.err) {
+            (Some(base), None) => base,
+            // The slot holds the first error (`base` is only missing after one).
+            (_, e) => return Err(e.unwrap_or(ConfigError::Conflict("invalid options"))),
         };
         Ok(SessionConfig {
             base,
-            interview_id,
-            token,
+            interview_id: interview_id.to_string(),
+            token: token.map_or(TokenSource::Provider, |t| {
+                TokenSource::Static(t.to_string())
+            }),
             auth_via,
             mode,
             shape,
@@ -427,15 +450,15 @@ impl SessionConfig {
             max_frame_bytes,
             http_fallback,
             prices,
-            model,
+            model: model.map(str::to_string),
             latency_window,
             metrics_interval_ms,
             allow_insecure_transport: allow_insecure,
             server_events,
             mic_constraints_json,
-            capture_worklet_url: o.opt_str("captureWorkletUrl")?.map(str::to_string),
-            playback_worklet_url: o.opt_str("playbackWorkletUrl")?.map(str::to_string),
-            sink_id: o.opt_str("sinkId")?.map(str::to_string),
+            capture_worklet_url: capture_worklet_url.map(str::to_string),
+            playback_worklet_url: playback_worklet_url.map(str::to_string),
+            sink_id: sink_id.map(str::to_string),
         })
     }
 }
@@ -459,7 +482,7 @@ fn parse_prices(p: &Value<'_>) -> Result<Prices, ConfigError> {
     if let Value::Object(f) = p {
         if let Some((k, _)) = f.iter().find(|(k, _)| !KEYS.contains(&k.as_ref())) {
             return Err(ConfigError::UnknownOption {
-                name: format!("prices.{}", k.chars().take(64).collect::<String>()),
+                name: "prices.".chars().chain(k.chars().take(64)).collect(),
             });
         }
     }
@@ -486,98 +509,128 @@ fn parse_prices(p: &Value<'_>) -> Result<Prices, ConfigError> {
     })
 }
 
-/// Typed option access on the parsed object.
-struct Opts<'v, 'a>(&'v Value<'a>);
+/// Typed option access on the parsed object. A wrong option is recorded in `err` (the first
+/// one only) and the accessor returns the default, so parsing reads on without early returns.
+struct Opts<'v, 'a> {
+    v: &'v Value<'a>,
+    err: Option<ConfigError>,
+}
 
 impl<'v, 'a> Opts<'v, 'a> {
     fn get(&self, k: &str) -> Option<&'v Value<'a>> {
-        match self.0.get(k) {
+        match self.v.get(k) {
             Some(Value::Null) | None => None,
             Some(v) => Some(v),
         }
     }
 
-    fn req_str(&self, option: &'static str) -> Result<&'v str, ConfigError> {
-        self.opt_str(option)?.ok_or(ConfigError::NonEmptyString {
-            option,
-            found: "missing",
-        })
-    }
-
-    fn opt_str(&self, option: &'static str) -> Result<Option<&'v str>, ConfigError> {
-        match self.get(option) {
-            None => Ok(None),
-            Some(Value::String(s)) if s.is_empty() => Err(ConfigError::NonEmptyString {
-                option,
-                found: "empty string",
-            }),
-            Some(Value::String(s)) => Ok(Some(s.as_ref())),
-            Some(other) => Err(ConfigError::NonEmptyString {
-                option,
-                found: other.type_name(),
-            }),
+    /// Records `e` unless an earlier error is there.
+    fn fail(&mut self, e: ConfigError) {
+        if self.err.is_none() {
+            self.err = Some(e);
         }
     }
 
-    fn bool(&self, option: &'static str, default: bool) -> Result<bool, ConfigError> {
+    /// [`Opts::fail`], then `None` for the caller's value.
+    fn fail_none<T>(&mut self, e: ConfigError) -> Option<T> {
+        self.fail(e);
+        None
+    }
+
+    fn req_str(&mut self, option: &'static str) -> &'v str {
         match self.get(option) {
-            None => Ok(default),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(other) => Err(ConfigError::WrongType {
-                option,
-                expected: "true or false",
-                found: other.type_name(),
-            }),
+            None => self
+                .fail_none(ConfigError::NonEmptyString {
+                    option,
+                    found: "missing",
+                })
+                .unwrap_or(""),
+            Some(_) => self.opt_str(option).unwrap_or(""),
         }
     }
 
-    fn int(
-        &self,
-        option: &'static str,
-        default: u64,
-        min: u64,
-        max: u64,
-    ) -> Result<u64, ConfigError> {
+    fn opt_str(&mut self, option: &'static str) -> Option<&'v str> {
+        let found = match self.get(option)? {
+            Value::String(s) if !s.is_empty() => return Some(s.as_ref()),
+            Value::String(_) => "empty string",
+            other => other.type_name(),
+        };
+        self.fail_none(ConfigError::NonEmptyString { option, found })
+    }
+
+    fn bool(&mut self, option: &'static str, default: bool) -> bool {
         match self.get(option) {
-            None => Ok(default),
+            None => default,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                let found = other.type_name();
+                self.fail_none(ConfigError::WrongType {
+                    option,
+                    expected: "true or false",
+                    found,
+                })
+                .unwrap_or(default)
+            }
+        }
+    }
+
+    fn int(&mut self, option: &'static str, default: u64, min: u64, max: u64) -> u64 {
+        let e = match self.get(option) {
+            None => return default,
             Some(v @ Value::Number(text)) => match v.as_u64() {
-                Some(n) if (min..=max).contains(&n) => Ok(n),
-                _ => Err(ConfigError::OutOfRange {
+                Some(n) if (min..=max).contains(&n) => return n,
+                _ => ConfigError::OutOfRange {
                     option,
                     value: text.chars().take(32).collect(),
                     min,
                     max,
-                }),
+                },
             },
-            Some(other) => Err(ConfigError::WrongType {
+            Some(other) => ConfigError::WrongType {
                 option,
                 expected: "a number",
                 found: other.type_name(),
-            }),
-        }
+            },
+        };
+        self.fail_none(e).unwrap_or(default)
     }
 
     fn choice(
-        &self,
+        &mut self,
         option: &'static str,
         values: &[&str],
         allowed: &'static str,
-    ) -> Result<Option<usize>, ConfigError> {
-        match self.get(option) {
-            None => Ok(None),
-            Some(Value::String(s)) => match values.iter().position(|v| v == s) {
-                Some(i) => Ok(Some(i)),
-                None => Err(ConfigError::UnknownValue {
+    ) -> Option<usize> {
+        let e = match self.get(option)? {
+            Value::String(s) => match values.iter().position(|v| v == s) {
+                Some(i) => return Some(i),
+                None => ConfigError::UnknownValue {
                     option,
                     value: s.chars().take(64).collect(),
                     allowed,
-                }),
+                },
             },
-            Some(other) => Err(ConfigError::WrongType {
+            other => ConfigError::WrongType {
                 option,
                 expected: allowed,
                 found: other.type_name(),
-            }),
+            },
+        };
+        self.fail_none(e)
+    }
+
+    /// An object option (absent and `null` are `None`).
+    fn object(&mut self, option: &'static str) -> Option<&'v Value<'a>> {
+        match self.get(option)? {
+            o @ Value::Object(_) => Some(o),
+            other => {
+                let found = other.type_name();
+                self.fail_none(ConfigError::WrongType {
+                    option,
+                    expected: "an object",
+                    found,
+                })
+            }
         }
     }
 }
@@ -588,6 +641,30 @@ mod tests {
 
     fn err(j: &str) -> String {
         SessionConfig::from_json(j).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_first_wrong_option_in_reading_order_is_reported() {
+        assert_eq!(
+            err(r#"{"chunkMs":7,"interviewId":"","token":"t"}"#),
+            "baseUrl must be a non-empty string (got missing)"
+        );
+        assert_eq!(
+            err(
+                r#"{"baseUrl":"https://a.example","interviewId":"i","token":"t","chunkMs":7,"sinkId":3}"#
+            ),
+            "chunkMs must be an integer from 100 to 1000, got 7"
+        );
+        assert_eq!(
+            err(r#"{"baseUrl":"ftp://a","interviewId":"..","token":"t","tokenProvider":true}"#),
+            "baseUrl must start with https://, wss://, http:// or ws://"
+        );
+        assert_eq!(
+            err(
+                r#"{"baseUrl":"https://a.example","interviewId":"..","token":"t","tokenProvider":true}"#
+            ),
+            "interviewId must not be made only of dots"
+        );
     }
 
     #[test]

@@ -293,7 +293,11 @@ impl Session {
                 sep = '&';
                 Vec::new()
             }
-            AuthVia::Subprotocol => vec!["realtime".to_string(), format!("bearer.{token}")],
+            AuthVia::Subprotocol => {
+                let mut bearer = String::from("bearer.");
+                bearer.push_str(&token);
+                vec!["realtime".to_string(), bearer]
+            }
         };
         if let Some(id) = self.attempts.resume.as_deref() {
             url.push(sep);
@@ -757,5 +761,5 @@ pub(super) fn clip_bytes(s: &str, max: usize) -> &str {
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    &s[..end]
+    s.get(..end).unwrap_or("")
 }

@@ -20,8 +20,38 @@ pub struct Prices {
 }
 
 /// The price table shared with the reference backend: one line per model pattern (an exact name,
-/// or a prefix ending in `*`; the first match wins), USD per 1M tokens.
-const PRICE_TABLE: &str = include_str!("realtime-prices.tsv");
+/// or a prefix ending in `*`; the first match wins), USD per 1M tokens. Its `#` comment lines are
+/// dropped at compile time, so the wasm carries only the data lines.
+const PRICE_TABLE: &str = match std::str::from_utf8(&PRICE_DATA) {
+    Ok(s) => s,
+    Err(_) => panic!("realtime-prices.tsv is not UTF-8"),
+};
+const PRICE_FILE: &[u8] = include_bytes!("realtime-prices.tsv");
+const PRICE_DATA: [u8; data_lines(PRICE_FILE, &mut [])] = {
+    let mut out = [0u8; data_lines(PRICE_FILE, &mut [])];
+    data_lines(PRICE_FILE, &mut out);
+    out
+};
+
+/// Copies the lines of `src` that do not start with `#` into `out` (when it is long enough) and
+/// returns their length: a `const fn`, so the comments never reach the binary.
+const fn data_lines(src: &[u8], out: &mut [u8]) -> usize {
+    let (mut i, mut n) = (0, 0);
+    let mut keep = true;
+    while i < src.len() {
+        if i == 0 || src[i - 1] == b'\n' {
+            keep = src[i] != b'#';
+        }
+        if keep {
+            if n < out.len() {
+                out[n] = src[i];
+            }
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+}
 
 impl Prices {
     const fn new(t: [f64; 3], a: [f64; 3]) -> Prices {
@@ -123,6 +153,15 @@ mod tests {
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-12
+    }
+
+    #[test]
+    fn the_compiled_table_is_the_file_without_its_comments() {
+        let file = include_str!("realtime-prices.tsv");
+        let data: Vec<&str> = file.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(PRICE_TABLE.lines().collect::<Vec<_>>(), data);
+        assert!(file.contains('#') && !PRICE_TABLE.contains('#'));
+        assert!(data.len() >= 5);
     }
 
     #[test]

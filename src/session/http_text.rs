@@ -8,6 +8,7 @@ use super::events::{AppEvent, ErrorKind, Role};
 use super::machine::Session;
 use super::output::{HttpFailure, Output};
 use crate::protocol::json;
+use crate::text::{concat, Part::*};
 
 /// An HTTP text request without a reply this long fails as `HttpFailure::Timeout`.
 pub const HTTP_TIMEOUT_MS: u64 = 30_000;
@@ -84,7 +85,7 @@ impl Session {
                         self.http.replies += 1;
                         self.push_event(AppEvent::Transcript {
                             role: Role::Assistant,
-                            item_id: format!("http_{}", self.http.replies),
+                            item_id: concat(&[S("http_"), N(self.http.replies)]),
                             text,
                             is_final: true,
                         });
@@ -104,10 +105,14 @@ impl Session {
                 }
                 let message = match &f {
                     HttpFailure::Network => "text request failed: network error".to_string(),
-                    HttpFailure::Status(s) => format!("text request failed with HTTP status {s}"),
-                    HttpFailure::Timeout => {
-                        format!("text request timed out after {HTTP_TIMEOUT_MS} ms")
+                    HttpFailure::Status(s) => {
+                        concat(&[S("text request failed with HTTP status "), N(u64::from(*s))])
                     }
+                    HttpFailure::Timeout => concat(&[
+                        S("text request timed out after "),
+                        N(HTTP_TIMEOUT_MS),
+                        S(" ms"),
+                    ]),
                 };
                 self.error(ErrorKind::Http, &f.code(), message);
             }

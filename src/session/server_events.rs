@@ -7,6 +7,7 @@ use super::cost::Prices;
 use super::events::{AppEvent, ErrorKind, Role};
 use super::machine::Session;
 use crate::protocol::{parse_server_frame, ServerEvent, Usage};
+use crate::text::{concat, Part::*};
 
 impl Session {
     /// A text frame arrived. Malformed frames become an `error` event; the session goes on.
@@ -56,7 +57,11 @@ impl Session {
         self.error(
             ErrorKind::Protocol,
             "binary_frame",
-            format!("ignored a binary frame of {len} bytes: the protocol is JSON text"),
+            concat(&[
+                S("ignored a binary frame of "),
+                N(len as u64),
+                S(" bytes: the protocol is JSON text"),
+            ]),
         );
         self.frame_arrived(now_ms);
     }

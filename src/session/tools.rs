@@ -12,6 +12,7 @@ use super::output::{CommandError, Output};
 use super::status::Mode;
 use crate::protocol::json::{self, Value};
 use crate::protocol::{session_update_frame, ClientEvent, FunctionCall, OutputKind};
+use crate::text::{concat, Part::*};
 
 /// Calls in progress at once; more in one response are answered with an error at once.
 const MAX_PENDING: usize = 16;
@@ -103,15 +104,17 @@ impl Session {
         let v = json::parse(tools_json, self.cfg.max_frame_bytes)
             .map_err(|e| CommandError::InvalidTools(e.to_string()))?;
         let Value::Array(items) = &v else {
-            return Err(CommandError::InvalidTools(format!(
-                "expected an array, found {}",
-                v.type_name()
-            )));
+            return Err(CommandError::InvalidTools(concat(&[
+                S("expected an array, found "),
+                S(v.type_name()),
+            ])));
         };
         if items.len() > MAX_TOOLS {
-            return Err(CommandError::InvalidTools(format!(
-                "at most {MAX_TOOLS} tools"
-            )));
+            return Err(CommandError::InvalidTools(concat(&[
+                S("at most "),
+                N(MAX_TOOLS as u64),
+                S(" tools"),
+            ])));
         }
         let mut names = Vec::with_capacity(items.len());
         let mut session = String::from("{\"tools\":[");
@@ -119,15 +122,19 @@ impl Session {
             let name = match item.get("name").and_then(|n| n.as_str()) {
                 Some(n) if valid_name(n) => n,
                 _ => {
-                    return Err(CommandError::InvalidTools(format!(
-                        "tool #{i}: name must be 1-64 letters, digits, _ or -"
-                    )))
+                    return Err(CommandError::InvalidTools(concat(&[
+                        S("tool #"),
+                        N(i as u64),
+                        S(": name must be 1-64 letters, digits, _ or -"),
+                    ])))
                 }
             };
             if names.iter().any(|n: &String| n == name) {
-                return Err(CommandError::InvalidTools(format!(
-                    "tool {name:?} is defined twice"
-                )));
+                return Err(CommandError::InvalidTools(concat(&[
+                    S("tool "),
+                    Quoted(name),
+                    S(" is defined twice"),
+                ])));
             }
             if i > 0 {
                 session.push(',');
@@ -141,10 +148,12 @@ impl Session {
                     json::write_str(&mut session, d);
                 }
                 Some(other) => {
-                    return Err(CommandError::InvalidTools(format!(
-                        "tool {name:?}: description must be a string, found {}",
-                        other.type_name()
-                    )))
+                    return Err(CommandError::InvalidTools(concat(&[
+                        S("tool "),
+                        Quoted(name),
+                        S(": description must be a string, found "),
+                        S(other.type_name()),
+                    ])))
                 }
             }
             match item.get("parameters") {
@@ -154,10 +163,12 @@ impl Session {
                     p.write(&mut session);
                 }
                 Some(other) => {
-                    return Err(CommandError::InvalidTools(format!(
-                        "tool {name:?}: parameters must be a JSON Schema object, found {}",
-                        other.type_name()
-                    )))
+                    return Err(CommandError::InvalidTools(concat(&[
+                        S("tool "),
+                        Quoted(name),
+                        S(": parameters must be a JSON Schema object, found "),
+                        S(other.type_name()),
+                    ])))
                 }
             }
             session.push('}');
@@ -183,10 +194,10 @@ impl Session {
         let v = json::parse(event_json, self.cfg.max_frame_bytes)
             .map_err(|e| CommandError::InvalidEvent(e.to_string()))?;
         if !matches!(v, Value::Object(_)) {
-            return Err(CommandError::InvalidEvent(format!(
-                "expected an object, found {}",
-                v.type_name()
-            )));
+            return Err(CommandError::InvalidEvent(concat(&[
+                S("expected an object, found "),
+                S(v.type_name()),
+            ])));
         }
         match v.get("type") {
             Some(Value::String(t)) if !t.is_empty() => {}
@@ -229,7 +240,13 @@ impl Session {
             Ok(text) if json::parse(&text, limit).is_ok() => text,
             Ok(text) => {
                 let why = if text.len() > limit {
-                    format!("the result of {} bytes exceeds {limit} bytes", text.len())
+                    concat(&[
+                        S("the result of "),
+                        N(text.len() as u64),
+                        S(" bytes exceeds "),
+                        N(limit as u64),
+                        S(" bytes"),
+                    ])
                 } else {
                     "the result is not JSON".to_string()
                 };
@@ -324,7 +341,11 @@ impl Session {
             .find(|c| !c.answered && c.deadline <= now_ms)
         {
             let (call_id, name) = (call.call_id.clone(), call.name.clone());
-            let why = format!("no answer within {} ms", self.cfg.tool_timeout_ms);
+            let why = concat(&[
+                S("no answer within "),
+                N(u64::from(self.cfg.tool_timeout_ms)),
+                S(" ms"),
+            ]);
             let out = self.tool_error(&call_id, "tool_timeout", &name, &why);
             self.answer(&call_id, &out);
         }
@@ -337,7 +358,14 @@ impl Session {
         self.error(
             ErrorKind::Tool,
             code,
-            format!("tool {name:?} (call {call_id}): {why}"),
+            concat(&[
+                S("tool "),
+                Quoted(&name),
+                S(" (call "),
+                S(call_id),
+                S("): "),
+                S(&why),
+            ]),
         );
         error_output(code, &why)
     }

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::text::{write_parts, Part::*};
+
 /// A validated `baseUrl`: scheme mapped to ws/wss, host, optional path prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseUrl {
@@ -33,12 +35,16 @@ pub enum UrlError {
 impl fmt::Display for UrlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UrlError::Scheme => write!(f, "must start with https://, wss://, http:// or ws://"),
-            UrlError::NoHost => write!(f, "has no host"),
-            UrlError::Extra(what) => write!(f, "must not contain {what}"),
-            UrlError::Insecure { host } => write!(
+            UrlError::Scheme => f.write_str("must start with https://, wss://, http:// or ws://"),
+            UrlError::NoHost => f.write_str("has no host"),
+            UrlError::Extra(what) => write_parts(f, &[S("must not contain "), S(what)]),
+            UrlError::Insecure { host } => write_parts(
                 f,
-                "uses an unencrypted scheme for host {host}; only localhost, 127.0.0.1 and [::1] may, unless allowInsecureTransport is true"
+                &[
+                    S("uses an unencrypted scheme for host "),
+                    S(host),
+                    S("; only localhost, 127.0.0.1 and [::1] may, unless allowInsecureTransport is true"),
+                ],
             ),
         }
     }
@@ -51,13 +57,13 @@ impl BaseUrl {
     pub fn parse(base: &str, allow_insecure: bool) -> Result<BaseUrl, UrlError> {
         let lower = base.get(..6).unwrap_or(base).to_ascii_lowercase();
         let (secure, rest) = if lower.starts_with("https:") {
-            (true, &base[6..])
+            (true, base.get(6..).unwrap_or(""))
         } else if lower.starts_with("wss:") {
-            (true, &base[4..])
+            (true, base.get(4..).unwrap_or(""))
         } else if lower.starts_with("http:") {
-            (false, &base[5..])
+            (false, base.get(5..).unwrap_or(""))
         } else if lower.starts_with("ws:") {
-            (false, &base[3..])
+            (false, base.get(3..).unwrap_or(""))
         } else {
             return Err(UrlError::Scheme);
         };
@@ -69,7 +75,7 @@ impl BaseUrl {
             return Err(UrlError::Extra("a fragment"));
         }
         let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
+            Some(i) => rest.split_at_checked(i).unwrap_or((rest, "")),
             None => (rest, ""),
         };
         if authority.contains('@') {
@@ -125,7 +131,7 @@ impl BaseUrl {
 fn host_of(authority: &str) -> &str {
     if authority.starts_with('[') {
         match authority.find(']') {
-            Some(i) => &authority[..=i],
+            Some(i) => authority.get(..=i).unwrap_or(authority),
             None => authority,
         }
     } else {
@@ -154,7 +160,7 @@ pub fn percent_encode_into(out: &mut String, s: &str) {
 /// The URL without its query and fragment: what may appear in logs, events and `Debug`.
 pub fn redact(url: &str) -> &str {
     let end = url.find(['?', '#']).unwrap_or(url.len());
-    &url[..end]
+    url.get(..end).unwrap_or(url)
 }
 
 #[cfg(test)]
