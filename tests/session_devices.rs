@@ -239,10 +239,7 @@ fn text_mode_only_after_the_bounded_tries_fail() {
         let mut tries = 0;
         let mut gaps = Vec::new();
         let mut last = sim.now;
-        loop {
-            let Some((_, seq)) = opens(&v).pop() else {
-                break;
-            };
+        while let Some((_, seq)) = opens(&v).pop() {
             tries += 1;
             gaps.push(sim.now - last);
             last = sim.now;
