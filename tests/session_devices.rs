@@ -188,14 +188,14 @@ fn the_chosen_mic_is_tried_first_then_the_default_one() {
 fn a_chosen_mic_that_disappears_falls_back_to_the_default_and_comes_back() {
     let mut sim = voice("");
     sim.s
-        .handle_devices_changed(sim.now, &["default", "usb"], &["default"]);
+        .handle_devices_changed(sim.now, &["default", "usb"], Some(&["default"]));
     sim.s.set_input_device(sim.now, Some("usb"));
     let (_, seq) = one_open(&sim.drain());
     sim.s.handle_mic_opened(sim.now, seq);
     sim.drain();
     // A devicechange without it (some engines end no track when a device goes).
     sim.s
-        .handle_devices_changed(sim.now, &["default"], &["default"]);
+        .handle_devices_changed(sim.now, &["default"], Some(&["default"]));
     let v = sim.drain();
     let (device, seq) = one_open(&v);
     assert_eq!(device, None);
@@ -210,11 +210,11 @@ fn a_chosen_mic_that_disappears_falls_back_to_the_default_and_comes_back() {
     assert!(audio_events(&v)[0].contains(r#""recovered":"mic","reason":"device_removed""#));
     // Unchanged lists change nothing.
     sim.s
-        .handle_devices_changed(sim.now, &["default"], &["default"]);
+        .handle_devices_changed(sim.now, &["default"], Some(&["default"]));
     assert!(sim.drain().is_empty());
     // Plugged in again: used again.
     sim.s
-        .handle_devices_changed(sim.now, &["default", "usb"], &["default"]);
+        .handle_devices_changed(sim.now, &["default", "usb"], Some(&["default"]));
     let (device, seq) = one_open(&sim.drain());
     assert_eq!(device.as_deref(), Some("usb"));
     sim.s.handle_mic_opened(sim.now, seq);
@@ -304,7 +304,8 @@ fn a_device_that_appears_during_the_wait_is_tried_at_once() {
         .handle_mic_open_failed(sim.now, seq, AudioFailure::MicAbsent);
     sim.drain();
     sim.now += 100;
-    sim.s.handle_devices_changed(sim.now, &["bt-headset"], &[]);
+    sim.s
+        .handle_devices_changed(sim.now, &["bt-headset"], Some(&[]));
     let (device, _) = one_open(&sim.drain());
     assert_eq!(device, None, "the default (now the headset)");
 }
@@ -318,10 +319,10 @@ fn a_removed_output_device_falls_back_to_the_default_and_comes_back() {
         "applied when audio starts"
     );
     sim.s
-        .handle_devices_changed(sim.now, &["default"], &["default", "bt"]);
+        .handle_devices_changed(sim.now, &["default"], Some(&["default", "bt"]));
     assert!(sim.drain().is_empty(), "present: nothing to do");
     sim.s
-        .handle_devices_changed(sim.now, &["default"], &["default"]);
+        .handle_devices_changed(sim.now, &["default"], Some(&["default"]));
     let v = sim.drain();
     assert_eq!(sinks(&v), [None]);
     assert_eq!(
@@ -332,7 +333,7 @@ fn a_removed_output_device_falls_back_to_the_default_and_comes_back() {
     );
     assert_eq!(sim.s.output_device(), None);
     sim.s
-        .handle_devices_changed(sim.now, &["default"], &["default", "bt"]);
+        .handle_devices_changed(sim.now, &["default"], Some(&["default", "bt"]));
     let v = sim.drain();
     assert_eq!(sinks(&v), [Some("bt".to_string())]);
     assert!(audio_events(&v)[0].contains(r#""reason":"device_returned","device":"bt""#));
@@ -344,6 +345,33 @@ fn a_removed_output_device_falls_back_to_the_default_and_comes_back() {
     // An app's choice while audio runs goes out at once.
     sim.s.set_output_device(sim.now, Some("speakers"));
     assert_eq!(sinks(&sim.drain()), [Some("speakers".to_string())]);
+    // Where no output can be chosen nothing is listed, which says nothing; elsewhere an empty
+    // list means the last output went.
+    sim.s.handle_devices_changed(sim.now, &["default"], None);
+    assert!(sim.drain().is_empty());
+    sim.s
+        .handle_devices_changed(sim.now, &["default"], Some(&[]));
+    assert_eq!(sinks(&sim.drain()), [None]);
+}
+
+#[test]
+fn the_only_mic_unplugged_is_an_empty_list_and_is_reopened_when_one_comes() {
+    let mut sim = voice("");
+    sim.s.handle_devices_changed(sim.now, &[], Some(&[]));
+    let v = sim.drain();
+    let (device, seq) = one_open(&v);
+    assert_eq!(device, None);
+    assert!(audio_events(&v)[0].contains(r#""reason":"device_removed""#));
+    sim.s
+        .handle_mic_open_failed(sim.now, seq, AudioFailure::MicAbsent);
+    sim.drain();
+    sim.now += 200;
+    sim.s
+        .handle_devices_changed(sim.now, &["headset"], Some(&[]));
+    let (_, seq) = one_open(&sim.drain());
+    sim.s.handle_mic_opened(sim.now, seq);
+    assert!(audio_events(&sim.drain())[0].contains(r#""recovered":"mic""#));
+    assert_eq!(sim.s.mode(), Mode::Voice);
 }
 
 #[test]
@@ -353,8 +381,10 @@ fn device_lists_without_ids_decide_nothing() {
     let (_, seq) = one_open(&sim.drain());
     sim.s.handle_mic_opened(sim.now, seq);
     sim.drain();
-    // Before permission (or in Safari) ids are empty, and outputs may not be listed at all.
-    sim.s.handle_devices_changed(sim.now, &["", ""], &[]);
+    // Before permission ids are empty; without setSinkId outputs are not listed at all.
+    sim.s
+        .handle_devices_changed(sim.now, &["", ""], Some(&[""]));
+    sim.s.handle_devices_changed(sim.now, &["", ""], None);
     assert!(sim.drain().is_empty());
 }
 
@@ -397,7 +427,7 @@ fn nothing_is_reopened_without_voice_audio_and_stopping_ends_a_recovery() {
     let mut sim = Sim::new(r#","mode":"text""#);
     sim.connect_open();
     sim.s.handle_mic_lost(sim.now, MicLoss::TrackEnded);
-    sim.s.handle_devices_changed(sim.now, &["a"], &["b"]);
+    sim.s.handle_devices_changed(sim.now, &["a"], Some(&["b"]));
     sim.s.set_input_device(sim.now, Some("a"));
     assert!(opens(&sim.drain()).is_empty());
 

@@ -65,7 +65,8 @@ enum In {
     BusyElsewhere,
     /// `handle_mic_lost`: the track ended (true) or the device went.
     MicLost(bool),
-    /// `handle_devices_changed` with the devices of this bit mask (0: none listed).
+    /// `handle_devices_changed` with the devices of this bit mask (0: none listed; bit 4: no
+    /// output list).
     DevicesChanged(u8),
     /// The latest `OpenMic` succeeded (or an older, stale one: `true`).
     MicOpened(bool),
@@ -125,7 +126,7 @@ fn input() -> impl Strategy<Value = In> {
         1 => any::<bool>().prop_map(In::Visibility),
         1 => Just(In::BusyElsewhere),
         2 => any::<bool>().prop_map(In::MicLost),
-        2 => (0u8..16).prop_map(In::DevicesChanged),
+        2 => (0u8..32).prop_map(In::DevicesChanged),
         3 => any::<bool>().prop_map(In::MicOpened),
         3 => (0u8..4).prop_map(In::MicOpenFailed),
         1 => (0u8..4).prop_map(In::SetInput),
@@ -319,7 +320,8 @@ impl Shell {
                     .filter(|b| mask & (1 << b) != 0)
                     .map(|b| DEVICES[b])
                     .collect();
-                self.s.handle_devices_changed(now, &ids, &ids);
+                let outputs = (mask & 16 == 0).then_some(&ids[..]);
+                self.s.handle_devices_changed(now, &ids, outputs);
             }
             In::MicOpened(stale) => {
                 let seq = self.mic_seq.saturating_sub(u64::from(stale));

@@ -80,8 +80,8 @@ enum Input {
     SpuriousTimeout,
     /// `handle_mic_lost`: the track ended (true) or the device went.
     MicLost(bool),
-    /// `handle_devices_changed` with these microphones and outputs.
-    DevicesChanged(Vec<String>, Vec<String>),
+    /// `handle_devices_changed` with these microphones and outputs (if listed).
+    DevicesChanged(Vec<String>, Option<Vec<String>>),
     /// `handle_mic_opened` for the latest `OpenMic`, or one `back` requests before it.
     MicOpened {
         back: u8,
@@ -314,8 +314,9 @@ fuzz_target!(|case: Case| {
             ),
             Input::DevicesChanged(inputs, outputs) => {
                 let inputs: Vec<&str> = inputs.iter().take(80).map(String::as_str).collect();
-                let outputs: Vec<&str> = outputs.iter().take(80).map(String::as_str).collect();
-                s.handle_devices_changed(now, &inputs, &outputs);
+                let outputs: Option<Vec<&str>> =
+                    outputs.as_ref().map(|o| o.iter().take(80).map(String::as_str).collect());
+                s.handle_devices_changed(now, &inputs, outputs.as_deref());
             }
             Input::MicOpened { back } => {
                 s.handle_mic_opened(now, mic_seq.saturating_sub(u64::from(back % 3)))

@@ -129,9 +129,9 @@ pub(super) struct Devices {
     chosen_input: Option<String>,
     /// The output device the app chose (`None`: the default).
     chosen_output: Option<String>,
-    /// Device ids last listed by the shell (empty: not known, e.g. before permission).
-    inputs: Vec<String>,
-    outputs: Vec<String>,
+    /// Device ids last listed by the shell (`None`: not known, e.g. before permission).
+    inputs: Option<Vec<String>>,
+    outputs: Option<Vec<String>>,
     /// The device of the running microphone (`None`: the default, or as started).
     mic: Option<String>,
     /// The output device in use (`None`: the default).
@@ -168,16 +168,32 @@ impl Devices {
         let failed = self.recovery.as_ref().is_some_and(|r| r.chosen_failed);
         self.chosen_input
             .clone()
-            .filter(|d| !failed && (self.inputs.is_empty() || self.inputs.contains(d)))
+            .filter(|d| !failed && self.input_listed(Some(d)))
+    }
+
+    /// Whether microphone `id` may be present (`None`: the default, present unless no
+    /// microphone is listed at all).
+    fn input_listed(&self, id: Option<&String>) -> bool {
+        match (id, &self.inputs) {
+            (Some(id), Some(list)) => list.contains(id),
+            (None, Some(list)) => !list.is_empty(),
+            (_, None) => true,
+        }
     }
 }
 
-fn listed(ids: &[&str]) -> Vec<String> {
-    ids.iter()
-        .filter(|d| !d.is_empty())
-        .take(MAX_DEVICES)
-        .map(|d| d.to_string())
-        .collect()
+/// A device list as known ids, or `None` when it tells nothing (an id is empty: listed before
+/// the permission).
+fn listed(ids: &[&str]) -> Option<Vec<String>> {
+    if ids.iter().any(|d| d.is_empty()) {
+        return None;
+    }
+    Some(
+        ids.iter()
+            .take(MAX_DEVICES)
+            .map(|d| d.to_string())
+            .collect(),
+    )
 }
 
 impl Session {
@@ -186,8 +202,9 @@ impl Session {
     pub fn input_device(&self) -> Option<&str> {
         let d = &self.devices;
         d.chosen_input
-            .as_deref()
-            .filter(|c| d.inputs.is_empty() || d.inputs.iter().any(|i| i == c))
+            .as_ref()
+            .filter(|c| d.input_listed(Some(c)))
+            .map(String::as_str)
     }
 
     /// The output device the shell should play to when it (re)builds the player (`None`: the
@@ -252,28 +269,33 @@ impl Session {
         self.try_reopen(now_ms);
     }
 
-    /// The shell's devices as listed after a `devicechange` (and once audio started): ids of
-    /// the microphones and of the output devices (empty ids, as listed before permission, are
-    /// ignored; an empty list means "not known"). A microphone in use that is gone is reopened
-    /// (reason `device_removed`); a chosen one that is back is used again (`device_returned`);
-    /// an output device that is gone is replaced by the default one.
-    pub fn handle_devices_changed(&mut self, now_ms: u64, inputs: &[&str], outputs: &[&str]) {
+    /// The shell's devices as listed after a `devicechange`: ids of the microphones and of
+    /// the output devices, as `enumerateDevices()` gives them (`outputs: None` where the
+    /// browser cannot choose the output device: no `setSinkId`). A list with an empty id (listed
+    /// before the permission) tells nothing; an empty list means none is plugged in. A
+    /// microphone in use that is gone is reopened (reason `device_removed`); a chosen one that
+    /// is back is used again (`device_returned`); an output device that is gone is replaced by
+    /// the default one.
+    pub fn handle_devices_changed(
+        &mut self,
+        now_ms: u64,
+        inputs: &[&str],
+        outputs: Option<&[&str]>,
+    ) {
         self.last_now = now_ms;
-        let (inputs, outputs) = (listed(inputs), listed(outputs));
-        if !inputs.is_empty() {
-            self.devices.inputs = inputs;
+        if let Some(inputs) = listed(inputs) {
+            self.devices.inputs = Some(inputs);
         }
-        if !outputs.is_empty() {
+        let outputs = outputs.and_then(listed);
+        let outputs_listed = outputs.is_some();
+        if outputs_listed {
             self.devices.outputs = outputs;
         }
         if self.mode != Mode::Voice || !matches!(self.up.audio, Audio::Running(_)) {
             return;
         }
         let d = &self.devices;
-        let present = |id: &Option<String>| match id {
-            Some(id) => d.inputs.is_empty() || d.inputs.contains(id),
-            None => true,
-        };
+        let present = |id: &Option<String>| d.input_listed(id.as_ref());
         if let Some(r) = &self.devices.recovery {
             // Something came: try at once instead of waiting.
             if r.retry_at.is_some() {
@@ -290,7 +312,9 @@ impl Session {
                 self.open_mic(now_ms, device, true);
             }
         }
-        self.check_sink();
+        if outputs_listed {
+            self.check_sink();
+        }
     }
 
     /// The shell opened the microphone asked for by `Output::OpenMic { seq, .. }` and feeds it
@@ -418,12 +442,12 @@ impl Session {
     /// The output device in use is gone: the default one; a chosen one that is back: it again.
     fn check_sink(&mut self) {
         let d = &self.devices;
-        if d.outputs.is_empty() {
+        let Some(outputs) = &d.outputs else {
             return;
-        }
+        };
         let (next, reason) = match (&d.sink, &d.chosen_output) {
-            (Some(s), _) if !d.outputs.contains(s) => (None, "device_removed"),
-            (None, Some(c)) if d.outputs.contains(c) => (Some(c.clone()), "device_returned"),
+            (Some(s), _) if !outputs.contains(s) => (None, "device_removed"),
+            (None, Some(c)) if outputs.contains(c) => (Some(c.clone()), "device_returned"),
             _ => return,
         };
         self.devices.sink = next.clone();

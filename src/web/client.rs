@@ -1085,8 +1085,10 @@ impl Shell {
                     };
                     let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
                     let outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+                    // Where no output can be chosen, the output list says nothing.
+                    let outputs = audio::has_set_sink_id().then_some(&outputs[..]);
                     if let Some(shell) = me.upgrade() {
-                        shell.input(|s, now| s.handle_devices_changed(now, &inputs, &outputs));
+                        shell.input(|s, now| s.handle_devices_changed(now, &inputs, outputs));
                     }
                 });
             }
