@@ -23,15 +23,17 @@ fn run(body: &str, a: &JsValue) -> JsValue {
 }
 
 /// Records every stream `getUserMedia` returns and the constraints it was given (idempotent).
+/// Patched on the prototype and kept on `globalThis`: WebKit may hand out a new
+/// `navigator.mediaDevices` wrapper without the expandos of the last one.
 fn spy_on_get_user_media() {
     run(
-        "const md = navigator.mediaDevices;
-         if (!md.__rvSpy) {
-           const orig = md.getUserMedia.bind(md);
-           md.__rvSpy = { streams: [], constraints: [] };
-           md.getUserMedia = (c) => {
-             md.__rvSpy.constraints.push(JSON.stringify(c));
-             return orig(c).then((s) => { md.__rvSpy.streams.push(s); return s; });
+        "if (!globalThis.__rvSpy) {
+           const p = MediaDevices.prototype;
+           const spy = { streams: [], constraints: [], gum: p.getUserMedia, enumerate: p.enumerateDevices };
+           globalThis.__rvSpy = spy;
+           p.getUserMedia = function (c) {
+             spy.constraints.push(JSON.stringify(c));
+             return spy.gum.call(this, c).then((s) => { spy.streams.push(s); return s; });
            };
          }",
         &JsValue::UNDEFINED,
@@ -41,7 +43,7 @@ fn spy_on_get_user_media() {
 /// Streams opened so far.
 fn streams_opened() -> u32 {
     run(
-        "return navigator.mediaDevices.__rvSpy.streams.length;",
+        "return globalThis.__rvSpy.streams.length;",
         &JsValue::UNDEFINED,
     )
     .as_f64()
@@ -52,7 +54,7 @@ fn streams_opened() -> u32 {
 /// `from`th one on.
 fn live_tracks(from: u32) -> u32 {
     run(
-        "return navigator.mediaDevices.__rvSpy.streams.slice(a)
+        "return globalThis.__rvSpy.streams.slice(a)
            .flatMap((s) => s.getTracks()).filter((t) => t.readyState === 'live').length;",
         &from.into(),
     )
@@ -63,7 +65,7 @@ fn live_tracks(from: u32) -> u32 {
 /// The constraints of the latest `getUserMedia`, as JSON.
 fn last_constraints() -> String {
     run(
-        "const c = navigator.mediaDevices.__rvSpy.constraints; return c[c.length - 1] || '';",
+        "const c = globalThis.__rvSpy.constraints; return c[c.length - 1] || '';",
         &JsValue::UNDEFINED,
     )
     .as_string()
@@ -74,7 +76,7 @@ fn last_constraints() -> String {
 /// `ended` event fires (`stop()` alone fires none).
 fn end_latest_track() {
     let listened = run(
-        "const s = navigator.mediaDevices.__rvSpy.streams;
+        "const s = globalThis.__rvSpy.streams;
          const t = s[s.length - 1].getAudioTracks()[0];
          const listened = typeof t.onended === 'function';
          t.stop();
@@ -92,10 +94,11 @@ fn end_latest_track() {
 /// From now on `enumerateDevices()` lists every device but `gone`; then `devicechange` fires.
 fn unplug(gone: &str) {
     run(
-        "const md = navigator.mediaDevices;
-         const orig = MediaDevices.prototype.enumerateDevices;
-         md.enumerateDevices = () => orig.call(md).then((l) => l.filter((d) => d.deviceId !== a));
-         md.dispatchEvent(new Event('devicechange'));",
+        "const spy = globalThis.__rvSpy;
+         MediaDevices.prototype.enumerateDevices = function () {
+           return spy.enumerate.call(this).then((l) => l.filter((d) => d.deviceId !== a));
+         };
+         navigator.mediaDevices.dispatchEvent(new Event('devicechange'));",
         &gone.into(),
     );
 }
@@ -103,7 +106,7 @@ fn unplug(gone: &str) {
 /// `enumerateDevices()` lists the real devices again.
 fn replug() {
     run(
-        "delete navigator.mediaDevices.enumerateDevices;",
+        "MediaDevices.prototype.enumerateDevices = globalThis.__rvSpy.enumerate;",
         &JsValue::UNDEFINED,
     );
 }
