@@ -357,7 +357,8 @@ fn a_removed_output_device_falls_back_to_the_default_and_comes_back() {
 #[test]
 fn the_only_mic_unplugged_is_an_empty_list_and_is_reopened_when_one_comes() {
     let mut sim = voice("");
-    sim.s.handle_devices_changed(sim.now, &[], Some(&[]));
+    let none: &[&str] = &[];
+    sim.s.handle_devices_changed(sim.now, none, Some(none));
     let v = sim.drain();
     let (device, seq) = one_open(&v);
     assert_eq!(device, None);

@@ -184,14 +184,14 @@ impl Devices {
 
 /// A device list as known ids, or `None` when it tells nothing (an id is empty: listed before
 /// the permission).
-fn listed(ids: &[&str]) -> Option<Vec<String>> {
-    if ids.iter().any(|d| d.is_empty()) {
+fn listed<S: AsRef<str>>(ids: &[S]) -> Option<Vec<String>> {
+    if ids.iter().any(|d| d.as_ref().is_empty()) {
         return None;
     }
     Some(
         ids.iter()
             .take(MAX_DEVICES)
-            .map(|d| d.to_string())
+            .map(|d| d.as_ref().to_string())
             .collect(),
     )
 }
@@ -276,11 +276,11 @@ impl Session {
     /// microphone in use that is gone is reopened (reason `device_removed`); a chosen one that
     /// is back is used again (`device_returned`); an output device that is gone is replaced by
     /// the default one.
-    pub fn handle_devices_changed(
+    pub fn handle_devices_changed<S: AsRef<str>>(
         &mut self,
         now_ms: u64,
-        inputs: &[&str],
-        outputs: Option<&[&str]>,
+        inputs: &[S],
+        outputs: Option<&[S]>,
     ) {
         self.last_now = now_ms;
         if let Some(inputs) = listed(inputs) {
@@ -399,11 +399,8 @@ impl Session {
     fn reopen_failed(&mut self, now_ms: u64, was_chosen: bool, failure: AudioFailure) {
         let Some(r) = self.devices.recovery.as_mut() else {
             // A switch the app asked for: the previous microphone still runs.
-            self.error(
-                super::events::ErrorKind::Audio,
-                "mic_switch_failed",
-                format!("cannot open the microphone: {}", failure.as_str()),
-            );
+            let why = String::from("cannot open the microphone: ") + failure.as_str();
+            self.error(super::events::ErrorKind::Audio, "mic_switch_failed", why);
             return;
         };
         r.last_failure = Some(failure);

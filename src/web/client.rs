@@ -1083,8 +1083,6 @@ impl Shell {
                     let Ok((inputs, outputs)) = audio::device_ids().await else {
                         return;
                     };
-                    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-                    let outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
                     // Where no output can be chosen, the output list says nothing.
                     let outputs = audio::has_set_sink_id().then_some(&outputs[..]);
                     if let Some(shell) = me.upgrade() {
