@@ -4,11 +4,14 @@
 //! again when it comes back; text mode only after the bounded tries fail. Every change is an
 //! `audio` event; every wait has a timer; every captured sample is accounted for.
 
+#[path = "session_support/properties.rs"]
+mod properties;
 mod session_support;
 
+use properties::check_mic_accounting;
 use realtime_voice::session::devices::{MIC_OPEN_TIMEOUT_MS, MIC_REOPEN_TRIES};
 use realtime_voice::session::{AudioFailure, MicLoss, Mode, Output, State, Timer};
-use session_support::{appended_samples, events, Sim};
+use session_support::{appended_samples, event_jsons, Sim};
 
 /// A connected voice session whose microphone runs at 48 kHz mono.
 fn voice(extra: &str) -> Sim {
@@ -39,19 +42,11 @@ fn sinks(v: &[Output]) -> Vec<Option<String>> {
 }
 
 fn audio_events(v: &[Output]) -> Vec<String> {
-    events(v)
-        .iter()
-        .filter(|e| e.name() == "audio")
-        .map(|e| e.to_json())
-        .collect()
+    event_jsons(v, "audio")
 }
 
 fn mode_events(v: &[Output]) -> Vec<String> {
-    events(v)
-        .iter()
-        .filter(|e| e.name() == "mode")
-        .map(|e| e.to_json())
-        .collect()
+    event_jsons(v, "mode")
 }
 
 /// `ms` of 48 kHz mono mic audio in 20 ms blocks, the clock moving with it.
@@ -64,21 +59,6 @@ fn feed(sim: &mut Sim, ms: u64) -> Vec<Output> {
         v.extend(sim.drain());
     }
     v
-}
-
-/// `captured = sent + buffered + dropped + discarded`, each figure rounded down to whole ms.
-fn assert_accounted(sim: &Sim) {
-    let m = sim.s.metrics();
-    let total = m.sent_audio_ms + m.buffered_audio_ms + m.dropped_audio_ms + m.discarded_audio_ms;
-    assert!(
-        total <= m.captured_audio_ms && m.captured_audio_ms - total <= 3,
-        "captured {} ms = sent {} + buffered {} + dropped {} + discarded {} ms",
-        m.captured_audio_ms,
-        m.sent_audio_ms,
-        m.buffered_audio_ms,
-        m.dropped_audio_ms,
-        m.discarded_audio_ms
-    );
 }
 
 /// The only OpenMic in `v`.
@@ -405,7 +385,7 @@ fn audio_captured_around_a_reopen_is_sent_or_accounted_for() {
     let m = sim.s.metrics();
     // The resampler holds back a few samples (its filter's delay).
     assert!(m.captured_audio_ms >= 1_995, "{}", m.captured_audio_ms);
-    assert_accounted(&sim);
+    check_mic_accounting(&sim.s, &"around a reopen");
     assert!(m.buffered_audio_ms >= 900, "kept for the reconnect");
     // Lost again, and this time for good: what is still buffered is counted as discarded.
     sim.s.handle_mic_lost(sim.now, MicLoss::TrackEnded);
@@ -419,7 +399,7 @@ fn audio_captured_around_a_reopen_is_sent_or_accounted_for() {
         }
     }
     assert_eq!(sim.s.mode(), Mode::Text);
-    assert_accounted(&sim);
+    check_mic_accounting(&sim.s, &"around a reopen");
     assert!(sim.s.metrics().discarded_audio_ms >= 900);
 }
 

@@ -465,13 +465,9 @@ impl VoiceClient {
     #[wasm_bindgen(js_name = setInputDevice, unchecked_return_type = "Promise<void>")]
     pub fn set_input_device(&self, device_id: String) -> Promise {
         let shell = &self.shell;
-        let promise = Promise::new(&mut |resolve, reject| {
-            shell.device_waiters.borrow_mut().push((resolve, reject));
-        });
-        shell.input(|s, now| s.set_input_device(now, Some(&device_id)));
-        // No microphone had to be opened: the choice applies when audio starts.
-        settle(&shell.device_waiters, Ok(()));
-        promise
+        shell.device_promise(&shell.device_waiters, |s, now| {
+            s.set_input_device(now, Some(&device_id))
+        })
     }
 
     /// Plays the AI's voice on the output `device_id` (where the browser has `setSinkId`;
@@ -485,21 +481,13 @@ impl VoiceClient {
             ));
         }
         let shell = &self.shell;
-        let promise = Promise::new(&mut |resolve, reject| {
-            shell.sink_waiters.borrow_mut().push((resolve, reject));
-        });
-        shell.input(|s, now| s.set_output_device(now, Some(&device_id)));
-        settle(&shell.sink_waiters, Ok(()));
-        promise
+        shell.device_promise(&shell.sink_waiters, |s, now| {
+            s.set_output_device(now, Some(&device_id))
+        })
     }
 }
 
-/// Resolves (or rejects with `Err`'s message) every promise waiting in `waiters`.
-fn settle(waiters: &RefCell<Vec<(Function, Function)>>, result: Result<(), String>) {
-    let waiters: Vec<_> = waiters.borrow_mut().drain(..).collect();
-    settle_all(waiters, &result);
-}
-
+/// Resolves (or rejects with `Err`'s message) every promise in `waiters`.
 fn settle_all(waiters: Vec<(Function, Function)>, result: &Result<(), String>) {
     for (resolve, reject) in waiters {
         let _ = match result {
@@ -919,6 +907,23 @@ impl Shell {
                 Err(f) => shell.input(|s, now| s.handle_audio_failed(now, f)),
             }
         });
+    }
+
+    /// A promise for a device choice `f` hands to the session: settled by the `OpenMic` or
+    /// `SetSink` it asks for (which takes `waiters`), or at once when it asks for none (audio is
+    /// not running: the choice applies when it starts).
+    fn device_promise(
+        &self,
+        waiters: &RefCell<Vec<(Function, Function)>>,
+        f: impl FnOnce(&mut Session, u64),
+    ) -> Promise {
+        let promise = Promise::new(&mut |resolve, reject| {
+            waiters.borrow_mut().push((resolve, reject));
+        });
+        self.input(f);
+        let left: Vec<_> = waiters.borrow_mut().drain(..).collect();
+        settle_all(left, &Ok(()));
+        promise
     }
 
     /// Opens the microphone the session asked for and puts it in place of the current one;

@@ -127,6 +127,19 @@ fn audio_event(e: &JsValue, key: &str, value: &str) -> bool {
     prop(e, key).as_string().as_deref() == Some(value)
 }
 
+/// Waits for the `audio` event `{recovered: kind, reason, device?}`.
+async fn recovered(rec: &Recorder, kind: &str, reason: &str, device: Option<&str>) {
+    let what = format!("{kind} recovered ({reason})");
+    rec.wait_for(10_000, &what, |l| {
+        has(l, "audio", |e| {
+            audio_event(e, "recovered", kind)
+                && audio_event(e, "reason", reason)
+                && device.is_none_or(|d| audio_event(e, "device", d))
+        })
+    })
+    .await;
+}
+
 /// A connected voice client with its microphone flowing to the server.
 async fn voice_client(interview: &str, token: &str) -> (VoiceClient, Recorder) {
     spy_on_get_user_media();
@@ -194,12 +207,7 @@ async fn an_ended_microphone_track_is_reopened_and_the_interview_goes_on_in_voic
     let (client, rec) = voice_client(&interview, &token).await;
     let opened = streams_opened();
     end_latest_track();
-    rec.wait_for(10_000, "the microphone recovered", |l| {
-        has(l, "audio", |e| {
-            audio_event(e, "recovered", "mic") && audio_event(e, "reason", "track_ended")
-        })
-    })
-    .await;
+    recovered(&rec, "mic", "track_ended", None).await;
     let recovered_at = now();
     let events = rec.of("audio");
     assert!(
@@ -254,14 +262,7 @@ async fn a_chosen_microphone_that_disappears_gives_way_to_the_default_one() {
         last_constraints()
     );
     unplug(&chosen);
-    rec.wait_for(10_000, "the default microphone took over", |l| {
-        has(l, "audio", |e| {
-            audio_event(e, "recovered", "mic")
-                && audio_event(e, "reason", "device_removed")
-                && audio_event(e, "device", "default")
-        })
-    })
-    .await;
+    recovered(&rec, "mic", "device_removed", Some("default")).await;
     let recovered_at = now();
     assert!(
         !last_constraints().contains("deviceId"),
@@ -276,14 +277,7 @@ async fn a_chosen_microphone_that_disappears_gives_way_to_the_default_one() {
         "navigator.mediaDevices.dispatchEvent(new Event('devicechange'));",
         &JsValue::UNDEFINED,
     );
-    rec.wait_for(10_000, "the chosen microphone back", |l| {
-        has(l, "audio", |e| {
-            audio_event(e, "recovered", "mic")
-                && audio_event(e, "reason", "device_returned")
-                && audio_event(e, "device", &chosen)
-        })
-    })
-    .await;
+    recovered(&rec, "mic", "device_returned", Some(&chosen)).await;
     assert_still_voice(&client, &rec);
     end(&client).await;
     wasm_bindgen_test::console_log!(
@@ -312,14 +306,7 @@ async fn an_output_device_that_fails_or_disappears_gives_way_to_the_default_one(
     )
     .await;
     assert!(r.is_err(), "an unknown output device is refused");
-    rec.wait_for(10_000, "back to the default output", |l| {
-        has(l, "audio", |e| {
-            audio_event(e, "recovered", "output")
-                && audio_event(e, "reason", "sink_failed")
-                && audio_event(e, "device", "default")
-        })
-    })
-    .await;
+    recovered(&rec, "output", "sink_failed", Some("default")).await;
     let outputs = specific_devices(client.list_output_devices()).await;
     let removed = match outputs.first() {
         Some(id) => {
@@ -331,13 +318,7 @@ async fn an_output_device_that_fails_or_disappears_gives_way_to_the_default_one(
             .await
             .expect("a listed output device is accepted");
             unplug(id);
-            rec.wait_for(10_000, "the default output took over", |l| {
-                has(l, "audio", |e| {
-                    audio_event(e, "recovered", "output")
-                        && audio_event(e, "reason", "device_removed")
-                })
-            })
-            .await;
+            recovered(&rec, "output", "device_removed", Some("default")).await;
             replug();
             true
         }
