@@ -63,7 +63,7 @@
 //!
 //! Bounded by design: the mic backlog is the chunker's ring (`maxBacklogMs`), latency samples a
 //! ring of `latencyWindow`, assistant items tracked: 4, HTTP queue: 16 (one in flight, 30 s
-//! deadline), play buffer pool: 4,
+//! deadline), play buffer pool: 4, device ids listed: 64 per kind,
 //! droppable app events stop queueing at 4096 undrained outputs (counted).
 
 pub mod backoff;
