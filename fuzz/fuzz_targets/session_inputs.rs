@@ -314,8 +314,9 @@ fuzz_target!(|case: Case| {
             ),
             Input::DevicesChanged(inputs, outputs) => {
                 let inputs: Vec<&str> = inputs.iter().take(80).map(String::as_str).collect();
-                let outputs: Option<Vec<&str>> =
-                    outputs.as_ref().map(|o| o.iter().take(80).map(String::as_str).collect());
+                let outputs: Option<Vec<&str>> = outputs
+                    .as_ref()
+                    .map(|o| o.iter().take(80).map(String::as_str).collect());
                 s.handle_devices_changed(now, &inputs, outputs.as_deref());
             }
             Input::MicOpened { back } => {
@@ -330,8 +331,8 @@ fuzz_target!(|case: Case| {
                 ][usize::from(kind % 4)];
                 s.handle_mic_open_failed(now, mic_seq.saturating_sub(u64::from(back % 3)), f);
             }
-            Input::SetInputDevice(d) => s.set_input_device(now, d.as_deref()),
-            Input::SetOutputDevice(d) => s.set_output_device(now, d.as_deref()),
+            Input::SetInputDevice(d) => s.set_input_device(now, device_id(&d).as_deref()),
+            Input::SetOutputDevice(d) => s.set_output_device(now, device_id(&d).as_deref()),
             Input::SinkFailed => s.handle_sink_failed(now),
         }
         drain(&mut s, now, &mut appends, &mut spare, &mut mic_seq);
@@ -347,6 +348,12 @@ fuzz_target!(|case: Case| {
         assert!(w[10] - w[0] >= 1000, "11 chunks within {} ms", w[10] - w[0]);
     }
 });
+
+/// A device id from the fuzzer's bytes. Device ids are the app's text and show in events and
+/// Debug output: keep the token's marker out of them (the Debug checks look for it).
+fn device_id(d: &Option<String>) -> Option<String> {
+    d.as_ref().map(|d| d.replace("SECRET", "secret"))
+}
 
 fn drain(
     s: &mut Session,
