@@ -5,7 +5,7 @@
 mod session_support;
 
 use realtime_voice::session::{AudioState, Output};
-use session_support::{events, Sim};
+use session_support::{event_jsons, Sim};
 
 fn resumes(v: &[Output]) -> Vec<bool> {
     v.iter()
@@ -17,11 +17,7 @@ fn resumes(v: &[Output]) -> Vec<bool> {
 }
 
 fn audio_events(v: &[Output]) -> Vec<String> {
-    events(v)
-        .iter()
-        .filter(|e| e.name() == "audio")
-        .map(|e| e.to_json())
-        .collect()
+    event_jsons(v, "audio")
 }
 
 fn voice() -> Sim {

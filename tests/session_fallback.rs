@@ -9,11 +9,7 @@ use realtime_voice::session::{
 use session_support::*;
 
 fn mode_events(v: &[Output]) -> Vec<String> {
-    events(v)
-        .iter()
-        .filter(|e| e.name() == "mode")
-        .map(|e| e.to_json())
-        .collect()
+    event_jsons(v, "mode")
 }
 
 #[test]

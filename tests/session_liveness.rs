@@ -12,7 +12,7 @@ mod session_support;
 use properties::{check_after_input, check_settles, check_timeout_served, MAX_OUTPUTS_PER_INPUT};
 use proptest::prelude::*;
 use realtime_voice::session::{
-    AudioFailure, HttpFailure, Link, Output, Session, SessionConfig, TokenFailure,
+    AudioFailure, HttpFailure, Link, MicLoss, Output, Session, SessionConfig, TokenFailure,
 };
 use session_support::{audio_delta, SESSION_CREATED};
 
@@ -63,6 +63,27 @@ enum In {
     },
     Visibility(bool),
     BusyElsewhere,
+    /// `handle_mic_lost`: the track ended (true) or the device went.
+    MicLost(bool),
+    /// `handle_devices_changed` with the devices of this bit mask (0: none listed; bit 4: no
+    /// output list).
+    DevicesChanged(u8),
+    /// The latest `OpenMic` succeeded (or an older, stale one: `true`).
+    MicOpened(bool),
+    /// The latest `OpenMic` failed: 0 absent, 1 denied, 2 other, 3 a stale one.
+    MicOpenFailed(u8),
+    /// The app chooses a microphone (0: the default).
+    SetInput(u8),
+    /// The app chooses an output device (0: the default).
+    SetOutput(u8),
+    SinkFailed,
+}
+
+/// Device ids the inputs draw from.
+const DEVICES: [&str; 4] = ["default", "usb", "bt", "hdmi"];
+
+fn device(i: u8) -> Option<&'static str> {
+    (i > 0).then(|| DEVICES[usize::from(i) % DEVICES.len()])
 }
 
 /// Close codes with their own handling, and any other.
@@ -104,6 +125,13 @@ fn input() -> impl Strategy<Value = In> {
         2 => (any::<bool>(), 0u8..3).prop_map(|(stale, kind)| In::HttpReply { stale, kind }),
         1 => any::<bool>().prop_map(In::Visibility),
         1 => Just(In::BusyElsewhere),
+        2 => any::<bool>().prop_map(In::MicLost),
+        2 => (0u8..32).prop_map(In::DevicesChanged),
+        3 => any::<bool>().prop_map(In::MicOpened),
+        3 => (0u8..4).prop_map(In::MicOpenFailed),
+        1 => (0u8..4).prop_map(In::SetInput),
+        1 => (0u8..4).prop_map(In::SetOutput),
+        1 => Just(In::SinkFailed),
     ]
 }
 
@@ -135,6 +163,8 @@ struct Shell {
     rate: u32,
     /// The tag of the latest `Output::HttpText`.
     http_seq: Option<u64>,
+    /// The tag of the latest `Output::OpenMic`.
+    mic_seq: u64,
 }
 
 impl Shell {
@@ -145,6 +175,7 @@ impl Shell {
             now: 0,
             rate: 48_000,
             http_seq: None,
+            mic_seq: 0,
         }
     }
 
@@ -157,8 +188,10 @@ impl Shell {
                 n <= MAX_OUTPUTS_PER_INPUT,
                 "memory: more than {MAX_OUTPUTS_PER_INPUT} outputs from one input"
             );
-            if let Output::HttpText { seq, .. } = o {
-                self.http_seq = Some(seq);
+            match o {
+                Output::HttpText { seq, .. } => self.http_seq = Some(seq),
+                Output::OpenMic { seq, .. } => self.mic_seq = seq,
+                _ => {}
             }
         }
     }
@@ -274,6 +307,39 @@ impl Shell {
             }
             In::Visibility(v) => self.s.handle_visibility(now, v),
             In::BusyElsewhere => self.s.handle_busy_elsewhere(now),
+            In::MicLost(ended) => {
+                let loss = if ended {
+                    MicLoss::TrackEnded
+                } else {
+                    MicLoss::DeviceRemoved
+                };
+                self.s.handle_mic_lost(now, loss);
+            }
+            In::DevicesChanged(mask) => {
+                let ids: Vec<&str> = (0..4)
+                    .filter(|b| mask & (1 << b) != 0)
+                    .map(|b| DEVICES[b])
+                    .collect();
+                let outputs = (mask & 16 == 0).then_some(&ids[..]);
+                self.s.handle_devices_changed(now, &ids, outputs);
+            }
+            In::MicOpened(stale) => {
+                let seq = self.mic_seq.saturating_sub(u64::from(stale));
+                self.s.handle_mic_opened(now, seq);
+            }
+            In::MicOpenFailed(k) => {
+                let seq = self.mic_seq.saturating_sub(u64::from(k == 3));
+                let f = [
+                    AudioFailure::MicAbsent,
+                    AudioFailure::MicDenied,
+                    AudioFailure::Other,
+                    AudioFailure::Other,
+                ][usize::from(k % 4)];
+                self.s.handle_mic_open_failed(now, seq, f);
+            }
+            In::SetInput(i) => self.s.set_input_device(now, device(i)),
+            In::SetOutput(i) => self.s.set_output_device(now, device(i)),
+            In::SinkFailed => self.s.handle_sink_failed(now),
         }
         self.drain();
         check_after_input(&self.s, input);

@@ -3,13 +3,14 @@
 //! every input the liveness properties of `tests/session_support/properties.rs` hold (a
 //! violation is a crash): a connecting session always has a timer, the status agrees with the
 //! link, `handle_timeout` serves everything due, outputs stay bounded and every captured mic
-//! sample is accounted for; at the end of each sequence, timers alone settle the session.
+//! sample is accounted for, a microphone being reopened has a timer; at the end of each
+//! sequence, timers alone settle the session (and end any microphone recovery).
 #![no_main]
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use realtime_voice::session::{
-    AudioFailure, AudioState, HttpFailure, Output, Session, SessionConfig, TokenFailure,
+    AudioFailure, AudioState, HttpFailure, MicLoss, Output, Session, SessionConfig, TokenFailure,
 };
 
 #[path = "../../tests/session_support/properties.rs"]
@@ -77,6 +78,23 @@ enum Input {
     TimerFires,
     /// A spurious `handle_timeout(now)` (a no-op unless something is due).
     SpuriousTimeout,
+    /// `handle_mic_lost`: the track ended (true) or the device went.
+    MicLost(bool),
+    /// `handle_devices_changed` with these microphones and outputs (if listed).
+    DevicesChanged(Vec<String>, Option<Vec<String>>),
+    /// `handle_mic_opened` for the latest `OpenMic`, or one `back` requests before it.
+    MicOpened {
+        back: u8,
+    },
+    /// `handle_mic_open_failed` (the failure picked by `kind`), for the latest `OpenMic` or one
+    /// `back` requests before it.
+    MicOpenFailed {
+        kind: u8,
+        back: u8,
+    },
+    SetInputDevice(Option<String>),
+    SetOutputDevice(Option<String>),
+    SinkFailed,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -150,6 +168,7 @@ fuzz_target!(|case: Case| {
     let mut now = 0u64;
     let mut appends: Vec<u64> = Vec::new();
     let mut spare: Vec<Vec<f32>> = Vec::new();
+    let mut mic_seq = 0u64;
     for input in case.inputs.into_iter().take(400) {
         let what = format!("{input:?}");
         match input {
@@ -158,7 +177,7 @@ fuzz_target!(|case: Case| {
                 while let Some(t) = s.poll_timeout().filter(|&t| t <= target) {
                     now = now.max(t);
                     s.handle_timeout(now);
-                    drain(&mut s, now, &mut appends, &mut spare);
+                    drain(&mut s, now, &mut appends, &mut spare, &mut mic_seq);
                     check_timeout_served(&s, now, Some(t));
                     check_after_input(&s, &what);
                 }
@@ -170,7 +189,7 @@ fuzz_target!(|case: Case| {
                     now = now.max(t);
                 }
                 s.handle_timeout(now);
-                drain(&mut s, now, &mut appends, &mut spare);
+                drain(&mut s, now, &mut appends, &mut spare, &mut mic_seq);
                 if before.is_some() {
                     check_timeout_served(&s, now, before);
                 }
@@ -178,7 +197,7 @@ fuzz_target!(|case: Case| {
             Input::SpuriousTimeout => {
                 let before = s.poll_timeout();
                 s.handle_timeout(now);
-                drain(&mut s, now, &mut appends, &mut spare);
+                drain(&mut s, now, &mut appends, &mut spare, &mut mic_seq);
                 if before.is_some_and(|t| t <= now) {
                     check_timeout_served(&s, now, before);
                 }
@@ -285,22 +304,64 @@ fuzz_target!(|case: Case| {
                     s.recycle(b);
                 }
             }
+            Input::MicLost(ended) => s.handle_mic_lost(
+                now,
+                if ended {
+                    MicLoss::TrackEnded
+                } else {
+                    MicLoss::DeviceRemoved
+                },
+            ),
+            Input::DevicesChanged(inputs, outputs) => {
+                let inputs: Vec<&str> = inputs.iter().take(80).map(String::as_str).collect();
+                let outputs: Option<Vec<&str>> = outputs
+                    .as_ref()
+                    .map(|o| o.iter().take(80).map(String::as_str).collect());
+                s.handle_devices_changed(now, &inputs, outputs.as_deref());
+            }
+            Input::MicOpened { back } => {
+                s.handle_mic_opened(now, mic_seq.saturating_sub(u64::from(back % 3)))
+            }
+            Input::MicOpenFailed { kind, back } => {
+                let f = [
+                    AudioFailure::MicAbsent,
+                    AudioFailure::MicDenied,
+                    AudioFailure::AudioContextFailed,
+                    AudioFailure::Other,
+                ][usize::from(kind % 4)];
+                s.handle_mic_open_failed(now, mic_seq.saturating_sub(u64::from(back % 3)), f);
+            }
+            Input::SetInputDevice(d) => s.set_input_device(now, device_id(&d).as_deref()),
+            Input::SetOutputDevice(d) => s.set_output_device(now, device_id(&d).as_deref()),
+            Input::SinkFailed => s.handle_sink_failed(now),
         }
-        drain(&mut s, now, &mut appends, &mut spare);
+        drain(&mut s, now, &mut appends, &mut spare, &mut mic_seq);
         check_after_input(&s, &what);
         let dbg = format!("{s:?}");
         assert!(!dbg.contains("SECRET"));
         let _ = s.metrics().to_json();
     }
     check_settles(&mut s, now, &mut |s, t| {
-        drain(s, t, &mut appends, &mut spare)
+        drain(s, t, &mut appends, &mut spare, &mut mic_seq)
     });
     for w in appends.windows(11) {
         assert!(w[10] - w[0] >= 1000, "11 chunks within {} ms", w[10] - w[0]);
     }
 });
 
-fn drain(s: &mut Session, now: u64, appends: &mut Vec<u64>, spare: &mut Vec<Vec<f32>>) {
+/// A device id from the fuzzer's bytes. Device ids are the app's text and show in events and
+/// Debug output: keep the token's marker out of them (the Debug checks look for it).
+fn device_id(d: &Option<String>) -> Option<String> {
+    d.as_ref().map(|d| d.replace("SECRET", "secret"))
+}
+
+fn drain(
+    s: &mut Session,
+    now: u64,
+    appends: &mut Vec<u64>,
+    spare: &mut Vec<Vec<f32>>,
+    mic_seq: &mut u64,
+) {
     let mut n = 0;
     while let Some(o) = s.poll_output() {
         n += 1;
@@ -315,6 +376,7 @@ fn drain(s: &mut Session, now: u64, appends: &mut Vec<u64>, spare: &mut Vec<Vec<
                 appends.push(now)
             }
             Output::Play { samples, .. } if spare.len() < 8 => spare.push(samples),
+            Output::OpenMic { seq, .. } => *mic_seq = seq,
             Output::Event(e) => {
                 let _ = (e.name(), e.to_json());
             }

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use super::devices::DeviceChange;
 use super::metrics::MetricsSnapshot;
 use super::status::{AudioState, Mode, State, Status};
 use crate::protocol::json;
@@ -111,6 +112,8 @@ pub enum AppEvent {
         state: AudioState,
         /// True while a user gesture is needed to resume.
         needs_gesture: bool,
+        /// A device change the session acted on (a microphone reopened, another output).
+        device: Option<DeviceChange>,
     },
     /// A server event, raw, for the app's `event` stream.
     ServerEvent {
@@ -156,10 +159,12 @@ impl fmt::Debug for AppEvent {
             AppEvent::Audio {
                 state,
                 needs_gesture,
+                device,
             } => f
                 .debug_struct("Audio")
                 .field("state", state)
                 .field("needs_gesture", needs_gesture)
+                .field("device", device)
                 .finish(),
             AppEvent::Error {
                 kind,
@@ -254,11 +259,15 @@ impl AppEvent {
             AppEvent::Audio {
                 state,
                 needs_gesture,
+                device,
             } => {
                 s.push_str("{\"state\":\"");
                 s.push_str(state.as_str());
                 s.push_str("\",\"needsGesture\":");
                 s.push_str(if *needs_gesture { "true" } else { "false" });
+                if let Some(d) = device {
+                    d.write_fields(&mut s);
+                }
                 s.push('}');
             }
             AppEvent::Error {

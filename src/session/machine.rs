@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use super::config::{SessionConfig, TokenSource};
 use super::connection::{Attempts, Link};
 use super::cost::Prices;
+use super::devices::Devices;
 use super::events::{AppEvent, ErrorKind};
 use super::http_text::{HttpText, HTTP_QUEUE};
 use super::metrics::{LatencyWindow, MetricsSnapshot};
@@ -63,6 +64,7 @@ pub struct Session {
     pub(super) response_active: Option<String>,
 
     pub(super) up: Uplink,
+    pub(super) devices: Devices,
     pub(super) play: Playback,
     pub(super) http: HttpText,
     pub(super) tools: Tools,
@@ -101,6 +103,7 @@ impl Session {
         Session {
             latency: LatencyWindow::new(config.latency_window),
             up: Uplink::new(config.chunk_ms, config.max_chunk_ms, config.max_backlog_ms),
+            devices: Devices::new(config.sink_id.clone()),
             play: Playback::new(config.prebuffer_ms),
             http: HttpText::default(),
             tools: Tools::default(),
@@ -223,6 +226,7 @@ impl Session {
             Timer::Metrics => None,
             Timer::Http => self.http.deadline(),
             Timer::Tool => self.tools.deadline(),
+            Timer::Mic => self.devices.deadline(),
         }
     }
 
@@ -354,6 +358,7 @@ impl Session {
         self.report_playback_overflow(now_ms, false);
         self.http_timeouts(now_ms);
         self.tool_timeouts(now_ms);
+        self.mic_timeouts(now_ms);
     }
 
     /// Another tab of this browser holds the interview's connection (the shell's Web Locks

@@ -8,12 +8,15 @@
 //!   argument of every input. The session never reads a clock, never blocks, never spawns.
 //! - **Inputs**: commands ([`Session::connect`], [`Session::disconnect`],
 //!   [`Session::set_muted`], [`Session::send_text`], [`Session::interrupt`],
-//!   [`Session::update_session`]) and events (`handle_token`, `handle_socket_opened`,
+//!   [`Session::update_session`], [`Session::set_input_device`],
+//!   [`Session::set_output_device`]) and events (`handle_token`, `handle_socket_opened`,
 //!   `handle_socket_message`, `handle_socket_binary`, `handle_socket_closed`,
 //!   `handle_socket_error`, `handle_timeout`, `handle_audio_started` / `handle_audio_failed`,
 //!   `handle_mic_samples`, `handle_playback_progress`, `handle_playback_finished`,
 //!   `handle_playback_overflow`, `handle_online`, `handle_socket_buffered`, `handle_token_result`,
-//!   `handle_http_reply` with the request's `seq`). Calls in the wrong state
+//!   `handle_http_reply` with the request's `seq`; devices: `handle_mic_lost`,
+//!   `handle_devices_changed`, `handle_mic_opened` / `handle_mic_open_failed` with the
+//!   `OpenMic` request's `seq`, `handle_sink_failed`). Calls in the wrong state
 //!   are no-ops (or a typed [`CommandError`]), never panics.
 //! - **Outputs**: after *every* input, drain [`Session::poll_output`] until it returns `None`
 //!   and perform each [`Output`] **in order** (a `CloseSocket` always precedes the next
@@ -60,13 +63,14 @@
 //!
 //! Bounded by design: the mic backlog is the chunker's ring (`maxBacklogMs`), latency samples a
 //! ring of `latencyWindow`, assistant items tracked: 4, HTTP queue: 16 (one in flight, 30 s
-//! deadline), play buffer pool: 4,
+//! deadline), play buffer pool: 4, device ids listed: 64 per kind,
 //! droppable app events stop queueing at 4096 undrained outputs (counted).
 
 pub mod backoff;
 pub mod config;
 pub mod connection;
 pub mod cost;
+pub mod devices;
 pub mod events;
 mod http_text;
 pub mod machine;
@@ -83,6 +87,7 @@ pub mod url;
 
 pub use config::{AuthVia, ConfigError, ServerEventFilter, SessionConfig, TokenSource};
 pub use connection::{Link, WayOut};
+pub use devices::{DeviceChange, DeviceKind, MicLoss};
 pub use events::{AppEvent, ErrorKind, Role};
 pub use machine::Session;
 pub use metrics::MetricsSnapshot;

@@ -39,6 +39,21 @@ pub enum Output {
     StartAudio,
     /// Stop the microphone and playback.
     StopAudio,
+    /// Open the microphone `device_id` (`None`: the browser's default) and feed it to the
+    /// running capture path in place of the current one, then `handle_mic_opened` or
+    /// `handle_mic_open_failed` with the same `seq` (playback is not touched).
+    OpenMic {
+        /// The device (`getUserMedia` with `deviceId: {exact}`), or the default.
+        device_id: Option<String>,
+        /// Tag of this request: pass it back (answers to older ones are ignored).
+        seq: u64,
+    },
+    /// Play the AI's voice on the output `device_id` (`setSinkId`; `None`: the default), then
+    /// `handle_sink_failed` if the browser refuses it.
+    SetSink {
+        /// The output device, or the default.
+        device_id: Option<String>,
+    },
     /// Queue 24 kHz mono samples for playback of an assistant item; report progress with
     /// `handle_playback_progress`. Give the `Vec` back with `Session::recycle` to reuse it.
     Play {
@@ -126,6 +141,15 @@ impl fmt::Debug for Output {
                 .finish(),
             Output::StartAudio => f.write_str("StartAudio"),
             Output::StopAudio => f.write_str("StopAudio"),
+            Output::OpenMic { device_id, seq } => f
+                .debug_struct("OpenMic")
+                .field("device_id", device_id)
+                .field("seq", seq)
+                .finish(),
+            Output::SetSink { device_id } => f
+                .debug_struct("SetSink")
+                .field("device_id", device_id)
+                .finish(),
             Output::Play { item_id, samples } => f
                 .debug_struct("Play")
                 .field("item_id", item_id)
@@ -171,7 +195,8 @@ impl fmt::Debug for Output {
     }
 }
 
-/// Why the shell could not start audio (each one triggers the text fallback).
+/// Why the shell could not start audio or open a microphone (given to `handle_audio_failed`,
+/// each one triggers the text fallback; given to `handle_mic_open_failed`, a retry may follow).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AudioFailure {

@@ -18,16 +18,19 @@ pub enum Timer {
     Http,
     /// A tool handler's deadline.
     Tool,
+    /// The next try to reopen a lost microphone, or the deadline of the one in progress.
+    Mic,
 }
 
 impl Timer {
     /// Every kind, in the order `handle_timeout` serves them.
-    pub const ALL: [Timer; 6] = [
+    pub const ALL: [Timer; 7] = [
         Timer::Link,
         Timer::DeadLink,
         Timer::Audio,
         Timer::Metrics,
         Timer::Http,
         Timer::Tool,
+        Timer::Mic,
     ];
 }

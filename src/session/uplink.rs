@@ -100,7 +100,8 @@ impl Session {
     }
 
     /// Audio started at the device's rate (after `Output::StartAudio`). Called again while
-    /// running when the microphone's format changes (another device): the resampler is rebuilt.
+    /// running when the microphone's format changes (another device): the resampler is rebuilt
+    /// and the change reported (`audio` event, reason `format_changed`).
     /// AI audio that arrived while audio was starting is released to the player now, in order.
     pub fn handle_audio_started(&mut self, now_ms: u64, sample_rate: u32, channels: u16) {
         self.last_now = now_ms;
@@ -113,6 +114,9 @@ impl Session {
             Ok(r) => {
                 if matches!(self.up.audio, Audio::Requested) {
                     self.play.new_graph(self.snap.underruns);
+                    self.devices_started();
+                } else {
+                    self.mic_format_changed();
                 }
                 self.up.audio = Audio::Running(r);
                 let held = self.play.take_held();
@@ -147,6 +151,7 @@ impl Session {
         self.push_event(AppEvent::Audio {
             state,
             needs_gesture,
+            device: None,
         });
     }
 
@@ -166,14 +171,16 @@ impl Session {
         }
     }
 
-    /// Audio could not start or stopped working: falls back to text mode (the socket, if any,
-    /// stays up for text).
+    /// Audio could not start or stopped working beyond repair: falls back to text mode (the
+    /// socket, if any, stays up for text). A microphone that merely stopped is reported with
+    /// `handle_mic_lost` instead, which reopens it.
     pub fn handle_audio_failed(&mut self, _now_ms: u64, reason: AudioFailure) {
         if self.mode != Mode::Voice || matches!(self.up.audio, Audio::Off) {
             return;
         }
         self.up.audio = Audio::Off;
         self.up.audio_state = None;
+        self.devices.reset();
         self.play.drop_held();
         self.out.push_back(Output::StopAudio);
         self.up.chunker.clear();
@@ -300,6 +307,7 @@ impl Session {
 
     pub(super) fn stop_audio(&mut self) {
         self.up.audio_state = None;
+        self.devices.reset();
         self.play.drop_held();
         if !matches!(self.up.audio, Audio::Off) {
             self.up.audio = Audio::Off;

@@ -136,10 +136,29 @@ export interface VoiceErrorEvent {
 }
 /** The browser's audio state. `needsGesture`: audio is stopped until the user clicks, taps or
  * presses a key (Safari, iOS, a background tab); the client resumes it on that gesture by itself —
- * prompt the user for one. */
-export interface AudioStateEvent {
+ * prompt the user for one. A device change the client acted on adds the fields of
+ * {@link AudioDeviceChange}. */
+export interface AudioStateEvent extends Partial<AudioDeviceChange> {
   state: "running" | "suspended" | "interrupted" | "closed";
   needsGesture: boolean;
+}
+/** A device came or went and the client healed audio by itself (the session stays in voice
+ * mode): a microphone being reopened (`recovering`), then audio flowing again (`recovered`).
+ * Only when every try fails does a `mode` event switch to text (`track_ended`, `mic_absent`,
+ * `mic_denied`). */
+export interface AudioDeviceChange {
+  /** Set while the microphone is being reopened. */
+  recovering?: "mic";
+  /** Set once audio flows again: on a new microphone, or on another output device. */
+  recovered?: "mic" | "output";
+  /** `track_ended` (unplugged, taken by the system), `device_removed` (no longer listed),
+   * `device_returned` (the chosen device is back), `format_changed` (e.g. a headset switching
+   * to two channels), `sink_failed` (the browser refused the chosen output device). */
+  reason: "track_ended" | "device_removed" | "device_returned" | "format_changed" | "sink_failed";
+  /** The device tried or now in use: a `deviceId`, or `"default"`. */
+  device: string;
+  /** The try (1 for the first; 0 for a change that needed none). */
+  attempt: number;
 }
 /** Every server event, raw. */
 export interface ServerEventMessage { type: string; event: any }

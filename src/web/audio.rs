@@ -11,7 +11,6 @@
 //! strict CSP without `blob:` works. Nothing here decides anything: failures are reported as
 //! [`AudioFailure`]s and the core chooses what follows.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use js_sys::{Array, Float32Array, Object, Reflect};
@@ -46,6 +45,8 @@ pub enum AudioEvent {
     Finished { item: String },
     /// The microphone track ended (device unplugged, permission revoked).
     TrackEnded,
+    /// The browser's devices changed (`devicechange` on `navigator.mediaDevices`).
+    DevicesChanged,
     /// The context's state changed: "running", "suspended", "interrupted" (Safari) or "closed".
     ContextState(String),
 }
@@ -73,6 +74,7 @@ pub struct AudioGraph {
     element: HtmlAudioElement,
     closures: Vec<Closure<dyn FnMut(JsValue)>>,
     track_closures: Vec<Closure<dyn FnMut(JsValue)>>,
+    on_devicechange: Option<Closure<dyn FnMut(JsValue)>>,
     sink: Rc<dyn Fn(AudioEvent)>,
 }
 
@@ -136,7 +138,9 @@ impl AudioGraph {
         }
         let stream = open_microphone(&options.constraints).await?;
         // From here on every step is synchronous; whatever fails, the microphone goes off.
-        Self::assemble(ctx, element, options, sink, stream.clone())
+        // `Clone::clone`: the inherent `MediaStream::clone` is the JS method, which would give
+        // the graph a copy with tracks of its own (the original ones never stopped).
+        Self::assemble(ctx, element, options, sink, Clone::clone(&stream))
             .inspect_err(|_| stop_tracks(&stream))
     }
 
@@ -186,6 +190,7 @@ impl AudioGraph {
             element,
             closures: Vec::new(),
             track_closures: Vec::new(),
+            on_devicechange: None,
             sink,
         };
         graph.listen();
@@ -254,11 +259,22 @@ impl AudioGraph {
         self.ctx
             .set_onstatechange(Some(on_state.as_ref().unchecked_ref()));
         self.closures.extend([on_capture, on_playback, on_state]);
+        // A listener, not `ondevicechange`: the app's own handler stays.
+        let sink = self.sink.clone();
+        let on_devices =
+            Closure::<dyn FnMut(JsValue)>::new(move |_| sink(AudioEvent::DevicesChanged));
+        if let Some(devices) = media_devices() {
+            let _ = devices.add_event_listener_with_callback(
+                "devicechange",
+                on_devices.as_ref().unchecked_ref(),
+            );
+            self.on_devicechange = Some(on_devices);
+        }
     }
 
     /// Connects `stream` to the capture worklet, then retires the previous stream; on failure
     /// the new stream is stopped and the previous one keeps running.
-    fn attach_stream(&mut self, stream: MediaStream) -> Result<(), AudioFailure> {
+    pub fn attach_stream(&mut self, stream: MediaStream) -> Result<(), AudioFailure> {
         let source = match self
             .ctx
             .create_media_stream_source(&stream)
@@ -277,6 +293,10 @@ impl AudioGraph {
             old.disconnect().ok();
         }
         if let Some(old) = self.stream.take() {
+            // Detached before their closures go: a late `ended` must find no dropped closure.
+            for track in old.get_audio_tracks().iter() {
+                track.unchecked_into::<MediaStreamTrack>().set_onended(None);
+            }
             stop_tracks(&old);
         }
         self.track_closures.clear();
@@ -310,22 +330,6 @@ impl AudioGraph {
     pub fn resume(&self) {
         let _ = self.ctx.resume();
         let _ = self.element.play();
-    }
-
-    /// Switches the microphone to `constraints` (e.g. another device id) without tearing down
-    /// the graph.
-    pub async fn switch_microphone(
-        this: &Rc<RefCell<Option<AudioGraph>>>,
-        constraints: &JsValue,
-    ) -> Result<(), AudioFailure> {
-        let stream = open_microphone(constraints).await?;
-        match this.borrow_mut().as_mut() {
-            Some(graph) => graph.attach_stream(stream),
-            None => {
-                stop_tracks(&stream);
-                Ok(())
-            }
-        }
     }
 
     /// Hands a capture buffer back to the capture worklet (transferred), once its frames were
@@ -393,7 +397,14 @@ impl AudioGraph {
             port.set_onmessage(None);
         }
         if let Some(stream) = &self.stream {
+            for track in stream.get_audio_tracks().iter() {
+                track.unchecked_into::<MediaStreamTrack>().set_onended(None);
+            }
             stop_tracks(stream);
+        }
+        if let (Some(cb), Some(devices)) = (&self.on_devicechange, media_devices()) {
+            let _ = devices
+                .remove_event_listener_with_callback("devicechange", cb.as_ref().unchecked_ref());
         }
         self.ctx.set_onstatechange(None);
         let _ = self.element.pause();
@@ -413,7 +424,7 @@ pub fn has_set_sink_id() -> bool {
     }
 }
 
-/// Routes `element`'s output to `device_id` (`setSinkId`).
+/// Routes `element`'s output to `device_id` (`setSinkId`; `""` is the default device).
 pub async fn set_sink(element: &HtmlAudioElement, device_id: &str) -> Result<(), JsValue> {
     let f: js_sys::Function = Reflect::get(element, &"setSinkId".into())?
         .dyn_into()
@@ -427,19 +438,20 @@ pub(crate) fn get(obj: &JsValue, key: &str) -> JsValue {
     Reflect::get(obj, &key.into()).unwrap_or(JsValue::UNDEFINED)
 }
 
-fn stop_tracks(stream: &MediaStream) {
+/// Stops every track of `stream` (the microphone light goes off).
+pub fn stop_tracks(stream: &MediaStream) {
     for t in stream.get_tracks().iter() {
         t.unchecked_into::<MediaStreamTrack>().stop();
     }
 }
 
+fn media_devices() -> Option<web_sys::MediaDevices> {
+    web_sys::window()?.navigator().media_devices().ok()
+}
+
 /// `getUserMedia({audio: constraints})`, with the browser's refusal mapped to a typed failure.
-async fn open_microphone(constraints: &JsValue) -> Result<MediaStream, AudioFailure> {
-    let window = web_sys::window().ok_or(AudioFailure::Other)?;
-    let devices = window
-        .navigator()
-        .media_devices()
-        .map_err(|_| AudioFailure::Other)?;
+pub async fn open_microphone(constraints: &JsValue) -> Result<MediaStream, AudioFailure> {
+    let devices = media_devices().ok_or(AudioFailure::Other)?;
     let c = MediaStreamConstraints::new();
     c.set_audio(constraints);
     let promise = devices
@@ -458,14 +470,32 @@ async fn open_microphone(constraints: &JsValue) -> Result<MediaStream, AudioFail
     }
 }
 
+/// `enumerateDevices()`, as the browser lists it.
+async fn enumerate() -> Result<Array, JsValue> {
+    let devices = media_devices().ok_or_else(|| JsValue::from_str("no mediaDevices"))?;
+    JsFuture::from(devices.enumerate_devices()?)
+        .await?
+        .dyn_into()
+}
+
+/// The ids of the microphones and of the output devices (`enumerateDevices()`).
+pub async fn device_ids() -> Result<(Vec<String>, Vec<String>), JsValue> {
+    let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
+    for d in enumerate().await?.iter() {
+        let id = get(&d, "deviceId").as_string().unwrap_or_default();
+        match get(&d, "kind").as_string().as_deref() {
+            Some("audioinput") => inputs.push(id),
+            Some("audiooutput") => outputs.push(id),
+            _ => {}
+        }
+    }
+    Ok((inputs, outputs))
+}
+
 /// `enumerateDevices()` filtered to `kind` ("audioinput" or "audiooutput"), as an array of
 /// `{deviceId, label}`.
 pub async fn list_devices(kind: &str) -> Result<Array, JsValue> {
-    let window = web_sys::window().ok_or_else(|| JsValue::from_str("no window"))?;
-    let devices = window.navigator().media_devices()?;
-    let list: Array = JsFuture::from(devices.enumerate_devices()?)
-        .await?
-        .dyn_into()?;
+    let list = enumerate().await?;
     let out = Array::new();
     for d in list.iter() {
         if get(&d, "kind").as_string().as_deref() == Some(kind) {

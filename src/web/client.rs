@@ -16,8 +16,8 @@ use super::socket::{Socket, SocketEvent};
 use crate::audio::{measure_level, Resampler};
 use crate::protocol::json;
 use crate::session::{
-    AppEvent, AudioFailure, AudioState, HttpFailure, Output, Session, SessionConfig, State,
-    TokenFailure, TokenSource,
+    AppEvent, AudioFailure, AudioState, HttpFailure, MicLoss, Output, Session, SessionConfig,
+    State, TokenFailure, TokenSource,
 };
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -65,7 +65,12 @@ struct Shell {
     single_tab_lock: Option<String>,
     worklets: (String, String),
     mic_constraints: RefCell<JsValue>,
-    sink_id: RefCell<Option<String>>,
+    /// `setInputDevice` / `setOutputDevice` promises, settled by the open or `setSinkId` the
+    /// session asks for (or at once when it asks for none).
+    device_waiters: RefCell<Vec<(Function, Function)>>,
+    sink_waiters: RefCell<Vec<(Function, Function)>>,
+    /// The latest `Output::OpenMic`: a microphone opened for an older one is not used.
+    mic_seq: Cell<u64>,
     listeners: RefCell<Vec<(String, Function)>>,
     /// Registered tools: name, definition (JSON text), handler.
     tools: RefCell<Vec<(String, String, Function)>>,
@@ -175,7 +180,6 @@ impl VoiceClient {
                 .unwrap_or_else(playback_worklet_url),
         );
         let lock_name = single_tab.then(|| format!("realtime-voice:{}", config.interview_id));
-        let sink_id = config.sink_id.clone();
         let seed = (js_sys::Math::random() * 9.007_199_254_740_991e15) as u64 ^ now_ms();
         let shell = Rc::new_cyclic(|me| Shell {
             me: me.clone(),
@@ -189,7 +193,9 @@ impl VoiceClient {
             single_tab_lock: lock_name,
             worklets,
             mic_constraints: RefCell::new(mic_constraints),
-            sink_id: RefCell::new(sink_id),
+            device_waiters: RefCell::new(Vec::new()),
+            sink_waiters: RefCell::new(Vec::new()),
+            mic_seq: Cell::new(0),
             listeners: RefCell::new(Vec::new()),
             tools: RefCell::new(Vec::new()),
             waiters: RefCell::new(Vec::new()),
@@ -453,49 +459,59 @@ impl VoiceClient {
         future_to_promise(async { audio::list_devices("audiooutput").await.map(JsValue::from) })
     }
 
-    /// Uses the microphone `device_id` from now on (switches at once when capturing).
+    /// Uses the microphone `device_id` from now on (switches at once when capturing; if it is
+    /// unplugged later, the client goes on with the default one and comes back to it when it
+    /// returns).
     #[wasm_bindgen(js_name = setInputDevice, unchecked_return_type = "Promise<void>")]
     pub fn set_input_device(&self, device_id: String) -> Promise {
-        let shell = self.shell.clone();
-        future_to_promise(async move {
-            let constraints: JsValue = Object::assign(
-                &Object::new(),
-                shell.mic_constraints.borrow().unchecked_ref(),
-            )
-            .into();
-            let exact = Object::new();
-            Reflect::set(&exact, &"exact".into(), &device_id.clone().into())?;
-            Reflect::set(&constraints, &"deviceId".into(), &exact)?;
-            *shell.mic_constraints.borrow_mut() = constraints.clone();
-            if shell.graph.borrow().is_some() {
-                AudioGraph::switch_microphone(&shell.graph, &constraints)
-                    .await
-                    .map_err(|e| js_error(&format!("cannot switch microphone: {}", e.as_str())))?;
-            }
-            Ok(JsValue::UNDEFINED)
+        let shell = &self.shell;
+        shell.device_promise(&shell.device_waiters, |s, now| {
+            s.set_input_device(now, Some(&device_id))
         })
     }
 
     /// Plays the AI's voice on the output `device_id` (where the browser has `setSinkId`;
-    /// rejects elsewhere).
+    /// rejects elsewhere). If it disappears later, the default device takes over until it
+    /// returns.
     #[wasm_bindgen(js_name = setOutputDevice, unchecked_return_type = "Promise<void>")]
     pub fn set_output_device(&self, device_id: String) -> Promise {
-        let shell = self.shell.clone();
-        future_to_promise(async move {
-            if !audio::has_set_sink_id() {
-                return Err(js_error(
-                    "this browser cannot choose the output device (no setSinkId)",
-                ));
-            }
-            *shell.sink_id.borrow_mut() = Some(device_id.clone());
-            let graph = shell.graph.clone();
-            let element = graph.borrow().as_ref().map(|g| g.element());
-            if let Some(element) = element {
-                audio::set_sink(&element, &device_id).await?;
-            }
-            Ok(JsValue::UNDEFINED)
+        if !audio::has_set_sink_id() {
+            return Promise::reject(&js_error(
+                "this browser cannot choose the output device (no setSinkId)",
+            ));
+        }
+        let shell = &self.shell;
+        shell.device_promise(&shell.sink_waiters, |s, now| {
+            s.set_output_device(now, Some(&device_id))
         })
     }
+}
+
+/// Resolves (or rejects with `Err`'s message) every promise in `waiters`.
+fn settle_all(waiters: Vec<(Function, Function)>, result: &Result<(), String>) {
+    for (resolve, reject) in waiters {
+        let _ = match result {
+            Ok(()) => resolve.call0(&JsValue::NULL),
+            Err(m) => reject.call1(&JsValue::NULL, &js_error(m)),
+        };
+    }
+}
+
+/// The app's microphone constraints with `deviceId: {exact: id}`, or without any `deviceId`
+/// (the browser's default) for `None`.
+fn with_device(constraints: &JsValue, device_id: Option<&str>) -> JsValue {
+    let c = Object::assign(&Object::new(), constraints.unchecked_ref());
+    match device_id {
+        Some(id) => {
+            let exact = Object::new();
+            let _ = Reflect::set(&exact, &"exact".into(), &id.into());
+            let _ = Reflect::set(&c, &"deviceId".into(), &exact);
+        }
+        None => {
+            let _ = Reflect::delete_property(&c, &"deviceId".into());
+        }
+    }
+    c.into()
 }
 
 impl Shell {
@@ -540,6 +556,8 @@ impl Shell {
             }
             Output::StartAudio => self.start_audio(),
             Output::StopAudio => self.stop_audio(),
+            Output::OpenMic { device_id, seq } => self.open_mic(device_id, seq),
+            Output::SetSink { device_id } => self.set_sink(device_id),
             Output::Play { item_id, samples } => {
                 self.play(&item_id, &samples);
                 self.core.borrow_mut().recycle(samples);
@@ -832,10 +850,19 @@ impl Shell {
                 return;
             }
         };
+        let (constraints, sink_id) = {
+            let core = self.core.borrow();
+            let mic = self.mic_constraints.borrow();
+            let constraints = match core.input_device() {
+                Some(id) => with_device(&mic, Some(id)),
+                None => mic.clone(),
+            };
+            (constraints, core.output_device().map(str::to_string))
+        };
         let options = AudioOptions {
             capture_url: self.worklets.0.clone(),
             playback_url: self.worklets.1.clone(),
-            constraints: self.mic_constraints.borrow().clone(),
+            constraints,
             prebuffer_ms: self.core.borrow().prebuffer_ms(),
         };
         let me = self.me.clone();
@@ -845,7 +872,6 @@ impl Shell {
             }
         });
         let me = self.me.clone();
-        let sink_id = self.sink_id.borrow().clone();
         spawn_local(async move {
             let result = AudioGraph::start(ctx, element, &options, sink).await;
             let Some(shell) = me.upgrade() else {
@@ -870,14 +896,98 @@ impl Shell {
                     *shell.play_resampler.borrow_mut() = Resampler::new(24_000, rate, 1).ok();
                     *shell.graph.borrow_mut() = Some(graph);
                     if let Some(id) = sink_id {
-                        if audio::has_set_sink_id() {
-                            let _ = audio::set_sink(&element, &id).await;
+                        if audio::has_set_sink_id() && audio::set_sink(&element, &id).await.is_err()
+                        {
+                            shell.input(|s, now| s.handle_sink_failed(now));
                         }
                     }
                     shell.mic_channels.set(0);
                     shell.on_audio(AudioEvent::ContextState(state));
                 }
                 Err(f) => shell.input(|s, now| s.handle_audio_failed(now, f)),
+            }
+        });
+    }
+
+    /// A promise for a device choice `f` hands to the session: settled by the `OpenMic` or
+    /// `SetSink` it asks for (which takes `waiters`), or at once when it asks for none (audio is
+    /// not running: the choice applies when it starts).
+    fn device_promise(
+        &self,
+        waiters: &RefCell<Vec<(Function, Function)>>,
+        f: impl FnOnce(&mut Session, u64),
+    ) -> Promise {
+        let promise = Promise::new(&mut |resolve, reject| {
+            waiters.borrow_mut().push((resolve, reject));
+        });
+        self.input(f);
+        let left: Vec<_> = waiters.borrow_mut().drain(..).collect();
+        settle_all(left, &Ok(()));
+        promise
+    }
+
+    /// Opens the microphone the session asked for and puts it in place of the current one;
+    /// the outcome goes back with the request's `seq`.
+    fn open_mic(&self, device_id: Option<String>, seq: u64) {
+        self.mic_seq.set(seq);
+        let constraints = with_device(&self.mic_constraints.borrow(), device_id.as_deref());
+        let waiters: Vec<_> = self.device_waiters.borrow_mut().drain(..).collect();
+        let me = self.me.clone();
+        spawn_local(async move {
+            let opened = audio::open_microphone(&constraints).await;
+            let Some(shell) = me.upgrade() else {
+                if let Ok(stream) = opened {
+                    audio::stop_tracks(&stream);
+                }
+                return;
+            };
+            let result = match opened {
+                // A newer request superseded this one while it was opening.
+                Ok(stream) if shell.mic_seq.get() != seq => {
+                    audio::stop_tracks(&stream);
+                    settle_all(waiters, &Ok(()));
+                    return;
+                }
+                Ok(stream) => match shell.graph.borrow_mut().as_mut() {
+                    Some(g) => g.attach_stream(stream),
+                    None => {
+                        audio::stop_tracks(&stream);
+                        Err(AudioFailure::AudioContextFailed)
+                    }
+                },
+                Err(f) => Err(f),
+            };
+            match result {
+                Ok(()) => {
+                    settle_all(waiters, &Ok(()));
+                    shell.input(|s, now| s.handle_mic_opened(now, seq));
+                }
+                Err(f) => {
+                    let why = format!("cannot switch microphone: {}", f.as_str());
+                    settle_all(waiters, &Err(why));
+                    shell.input(|s, now| s.handle_mic_open_failed(now, seq, f));
+                }
+            }
+        });
+    }
+
+    /// Routes playback to the output device the session chose (`None`: the default).
+    fn set_sink(&self, device_id: Option<String>) {
+        let element = self.graph.borrow().as_ref().map(|g| g.element());
+        let waiters: Vec<_> = self.sink_waiters.borrow_mut().drain(..).collect();
+        let me = self.me.clone();
+        spawn_local(async move {
+            let result = match element {
+                Some(e) if audio::has_set_sink_id() => {
+                    audio::set_sink(&e, device_id.as_deref().unwrap_or(""))
+                        .await
+                        .map_err(|e| describe(&e))
+                }
+                _ => Ok(()),
+            };
+            settle_all(waiters, &result);
+            if let (Some(shell), true) = (me.upgrade(), result.is_err()) {
+                shell.input(|s, now| s.handle_sink_failed(now));
             }
         });
     }
@@ -970,7 +1080,20 @@ impl Shell {
                 self.input(|s, now| s.handle_playback_finished(now, &item));
             }
             AudioEvent::TrackEnded => {
-                self.input(|s, now| s.handle_audio_failed(now, AudioFailure::TrackEnded))
+                self.input(|s, now| s.handle_mic_lost(now, MicLoss::TrackEnded))
+            }
+            AudioEvent::DevicesChanged => {
+                let me = self.me.clone();
+                spawn_local(async move {
+                    let Ok((inputs, outputs)) = audio::device_ids().await else {
+                        return;
+                    };
+                    // Where no output can be chosen, the output list says nothing.
+                    let outputs = audio::has_set_sink_id().then_some(&outputs[..]);
+                    if let Some(shell) = me.upgrade() {
+                        shell.input(|s, now| s.handle_devices_changed(now, &inputs, outputs));
+                    }
+                });
             }
             AudioEvent::ContextState(state) => {
                 if let Some(state) = AudioState::from_browser(&state) {

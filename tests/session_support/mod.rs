@@ -114,6 +114,15 @@ pub fn events(v: &[Output]) -> Vec<&AppEvent> {
         .collect()
 }
 
+/// The JSON of every app event named `name` in `v`.
+pub fn event_jsons(v: &[Output], name: &str) -> Vec<String> {
+    events(v)
+        .iter()
+        .filter(|e| e.name() == name)
+        .map(|e| e.to_json())
+        .collect()
+}
+
 pub fn sends(v: &[Output]) -> Vec<&str> {
     v.iter()
         .filter_map(|o| match o {

@@ -4,7 +4,8 @@
 #![allow(dead_code)]
 
 use realtime_voice::session::connection::OFFLINE_PROBE_MS;
-use realtime_voice::session::{Link, Session, SessionConfig, State, WayOut};
+use realtime_voice::session::devices::{MIC_OPEN_TIMEOUT_MS, MIC_REOPEN_TRIES, MIC_RETRY_MAX_MS};
+use realtime_voice::session::{Link, Session, SessionConfig, State, Timer, WayOut};
 
 /// Most outputs a single input may queue: the lossy app events stop at 4096 undrained outputs,
 /// and the rest of one input's work (a status, a close, an open, a few sends) is small.
@@ -12,7 +13,7 @@ pub const MAX_OUTPUTS_PER_INPUT: usize = 4096 + 256;
 
 /// Checks made after every input, once its outputs are drained:
 /// - liveness: a `connecting`/`reconnecting` session has a way out by itself, a timer, and
-///   `poll_timeout` is no later than it;
+///   `poll_timeout` is no later than it; so has a microphone being reopened;
 /// - consistency: the app-facing state is the one the link implies;
 /// - memory: nothing is left undrained, and the mic accounting holds.
 pub fn check_after_input(s: &Session, what: &dyn std::fmt::Debug) {
@@ -26,6 +27,14 @@ pub fn check_after_input(s: &Session, what: &dyn std::fmt::Debug) {
         assert!(
             u.is_some_and(|u| u <= t),
             "liveness: {state:?} in {link:?} has its way out at {t} but poll_timeout is {u:?} after {what:?}"
+        );
+    }
+    if s.mic_recovering() {
+        let t = s.timer(Timer::Mic);
+        let u = s.poll_timeout();
+        assert!(
+            t.is_some() && u.is_some_and(|u| Some(u) <= t),
+            "liveness: a microphone being reopened without a timer ({t:?}, poll_timeout {u:?}) after {what:?}"
         );
     }
     let agrees = match link {
@@ -86,12 +95,20 @@ pub fn settle_bound_ms(cfg: &SessionConfig) -> u64 {
     u64::from(cfg.reconnect_window_ms)
         + (u64::from(cfg.max_reconnect_attempts) + 2) * cycle
         + 4 * backoff_max
+        + mic_settle_bound_ms()
+}
+
+/// How long a microphone being reopened may go on with timers only: every try unanswered
+/// until its deadline, with the longest wait before each.
+pub fn mic_settle_bound_ms() -> u64 {
+    u64::from(MIC_REOPEN_TRIES) * (MIC_OPEN_TIMEOUT_MS + MIC_RETRY_MAX_MS)
 }
 
 /// Progress ("`connect()` always settles"): with no input but the timer (the virtual clock
-/// jumps to each `poll_timeout`), the session leaves `connecting`/`reconnecting` within
-/// [`settle_bound_ms`]. `drain` performs the outputs of each step; every step is checked like
-/// an input. Returns the time at which it settled.
+/// jumps to each `poll_timeout`), the session leaves `connecting`/`reconnecting`, and ends
+/// any microphone recovery (reopened or text mode), within [`settle_bound_ms`]. `drain`
+/// performs the outputs of each step; every step is checked like an input. Returns the time at
+/// which it settled.
 pub fn check_settles(
     s: &mut Session,
     mut now: u64,
@@ -100,7 +117,8 @@ pub fn check_settles(
     let start = now;
     let bound = settle_bound_ms(s.config());
     let mut steps = 0u32;
-    while matches!(s.status().state, State::Connecting | State::Reconnecting) {
+    while matches!(s.status().state, State::Connecting | State::Reconnecting) || s.mic_recovering()
+    {
         let t = s
             .poll_timeout()
             .unwrap_or_else(|| panic!("progress: {:?} with no timer", s.link()));

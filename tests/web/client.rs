@@ -17,13 +17,13 @@ use crate::support::{dev_token, dev_token_for, get_json, num, post_json, prop, s
 type Log = Rc<RefCell<Vec<(String, JsValue, f64)>>>;
 
 /// Records every event of a client and wakes waiters on each one.
-struct Recorder {
-    log: Log,
+pub(crate) struct Recorder {
+    pub(crate) log: Log,
     wake: Rc<RefCell<Option<Function>>>,
     _listeners: Vec<Closure<dyn FnMut(JsValue)>>,
 }
 
-fn now() -> f64 {
+pub(crate) fn now() -> f64 {
     web_sys::window()
         .and_then(|w| w.performance())
         .map(|p| p.now())
@@ -31,7 +31,7 @@ fn now() -> f64 {
 }
 
 impl Recorder {
-    fn attach(client: &VoiceClient) -> Recorder {
+    pub(crate) fn attach(client: &VoiceClient) -> Recorder {
         let log: Log = Rc::default();
         let wake: Rc<RefCell<Option<Function>>> = Rc::default();
         let mut listeners = Vec::new();
@@ -56,7 +56,7 @@ impl Recorder {
     }
 
     /// Waits (event-driven) until `pred` holds over the log, or fails after `ms`.
-    async fn wait_for(
+    pub(crate) async fn wait_for(
         &self,
         ms: u32,
         what: &str,
@@ -86,7 +86,7 @@ impl Recorder {
             .collect()
     }
 
-    fn of(&self, name: &str) -> Vec<JsValue> {
+    pub(crate) fn of(&self, name: &str) -> Vec<JsValue> {
         self.log
             .borrow()
             .iter()
@@ -95,7 +95,7 @@ impl Recorder {
             .collect()
     }
 
-    fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let log = self.log.borrow();
         let mut out = String::new();
         for (n, e, _) in log
@@ -113,7 +113,11 @@ impl Recorder {
     }
 }
 
-fn has(log: &[(String, JsValue, f64)], name: &str, f: impl Fn(&JsValue) -> bool) -> bool {
+pub(crate) fn has(
+    log: &[(String, JsValue, f64)],
+    name: &str,
+    f: impl Fn(&JsValue) -> bool,
+) -> bool {
     log.iter().any(|(n, e, _)| n == name && f(e))
 }
 
@@ -121,7 +125,7 @@ fn state_is(e: &JsValue, s: &str) -> bool {
     prop(e, "state").as_string().as_deref() == Some(s)
 }
 
-fn engine() -> &'static str {
+pub(crate) fn engine() -> &'static str {
     let ua = web_sys::window()
         .and_then(|w| w.navigator().user_agent().ok())
         .unwrap_or_default();
@@ -135,7 +139,7 @@ fn engine() -> &'static str {
 }
 
 /// Options for a client of `interview` on the test server; `extra` is merged over them.
-fn options(interview: &str, token: Option<&str>, extra: &[(&str, JsValue)]) -> JsValue {
+pub(crate) fn options(interview: &str, token: Option<&str>, extra: &[(&str, JsValue)]) -> JsValue {
     let o = Object::new();
     let set = |k: &str, v: JsValue| {
         Reflect::set(&o, &k.into(), &v).expect("set option");
@@ -174,13 +178,13 @@ fn text_client(interview: &str, token: &str, extra: &[(&str, JsValue)]) -> Voice
 }
 
 /// Disconnects and waits until the interview is free again.
-async fn end(client: &VoiceClient) {
+pub(crate) async fn end(client: &VoiceClient) {
     JsFuture::from(client.disconnect())
         .await
         .expect("disconnect");
 }
 
-async fn connect(client: &VoiceClient) -> Result<JsValue, JsValue> {
+pub(crate) async fn connect(client: &VoiceClient) -> Result<JsValue, JsValue> {
     JsFuture::from(client.connect()).await
 }
 

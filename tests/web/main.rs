@@ -6,5 +6,6 @@ mod support;
 
 mod capture;
 mod client;
+mod devices;
 
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
