@@ -121,3 +121,11 @@ size: pkg
 
 size-check: pkg
 	@bash scripts/size.sh --check $$(cat size-budget)
+
+# The echo lab (e2e/echo-lab/lab.mjs): the demo page in headless Chromium on a private
+# PulseAudio whose output loops back into its microphone through simulated rooms (sox reverb),
+# the reference server's VAD as the judge; writes e2e/output/echo-lab.md. A report, not part of
+# `make test`. ROOMS=harsh,speakerphone GUARDS=off,auto RUNS=10 KINDS=echo,barge pick a subset.
+.PHONY: test-echo
+test-echo: setup pkg server
+	$(WITH_SERVER) scripts/with-pulseaudio.sh node e2e/echo-lab/lab.mjs

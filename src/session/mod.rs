@@ -67,6 +67,7 @@ pub mod backoff;
 pub mod config;
 pub mod connection;
 pub mod cost;
+mod echo;
 pub mod events;
 mod http_text;
 pub mod machine;
