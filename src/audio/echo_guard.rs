@@ -7,15 +7,20 @@
 //! ```text
 //! reference: decoded assistant audio ─► energy frames per item ─► placed on the mic timeline
 //!            when the player reports them played (`played`)
-//! mic 24 kHz ─► energy frame ─► echo path estimate: delay (log-envelope correlation over
-//!   0–300 ms of lag) and coupling (90th percentile of mic/reference, dB)
-//!   ─► predicted echo = coupling × decaying peak of the reference around the delay
-//!   ─► gate: Idle (no echo possible: audio passes unchanged)
-//!            Guard (echo possible: audio goes through a 150 ms pre-roll line; frames leave it
+//! mic 24 kHz ─► energy frame ─► predicted echo = min(coupling₁ × decaying peak,
+//!   coupling₂ × decaying sum) of the reference over every lag 0–400 ms; the couplings are
+//!   peak holds over frames the gate kept back (a browser canceller leaks as loud as the raw
+//!   echo now and then: the guard expects the leaks, not the typical residue)
+//!   ─► gate: Idle (no echo possible: audio passes unchanged, undelayed)
+//!            Guard (echo possible: audio goes through a 300 ms pre-roll line; frames leave it
 //!                   as silence unless the gate opens)
-//!            Pass  (4 frames in a row exceed the prediction by 8 dB: the pre-roll line and all
-//!                   that follows pass unchanged until 300 ms are explained by echo again)
+//!            Pass  (5 frames above the prediction + 4 dB, one below taking one back: the
+//!                   pre-roll line and all that follows pass unchanged until 300 ms are
+//!                   explained by echo again)
 //! ```
+//!
+//! The delay (log-envelope covariance over the lags) is estimated for the metrics only: the
+//! player's progress reports jitter by tens of ms, so the prediction takes every lag.
 //!
 //! Guarded audio is replaced by digital silence, not left out: the server's input timeline
 //! (`audio_start_ms`, `audio_end_ms`) stays the microphone's, and its VAD keeps seeing the
@@ -487,7 +492,12 @@ impl EchoGuard {
             return_loss_db: (self.learnt_frames >= MIN_LEARNT_FRAMES).then_some(-self.coupling[0]),
             delay_ms: self.delay.map(|d| d as u32 * 10),
             guarded_ms: self.guarded_samples / 24,
-            held_ms: (self.line_len * FRAME + self.acc_len) as u64 / 24,
+            held_ms: (if self.gating {
+                self.line_len * FRAME
+            } else {
+                0
+            } + self.acc_len) as u64
+                / 24,
             suspected_self_interruptions: self.suspected,
             state: self.state,
         }
