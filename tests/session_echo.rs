@@ -3,7 +3,6 @@
 //! VAD's `speech_started`), what reaches the socket, and the metrics.
 
 #[path = "session_support/properties.rs"]
-#[allow(dead_code)]
 mod properties;
 mod session_support;
 
