@@ -14,7 +14,9 @@
 // Rows go to e2e/output/echo-lab.jsonl, the table to e2e/output/echo-lab.md.
 //
 // Environment: ROOMS=dry,mild,medium,harsh,speakerphone  GUARDS=off,auto  RUNS=2  KINDS=echo,barge
-// RECORD=dir (saves each echo run's played and captured audio as 24 kHz WAVs, for fixtures).
+// RECORD=dir saves each run's received audio, the page's output and the room's microphone as
+// 24 kHz WAVs (their timelines are only as good as PulseAudio's recorders: the native test
+// fixtures are rendered offline instead, scripts/echo-lab/render-fixtures.sh).
 // Runs inside scripts/with-server.sh and scripts/with-pulseaudio.sh (the Makefile does both).
 import { spawn, spawnSync } from "node:child_process";
 import { appendFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
