@@ -35,8 +35,8 @@ fn echo_run(opts: &str) -> (Sim, Vec<i16>) {
 }
 
 #[test]
-fn echo_is_sent_as_silence_by_default_and_unchanged_when_off() {
-    let (sim, sent) = echo_run("");
+fn echo_is_sent_as_silence_with_auto_and_unchanged_by_default() {
+    let (sim, sent) = echo_run(r#","echoGuard":"auto""#);
     let m = sim.s.metrics();
     assert!(m.echo_guarded_ms >= 1_500, "{m:?}");
     assert!(!sent.is_empty());
@@ -47,7 +47,7 @@ fn echo_is_sent_as_silence_by_default_and_unchanged_when_off() {
     );
     assert_eq!(m.echo_held_ms, 300, "the pre-roll holds the newest audio");
 
-    let (sim, sent) = echo_run(r#","echoGuard":"off""#);
+    let (sim, sent) = echo_run("");
     let m = sim.s.metrics();
     assert_eq!(m.echo_guarded_ms, 0);
     assert!(
@@ -83,7 +83,7 @@ fn speech_started_on_echo_is_counted_as_a_suspected_self_interruption() {
 fn the_option_takes_auto_or_off() {
     let base = format!("{{{BASE}");
     for (v, gating) in [
-        ("", true),
+        ("", false),
         (r#","echoGuard":"auto""#, true),
         (r#","echoGuard":"off""#, false),
     ] {

@@ -117,7 +117,8 @@ pub struct SessionConfig {
     pub playback_worklet_url: Option<String>,
     /// Shell pass-through: output device id for `setSinkId`.
     pub sink_id: Option<String>,
-    /// Hold back microphone audio that the assistant's own echo explains (docs/AUDIO.md, Echo).
+    /// Hold back microphone audio that the assistant's own echo explains (`echoGuard: "auto"`;
+    /// off by default: it measures only, docs/AUDIO.md, Echo).
     pub echo_guard: bool,
 }
 
@@ -439,7 +440,7 @@ impl SessionConfig {
             capture_worklet_url: o.opt_str("captureWorkletUrl")?.map(str::to_string),
             playback_worklet_url: o.opt_str("playbackWorkletUrl")?.map(str::to_string),
             sink_id: o.opt_str("sinkId")?.map(str::to_string),
-            echo_guard: o.choice("echoGuard", &["auto", "off"], "\"auto\" or \"off\"")? != Some(1),
+            echo_guard: o.choice("echoGuard", &["auto", "off"], "\"auto\" or \"off\"")? == Some(0),
         })
     }
 }

@@ -33,9 +33,9 @@ export interface VoiceClientOptions {
   /** Microphone audio kept while reconnecting, ms (default 10000); beyond it loss is reported. */
   maxBacklogMs?: number;
   /** Playback pre-buffer at the start, ms (default 60). */
-  /** While the assistant speaks, send as silence the microphone audio its echo explains, so the
-   * server's VAD does not make it interrupt itself; a voice above the echo passes (default "auto";
-   * "off" only measures). */
+  /** "auto": while the assistant speaks, send as silence the microphone audio its echo explains,
+   * so the server's VAD does not make it interrupt itself; a voice above the echo passes.
+   * Experimental. Default "off": the audio goes unchanged and the echo metrics are measured. */
   echoGuard?: "auto" | "off";
   prebufferMs?: number;
   /** Ceiling of the adaptive pre-buffer, ms (default 300): underruns in a response raise the
