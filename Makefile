@@ -129,3 +129,11 @@ SERVER_RELEASE := CARGO_PROFILE_RELEASE_OPT_LEVEL=3 CARGO_PROFILE_RELEASE_LTO=fa
 server-load-two: setup
 	$(SERVER_RELEASE) cargo build -q --release -p realtime-voice-server --example load
 	$(SERVER_RELEASE) cargo test -q --release -p realtime-voice-server --test multi_instance -- --ignored --nocapture load_200
+
+# The echo lab (e2e/echo-lab/lab.mjs): the demo page in headless Chromium on a private
+# PulseAudio whose output loops back into its microphone through simulated rooms (sox reverb),
+# the reference server's VAD as the judge; writes e2e/output/echo-lab.md. A report, not part of
+# `make test`. ROOMS=harsh,speakerphone GUARDS=off,auto RUNS=10 KINDS=echo,barge pick a subset.
+.PHONY: test-echo
+test-echo: setup pkg server
+	$(WITH_SERVER) scripts/with-pulseaudio.sh node e2e/echo-lab/lab.mjs

@@ -125,3 +125,25 @@ fn pcm16_encode_into_reserved_string_and_decode_into_reserved_vec_do_not_allocat
     assert_eq!(back.len(), samples.len());
     assert_eq!(n, 0, "{n} allocations");
 }
+
+#[test]
+fn echo_guard_gate_and_progress_do_not_allocate() {
+    use realtime_voice::audio::echo_guard::{EchoGuard, FRAME};
+    let _g = SERIAL.lock();
+    let reference: Vec<f32> = (0..48_000)
+        .map(|i| 0.3 * ((i as f32) * 0.05).sin())
+        .collect();
+    let mic: Vec<i16> = reference.iter().map(|&x| (x * 16_000.0) as i16).collect();
+    let mut g = EchoGuard::new(true);
+    g.push_reference("a", &reference);
+    let mut out = Vec::with_capacity(mic.len() + FRAME);
+    // Reference played and mic captured in 10 ms steps, through guard, pass and idle states.
+    let n = allocations(|| {
+        for (i, block) in mic.chunks(FRAME).enumerate() {
+            g.played("a", ((i + 1) * FRAME) as u64);
+            g.process(block, &mut out);
+        }
+    });
+    assert_eq!(n, 0);
+    assert!(g.stats().guarded_ms > 0);
+}

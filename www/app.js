@@ -8,7 +8,7 @@
 //   ?user=     user id for the dev token (the rollout bucket depends on it)
 //   ?muted=1   start with the microphone muted; ?mode=text start in text mode;
 //   ?protocol=beta|ga  shape of session.update; ?auth=subprotocol  token in the subprotocol;
-//   ?prebuffer=ms  playback pre-buffer (the client's prebufferMs).
+//   ?prebuffer=ms  playback pre-buffer (the client's prebufferMs); ?echoGuard=auto|off.
 // Test hooks: data-testid attributes, document.body.dataset.{wasm,state,mode,saved} and
 // window.__rv (counters of facts: transcripts, audible output, errors by code, statuses).
 // Nothing here logs transcripts or tokens.
@@ -163,6 +163,7 @@ const startMode = params.get("mode") === "text" ? "text" : "voice";
 const protocol = params.get("protocol") === "beta" ? "beta" : "ga";
 const authVia = params.get("auth") === "subprotocol" ? "subprotocol" : "query";
 const prebufferMs = params.has("prebuffer") ? Number(params.get("prebuffer")) : undefined;
+const echoGuard = params.get("echoGuard"); // the echo lab compares "off" and "auto"
 rv.backend = backend;
 
 // ---- tokens ---------------------------------------------------------------------------------
@@ -519,6 +520,7 @@ async function main() {
     const options = {
       baseUrl: backend, interviewId, httpFallback: true, protocol, authVia, mode: startMode,
       ...(prebufferMs !== undefined ? { prebufferMs } : {}),
+      ...(echoGuard ? { echoGuard } : {}),
       ...(fixedToken ? { token: fixedToken } : { tokenProvider: currentToken }),
     };
     client = new VoiceClient(options);

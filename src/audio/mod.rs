@@ -12,11 +12,13 @@
 //! objects are constructed; all memory is sized at construction from the configuration.
 
 pub mod chunker;
+pub mod echo_guard;
 pub mod level;
 pub mod pcm16;
 pub mod resample;
 
 pub use chunker::{ChunkInfo, Chunker, ChunkerConfig, ChunkerError};
+pub use echo_guard::{EchoGuard, EchoStats, GateState};
 pub use level::{measure_level, Level};
 pub use pcm16::{Base64Error, Pcm16Error};
 pub use resample::{Resampler, ResamplerError};

@@ -119,6 +119,9 @@ pub struct SessionConfig {
     pub playback_worklet_url: Option<String>,
     /// Shell pass-through: output device id for `setSinkId`.
     pub sink_id: Option<String>,
+    /// Hold back microphone audio that the assistant's own echo explains (`echoGuard: "auto"`;
+    /// off by default: it measures only, docs/AUDIO.md, Echo).
+    pub echo_guard: bool,
 }
 
 /// Why the options were refused; the message names the option.
@@ -263,6 +266,7 @@ const KNOWN: &[&str] = &[
     "captureWorkletUrl",
     "playbackWorkletUrl",
     "sinkId",
+    "echoGuard",
 ];
 
 /// The largest options text accepted.
@@ -422,6 +426,7 @@ impl SessionConfig {
         let capture_worklet_url = o.opt_str("captureWorkletUrl");
         let playback_worklet_url = o.opt_str("playbackWorkletUrl");
         let sink_id = o.opt_str("sinkId");
+        let echo_guard = o.choice("echoGuard", &["auto", "off"], "\"auto\" or \"off\"") == Some(0);
         let base = match (base, o.err) {
             (Some(base), None) => base,
             // The slot holds the first error (`base` is only missing after one).
@@ -459,6 +464,7 @@ impl SessionConfig {
             capture_worklet_url: capture_worklet_url.map(str::to_string),
             playback_worklet_url: playback_worklet_url.map(str::to_string),
             sink_id: sink_id.map(str::to_string),
+            echo_guard,
         })
     }
 }

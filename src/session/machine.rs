@@ -11,6 +11,7 @@ use super::config::{SessionConfig, TokenSource};
 use super::connection::{Attempts, Link};
 use super::cost::Prices;
 use super::devices::Devices;
+use super::echo::EchoPath;
 use super::events::{AppEvent, ErrorKind};
 use super::http_text::{HttpText, HTTP_QUEUE};
 use super::metrics::{LatencyWindow, MetricsSnapshot};
@@ -66,6 +67,7 @@ pub struct Session {
     pub(super) up: Uplink,
     pub(super) devices: Devices,
     pub(super) play: Playback,
+    pub(super) echo: EchoPath,
     pub(super) http: HttpText,
     pub(super) tools: Tools,
 
@@ -105,6 +107,7 @@ impl Session {
             up: Uplink::new(config.chunk_ms, config.max_chunk_ms, config.max_backlog_ms),
             devices: Devices::new(config.sink_id.clone()),
             play: Playback::new(config.prebuffer_ms),
+            echo: EchoPath::new(config.echo_guard),
             http: HttpText::default(),
             tools: Tools::default(),
             rng: Rng::new(rng_seed),
@@ -182,6 +185,7 @@ impl Session {
         m.dropped_audio_ms = self.up.chunker.dropped_samples() * 1000 / rate;
         m.discarded_audio_ms = self.up.chunker.discarded_samples() * 1000 / rate;
         m.prebuffer_ms = u64::from(self.play.prebuffer_ms);
+        self.echo.fill_metrics(&mut m);
         m
     }
 

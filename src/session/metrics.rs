@@ -126,6 +126,16 @@ pub struct MetricsSnapshot {
     /// Mic audio still in the backlog when audio stopped (disconnect, failure, text mode),
     /// discarded on purpose, ms: with it, `captured = sent + buffered + dropped + discarded`.
     pub discarded_audio_ms: u64,
+    /// Echo guard: estimated echo return loss (reference played → echo captured), dB.
+    pub echo_return_loss_db: Option<f64>,
+    /// Echo guard: estimated echo delay, ms.
+    pub echo_delay_ms: Option<u64>,
+    /// Echo guard: microphone audio sent as silence because the echo explained it, ms.
+    pub echo_guarded_ms: u64,
+    /// Echo guard: microphone audio held in its pre-roll line now, ms.
+    pub echo_held_ms: u64,
+    /// The server's VAD started speech while the assistant spoke and the audio was echo.
+    pub suspected_self_interruptions: u64,
     /// Socket opens attempted.
     pub connection_attempts: u64,
     /// Socket opens that succeeded.
@@ -209,6 +219,19 @@ impl MetricsSnapshot {
         opt(s, ",\"bufferedAudioMs\":", Some(self.buffered_audio_ms));
         opt(s, ",\"droppedAudioMs\":", Some(self.dropped_audio_ms));
         opt(s, ",\"discardedAudioMs\":", Some(self.discarded_audio_ms));
+        s.push_str(",\"echoReturnLossDb\":");
+        match self.echo_return_loss_db {
+            Some(v) if v.is_finite() => json::write_fixed(s, v, 1),
+            _ => s.push_str("null"),
+        }
+        opt(s, ",\"echoDelayMs\":", self.echo_delay_ms);
+        opt(s, ",\"echoGuardedMs\":", Some(self.echo_guarded_ms));
+        opt(s, ",\"echoHeldMs\":", Some(self.echo_held_ms));
+        opt(
+            s,
+            ",\"suspectedSelfInterruptions\":",
+            Some(self.suspected_self_interruptions),
+        );
         opt(
             s,
             ",\"connectionAttempts\":",

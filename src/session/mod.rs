@@ -71,6 +71,7 @@ pub mod config;
 pub mod connection;
 pub mod cost;
 pub mod devices;
+mod echo;
 pub mod events;
 mod http_text;
 pub mod machine;

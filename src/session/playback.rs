@@ -135,6 +135,7 @@ impl Session {
         if let Some(it) = p.items.iter_mut().find(|i| i.item_id == item_id) {
             it.played = it.played.max(played_total);
         }
+        self.echo.guard.played(item_id, played_total);
         self.check_assistant_done();
     }
 
@@ -239,6 +240,7 @@ impl Session {
             return;
         }
         items[idx].received += n as u64;
+        self.echo.guard.push_reference(item_id, &buf[..n]);
         items[idx].finished = false;
         if let Some(mark) = self.latency_mark.take() {
             self.latency.push(now_ms.saturating_sub(mark));

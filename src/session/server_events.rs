@@ -117,6 +117,7 @@ impl Session {
                 self.error(ErrorKind::Server, &code, message);
             }
             ServerEvent::SpeechStarted { .. } => {
+                self.echo.guard.speech_started(self.play.assistant_speaking);
                 self.push_event(AppEvent::Speech {
                     who: Role::User,
                     speaking: true,

@@ -216,8 +216,9 @@ impl Session {
         up.pcm.clear();
         up.pcm
             .extend(up.resampled[..n].iter().map(|&x| pcm16::f32_to_i16(x)));
-        up.captured_samples += n as u64;
-        up.chunker.push(now_ms, &up.pcm);
+        let sent = self.echo.gate(&up.pcm);
+        up.captured_samples += sent.len() as u64;
+        up.chunker.push(now_ms, sent);
         self.pump_audio(now_ms);
         self.report_overflow(now_ms, false);
     }

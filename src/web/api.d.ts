@@ -33,6 +33,10 @@ export interface VoiceClientOptions {
   /** Microphone audio kept while reconnecting, ms (default 10000); beyond it loss is reported. */
   maxBacklogMs?: number;
   /** Playback pre-buffer at the start, ms (default 60). */
+  /** "auto": while the assistant speaks, send as silence the microphone audio its echo explains,
+   * so the server's VAD does not make it interrupt itself; a voice above the echo passes.
+   * Experimental. Default "off": the audio goes unchanged and the echo metrics are measured. */
+  echoGuard?: "auto" | "off";
   prebufferMs?: number;
   /** Ceiling of the adaptive pre-buffer, ms (default 300): underruns in a response raise the
    * pre-buffer by 40 ms, three calm responses in a row lower it by 20 ms towards `prebufferMs`.
@@ -117,7 +121,9 @@ export interface MetricsSnapshot {
   latencySamples: number;
   timeToFirstAudioMs: number | null;
   captureToSendLastMs: number | null; captureToSendMaxMs: number; captureToSendAvgMs: number | null;
-  underruns: number; audioInterruptions: number; capturedAudioMs: number; sentAudioMs: number; droppedPlaybackMs: number; prebufferMs: number; bufferedAudioMs: number; droppedAudioMs: number;
+  underruns: number; audioInterruptions: number; capturedAudioMs: number; sentAudioMs: number; droppedPlaybackMs: number; prebufferMs: number;
+  echoReturnLossDb: number | null; echoDelayMs: number | null; echoGuardedMs: number; echoHeldMs: number; suspectedSelfInterruptions: number;
+  bufferedAudioMs: number; droppedAudioMs: number;
   /** Mic audio still buffered when audio stopped (disconnect, failure, text mode): thrown away on purpose. */
   discardedAudioMs: number;
   connectionAttempts: number; connectionSuccesses: number; reconnects: number;

@@ -80,6 +80,72 @@ mod exports {
     }
 }
 
+/// The echo guard's cost per 10 ms frame (`../echo.mjs`): one second of captured audio and one
+/// of assistant audio, played as the session feeds it (20 ms progress steps, 10 ms mic blocks).
+#[cfg(not(feature = "baseline"))]
+mod echo_exports {
+    use super::audio::echo_guard::{EchoGuard, FRAME};
+    use std::cell::RefCell;
+
+    struct EchoBench {
+        reference: Vec<f32>,
+        mic: Vec<i16>,
+        out: Vec<i16>,
+    }
+
+    thread_local! {
+        static ECHO: RefCell<Option<EchoBench>> = const { RefCell::new(None) };
+    }
+
+    /// Prepares one second of a syllable-like reference and its echo at -6 dB.
+    #[no_mangle]
+    pub extern "C" fn echo_setup() -> u32 {
+        let mut x = 1u32;
+        let reference: Vec<f32> = (0..24_000usize)
+            .map(|i| {
+                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                let noise = (x >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
+                noise * if (i / 4_800) % 2 == 0 { 0.4 } else { 0.02 }
+            })
+            .collect();
+        let mic = reference.iter().map(|&v| (v * 0.5 * 32767.0) as i16).collect();
+        ECHO.with(|e| {
+            *e.borrow_mut() = Some(EchoBench {
+                reference,
+                mic,
+                out: Vec::with_capacity(48_000),
+            })
+        });
+        (24_000 / FRAME) as u32
+    }
+
+    /// Runs `seconds` of audio through a fresh guard; returns the samples sent.
+    #[no_mangle]
+    pub extern "C" fn echo_run(seconds: u32) -> u32 {
+        ECHO.with(|e| {
+            let mut e = e.borrow_mut();
+            let Some(EchoBench { reference, mic, out }) = e.as_mut() else {
+                return 0;
+            };
+            let mut g = EchoGuard::new(true);
+            let mut sent = 0u32;
+            for s in 0..seconds {
+                let item = if s % 2 == 0 { "a" } else { "b" };
+                g.push_reference(item, reference);
+                for (i, block) in mic.chunks(FRAME).enumerate() {
+                    if i % 2 == 1 {
+                        g.played(item, ((i + 1) * FRAME) as u64);
+                    }
+                    out.clear();
+                    g.process(block, out);
+                    sent += out.len() as u32;
+                }
+            }
+            sent
+        })
+    }
+}
+
 /// Baseline for the size comparison: an allocation and nothing else.
 #[cfg(feature = "baseline")]
 #[no_mangle]

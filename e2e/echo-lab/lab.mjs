@@ -1,0 +1,335 @@
+#!/usr/bin/env node
+// The echo lab (`make test-echo`): the demo page in headless Chromium on real audio devices of a
+// private PulseAudio whose output loops back into its microphone through a simulated room
+// (scripts/echo-lab/room.sh), against the reference server, whose VAD is the judge.
+//
+// Per room: the loop's delay and gain measured with a noise burst; then runs per guard setting
+// (`echoGuard` "off" / "auto"):
+//   echo  — nobody talks: every `input_audio_buffer.speech_started` while the interviewer's
+//           greeting plays is a self-interruption (cross-checked with the truncates the server got);
+//   barge — a user voice (espeak-ng) is played into the room 1.5 s into the greeting: barge-in
+//           succeeds when the server's VAD starts speech after its onset and the greeting is
+//           truncated; latency is from the voice's onset in the room to `speech_started` in the
+//           page; "first word" is where the server's received audio first gets loud after the onset.
+// Rows go to e2e/output/echo-lab.jsonl, the table to e2e/output/echo-lab.md.
+//
+// Environment: ROOMS=dry,mild,medium,harsh,speakerphone  GUARDS=off,auto  RUNS=2  KINDS=echo,barge
+// RECORD=dir saves each run's received audio, the page's output and the room's microphone as
+// 24 kHz WAVs (their timelines are only as good as PulseAudio's recorders: the native test
+// fixtures are rendered offline instead, scripts/echo-lab/render-fixtures.sh).
+// Runs inside scripts/with-server.sh and scripts/with-pulseaudio.sh (the Makefile does both).
+import { spawn, spawnSync } from "node:child_process";
+import { appendFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { loadavg } from "node:os";
+import { join } from "node:path";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const OUT = join(ROOT, "e2e/output");
+const SERVER = process.env.RV_TEST_SERVER ?? "http://127.0.0.1:18080";
+const ROOM_SH = join(ROOT, "scripts/echo-lab/room.sh");
+const list = (v, d) => (v ?? d).split(",").map((s) => s.trim()).filter(Boolean);
+const ROOMS = list(process.env.ROOMS, "dry,mild,medium,harsh,speakerphone");
+const GUARDS = list(process.env.GUARDS, "off,auto");
+const KINDS = list(process.env.KINDS, "echo,barge");
+const RUNS = Number(process.env.RUNS ?? 2);
+const RATE = 48000;
+const RECORD = process.env.RECORD ?? "";
+/** The greeting is ~7 s; a run watches this long after the interviewer starts speaking. */
+const ECHO_WATCH_MS = 12_000;
+const BARGE_AFTER_MS = 1_500;
+const BARGE_WATCH_MS = 5_000;
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms)); // lab pacing (audio plays in real time)
+const room = (...args) => {
+  const r = spawnSync("bash", [ROOM_SH, ...args], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`room.sh ${args.join(" ")}: ${r.stderr}`);
+};
+
+// ---- audio files ----------------------------------------------------------------------------
+function s16(buf) {
+  const a = new Float32Array(buf.length >> 1);
+  for (let i = 0; i < a.length; i++) a[i] = buf.readInt16LE(2 * i) / 32768;
+  return a;
+}
+const energy = (a, from = 0, to = a.length) => { let s = 0; for (let i = from; i < to; i++) s += a[i] * a[i]; return s; };
+const onsetOf = (a, thr = 0.02) => a.findIndex((x) => Math.abs(x) > thr);
+
+/** Records `source` as raw mono s16 at 48 kHz until `stop()`. */
+function record(source) {
+  const p = spawn("parec", ["-d", source, "--raw", "--format=s16le", `--rate=${RATE}`, "--channels=1", "--latency-msec=10"]);
+  const chunks = [];
+  p.stdout.on("data", (d) => chunks.push(d));
+  const done = new Promise((r) => p.once("exit", r));
+  return { async stop() { p.kill("SIGTERM"); await done; return s16(Buffer.concat(chunks)); } };
+}
+const play = (sink, file) => new Promise((res, rej) => {
+  const p = spawn("pacat", ["-d", sink, "--latency-msec=20", file], { stdio: "ignore" });
+  p.once("exit", (c) => (c === 0 ? res() : rej(new Error(`pacat ${file} exited ${c}`))));
+});
+
+/** The room's loop (page output → microphone): delay of the first arrival and energy gain. */
+async function measureRoom(bursts = 3) {
+  const burst = join(OUT, "echo-lab-burst.wav");
+  spawnSync("sox", ["-n", "-r", String(RATE), "-c", "1", "-b", "16", burst, "synth", "0.1", "whitenoise", "vol", "0.3", "pad", "0.2", "1"]);
+  const results = [];
+  for (let i = 0; i < bursts; i++) {
+    const mic = record("mic"), mon = record("page_out.monitor");
+    await sleep(300); // both recorders running before the burst
+    await play("page_out", burst);
+    await sleep(1500); // the reverb tail
+    const [m, r] = [await mic.stop(), await mon.stop()];
+    const om = onsetOf(m), or = onsetOf(r);
+    if (om < 0 || or < 0) continue;
+    results.push({ delayMs: (om - or) / (RATE / 1000), gainDb: 10 * Math.log10(energy(m) / energy(r)) });
+  }
+  const med = (k) => results.map((x) => x[k]).sort((a, b) => a - b)[Math.floor(results.length / 2)];
+  return results.length ? { delayMs: med("delayMs"), gainDb: med("gainDb"), bursts: results.length } : { delayMs: null, gainDb: null, bursts: 0 };
+}
+
+/** The user's voice for double talk (espeak-ng), and the offset of its first sound. */
+async function userVoice() {
+  const wav = join(OUT, "echo-lab-user.wav");
+  spawnSync("espeak-ng", ["-s", "160", "-w", wav, "Excuse me, can I ask something about that question?"]);
+  const buf = await readFile(wav);
+  const pcm = s16(buf.subarray(44));
+  return { wav, onsetMs: (onsetOf(pcm, 0.05) / 22050) * 1000 };
+}
+
+// ---- the browser ----------------------------------------------------------------------------
+async function openBrowser() {
+  const { chromium } = await import("playwright-core");
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    // Real devices: no fake capture device, and Playwright's default --mute-audio removed.
+    ignoreDefaultArgs: ["--mute-audio"],
+    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+      "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream", "--autoplay-policy=no-user-gesture-required"],
+  });
+}
+
+// Installed in the page: timestamps (Date.now(), the same clock as this process) of the
+// interviewer's speech and of the server VAD's speech_started.
+const WATCH = () => {
+  const lab = { speech: [], started: [], assistant: false };
+  window.__lab = lab;
+  window.__rv.client.on("speech", (s) => {
+    if (s.who !== "assistant") return;
+    const m = window.__rv.client.metrics();
+    lab.assistant = s.speaking;
+    lab.speech.push({ t: Date.now(), speaking: s.speaking, micMs: m.capturedAudioMs + (m.echoHeldMs ?? 0) });
+  });
+  window.__rv.client.on("event", (e) => {
+    if (e.type === "input_audio_buffer.speech_started") lab.started.push({ t: Date.now(), assistant: lab.assistant });
+  });
+  return true;
+};
+
+async function waitFor(page, expr, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await page.evaluate(expr);
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${expr}`);
+    await sleep(50); // polling interval
+  }
+}
+
+async function received(id) {
+  const r = await fetch(`${SERVER}/dev/interviews/${encodeURIComponent(id)}/received`);
+  return r.ok ? r.json() : null;
+}
+
+/** Where the received audio first has a 10 ms frame above -40 dBFS (the VAD's threshold) at
+ *  or after `fromMs` (24 kHz PCM16 base64), in ms of input audio. */
+function firstLoudMs(b64, fromMs) {
+  const buf = Buffer.from(b64 ?? "", "base64");
+  const n = buf.length >> 1;
+  const thr = 32768 * 10 ** (-40 / 20);
+  for (let f = Math.max(0, Math.floor(fromMs / 10)); (f + 1) * 240 <= n; f++) {
+    let s = 0;
+    for (let i = f * 240; i < (f + 1) * 240; i++) { const v = buf.readInt16LE(2 * i); s += v * v; }
+    if (Math.sqrt(s / 240) > thr) return f * 10;
+  }
+  return null;
+}
+
+async function run(browser, roomName, guard, kind, voice) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const row = { room: roomName, guard, kind, load1: loadavg()[0] };
+  try {
+    await page.goto(`${SERVER}/?echoGuard=${guard}`);
+    await waitFor(page, "document.body.dataset.wasm === 'ready'", 20_000);
+    await page.evaluate(`(${WATCH})()`);
+    const id = await page.evaluate("window.__rv.interviewId");
+    const mon = RECORD ? record("page_out.monitor") : null;
+    const raw = RECORD ? record("mic") : null;
+    const recordedFrom = Date.now();
+    await page.click("[data-testid=voice-mode]");
+    await waitFor(page, "document.body.dataset.state === 'connected'", 20_000);
+    const speakAt = await waitFor(page, "window.__lab.speech.find((s) => s.speaking)?.t", 15_000);
+    let onset = null;
+    if (kind === "barge") {
+      await sleep(Math.max(0, speakAt + BARGE_AFTER_MS - Date.now()));
+      const capturedMs = await page.evaluate("window.__rv.client.metrics()");
+      const t0 = Date.now();
+      const played = play("room", voice.wav);
+      onset = t0 + voice.onsetMs + 20; // pacat's requested latency
+      row.onsetCapturedMs = capturedMs.capturedAudioMs + (capturedMs.echoHeldMs ?? 0) + (onset - t0);
+      await sleep(BARGE_WATCH_MS);
+      await played;
+    } else {
+      await sleep(ECHO_WATCH_MS);
+    }
+    const lab = await page.evaluate("window.__lab");
+    const m = await page.evaluate("window.__rv.client.metrics()");
+    const anchor = { t: Date.now(), micMs: m.capturedAudioMs + (m.echoHeldMs ?? 0) };
+    const rec = await received(id);
+    // The capture counter runs ahead of what the server received by what never left the page.
+    row.unsentMs = Math.round(m.capturedAudioMs - m.sentAudioMs);
+    row.receivedLagMs = Math.round(m.sentAudioMs - (rec?.samples ?? 0) / 24);
+    if (mon) await saveRecording(roomName, guard, kind, await mon.stop(), recordedFrom, lab.speech.find((s) => s.speaking), anchor, rec, row, await raw.stop());
+    row.truncates = rec?.truncates?.length ?? null;
+    row.echoReturnLossDb = m.echoReturnLossDb ?? null;
+    row.echoDelayMs = m.echoDelayMs ?? null;
+    row.guardedMs = m.echoGuardedMs ?? null;
+    row.suspected = m.suspectedSelfInterruptions ?? null;
+    if (kind === "echo") {
+      row.selfInterruptions = lab.started.filter((s) => s.t >= speakAt && s.assistant).length;
+      // After the greeting ended: its tail or a leak made a phantom user turn.
+      row.phantomTurns = lab.started.filter((s) => s.t >= speakAt && !s.assistant).length;
+    } else {
+      const before = lab.started.filter((s) => s.t < onset);
+      const after = lab.started.filter((s) => s.t >= onset);
+      row.selfInterruptions = before.filter((s) => s.assistant).length;
+      row.phantomTurns = before.filter((s) => !s.assistant).length;
+      row.bargeIn = after.length > 0 && (row.truncates ?? 0) > 0;
+      row.latencyMs = after.length ? after[0].t - onset : null;
+      const at = row.onsetCapturedMs - row.receivedLagMs;
+      const loud = firstLoudMs(rec?.pcm16_base64, at - 100);
+      row.firstWordMs = loud == null ? null : loud - at;
+    }
+  } catch (e) {
+    row.error = String(e?.message ?? e).slice(0, 300);
+  } finally {
+    await context.close();
+  }
+  return row;
+}
+
+/**
+ * Saves a run's captured audio (what the server received, 24 kHz) and the played audio (the
+ * page's output sink, and the room's microphone before the browser's processing, decimated to
+ * 24 kHz) on the capture's timeline, as WAVs in RECORD: the capture position read at the end of
+ * the run maps wall time to capture position (ms), the recorders' start maps wall time to their
+ * samples. RECORD_MS (default 4000) from 300 ms before the greeting.
+ */
+async function saveRecording(roomName, guard, kind, mon, recordedFrom, speech, anchor, rec, row, rawMic) {
+  if (!speech || !rec?.pcm16_base64) return;
+  const mic = Buffer.from(rec.pcm16_base64, "base64");
+  // Capture position → received position: minus what was sent but not received (before the
+  // server's record began).
+  const shift = row.receivedLagMs ?? 0;
+  // The greeting's start on the capture timeline (the first speech event may come before the
+  // microphone runs: the end-of-run anchor maps wall time to capture position).
+  const speechMicMs = anchor.micMs - (anchor.t - speech.t);
+  const from = Math.max(0, Math.round((speechMicMs - shift - 300) * 24));
+  const len = Math.min(Number(process.env.RECORD_MS ?? 4000) * 24, (mic.length >> 1) - from);
+  // The page's output and the room's microphone (before the browser's processing), decimated.
+  const aligned = (src) => {
+    const pcm = Buffer.alloc(len * 2);
+    for (let n = 0; n < len; n++) {
+      const wallMs = anchor.t + ((from + n) / 24 - (anchor.micMs - shift));
+      const i = Math.round((wallMs - recordedFrom) * (RATE / 1000));
+      const v = i >= 0 && i < src.length ? src[i] : 0;
+      pcm.writeInt16LE(Math.max(-32768, Math.min(32767, Math.round(v * 32768))), 2 * n);
+    }
+    return pcm;
+  };
+  const ref = aligned(mon);
+  const wav = (pcm) => {
+    const h = Buffer.alloc(44);
+    h.write("RIFF", 0); h.writeUInt32LE(36 + pcm.length, 4); h.write("WAVEfmt ", 8);
+    h.writeUInt32LE(16, 16); h.writeUInt16LE(1, 20); h.writeUInt16LE(1, 22); h.writeUInt32LE(24000, 24);
+    h.writeUInt32LE(48000, 28); h.writeUInt16LE(2, 32); h.writeUInt16LE(16, 34); h.write("data", 36); h.writeUInt32LE(pcm.length, 40);
+    return Buffer.concat([h, pcm]);
+  };
+  await mkdir(RECORD, { recursive: true });
+  const base = join(RECORD, `${roomName}-${guard}-${kind}-${Date.now() % 100000}`);
+  await writeFile(`${base}-mic.wav`, wav(mic.subarray(from * 2, (from + len) * 2)));
+  await writeFile(`${base}-ref.wav`, wav(ref));
+  if (rawMic) await writeFile(`${base}-room.wav`, wav(aligned(rawMic)));
+  if (row.onsetCapturedMs != null) row.recordedOnsetMs = row.onsetCapturedMs - shift - from / 24;
+  row.recorded = base;
+}
+
+// ---- the report -----------------------------------------------------------------------------
+function report(rooms, rows) {
+  const by = (r, g, k) => rows.filter((x) => x.room === r && x.guard === g && x.kind === k && !x.error);
+  const fmt = (v, d = 0) => (v == null || Number.isNaN(v) ? "—" : Number(v).toFixed(d));
+  const lines = [
+    "# Echo lab: self-interruptions and barge-in per room (headless Chromium, real PulseAudio loop)",
+    "",
+    `Run ${new Date().toISOString()}. Judge: the reference server's VAD (−40 dBFS, 150 ms). Self-interruption: \`speech_started\` while the greeting plays with no user voice in the room (truncates: how many \`conversation.item.truncate\` the server got, the cross-check); phantom turn: \`speech_started\` after the greeting ended, with nobody talking (its tail or a leak). Barge-in: a user voice (espeak-ng) into the room ${BARGE_AFTER_MS} ms into the greeting; OK when \`speech_started\` follows its onset and the greeting is truncated; latency from the voice's onset; first word: where the server's audio first exceeds −40 dBFS, relative to the onset (negative: the echo already was there). Delay: the room's loop (page output → microphone) by a noise burst when the room starts, and before each run (the pipe is restarted before each run: one that fell behind under CPU contention never catches up). Load: 1-minute load average of this 2-core machine during the runs.`,
+    "",
+    "| room | delay ms | gain dB | guard | echo runs | runs self-interrupted (events) | truncates | phantom turns | barge-in OK | latency ms (median, max) | first word ms (max) | ERLE est. dB | guarded ms (mean) | load |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+  ];
+  for (const [name, m] of rooms) {
+    for (const g of GUARDS) {
+      const e = by(name, g, "echo"), b = by(name, g, "barge");
+      const lat = b.map((x) => x.latencyMs).filter((x) => x != null).sort((x, y) => x - y);
+      const fw = b.map((x) => x.firstWordMs).filter((x) => x != null);
+      const all = [...e, ...b];
+      const erl = all.map((x) => x.echoReturnLossDb).filter((x) => x != null);
+      const guarded = all.map((x) => x.guardedMs).filter((x) => x != null);
+      const errs = rows.filter((x) => x.room === name && x.guard === g && x.error).length;
+      const rd = (m.runDelays ?? []).filter((x) => x != null);
+      const delays = rd.length ? `${fmt(m.delayMs)} (runs ${fmt(Math.min(...rd))}–${fmt(Math.max(...rd))})` : fmt(m.delayMs);
+      lines.push(`| ${name} | ${delays} | ${fmt(m.gainDb, 1)} | ${g} | ${e.length}${errs ? ` (+${errs} failed)` : ""} | ${e.filter((x) => x.selfInterruptions > 0).length} of ${e.length} (${e.reduce((s, x) => s + x.selfInterruptions, 0)}) | ${e.reduce((s, x) => s + (x.truncates ?? 0), 0)} | ${all.reduce((s, x) => s + (x.phantomTurns ?? 0), 0)} | ${b.filter((x) => x.bargeIn).length} of ${b.length} | ${lat.length ? `${fmt(lat[Math.floor(lat.length / 2)])}, ${fmt(lat[lat.length - 1])}` : "—"} | ${fw.length ? fmt(Math.max(...fw)) : "—"} | ${erl.length ? fmt(erl.reduce((s, x) => s + x, 0) / erl.length, 1) : "—"} | ${guarded.length ? fmt(guarded.reduce((s, x) => s + x, 0) / guarded.length) : "—"} | ${fmt(all.reduce((s, x) => s + x.load1, 0) / Math.max(1, all.length), 1)} |`);
+    }
+  }
+  const failed = rows.filter((x) => x.error);
+  if (failed.length) lines.push("", "Failed runs:", "", ...failed.map((x) => `- ${x.room} / ${x.guard} / ${x.kind}: ${x.error}`));
+  lines.push("");
+  return lines.join("\n");
+}
+
+await mkdir(OUT, { recursive: true });
+await rm(join(OUT, "echo-lab.jsonl"), { force: true });
+const voice = await userVoice();
+const rooms = [];
+const rows = [];
+const browser = await openBrowser();
+try {
+  for (const name of ROOMS) {
+    room("start", name);
+    try {
+      const m = await measureRoom();
+      rooms.push([name, m]);
+      console.log(`room ${name}: delay ${m.delayMs?.toFixed(0)} ms, gain ${m.gainDb?.toFixed(1)} dB`);
+      m.runDelays = [];
+      for (let i = 0; i < RUNS; i++) {
+        for (const guard of GUARDS) {
+          for (const kind of KINDS) {
+            room("pipe", name);
+            const before = await measureRoom(1);
+            const row = await run(browser, name, guard, kind, voice);
+            row.roomDelayMs = before.delayMs;
+            rows.push(row);
+            if (row.roomDelayMs != null) m.runDelays.push(row.roomDelayMs);
+            await appendFile(join(OUT, "echo-lab.jsonl"), `${JSON.stringify(row)}\n`);
+            console.log(JSON.stringify(row));
+          }
+        }
+      }
+    } finally {
+      room("stop");
+    }
+  }
+} finally {
+  await browser.close();
+}
+const md = report(rooms, rows);
+await writeFile(join(OUT, "echo-lab.md"), md);
+console.log(md);

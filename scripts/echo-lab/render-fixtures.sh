@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Renders the echo guard's native test fixtures (tests/fixtures/echo/) through the lab's rooms:
+# the interviewer's voice as the page played it in the lab (assistant.wav, 24 kHz mono, taken
+# from the page's output sink) through each room's sox effects plus the loop delay measured in
+# the lab (<room>-echo.wav), and the same with a user's voice (espeak-ng) mixed in at 1.2 s
+# 10 dB above its default level, as a person close to the microphone (<room>-talk.wav). Offline, so sample n of a
+# fixture is exactly what the room made of assistant.wav up to sample n: recorders on
+# PulseAudio monitors start and stop with unknown buffering, the rendering has none.
+# Usage: scripts/echo-lab/render-fixtures.sh [rooms]   (default: harsh speakerphone mild)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+dir=tests/fixtures/echo
+rooms="${1:-harsh speakerphone mild}"
+# The loop delay of each room (page output → microphone) as measured in the lab (ms).
+delay_of() { case "$1" in speakerphone) echo 0.24 ;; *) echo 0.08 ;; esac; }
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+espeak-ng -s 170 -w "$tmp/user22.wav" "Sorry, can I ask something?"
+# The voice as a 24 kHz mono WAV, 1.2 s of silence first, 3 s long.
+sox "$tmp/user22.wav" -r 24000 -c 1 -b 16 "$tmp/user.wav" pad 1.2 trim 0 3.0
+for room in $rooms; do
+  fx=$(scripts/echo-lab/room.sh effects "$room")
+  # shellcheck disable=SC2086
+  sox "$dir/assistant.wav" -r 24000 -c 1 -b 16 "$dir/$room-echo.wav" delay "$(delay_of "$room")" $fx trim 0 3.0
+  sox -m -v 1 "$dir/$room-echo.wav" -v 3.16 "$tmp/user.wav" -b 16 "$dir/$room-talk.wav" trim 0 3.0
+done
+ls -l "$dir"
