@@ -185,6 +185,11 @@ fn db(energy: f32) -> f32 {
 const DECAY: f32 = 0.977_237_2;
 
 impl EchoGuard {
+    /// Whether the guard gates (`echoGuard: "auto"`) or only measures.
+    pub fn gating(&self) -> bool {
+        self.gating
+    }
+
     /// A guard; with `gating` false it only measures (shadow mode).
     pub fn new(gating: bool) -> EchoGuard {
         EchoGuard {

@@ -21,11 +21,16 @@ impl EchoPath {
         }
     }
 
-    /// Captured 24 kHz audio in, what goes on to the chunker out.
-    pub fn gate(&mut self, pcm: &[i16]) -> &[i16] {
+    /// Captured 24 kHz audio in, what goes on to the chunker out. When the guard only
+    /// measures, the audio passes at once (not delayed to the guard's 10 ms frames).
+    pub fn gate<'a>(&'a mut self, pcm: &'a [i16]) -> &'a [i16] {
         self.out.clear();
         self.guard.process(pcm, &mut self.out);
-        &self.out
+        if self.guard.gating() {
+            &self.out
+        } else {
+            pcm
+        }
     }
 
     /// Adds the guard's figures to a metrics snapshot.
