@@ -11,8 +11,8 @@
 //!   [`Session::update_session`]) and events (`handle_token`, `handle_socket_opened`,
 //!   `handle_socket_message`, `handle_socket_binary`, `handle_socket_closed`,
 //!   `handle_socket_error`, `handle_timeout`, `handle_audio_started` / `handle_audio_failed`,
-//!   `handle_mic_samples`, `handle_playback_progress`, `handle_playback_finished`,
-//!   `handle_playback_overflow`, `handle_online`, `handle_socket_buffered`, `handle_token_result`,
+//!   `handle_mic_samples`, `handle_playback_started`, `handle_playback_progress`,
+//!   `handle_playback_finished`, `handle_playback_overflow`, `handle_output_level`, `handle_online`, `handle_socket_buffered`, `handle_token_result`,
 //!   `handle_http_reply` with the request's `seq`). Calls in the wrong state
 //!   are no-ops (or a typed [`CommandError`]), never panics.
 //! - **Outputs**: after *every* input, drain [`Session::poll_output`] until it returns `None`
@@ -69,6 +69,7 @@ pub mod connection;
 pub mod cost;
 pub mod events;
 mod http_text;
+mod jitter;
 pub mod machine;
 pub mod metrics;
 pub mod output;
@@ -83,8 +84,8 @@ pub mod url;
 
 pub use config::{AuthVia, ConfigError, ServerEventFilter, SessionConfig, TokenSource};
 pub use connection::{Link, WayOut};
-pub use events::{AppEvent, ErrorKind, Role};
-pub use machine::Session;
+pub use events::{AppEvent, ErrorKind, LevelSource, Role};
+pub use machine::{Session, LEVEL_EVERY_MS};
 pub use metrics::MetricsSnapshot;
 pub use output::{AudioFailure, CommandError, HttpFailure, Output, TokenFailure};
 pub use status::{AudioState, FailReason, Mode, State, Status};

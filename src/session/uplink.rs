@@ -101,7 +101,6 @@ impl Session {
 
     /// Audio started at the device's rate (after `Output::StartAudio`). Called again while
     /// running when the microphone's format changes (another device): the resampler is rebuilt.
-    /// AI audio that arrived while audio was starting is released to the player now, in order.
     pub fn handle_audio_started(&mut self, now_ms: u64, sample_rate: u32, channels: u16) {
         self.last_now = now_ms;
         match &self.up.audio {
@@ -110,14 +109,7 @@ impl Session {
             _ => return,
         }
         match Resampler::new(sample_rate, API_RATE, channels) {
-            Ok(r) => {
-                if matches!(self.up.audio, Audio::Requested) {
-                    self.play.new_graph(self.snap.underruns);
-                }
-                self.up.audio = Audio::Running(r);
-                let held = self.play.take_held();
-                self.out.extend(held);
-            }
+            Ok(r) => self.up.audio = Audio::Running(r),
             Err(e) => {
                 self.error(
                     ErrorKind::Audio,
@@ -174,7 +166,7 @@ impl Session {
         }
         self.up.audio = Audio::Off;
         self.up.audio_state = None;
-        self.play.drop_held();
+        self.play.audio_stopped();
         self.out.push_back(Output::StopAudio);
         self.up.chunker.clear();
         self.set_mode(Mode::Text, reason.as_str());
@@ -187,6 +179,7 @@ impl Session {
     /// Dropped while muted, in text mode or before audio started.
     pub fn handle_mic_samples(&mut self, now_ms: u64, samples: &[f32]) {
         self.last_now = now_ms;
+        self.input_level(now_ms, samples);
         if self.up.muted || self.mode != Mode::Voice {
             return;
         }
@@ -300,7 +293,7 @@ impl Session {
 
     pub(super) fn stop_audio(&mut self) {
         self.up.audio_state = None;
-        self.play.drop_held();
+        self.play.audio_stopped();
         if !matches!(self.up.audio, Audio::Off) {
             self.up.audio = Audio::Off;
             self.out.push_back(Output::StopAudio);

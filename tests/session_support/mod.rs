@@ -103,6 +103,13 @@ impl Sim {
     pub fn state(&self) -> State {
         self.s.status().state
     }
+
+    /// The player's number for assistant item `item_id` (it must be tracked).
+    pub fn slot(&self, item_id: &str) -> u32 {
+        self.s
+            .player_slot(item_id)
+            .expect("a tracked assistant item")
+    }
 }
 
 pub fn events(v: &[Output]) -> Vec<&AppEvent> {
