@@ -14,12 +14,6 @@ use session_support::*;
 const SPEECH_STARTED: &str =
     r#"{"type":"input_audio_buffer.speech_started","audio_start_ms":1,"item_id":"u"}"#;
 
-fn done(id: &str) -> String {
-    format!(
-        r#"{{"type":"response.output_audio.done","item_id":"{id}","output_index":0,"content_index":0}}"#
-    )
-}
-
 /// A delta of `n` samples of a 440 Hz tone starting at sample `from`.
 fn tone_delta(item: &str, from: usize, n: usize) -> (String, Vec<f32>) {
     let x: Vec<f32> = (from..from + n)
@@ -80,7 +74,7 @@ fn play_carries_device_rate_audio_equal_to_a_one_shot_resampling() {
             all.extend(x);
             out.extend(sim.msg(&d));
         }
-        let v = sim.msg(&done("a"));
+        let v = sim.msg(&audio_done("a"));
         assert!(matches!(v.last(), Some(Output::EndOfItem { .. })), "{v:?}");
         out.extend(v);
         let got = played(&out, sim.slot("a"));
@@ -140,7 +134,7 @@ fn a_fully_played_item_is_never_truncated() {
         for n in [4801, 2399, 7] {
             out.extend(sim.msg(&audio_delta("a", n)));
         }
-        out.extend(sim.msg(&done("a")));
+        out.extend(sim.msg(&audio_done("a")));
         let a = sim.slot("a");
         let frames = played(&out, a).len() as u64;
         // The player's last report: every frame it was given (no `finished` report needed).
@@ -182,7 +176,7 @@ fn held_audio_is_released_when_the_player_starts_without_a_microphone() {
     // The greeting arrives while audio starts (the microphone prompt is still open).
     let mut v = sim.msg(&audio_delta("a", 4800));
     v.extend(sim.msg(&audio_delta("a", 4800)));
-    v.extend(sim.msg(&done("a")));
+    v.extend(sim.msg(&audio_done("a")));
     assert!(
         !v.iter()
             .any(|o| matches!(o, Output::Play { .. } | Output::EndOfItem { .. })),

@@ -21,8 +21,9 @@ const QUANTILE: f32 = 0.99;
 /// Added to the measured lateness: the hop from the main thread to the audio thread, one
 /// render quantum and the playback resampler's delay.
 pub const MARGIN_MS: u32 = 10;
-/// The peak (fast attack) falls by this much per second towards the quantile.
-const DECAY_MS_PER_S: u64 = 1;
+/// The peak (fast attack) falls by 1 ms per this period towards the quantile: a spike is
+/// remembered for minutes (spikes a few minutes apart keep the delay up: no gap for each).
+const DECAY_EVERY_MS: u64 = 4_000;
 
 /// Per-item arrival clock: the smallest `arrival − media_start` seen.
 #[derive(Debug, Clone, Copy, Default)]
@@ -78,10 +79,10 @@ impl JitterEstimator {
     }
 
     fn decay(&mut self, now_ms: u64) {
-        let secs = now_ms.saturating_sub(self.peak_at) / 1000;
-        if secs > 0 {
-            self.peak_at += secs * 1000;
-            self.peak_ms = self.peak_ms.saturating_sub(secs * DECAY_MS_PER_S);
+        let steps = now_ms.saturating_sub(self.peak_at) / DECAY_EVERY_MS;
+        if steps > 0 {
+            self.peak_at += steps * DECAY_EVERY_MS;
+            self.peak_ms = self.peak_ms.saturating_sub(steps);
         }
     }
 
@@ -145,8 +146,8 @@ mod tests {
         for k in 0..600 {
             j.observe(20_100 + k * 100, 5);
         }
-        // 60 s later: the peak fell 60 ms; the histogram still holds the outlier below p99.
-        assert_eq!(j.target_ms(), 100);
+        // 60 s later: the peak fell 15 ms; the histogram still holds the outlier below p99.
+        assert_eq!(j.target_ms(), 145);
         j.observe(1_000_000, 2_000);
         assert_eq!(j.target_ms(), 300, "bounded by the ceiling");
     }

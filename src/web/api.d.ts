@@ -36,7 +36,7 @@ export interface VoiceClientOptions {
   prebufferMs?: number;
   /** Ceiling of the playout delay, ms (default 300), learnt from the arrival jitter of the
    * answers' audio (p99 of its lateness + 10 ms; a late delta raises it at once, it falls by
-   * 1 ms a second) from `prebufferMs` up. Set it equal to `prebufferMs` for a fixed delay. */
+   * 1 ms every 4 s) from `prebufferMs` up. Set it equal to `prebufferMs` for a fixed delay. */
   maxPrebufferMs?: number;
   /** Reconnect attempts before falling back to text mode (default 8). */
   maxReconnectAttempts?: number;

@@ -199,6 +199,13 @@ pub fn pcm_b64(n: usize, v: i16) -> String {
     s
 }
 
+/// `response.output_audio.done` for `item`.
+pub fn audio_done(item: &str) -> String {
+    format!(
+        r#"{{"type":"response.output_audio.done","item_id":"{item}","output_index":0,"content_index":0}}"#
+    )
+}
+
 pub fn audio_delta(item: &str, n: usize) -> String {
     format!(
         r#"{{"type":"response.output_audio.delta","response_id":"resp_1","item_id":"{item}","output_index":0,"content_index":0,"delta":"{}"}}"#,
