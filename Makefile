@@ -17,7 +17,7 @@ XVFB := xvfb-run -a -s "-screen 0 1280x1024x24"
 
 .PHONY: help setup demo test lint fmt-check clippy test-native pkg server webdriver \
         test-browser test-chrome test-firefox test-webkit test-package test-e2e size size-check \
-        latency-report pkg-debug fault-proxy test-faults server-load-two
+        latency-report pkg-debug fault-proxy test-faults server-load-two soak-report
 
 help:
 	@echo "make demo   build the package and serve the demo with the reference backend (PORT=$(PORT))"
@@ -137,3 +137,10 @@ server-load-two: setup
 .PHONY: test-echo
 test-echo: setup pkg server
 	$(WITH_SERVER) scripts/with-pulseaudio.sh node e2e/echo-lab/lab.mjs
+
+# The loopback soak of the demo (scripts/soak.mjs; SOAK_MINUTES, default 30): memory growth,
+# underruns and the playout delay (p50/p95) of one long voice session in headless Chromium; a
+# report, not part of `make test`.
+SOAK_MINUTES ?= 30
+soak-report: setup pkg server
+	node scripts/soak.mjs --minutes $(SOAK_MINUTES)

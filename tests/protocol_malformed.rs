@@ -181,6 +181,7 @@ fn every_official_server_example_replays_through_a_session() {
     sim.s.set_tools(0, r#"[{"name":"get_weather"}]"#).unwrap();
     sim.connect_open();
     sim.s.handle_audio_started(0, 48_000, 1);
+    sim.s.handle_playback_started(0, 24_000);
     sim.drain();
     let mut n = 0;
     for line in text.lines().filter(|l| l.contains("ServerEvent")) {

@@ -49,6 +49,7 @@ fn voice_sim(extra: &str) -> Sim {
     let mut sim = Sim::new(extra);
     sim.connect_open();
     sim.s.handle_audio_started(0, 24_000, 1);
+    sim.s.handle_playback_started(0, 24_000);
     sim.drain();
     sim
 }
@@ -166,6 +167,7 @@ fn resampled_48k_stereo_mic_is_sent_at_24k() {
     let mut sim = Sim::new("");
     sim.connect_open();
     sim.s.handle_audio_started(0, 48_000, 2);
+    sim.s.handle_playback_started(0, 24_000);
     for i in 1..=100u64 {
         sim.advance_to(i * 10);
         sim.s.handle_mic_samples(i * 10, &[0.25f32; 960]); // 10 ms of 48 kHz stereo
@@ -197,6 +199,7 @@ proptest! {
         let mut sim = Sim { s: realtime_voice::session::Session::new(cfg, seed), now: 0, log: vec![], times: vec![] };
         sim.connect_open();
         sim.s.handle_audio_started(0, 24_000, 1);
+    sim.s.handle_playback_started(0, 24_000);
         let mut mic = Mic::new();
         for (dt, n, action) in steps {
             let t = sim.now + dt;

@@ -38,6 +38,7 @@ fn captured_audio_is_sent_buffered_or_counted_as_dropped() {
     let mut sim = Sim::new(r#","maxBacklogMs":2000"#);
     sim.connect_open();
     sim.s.handle_audio_started(0, 24_000, 1);
+    sim.s.handle_playback_started(0, 24_000);
     sim.drain();
     feed_until(&mut sim, 2_000);
     assert_accounted(&sim);
@@ -71,6 +72,7 @@ fn audio_still_buffered_when_audio_stops_is_counted_as_discarded() {
     let mut sim = Sim::new("");
     sim.s.connect(0);
     sim.s.handle_audio_started(0, 24_000, 1);
+    sim.s.handle_playback_started(0, 24_000);
     sim.drain();
     // 500 ms of mic audio while the socket is still opening: it waits in the backlog.
     for i in 0..25u64 {

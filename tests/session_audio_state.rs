@@ -24,6 +24,7 @@ fn voice() -> Sim {
     let mut sim = Sim::new("");
     sim.connect_open();
     sim.s.handle_audio_started(0, 44_100, 1);
+    sim.s.handle_playback_started(0, 24_000);
     sim.drain();
     sim
 }

@@ -10,11 +10,12 @@ fn playing_sim(extra: &str) -> Sim {
     let mut sim = Sim::new(extra);
     sim.connect_open();
     sim.s.handle_audio_started(0, 48_000, 1);
+    sim.s.handle_playback_started(0, 24_000);
     sim.msg(r#"{"type":"response.created","response":{"id":"resp_1","status":"in_progress","output":[]}}"#);
     for _ in 0..3 {
         sim.advance(100);
         let v = sim.msg(&audio_delta("item_a", 4800)); // 200 ms each
-        assert!(v.iter().any(|o| matches!(o, Output::Play { item_id, samples } if item_id == "item_a" && samples.len() == 4800)));
+        assert!(v.iter().any(|o| matches!(o, Output::Play { item, samples } if *item == sim.slot("item_a") && samples.len() == 4800)));
     }
     sim
 }
@@ -32,11 +33,14 @@ fn speech_started_flushes_and_truncates_at_played_samples_under_underruns() {
     let mut sim = playing_sim("");
     // The worklet played 100 ms, underran twice (no progress), then reached 250 ms; meanwhile
     // 3 s of wall-clock time passed, which must not matter.
-    sim.s.handle_playback_progress(sim.now, "item_a", 2400, 0);
+    sim.s
+        .handle_playback_progress(sim.now, sim.slot("item_a"), 2400, 0);
     sim.advance(1000);
-    sim.s.handle_playback_progress(sim.now, "item_a", 2400, 2);
+    sim.s
+        .handle_playback_progress(sim.now, sim.slot("item_a"), 2400, 2);
     sim.advance(2000);
-    sim.s.handle_playback_progress(sim.now, "item_a", 6000, 2);
+    sim.s
+        .handle_playback_progress(sim.now, sim.slot("item_a"), 6000, 2);
     let v = sim.msg(
         r#"{"type":"input_audio_buffer.speech_started","audio_start_ms":1000,"item_id":"u1"}"#,
     );
@@ -76,7 +80,7 @@ fn truncation_is_clamped_to_audio_received() {
     let mut sim = playing_sim("");
     // A confused shell reports more than was ever sent for the item.
     sim.s
-        .handle_playback_progress(sim.now, "item_a", 1_000_000, 0);
+        .handle_playback_progress(sim.now, sim.slot("item_a"), 1_000_000, 0);
     let v =
         sim.msg(r#"{"type":"input_audio_buffer.speech_started","audio_start_ms":1,"item_id":"u"}"#);
     // Everything received was played: nothing left to cut unless the response is still streaming.
@@ -94,7 +98,8 @@ fn finished_item_is_not_truncated() {
     let mut sim = playing_sim("");
     sim.msg(r#"{"type":"response.output_audio.done","response_id":"resp_1","item_id":"item_a","output_index":0,"content_index":0}"#);
     let v = {
-        sim.s.handle_playback_progress(sim.now, "item_a", 14_400, 0);
+        sim.s
+            .handle_playback_progress(sim.now, sim.slot("item_a"), 14_400, 0);
         sim.drain()
     };
     let speech: Vec<String> = events(&v).iter().map(|e| e.to_json()).collect();
@@ -112,7 +117,8 @@ fn finished_item_is_not_truncated() {
 #[test]
 fn interrupt_truncates_and_cancels_the_active_response() {
     let mut sim = playing_sim("");
-    sim.s.handle_playback_progress(sim.now, "item_a", 4800, 0);
+    sim.s
+        .handle_playback_progress(sim.now, sim.slot("item_a"), 4800, 0);
     sim.s.interrupt(sim.now);
     let v = sim.drain();
     assert!(v
@@ -135,7 +141,8 @@ fn interrupt_truncates_and_cancels_the_active_response() {
 fn interrupt_in_beta_shape_and_after_response_done() {
     let mut sim = playing_sim(r#","protocol":"beta""#);
     sim.msg(r#"{"type":"response.done","response":{"id":"resp_1","status":"completed","output":[],"usage":null}}"#);
-    sim.s.handle_playback_progress(sim.now, "item_a", 2400, 0);
+    sim.s
+        .handle_playback_progress(sim.now, sim.slot("item_a"), 2400, 0);
     sim.s.interrupt(sim.now);
     let v = sim.drain();
     // Response already done: truncate the playing audio, no cancel.
@@ -179,7 +186,7 @@ fn end_of_item_marks_the_tail_of_untruncated_items_only() {
     let v = sim.msg(r#"{"type":"response.output_audio.done","item_id":"item_a"}"#);
     assert!(v
         .iter()
-        .any(|o| matches!(o, Output::EndOfItem { item_id } if item_id == "item_a")));
+        .any(|o| matches!(o, Output::EndOfItem { item } if *item == sim.slot("item_a"))));
     let mut sim = playing_sim("");
     sim.msg(r#"{"type":"input_audio_buffer.speech_started","audio_start_ms":1,"item_id":"u"}"#);
     let v = sim.msg(r#"{"type":"response.output_audio.done","item_id":"item_a"}"#);

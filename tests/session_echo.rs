@@ -16,16 +16,17 @@ fn echo_run(opts: &str) -> (Sim, Vec<i16>) {
     let mut sim = Sim::new(opts);
     sim.connect_open();
     sim.s.handle_audio_started(sim.now, 24_000, 1);
+    sim.s.handle_playback_started(sim.now, 24_000);
     sim.msg(r#"{"type":"response.created","response":{"id":"resp_1","status":"in_progress","output":[]}}"#);
     for _ in 0..10 {
         sim.msg(&audio_delta("item_a", 4800));
     }
+    let slot = sim.slot("item_a");
     let echo = vec![700.0f32 / 32768.0; 480];
     let mut log = Vec::new();
     for step in 1..=100u64 {
         sim.advance(20);
-        sim.s
-            .handle_playback_progress(sim.now, "item_a", step * 480, 0);
+        sim.s.handle_playback_progress(sim.now, slot, step * 480, 0);
         sim.s.handle_mic_samples(sim.now, &echo);
         log.extend(sim.drain());
         check_mic_accounting(&sim.s, &step);
@@ -68,8 +69,8 @@ fn speech_started_on_echo_is_counted_as_a_suspected_self_interruption() {
     // Still speaking (the item is not done): the VAD fires on what the guard judged echo.
     sim.msg(&audio_delta("item_a", 4800));
     sim.advance(20);
-    sim.s
-        .handle_playback_progress(sim.now, "item_a", 101 * 480, 0);
+    let slot = sim.slot("item_a");
+    sim.s.handle_playback_progress(sim.now, slot, 101 * 480, 0);
     sim.s
         .handle_mic_samples(sim.now, &vec![700.0f32 / 32768.0; 480]);
     sim.msg(r#"{"type":"input_audio_buffer.speech_started","audio_start_ms":100,"item_id":"u1"}"#);

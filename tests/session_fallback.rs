@@ -70,6 +70,7 @@ fn unsupported_device_rate_is_an_audio_failure() {
     let mut sim = Sim::new("");
     sim.s.connect(0);
     sim.s.handle_audio_started(0, 1, 1);
+    sim.s.handle_playback_started(0, 24_000);
     let v = sim.drain();
     assert_eq!(sim.s.mode(), Mode::Text);
     assert!(events(&v)

@@ -273,6 +273,7 @@ impl Shell {
             In::Online(o) => self.s.handle_online(now, o),
             In::AudioStarted(k) => {
                 self.rate = [16_000, 24_000, 44_100, 48_000][usize::from(k % 4)];
+                self.s.handle_playback_started(now, self.rate);
                 self.s.handle_audio_started(now, self.rate, 1);
             }
             In::AudioFailed(k) => {
@@ -289,12 +290,11 @@ impl Shell {
                 self.s.handle_mic_samples(now, &vec![0.1; n]);
             }
             In::Progress(item, played) => {
+                // The player's numbers are 1, 2, … in the order items first arrive.
                 self.s
-                    .handle_playback_progress(now, &format!("it{item}"), u64::from(played), 0)
+                    .handle_playback_progress(now, u32::from(item) + 1, u64::from(played), 0)
             }
-            In::PlaybackFinished(item) => {
-                self.s.handle_playback_finished(now, &format!("it{item}"))
-            }
+            In::PlaybackFinished(item) => self.s.handle_playback_finished(now, u32::from(item) + 1),
             In::PlaybackOverflow(n) => self.s.handle_playback_overflow(now, u64::from(n)),
             In::HttpReply { stale, kind } => {
                 let seq = self.http_seq.unwrap_or(0) + u64::from(stale);

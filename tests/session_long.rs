@@ -76,6 +76,7 @@ fn sixty_minutes_stay_bounded() {
     r.s.connect(0);
     r.drain();
     r.s.handle_socket_opened(0);
+    r.s.handle_playback_started(0, 24_000);
     r.s.handle_audio_started(0, 24_000, 1);
     r.drain();
     r.msg(r#"{"type":"session.created","session":{"model":"gpt-realtime"}}"#);
@@ -112,7 +113,8 @@ fn sixty_minutes_stay_bounded() {
                 r.msg(&format!(r#"{{"type":"response.output_audio.delta","response_id":"r","item_id":"{item}","delta":"{delta}"}}"#));
                 r.msg(&format!(r#"{{"type":"response.output_audio_transcript.delta","response_id":"r","item_id":"{item}","delta":"more "}}"#));
                 played += 2400;
-                r.s.handle_playback_progress(t, &item, played, 0);
+                let slot = r.s.player_slot(&item).expect("a tracked item");
+                r.s.handle_playback_progress(t, slot, played, 0);
                 r.drain();
             }
             5_500 => {

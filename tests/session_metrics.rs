@@ -15,6 +15,7 @@ fn latency_percentiles_from_speech_stopped_to_first_audio() {
     let mut sim = Sim::new("");
     sim.connect_open();
     sim.s.handle_audio_started(0, 24_000, 1);
+    sim.s.handle_playback_started(0, 24_000);
     // 20 turns with latencies 100, 200, ..., 2000 ms.
     for i in 1..=20u64 {
         sim.advance(5_000);
@@ -140,6 +141,7 @@ fn capture_to_send_delay_and_bytes_sent() {
     let mut sim = Sim::new("");
     sim.connect_open();
     sim.s.handle_audio_started(0, 24_000, 1);
+    sim.s.handle_playback_started(0, 24_000);
     for t in (20..=1000).step_by(20) {
         sim.advance_to(t);
         sim.s.handle_mic_samples(t, &[0.0; 480]);
@@ -243,6 +245,7 @@ fn server_event_filter_can_skip_audio() {
     let mut sim = Sim::new(r#","serverEvents":"no_audio""#);
     sim.connect_open();
     sim.s.handle_audio_started(0, 24_000, 1);
+    sim.s.handle_playback_started(0, 24_000);
     sim.drain();
     let v = sim.msg(&audio_delta("a", 24));
     assert!(!events(&v).iter().any(|e| e.name() == "event"));
@@ -256,6 +259,7 @@ fn audio_is_skipped_by_default_and_nothing_is_copied_while_nobody_listens() {
     let mut sim = Sim::new("");
     sim.connect_open();
     sim.s.handle_audio_started(0, 24_000, 1);
+    sim.s.handle_playback_started(0, 24_000);
     sim.drain();
     let v = sim.msg(&audio_delta("a", 24));
     assert!(

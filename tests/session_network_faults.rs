@@ -462,6 +462,7 @@ fn flow_control_keeps_audio_in_the_backlog_while_the_socket_is_full() {
     let mut sim = Sim::new(r#","maxBacklogMs":10000"#);
     sim.connect_open();
     sim.s.handle_audio_started(0, 24_000, 1);
+    sim.s.handle_playback_started(0, 24_000);
     sim.drain();
     let block = vec![0.1f32; 2400];
     // One second of audio flows; then the socket holds 40 kB and does not drain for 5 s.

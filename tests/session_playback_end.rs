@@ -17,6 +17,7 @@ fn answered() -> Sim {
     let mut sim = Sim::new("");
     sim.connect_open();
     sim.s.handle_audio_started(0, 48_000, 1);
+    sim.s.handle_playback_started(0, 24_000);
     sim.msg(r#"{"type":"response.created","response":{"id":"resp_1","status":"in_progress","output":[]}}"#);
     for _ in 0..3 {
         sim.advance(100);
@@ -25,7 +26,7 @@ fn answered() -> Sim {
     let v = sim.msg(AUDIO_DONE);
     assert!(v
         .iter()
-        .any(|o| matches!(o, Output::EndOfItem { item_id } if item_id == "item_a")));
+        .any(|o| matches!(o, Output::EndOfItem { item } if *item == sim.slot("item_a"))));
     sim
 }
 
@@ -47,14 +48,15 @@ fn has_truncate(v: &[Output]) -> bool {
 fn a_drained_item_ends_the_turn_and_is_not_truncated_by_a_later_barge_in() {
     let mut sim = answered();
     // The player's last progress report is 10 samples short (resampler rounding).
-    sim.s.handle_playback_progress(sim.now, "item_a", 14_390, 0);
+    sim.s
+        .handle_playback_progress(sim.now, sim.slot("item_a"), 14_390, 0);
     let v = sim.drain();
     assert!(
         assistant_speech(&v).is_empty(),
         "not yet fully played by count"
     );
     sim.advance(50);
-    sim.s.handle_playback_finished(sim.now, "item_a");
+    sim.s.handle_playback_finished(sim.now, sim.slot("item_a"));
     let v = sim.drain();
     assert_eq!(
         assistant_speech(&v),
@@ -67,15 +69,16 @@ fn a_drained_item_ends_the_turn_and_is_not_truncated_by_a_later_barge_in() {
     assert!(!has_truncate(&v), "{v:?}");
     assert!(!v.iter().any(|o| matches!(o, Output::FlushPlayback { .. })));
     // Finishing again, or an unknown item, changes nothing.
-    sim.s.handle_playback_finished(sim.now, "item_a");
-    sim.s.handle_playback_finished(sim.now, "nope");
+    sim.s.handle_playback_finished(sim.now, sim.slot("item_a"));
+    sim.s.handle_playback_finished(sim.now, 999);
     assert!(sim.drain().is_empty());
 }
 
 #[test]
 fn an_item_still_playing_is_still_truncated() {
     let mut sim = answered();
-    sim.s.handle_playback_progress(sim.now, "item_a", 7_200, 0);
+    sim.s
+        .handle_playback_progress(sim.now, sim.slot("item_a"), 7_200, 0);
     let v = sim.msg(SPEECH_STARTED);
     let t: Vec<&str> = sends(&v)
         .into_iter()
@@ -84,7 +87,7 @@ fn an_item_still_playing_is_still_truncated() {
     assert_eq!(t.len(), 1, "{v:?}");
     assert!(t[0].ends_with(r#""audio_end_ms":300}"#), "{}", t[0]);
     // A finish report for the truncated item (its flushed tail) does not undo the cut.
-    sim.s.handle_playback_finished(sim.now, "item_a");
+    sim.s.handle_playback_finished(sim.now, sim.slot("item_a"));
     assert!(assistant_speech(&sim.drain()).is_empty());
     let v = sim.msg(SPEECH_STARTED);
     assert!(!has_truncate(&v), "truncated once only");
@@ -93,10 +96,11 @@ fn an_item_still_playing_is_still_truncated() {
 #[test]
 fn a_finished_item_does_not_hide_the_next_one_playing() {
     let mut sim = answered();
-    sim.s.handle_playback_finished(sim.now, "item_a");
+    sim.s.handle_playback_finished(sim.now, sim.slot("item_a"));
     sim.drain();
     sim.msg(&audio_delta("item_b", 4800));
-    sim.s.handle_playback_progress(sim.now, "item_b", 2_400, 0);
+    sim.s
+        .handle_playback_progress(sim.now, sim.slot("item_b"), 2_400, 0);
     let v = sim.msg(SPEECH_STARTED);
     let t: Vec<&str> = sends(&v)
         .into_iter()

@@ -22,6 +22,7 @@ fn playback_overflow_is_counted_and_reported_at_most_once_a_second() {
     let mut sim = Sim::new(r#","metricsIntervalMs":0"#);
     sim.connect_open();
     sim.s.handle_audio_started(0, 48_000, 1);
+    sim.s.handle_playback_started(0, 24_000);
     sim.drain();
     sim.s.handle_playback_overflow(sim.now, 2_400); // 100 ms
     let v = sim.drain();
@@ -89,6 +90,7 @@ fn a_pending_playback_overflow_report_goes_out_with_the_next_timer() {
     let mut sim = Sim::new(r#","metricsIntervalMs":1000"#);
     sim.connect_open();
     sim.s.handle_audio_started(0, 48_000, 1);
+    sim.s.handle_playback_started(0, 24_000);
     sim.drain();
     sim.s.handle_playback_overflow(sim.now, 240);
     assert_eq!(errors_with(&sim.drain(), "playback_overflow").len(), 1);

@@ -18,6 +18,22 @@ impl Level {
         rms_dbfs: Self::FLOOR_DBFS,
         peak_dbfs: Self::FLOOR_DBFS,
     };
+
+    /// The level of linear RMS and peak amplitudes (full scale 1.0), e.g. as measured by the
+    /// playback worklet; non-finite or non-positive values read as the floor.
+    pub fn from_linear(rms: f32, peak: f32) -> Level {
+        let db = |x: f32| {
+            if x.is_finite() && x > 0.0 {
+                to_dbfs(f64::from(x))
+            } else {
+                Self::FLOOR_DBFS
+            }
+        };
+        Level {
+            rms_dbfs: db(rms),
+            peak_dbfs: db(peak),
+        }
+    }
 }
 
 /// Measures RMS and peak of `samples` (full scale 1.0). NaN samples are ignored; values below

@@ -61,6 +61,15 @@ impl ErrorKind {
     }
 }
 
+/// Where a [`AppEvent::Level`] was measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LevelSource {
+    /// The microphone.
+    Input = 0,
+    /// What the player output.
+    Output = 1,
+}
+
 /// An event for the app. `Debug` never shows transcript text or raw frames (logs stay clean).
 #[derive(Clone, PartialEq)]
 #[non_exhaustive]
@@ -115,6 +124,13 @@ pub enum AppEvent {
         /// A device change the session acted on (a microphone reopened, another output).
         device: Option<DeviceChange>,
     },
+    /// A level meter reading (`{source, rmsDbfs, peakDbfs}`), throttled by the session.
+    Level {
+        /// Microphone or player.
+        source: LevelSource,
+        /// RMS and peak, dBFS.
+        level: crate::audio::Level,
+    },
     /// A server event, raw, for the app's `event` stream.
     ServerEvent {
         /// Its `type`.
@@ -156,6 +172,11 @@ impl fmt::Debug for AppEvent {
                 .field("speaking", speaking)
                 .finish(),
             AppEvent::Metrics(m) => f.debug_tuple("Metrics").field(m).finish(),
+            AppEvent::Level { source, level } => f
+                .debug_struct("Level")
+                .field("source", source)
+                .field("level", level)
+                .finish(),
             AppEvent::Audio {
                 state,
                 needs_gesture,
@@ -182,7 +203,7 @@ impl fmt::Debug for AppEvent {
 
 impl AppEvent {
     /// The event name the shell dispatches on: `status`, `mode`, `transcript`, `speech`,
-    /// `metrics`, `error` or `event` (raw server events).
+    /// `metrics`, `error`, `audio`, `level` or `event` (raw server events).
     pub fn name(&self) -> &'static str {
         match self {
             AppEvent::Status(_) => "status",
@@ -192,6 +213,7 @@ impl AppEvent {
             AppEvent::Metrics(_) => "metrics",
             AppEvent::Error { .. } => "error",
             AppEvent::Audio { .. } => "audio",
+            AppEvent::Level { .. } => "level",
             AppEvent::ServerEvent { .. } => "event",
         }
     }
@@ -281,6 +303,18 @@ impl AppEvent {
                 json::write_str(&mut s, code);
                 s.push_str(",\"message\":");
                 json::write_str(&mut s, message);
+                s.push('}');
+            }
+            AppEvent::Level { source, level } => {
+                s.push_str("{\"source\":\"");
+                s.push_str(match source {
+                    LevelSource::Input => "input",
+                    LevelSource::Output => "output",
+                });
+                s.push_str("\",\"rmsDbfs\":");
+                json::write_fixed(&mut s, f64::from(level.rms_dbfs), 1);
+                s.push_str(",\"peakDbfs\":");
+                json::write_fixed(&mut s, f64::from(level.peak_dbfs), 1);
                 s.push('}');
             }
             AppEvent::ServerEvent { kind, raw } => {

@@ -26,9 +26,9 @@ use crate::protocol::{session_update_frame, ClientEvent, OutputKind};
 
 pub use super::connection::STABLE_AFTER_MS;
 pub use super::http_text::HTTP_TIMEOUT_MS;
-pub use super::playback::BARGE_IN_RAMP_MS;
+pub use super::playback::{BARGE_IN_RAMP_MS, LEVEL_EVERY_MS};
 
-/// Output rate of the realtime API and of `Output::Play`: 24 kHz mono.
+/// Rate of the realtime API's audio, both ways: 24 kHz mono.
 pub const API_RATE: u32 = 24_000;
 /// Beyond this many queued outputs, app events that can be lost (raw server events, metrics)
 /// are dropped and counted, so a shell that stops draining cannot grow memory without bound.
@@ -106,7 +106,7 @@ impl Session {
             latency: LatencyWindow::new(config.latency_window),
             up: Uplink::new(config.chunk_ms, config.max_chunk_ms, config.max_backlog_ms),
             devices: Devices::new(config.sink_id.clone()),
-            play: Playback::new(config.prebuffer_ms),
+            play: Playback::new(config.prebuffer_ms, config.max_prebuffer_ms),
             echo: EchoPath::new(config.echo_guard),
             http: HttpText::default(),
             tools: Tools::default(),
@@ -186,12 +186,23 @@ impl Session {
         m.discarded_audio_ms = self.up.chunker.discarded_samples() * 1000 / rate;
         m.prebuffer_ms = u64::from(self.play.prebuffer_ms);
         self.echo.fill_metrics(&mut m);
+        let [d50, d95] = self.play.delays.percentiles([50, 95]);
+        m.prebuffer_p50_ms = d50;
+        m.prebuffer_p95_ms = d95;
+        m.arrival_jitter_ms = u64::from(self.play.jitter_ms());
+        m.underruns_per_min = self.play.started_at.map_or(0.0, |t| {
+            let minutes = self.last_now.saturating_sub(t) as f64 / 60_000.0;
+            if minutes > 0.0 {
+                m.underruns as f64 / minutes
+            } else {
+                0.0
+            }
+        });
         m
     }
 
-    /// The current adaptive playback pre-buffer (ms): the shell uses it whenever it (re)builds
-    /// the player, so what was learnt survives audio restarts (`Output::SetPrebuffer` only
-    /// reaches a running player).
+    /// The current playout delay (ms), learnt from arrival jitter: the shell builds the player
+    /// with it, so what was learnt survives audio restarts.
     pub fn prebuffer_ms(&self) -> u32 {
         self.play.prebuffer_ms
     }

@@ -107,10 +107,19 @@ pub struct MetricsSnapshot {
     pub capture_to_send_max_ms: u64,
     /// Mean capture → send delay, ms.
     pub capture_to_send_avg_ms: Option<u64>,
-    /// Playback underruns reported by the shell.
+    /// Playback underruns reported by the player (a gap inside an item's audio).
     pub underruns: u64,
-    /// The playback pre-buffer now, ms (adaptive).
+    /// Underruns per minute since the player first started.
+    pub underruns_per_min: f64,
+    /// The playout delay now, ms (learnt from arrival jitter).
     pub prebuffer_ms: u64,
+    /// The playout delay applied at item starts, p50 and p95 over the last 256 items, ms:
+    /// the latency playback adds.
+    pub prebuffer_p50_ms: Option<u64>,
+    /// p95 of the same.
+    pub prebuffer_p95_ms: Option<u64>,
+    /// The arrival jitter the playout delay covers (p99 of the audio deltas' lateness), ms.
+    pub arrival_jitter_ms: u64,
     /// AI audio dropped because audio took too long to start (more than 20 s held).
     pub dropped_playback_ms: u64,
     /// Microphone audio taken in since the session was created, ms (24 kHz samples / 24).
@@ -214,6 +223,11 @@ impl MetricsSnapshot {
         );
         opt(s, ",\"droppedPlaybackMs\":", Some(self.dropped_playback_ms));
         opt(s, ",\"prebufferMs\":", Some(self.prebuffer_ms));
+        opt(s, ",\"prebufferP50Ms\":", self.prebuffer_p50_ms);
+        opt(s, ",\"prebufferP95Ms\":", self.prebuffer_p95_ms);
+        opt(s, ",\"arrivalJitterMs\":", Some(self.arrival_jitter_ms));
+        s.push_str(",\"underrunsPerMin\":");
+        json::write_fixed(s, self.underruns_per_min, 2);
         opt(s, ",\"capturedAudioMs\":", Some(self.captured_audio_ms));
         opt(s, ",\"sentAudioMs\":", Some(self.sent_audio_ms));
         opt(s, ",\"bufferedAudioMs\":", Some(self.buffered_audio_ms));
@@ -266,7 +280,6 @@ impl MetricsSnapshot {
             ",\"socketBufferedMaxBytes\":",
             Some(self.socket_buffered_max_bytes),
         );
-        opt(s, ",\"deadLinks\":", Some(self.dead_links));
         opt(s, ",\"deadLinks\":", Some(self.dead_links));
         opt(s, ",\"protocolErrors\":", Some(self.protocol_errors));
         opt(s, ",\"eventsDropped\":", Some(self.events_dropped));

@@ -12,11 +12,12 @@
 //!   [`Session::set_output_device`]) and events (`handle_token`, `handle_socket_opened`,
 //!   `handle_socket_message`, `handle_socket_binary`, `handle_socket_closed`,
 //!   `handle_socket_error`, `handle_timeout`, `handle_audio_started` / `handle_audio_failed`,
-//!   `handle_mic_samples`, `handle_playback_progress`, `handle_playback_finished`,
-//!   `handle_playback_overflow`, `handle_online`, `handle_socket_buffered`, `handle_token_result`,
-//!   `handle_http_reply` with the request's `seq`; devices: `handle_mic_lost`,
-//!   `handle_devices_changed`, `handle_mic_opened` / `handle_mic_open_failed` with the
-//!   `OpenMic` request's `seq`, `handle_sink_failed`). Calls in the wrong state
+//!   `handle_mic_samples`, `handle_playback_started`, `handle_playback_progress`,
+//!   `handle_playback_finished`, `handle_playback_overflow`, `handle_output_level`,
+//!   `handle_online`, `handle_socket_buffered`, `handle_token_result`, `handle_http_reply` with
+//!   the request's `seq`; devices: `handle_mic_lost`, `handle_devices_changed`,
+//!   `handle_mic_opened` / `handle_mic_open_failed` with the `OpenMic` request's `seq`,
+//!   `handle_sink_failed`). Calls in the wrong state
 //!   are no-ops (or a typed [`CommandError`]), never panics.
 //! - **Outputs**: after *every* input, drain [`Session::poll_output`] until it returns `None`
 //!   and perform each [`Output`] **in order** (a `CloseSocket` always precedes the next
@@ -74,6 +75,7 @@ pub mod devices;
 mod echo;
 pub mod events;
 mod http_text;
+mod jitter;
 pub mod machine;
 pub mod metrics;
 pub mod output;
@@ -89,8 +91,8 @@ pub mod url;
 pub use config::{AuthVia, ConfigError, ServerEventFilter, SessionConfig, TokenSource};
 pub use connection::{Link, WayOut};
 pub use devices::{DeviceChange, DeviceKind, MicLoss};
-pub use events::{AppEvent, ErrorKind, Role};
-pub use machine::Session;
+pub use events::{AppEvent, ErrorKind, LevelSource, Role};
+pub use machine::{Session, LEVEL_EVERY_MS};
 pub use metrics::MetricsSnapshot;
 pub use output::{AudioFailure, CommandError, HttpFailure, Output, TokenFailure};
 pub use status::{AudioState, FailReason, Mode, State, Status};

@@ -35,7 +35,8 @@ pub enum Output {
         /// Short snake_case reason.
         reason: &'static str,
     },
-    /// Start the microphone and playback (voice mode), then `handle_audio_started`/`_failed`.
+    /// Start the microphone and playback (voice mode), then `handle_playback_started` once the
+    /// player is up and `handle_audio_started` with the microphone's format (or `_failed`).
     StartAudio,
     /// Stop the microphone and playback.
     StopAudio,
@@ -54,24 +55,27 @@ pub enum Output {
         /// The output device, or the default.
         device_id: Option<String>,
     },
-    /// Queue 24 kHz mono samples for playback of an assistant item; report progress with
-    /// `handle_playback_progress`. Give the `Vec` back with `Session::recycle` to reuse it.
+    /// Queue mono samples, already at the player's rate (`handle_playback_started`), for
+    /// playback of an assistant item; the player reports `handle_playback_progress`,
+    /// `handle_playback_finished` and `handle_playback_overflow` in frames of that rate, and
+    /// `handle_output_level`. Give the `Vec` back with `Session::recycle` to reuse it.
     Play {
-        /// The assistant item.
-        item_id: String,
-        /// Samples, f32 in [-1, 1].
+        /// The player's number for the assistant item (never 0; `Session::player_slot`).
+        item: u32,
+        /// Samples, f32 in [-1, 1], at the player's rate.
         samples: Vec<f32>,
     },
-    /// No more audio will come for this assistant item: the player plays its tail even below
-    /// the pre-buffer, and running dry after it is not an underrun.
+    /// No more audio will come for this assistant item: the player plays its tail even before
+    /// the playout delay has passed, and running dry after it is not an underrun.
     EndOfItem {
-        /// The assistant item.
-        item_id: String,
+        /// The player's number for the assistant item.
+        item: u32,
     },
-    /// Set the player's pre-buffer (adaptive: raised after underruns, lowered after calm
-    /// responses), applied from the next time playback starts.
+    /// Set the player's playout delay: how long it waits after an item's first audio arrives
+    /// (or after running dry in its middle) before playing it. Learnt by the session from the
+    /// audio's arrival jitter; applied from the next time the player starts or refills.
     SetPrebuffer {
-        /// Audio to gather before playing, ms.
+        /// The delay, ms.
         ms: u32,
     },
     /// Resume the AudioContext (and the output element): at once when `on_gesture` is false,
@@ -150,15 +154,12 @@ impl fmt::Debug for Output {
                 .debug_struct("SetSink")
                 .field("device_id", device_id)
                 .finish(),
-            Output::Play { item_id, samples } => f
+            Output::Play { item, samples } => f
                 .debug_struct("Play")
-                .field("item_id", item_id)
+                .field("item", item)
                 .field("samples", &samples.len())
                 .finish(),
-            Output::EndOfItem { item_id } => f
-                .debug_struct("EndOfItem")
-                .field("item_id", item_id)
-                .finish(),
+            Output::EndOfItem { item } => f.debug_struct("EndOfItem").field("item", item).finish(),
             Output::SetPrebuffer { ms } => f.debug_struct("SetPrebuffer").field("ms", ms).finish(),
             Output::ResumeAudio { on_gesture } => f
                 .debug_struct("ResumeAudio")

@@ -102,7 +102,6 @@ impl Session {
     /// Audio started at the device's rate (after `Output::StartAudio`). Called again while
     /// running when the microphone's format changes (another device): the resampler is rebuilt
     /// and the change reported (`audio` event, reason `format_changed`).
-    /// AI audio that arrived while audio was starting is released to the player now, in order.
     pub fn handle_audio_started(&mut self, now_ms: u64, sample_rate: u32, channels: u16) {
         self.last_now = now_ms;
         match &self.up.audio {
@@ -113,14 +112,11 @@ impl Session {
         match Resampler::new(sample_rate, API_RATE, channels) {
             Ok(r) => {
                 if matches!(self.up.audio, Audio::Requested) {
-                    self.play.new_graph(self.snap.underruns);
                     self.devices_started();
                 } else {
                     self.mic_format_changed();
                 }
                 self.up.audio = Audio::Running(r);
-                let held = self.play.take_held();
-                self.out.extend(held);
             }
             Err(e) => {
                 self.error(
@@ -181,7 +177,7 @@ impl Session {
         self.up.audio = Audio::Off;
         self.up.audio_state = None;
         self.devices.reset();
-        self.play.drop_held();
+        self.play.audio_stopped();
         self.out.push_back(Output::StopAudio);
         self.up.chunker.clear();
         self.set_mode(Mode::Text, reason.as_str());
@@ -194,6 +190,7 @@ impl Session {
     /// Dropped while muted, in text mode or before audio started.
     pub fn handle_mic_samples(&mut self, now_ms: u64, samples: &[f32]) {
         self.last_now = now_ms;
+        self.input_level(now_ms, samples);
         if self.up.muted || self.mode != Mode::Voice {
             return;
         }
@@ -309,7 +306,7 @@ impl Session {
     pub(super) fn stop_audio(&mut self) {
         self.up.audio_state = None;
         self.devices.reset();
-        self.play.drop_held();
+        self.play.audio_stopped();
         if !matches!(self.up.audio, Audio::Off) {
             self.up.audio = Audio::Off;
             self.out.push_back(Output::StopAudio);

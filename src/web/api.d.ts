@@ -32,15 +32,15 @@ export interface VoiceClientOptions {
   maxChunkMs?: number;
   /** Microphone audio kept while reconnecting, ms (default 10000); beyond it loss is reported. */
   maxBacklogMs?: number;
-  /** Playback pre-buffer at the start, ms (default 60). */
   /** "auto": while the assistant speaks, send as silence the microphone audio its echo explains,
    * so the server's VAD does not make it interrupt itself; a voice above the echo passes.
    * Experimental. Default "off": the audio goes unchanged and the echo metrics are measured. */
   echoGuard?: "auto" | "off";
+  /** Playout delay at the start and its floor, ms (default 60). */
   prebufferMs?: number;
-  /** Ceiling of the adaptive pre-buffer, ms (default 300): underruns in a response raise the
-   * pre-buffer by 40 ms, three calm responses in a row lower it by 20 ms towards `prebufferMs`.
-   * Set it equal to `prebufferMs` for a fixed pre-buffer. */
+  /** Ceiling of the playout delay, ms (default 300), learnt from the arrival jitter of the
+   * answers' audio (p99 of its lateness + 10 ms; a late delta raises it at once, it falls by
+   * 1 ms every 4 s) from `prebufferMs` up. Set it equal to `prebufferMs` for a fixed delay. */
   maxPrebufferMs?: number;
   /** Reconnect attempts before falling back to text mode (default 8). */
   maxReconnectAttempts?: number;
@@ -123,6 +123,10 @@ export interface MetricsSnapshot {
   captureToSendLastMs: number | null; captureToSendMaxMs: number; captureToSendAvgMs: number | null;
   underruns: number; audioInterruptions: number; capturedAudioMs: number; sentAudioMs: number; droppedPlaybackMs: number; prebufferMs: number;
   echoReturnLossDb: number | null; echoDelayMs: number | null; echoGuardedMs: number; echoHeldMs: number; suspectedSelfInterruptions: number;
+  /** The playout delay at answer starts (the latency playback adds), p50 / p95 over 256 answers. */
+  prebufferP50Ms: number | null; prebufferP95Ms: number | null;
+  /** The p99 lateness of the answers' audio the delay covers, ms; underruns per minute of playback. */
+  arrivalJitterMs: number; underrunsPerMin: number;
   bufferedAudioMs: number; droppedAudioMs: number;
   /** Mic audio still buffered when audio stopped (disconnect, failure, text mode): thrown away on purpose. */
   discardedAudioMs: number;

@@ -29,20 +29,19 @@ use crate::session::AudioFailure;
 pub enum AudioEvent {
     /// Interleaved microphone frames at the context rate.
     Frames { frames: Float32Array, channels: u32 },
-    /// The playback worklet's progress for `item`: frames played of it (context rate), total
-    /// underruns, frames still buffered, and the output level of the period.
+    /// The playback worklet's progress for `item` (the core's number for it): frames played of
+    /// it (context rate), total underruns, and the output level (linear RMS, peak) of the period.
     Progress {
-        item: String,
+        item: u32,
         played: u64,
         underruns: u32,
-        buffered: u32,
         rms: f32,
         peak: f32,
     },
     /// The playback ring refused `frames` (it was full).
     Overflow { frames: u32 },
     /// `item` drained after its end marker: all of it was played.
-    Finished { item: String },
+    Finished { item: u32 },
     /// The microphone track ended (device unplugged, permission revoked).
     TrackEnded,
     /// The browser's devices changed (`devicechange` on `navigator.mediaDevices`).
@@ -220,23 +219,16 @@ impl AudioGraph {
             let data = e.unchecked_into::<MessageEvent>().data();
             let num = |k: &str| get(&data, k).as_f64().unwrap_or(0.0);
             match get(&data, "type").as_string().as_deref() {
-                Some("progress") => {
-                    if let Some(item) = get(&data, "item").as_string() {
-                        sink(AudioEvent::Progress {
-                            item,
-                            played: num("played") as u64,
-                            underruns: num("underruns") as u32,
-                            buffered: num("buffered") as u32,
-                            rms: num("rms") as f32,
-                            peak: num("peak") as f32,
-                        })
-                    }
-                }
-                Some("finished") => {
-                    if let Some(item) = get(&data, "item").as_string() {
-                        sink(AudioEvent::Finished { item })
-                    }
-                }
+                Some("progress") => sink(AudioEvent::Progress {
+                    item: num("item") as u32,
+                    played: num("played") as u64,
+                    underruns: num("underruns") as u32,
+                    rms: num("rms") as f32,
+                    peak: num("peak") as f32,
+                }),
+                Some("finished") => sink(AudioEvent::Finished {
+                    item: num("item") as u32,
+                }),
                 Some("overflow") => sink(AudioEvent::Overflow {
                     frames: num("frames") as u32,
                 }),
@@ -344,8 +336,8 @@ impl AudioGraph {
         }
     }
 
-    /// Queues AI audio (context rate, mono) for `item`.
-    pub fn play(&self, item: &str, samples: &[f32]) {
+    /// Queues AI audio (context rate, mono) for `item` (the core's number for it).
+    pub fn play(&self, item: u32, samples: &[f32]) {
         let msg = Object::new();
         let array = Float32Array::from(samples);
         let _ = Reflect::set(&msg, &"type".into(), &"push".into());
@@ -358,11 +350,12 @@ impl AudioGraph {
 
     /// Tells the player that `item` has no more audio coming, so its tail plays out below the
     /// pre-buffer and running dry after it is no underrun.
-    pub fn end_item(&self, item: &str) {
+    pub fn end_item(&self, item: u32) {
         self.post(&[("type", "end".into()), ("item", item.into())]);
     }
 
-    /// Sets the pre-buffer the player gathers before it (re)starts.
+    /// Sets the playout delay: how long the player waits after an item's first audio (or after
+    /// running dry) before it plays.
     pub fn set_prebuffer(&self, ms: u32) {
         self.post(&[("type", "config".into()), ("prebufferMs", ms.into())]);
     }

@@ -13,8 +13,6 @@ use wasm_bindgen_futures::{future_to_promise, spawn_local, JsFuture};
 
 use super::audio::{self, get, AudioEvent, AudioGraph, AudioOptions};
 use super::socket::{Socket, SocketEvent};
-use crate::audio::{measure_level, Resampler};
-use crate::protocol::json;
 use crate::session::{
     AppEvent, AudioFailure, AudioState, HttpFailure, MicLoss, Output, Session, SessionConfig,
     State, TokenFailure, TokenSource,
@@ -45,11 +43,6 @@ pub const EVENTS: [&str; 9] = [
     "event",
     "audio",
 ];
-/// Zeros pushed through the playback resampler at an item's end to flush its held-back tail
-/// (half the filter at 24 kHz: 40 samples for 24 → 44.1/48 kHz; a little more to be sure).
-const RESAMPLER_TAIL_SAMPLES: usize = 48;
-/// Level events per source are sent at most this often.
-const LEVEL_EVERY_MS: f64 = 50.0;
 
 /// A realtime voice conversation with an AI through a backend relay. See the README and
 /// `docs/API.md`.
@@ -80,8 +73,6 @@ struct Shell {
     graph: Rc<RefCell<Option<AudioGraph>>>,
     prepared: RefCell<Option<(web_sys::AudioContext, web_sys::HtmlAudioElement)>>,
     audio_epoch: Cell<u32>,
-    play_resampler: RefCell<Option<Resampler>>,
-    play_buf: RefCell<Vec<f32>>,
     mic_buf: RefCell<Vec<f32>>,
     ctx_rate: Cell<u32>,
     mic_channels: Cell<u32>,
@@ -89,7 +80,6 @@ struct Shell {
     lock_released: RefCell<Option<Promise>>,
     timer: RefCell<Option<(i32, u64)>>,
     timer_cb: RefCell<Option<Closure<dyn FnMut()>>>,
-    last_level: Cell<(f64, f64)>,
     window_listeners: RefCell<Vec<(&'static str, Listener)>>,
     gesture_listener: RefCell<Option<Listener>>,
 }
@@ -204,8 +194,6 @@ impl VoiceClient {
             graph: Rc::new(RefCell::new(None)),
             prepared: RefCell::new(None),
             audio_epoch: Cell::new(0),
-            play_resampler: RefCell::new(None),
-            play_buf: RefCell::new(Vec::new()),
             mic_buf: RefCell::new(Vec::new()),
             ctx_rate: Cell::new(0),
             mic_channels: Cell::new(0),
@@ -213,7 +201,6 @@ impl VoiceClient {
             lock_released: RefCell::new(None),
             timer: RefCell::new(None),
             timer_cb: RefCell::new(None),
-            last_level: Cell::new((0.0, 0.0)),
             window_listeners: RefCell::new(Vec::new()),
             gesture_listener: RefCell::new(None),
         });
@@ -558,16 +545,15 @@ impl Shell {
             Output::StopAudio => self.stop_audio(),
             Output::OpenMic { device_id, seq } => self.open_mic(device_id, seq),
             Output::SetSink { device_id } => self.set_sink(device_id),
-            Output::Play { item_id, samples } => {
-                self.play(&item_id, &samples);
+            Output::Play { item, samples } => {
+                if let Some(g) = self.graph.borrow().as_ref() {
+                    g.play(item, &samples);
+                }
                 self.core.borrow_mut().recycle(samples);
             }
-            Output::EndOfItem { item_id } => {
-                // Push the playback resampler's held-back tail (half its filter) out with this
-                // item, then mark its end.
-                self.play(&item_id, &[0.0; RESAMPLER_TAIL_SAMPLES]);
+            Output::EndOfItem { item } => {
                 if let Some(g) = self.graph.borrow().as_ref() {
-                    g.end_item(&item_id);
+                    g.end_item(item);
                 }
             }
             Output::SetPrebuffer { ms } => {
@@ -584,9 +570,6 @@ impl Shell {
             Output::FlushPlayback { ramp_ms } => {
                 if let Some(g) = self.graph.borrow().as_ref() {
                     g.flush(ramp_ms);
-                }
-                if let Some(r) = self.play_resampler.borrow_mut().as_mut() {
-                    r.reset();
                 }
             }
             Output::HttpText {
@@ -893,8 +876,8 @@ impl Shell {
                     let state = graph.state();
                     let element = graph.element();
                     shell.ctx_rate.set(rate);
-                    *shell.play_resampler.borrow_mut() = Resampler::new(24_000, rate, 1).ok();
                     *shell.graph.borrow_mut() = Some(graph);
+                    shell.input(|s, now| s.handle_playback_started(now, rate));
                     if let Some(id) = sink_id {
                         if audio::has_set_sink_id() && audio::set_sink(&element, &id).await.is_err()
                         {
@@ -1001,27 +984,7 @@ impl Shell {
             let _ = element.pause();
             let _ = ctx.close();
         }
-        self.play_resampler.borrow_mut().take();
         self.remove_gesture_listener();
-    }
-
-    fn play(&self, item: &str, samples: &[f32]) {
-        let graph = self.graph.borrow();
-        let Some(g) = graph.as_ref() else { return };
-        let mut r = self.play_resampler.borrow_mut();
-        match r.as_mut() {
-            Some(r) if r.output_rate() != 24_000 => {
-                let mut buf = self.play_buf.borrow_mut();
-                let need = r.output_capacity(samples.len());
-                if buf.len() < need {
-                    buf.resize(need, 0.0);
-                }
-                if let Ok(n) = r.process_into(samples, &mut buf) {
-                    g.play(item, &buf[..n]);
-                }
-            }
-            _ => g.play(item, samples),
-        }
     }
 
     fn on_audio(&self, ev: AudioEvent) {
@@ -1043,16 +1006,6 @@ impl Shell {
                         .handle_audio_started(now_ms(), rate, channels as u16);
                 }
                 self.core.borrow_mut().handle_mic_samples(now_ms(), &buf);
-                let now = now_ms() as f64;
-                let (last_in, last_out) = self.last_level.get();
-                if now - last_in >= LEVEL_EVERY_MS {
-                    self.last_level.set((now, last_out));
-                    let level = measure_level(&buf);
-                    self.emit(
-                        "level",
-                        &level_json("input", level.rms_dbfs, level.peak_dbfs),
-                    );
-                }
                 drop(buf);
                 self.pump();
             }
@@ -1062,22 +1015,15 @@ impl Shell {
                 underruns,
                 rms,
                 peak,
-                ..
-            } => {
-                let rate = u64::from(self.ctx_rate.get().max(1));
-                let played_24k = played * 24_000 / rate;
-                self.input(|s, now| {
-                    s.handle_playback_progress(now, &item, played_24k, u64::from(underruns))
-                });
-                let db = |x: f32| if x > 1e-5 { 20.0 * x.log10() } else { -100.0 };
-                self.emit("level", &level_json("output", db(rms), db(peak)));
-            }
+            } => self.input(|s, now| {
+                s.handle_playback_progress(now, item, played, u64::from(underruns));
+                s.handle_output_level(now, rms, peak);
+            }),
             AudioEvent::Overflow { frames } => {
-                let samples = u64::from(frames) * 24_000 / u64::from(self.ctx_rate.get().max(1));
-                self.input(|s, now| s.handle_playback_overflow(now, samples));
+                self.input(|s, now| s.handle_playback_overflow(now, u64::from(frames)));
             }
             AudioEvent::Finished { item } => {
-                self.input(|s, now| s.handle_playback_finished(now, &item));
+                self.input(|s, now| s.handle_playback_finished(now, item));
             }
             AudioEvent::TrackEnded => {
                 self.input(|s, now| s.handle_mic_lost(now, MicLoss::TrackEnded))
@@ -1232,20 +1178,6 @@ impl Drop for VoiceClient {
         }
         self.shell.remove_gesture_listener();
     }
-}
-
-/// `{"source":…,"rmsDbfs":…,"peakDbfs":…}` with one decimal, without float formatting (which
-/// would cost ~10 KB of wasm).
-fn level_json(source: &str, rms_dbfs: f32, peak_dbfs: f32) -> String {
-    let mut s = String::with_capacity(64);
-    s.push_str("{\"source\":\"");
-    s.push_str(source);
-    s.push_str("\",\"rmsDbfs\":");
-    json::write_fixed(&mut s, f64::from(rms_dbfs), 1);
-    s.push_str(",\"peakDbfs\":");
-    json::write_fixed(&mut s, f64::from(peak_dbfs), 1);
-    s.push('}');
-    s
 }
 
 fn describe(e: &JsValue) -> String {

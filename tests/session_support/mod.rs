@@ -103,6 +103,13 @@ impl Sim {
     pub fn state(&self) -> State {
         self.s.status().state
     }
+
+    /// The player's number for assistant item `item_id` (it must be tracked).
+    pub fn slot(&self, item_id: &str) -> u32 {
+        self.s
+            .player_slot(item_id)
+            .expect("a tracked assistant item")
+    }
 }
 
 pub fn events(v: &[Output]) -> Vec<&AppEvent> {
@@ -199,6 +206,13 @@ pub fn pcm_b64(n: usize, v: i16) -> String {
     let mut s = String::new();
     pcm16::encode_i16_as_pcm16_base64(&vec![v; n], &mut s);
     s
+}
+
+/// `response.output_audio.done` for `item`.
+pub fn audio_done(item: &str) -> String {
+    format!(
+        r#"{{"type":"response.output_audio.done","item_id":"{item}","output_index":0,"content_index":0}}"#
+    )
 }
 
 pub fn audio_delta(item: &str, n: usize) -> String {

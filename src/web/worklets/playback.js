@@ -1,36 +1,48 @@
-// realtime-voice playback worklet: a bounded ring buffer of the AI's audio (already resampled to
-// the context's rate by the web shell) with a pre-buffer, silence on underrun (counted; the node is
-// never torn down), a short fade on flush (no click), and a per-item count of the frames actually
-// played, which the core turns into conversation.item.truncate's audio_end_ms.
+// realtime-voice playback worklet: a bounded ring of the AI's audio (already at the context's rate:
+// the core resamples), a playout delay (the core learns it from arrival jitter), silence on
+// underrun (counted; the node is never torn down), short fades at gaps and on flush (no click), and
+// a per-item count of the frames actually played, which the core turns into
+// conversation.item.truncate's audio_end_ms. Items are small integers given by the core.
+// Real-time safe: everything is allocated in the constructor (typed rings for the audio and the
+// item segments, one reused object per outgoing message); no closure, no allocation after it.
 // In:  {type:"push", item, samples: Float32Array} | {type:"end", item} | {type:"flush", rampMs}
-//      | {type:"config", prebufferMs} (the core's adaptive pre-buffer, used from the next start)
+//      | {type:"config", prebufferMs}: the playout delay, used from the next start
+// Playing starts `prebufferMs` after the first audio arrives (or once that much arrived before the
+// last push, or at once when the item has ended), again after running dry inside an item.
 // Underrun = the item ran dry and then more of it arrived (a gap), never the silence after its end.
-// Out: {type:"progress", item, played, underruns, buffered, rms, peak} about every 50 ms while
-//      audio is queued or playing, and at once after a flush; {type:"finished", item, played} when
-//      an item drained after its end marker; {type:"overflow", item, frames} when the ring is full.
+// Out: {type:"progress", item, played, underruns, rms, peak} about every 50 ms while audio is queued
+//      or playing, and at once after a flush; {type:"finished", item} when an item drained after
+//      its end marker; {type:"overflow", frames} when the ring refused audio.
+const SEGS = 64; // item segments queued at most (an item switch starts one)
 class RealtimeVoicePlayback extends AudioWorkletProcessor {
   constructor(options) {
     const o = (options && options.processorOptions) || {};
     super();
     this.ring = new Float32Array(Math.max(sampleRate, (o.capacitySeconds || 30) * sampleRate) | 0);
     this.read = 0; this.size = 0;
-    this.prebuffer = this.frames(o.prebufferMs ?? 60);
-    this.segs = []; // [{item, left}] in play order
-    this.ended = new Set(); // queued items whose last delta has arrived
+    this.delay = this.frames(o.prebufferMs ?? 60); this.waited = 0; this.lastPush = 0;
+    this.segItem = new Int32Array(SEGS); this.segLeft = new Int32Array(SEGS); this.segEnd = new Uint8Array(SEGS);
+    this.segHead = 0; this.segs = 0;
     this.playing = false; this.underruns = 0; this.done = true;
-    this.dry = null; // the item that ran dry before its end: an underrun if more of it comes
-    this.item = null; this.played = 0;
+    this.dry = 0; // the item that ran dry before its end: an underrun if more of it comes
+    this.item = 0; this.played = 0;
+    this.edge = this.frames(3); this.gain = 1; // fade in after a gap, out when running dry
     this.fade = 0; this.fadeLen = 0; this.flushLeft = 0;
     this.quanta = 0; this.sumSq = 0; this.peak = 0; this.n = 0; this.wasActive = false;
-    this.port.onmessage = (e) => this.onMessage(e.data);
+    this.progress = { type: "progress", item: 0, played: 0, underruns: 0, rms: 0, peak: 0 };
+    this.finished = { type: "finished", item: 0 };
+    this.overflow = { type: "overflow", frames: 0 };
+    this.port.onmessage = this.onMessage.bind(this);
   }
   frames(ms) { return Math.round((ms / 1000) * sampleRate); }
-  onMessage(m) {
+  onMessage(e) {
+    const m = e.data;
     if (m.type === "push") this.push(m.item, m.samples);
-    else if (m.type === "config") this.prebuffer = this.frames(m.prebufferMs);
+    else if (m.type === "config") this.delay = this.frames(m.prebufferMs);
     else if (m.type === "end") {
-      if (this.queued(m.item)) this.ended.add(m.item);
-      else if (m.item === this.item && !this.done) { this.dry = null; this.finish(); } // it had drained
+      const k = this.lastSeg(m.item);
+      if (k >= 0) this.segEnd[k] = 1;
+      else if (m.item === this.item && !this.done) { this.dry = 0; this.finish(); } // it had drained
     } else if (m.type === "flush") {
       const ramp = Math.min(this.size, this.frames(m.rampMs ?? 8));
       if (!this.playing || ramp === 0) { this.discard(this.size); this.report(); return; }
@@ -40,64 +52,80 @@ class RealtimeVoicePlayback extends AudioWorkletProcessor {
       this.flushLeft = this.size;
     }
   }
+  seg(k) { return (this.segHead + k) % SEGS; }
+  lastSeg(item) { // ring index of the last queued segment of `item`, or -1
+    for (let k = this.segs - 1; k >= 0; k--) if (this.segItem[this.seg(k)] === item) return this.seg(k);
+    return -1;
+  }
   push(item, s) {
     // More audio of an item that ran dry: that silence was an underrun (a gap in its middle).
-    if (item === this.dry) { this.underruns++; this.dry = null; }
+    if (item === this.dry) { this.underruns++; this.dry = 0; }
     const cap = this.ring.length;
+    const last = this.segs > 0 ? this.seg(this.segs - 1) : -1;
+    const extend = last >= 0 && this.segItem[last] === item;
     let n = s.length;
-    if (this.size + n > cap) { // bounded: refuse what does not fit, and say so
-      const over = this.size + n - cap;
-      n -= over;
-      this.port.postMessage({ type: "overflow", item, frames: over });
+    if (!extend && this.segs === SEGS) n = 0;
+    if (this.size + n > cap) n = cap - this.size;
+    if (n < s.length) { // bounded: refuse what does not fit, and say so
+      this.overflow.frames = s.length - n;
+      this.port.postMessage(this.overflow);
       if (n <= 0) return;
     }
     let w = (this.read + this.size) % cap;
     for (let i = 0; i < n; i++) { this.ring[w] = s[i]; if (++w === cap) w = 0; }
-    this.size += n;
-    const last = this.segs[this.segs.length - 1];
-    if (last && last.item === item) last.left += n; else this.segs.push({ item, left: n });
+    this.size += n; this.lastPush = n;
+    if (extend) this.segLeft[last] += n;
+    else { const k = this.seg(this.segs++); this.segItem[k] = item; this.segLeft[k] = n; this.segEnd[k] = 0; }
   }
   discard(n) { // drops n frames from the head, keeping the per-item accounting right
     const cap = this.ring.length;
-    while (n > 0 && this.segs.length > 0) {
-      const seg = this.segs[0];
-      const k = Math.min(n, seg.left);
-      seg.left -= k; n -= k; this.size -= k; this.read = (this.read + k) % cap;
-      if (seg.left === 0) { this.segs.shift(); this.ended.delete(seg.item); }
+    while (n > 0 && this.segs > 0) {
+      const h = this.segHead;
+      const k = Math.min(n, this.segLeft[h]);
+      this.segLeft[h] -= k; n -= k; this.size -= k; this.read = (this.read + k) % cap;
+      if (this.segLeft[h] === 0) { this.segHead = (h + 1) % SEGS; this.segs--; }
     }
-    if (this.size === 0) this.playing = false;
-    this.fadeLen = 0; this.flushLeft = 0; this.done = true; this.dry = null;
-  }
-  queued(item) { // a loop, not .some(): no closure allocated on the audio thread
-    for (let k = 0; k < this.segs.length; k++) if (this.segs[k].item === item) return true;
-    return false;
+    if (this.size === 0) { this.playing = false; this.waited = 0; }
+    this.fadeLen = 0; this.flushLeft = 0; this.done = true; this.dry = 0;
   }
   finish() {
     this.done = true;
-    this.port.postMessage({ type: "finished", item: this.item, played: this.played });
+    this.finished.item = this.item;
+    this.port.postMessage(this.finished);
   }
   process(_inputs, outputs) {
     const out = outputs[0][0];
     const len = out.length;
-    const tail = this.segs.length > 0 && this.ended.has(this.segs[this.segs.length - 1].item);
-    if (!this.playing && this.size > 0 && (this.size >= this.prebuffer || tail)) this.playing = true;
+    if (!this.playing && this.size > 0) {
+      this.waited += len;
+      const ended = this.segEnd[this.seg(this.segs - 1)] === 1;
+      if (ended || this.waited >= this.delay || this.size - this.lastPush >= this.delay) {
+        this.playing = true; this.waited = 0; this.gain = 0;
+      }
+    }
     let i = 0;
     if (this.playing) {
       const cap = this.ring.length;
       while (i < len && this.size > 0) {
-        const seg = this.segs[0];
-        if (seg.item !== this.item) { if (this.item !== null) this.report(); this.item = seg.item; this.played = 0; }
+        const h = this.segHead;
+        const item = this.segItem[h];
+        if (item !== this.item) { if (this.item !== 0) this.report(); this.item = item; this.played = 0; }
         this.done = false;
-        let v = this.ring[this.read];
+        // Fade out over the last frames when the ring runs dry before the item's end; fade in
+        // when playing (re)starts.
+        const target = this.size < this.edge && this.segs === 1 && this.segEnd[h] === 0 ? this.size / this.edge : 1;
+        this.gain = Math.min(target, this.gain + 1 / this.edge);
+        let v = this.ring[this.read] * this.gain;
         if (this.fadeLen > 0) v *= --this.fade / this.fadeLen;
         out[i++] = v;
         this.sumSq += v * v; if (Math.abs(v) > this.peak) this.peak = Math.abs(v);
         if (++this.read === cap) this.read = 0;
         this.size--; this.played++;
         if (this.fadeLen > 0) this.flushLeft--;
-        if (--seg.left === 0) {
-          this.segs.shift();
-          if (this.ended.delete(seg.item) && !this.queued(seg.item)) this.finish();
+        if (--this.segLeft[h] === 0) {
+          const ended = this.segEnd[h] === 1;
+          this.segHead = (h + 1) % SEGS; this.segs--;
+          if (ended) this.finish();
         }
         if (this.fadeLen > 0 && this.fade <= 0) { this.discard(Math.max(0, this.flushLeft)); this.report(); break; }
       }
@@ -114,15 +142,16 @@ class RealtimeVoicePlayback extends AudioWorkletProcessor {
       this.quanta = 0;
       const active = this.playing || this.size > 0;
       // Report while audio is queued or playing, and once more when it stops (the meter falls).
-      if (this.item !== null && (active || this.wasActive)) this.report();
+      if (this.item !== 0 && (active || this.wasActive)) this.report();
       this.wasActive = active;
     }
     return true;
   }
   report() {
-    const rms = this.n > 0 ? Math.sqrt(this.sumSq / this.n) : 0;
-    this.port.postMessage({ type: "progress", item: this.item, played: this.played, underruns: this.underruns,
-      buffered: this.size, rms, peak: this.peak });
+    const p = this.progress;
+    p.item = this.item; p.played = this.played; p.underruns = this.underruns;
+    p.rms = this.n > 0 ? Math.sqrt(this.sumSq / this.n) : 0; p.peak = this.peak;
+    this.port.postMessage(p);
     this.sumSq = 0; this.peak = 0; this.n = 0;
   }
 }
