@@ -41,7 +41,9 @@ async function freePort() {
 async function startServer() {
   const port = await freePort();
   const bin = process.env.SERVER_BIN ?? join(ROOT, "target/debug/realtime-voice-server");
-  const child = spawn(bin, ["--dev"], { env: { ...process.env, PORT: String(port), STATIC_ROOT: ROOT }, stdio: "ignore" });
+  // The server's cap of 200 user turns per interview is reached after ~20 minutes: lifted here.
+  const env = { MAX_TURNS_PER_INTERVIEW: "100000", ...process.env, PORT: String(port), STATIC_ROOT: ROOT };
+  const child = spawn(bin, ["--dev"], { env, stdio: "ignore" });
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 150; i++) {
     if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode} (run make pkg server first)`);

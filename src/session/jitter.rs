@@ -75,7 +75,9 @@ impl JitterEstimator {
         let i = ((lateness_ms / u64::from(BUCKET_MS)) as usize).min(BUCKETS - 1);
         self.buckets[i] += 1.0;
         self.decay(now_ms);
-        self.peak_ms = self.peak_ms.max(lateness_ms + u64::from(MARGIN_MS));
+        // Held at the ceiling at most, so the decay starts from what the delay can be.
+        let peak = (lateness_ms + u64::from(MARGIN_MS)).min(u64::from(self.max_ms));
+        self.peak_ms = self.peak_ms.max(peak);
     }
 
     fn decay(&mut self, now_ms: u64) {
@@ -150,6 +152,14 @@ mod tests {
         assert_eq!(j.target_ms(), 145);
         j.observe(1_000_000, 2_000);
         assert_eq!(j.target_ms(), 300, "bounded by the ceiling");
+        for k in 1..=100 {
+            j.observe(1_000_000 + k * 400, 5);
+        }
+        assert_eq!(
+            j.target_ms(),
+            290,
+            "40 s later: decaying from the ceiling, not from 2 s"
+        );
     }
 
     #[test]
