@@ -67,6 +67,10 @@ enum Input {
     Recycle,
     PlaybackFinished(u8),
     PlaybackOverflow(u32),
+    /// `handle_playback_started` at one of the usual rates or any.
+    PlaybackStarted(u32),
+    /// `handle_output_level` with any rms and peak.
+    OutputLevel(f32, f32),
     Binary(u16),
     AudioState(u8),
     Visibility(bool),
@@ -270,15 +274,20 @@ fuzz_target!(|case: Case| {
                 underruns,
             } => s.handle_playback_progress(
                 now,
-                &format!("it{}", item % 3),
+                u32::from(item % 4),
                 u64::from(played),
                 u64::from(underruns),
             ),
             Input::Online(o) => s.handle_online(now, o),
             Input::PlaybackFinished(item) => {
-                s.handle_playback_finished(now, &format!("it{}", item % 3))
+                s.handle_playback_finished(now, u32::from(item % 4))
             }
             Input::PlaybackOverflow(n) => s.handle_playback_overflow(now, u64::from(n)),
+            Input::PlaybackStarted(rate) => {
+                let rate = [16_000, 24_000, 44_100, 48_000, rate][(rate % 5) as usize];
+                s.handle_playback_started(now, rate)
+            }
+            Input::OutputLevel(rms, peak) => s.handle_output_level(now, rms, peak),
             Input::Binary(len) => s.handle_socket_binary(now, usize::from(len)),
             Input::AudioState(k) => {
                 let state = ["running", "suspended", "interrupted", "closed", "other"];
