@@ -7,6 +7,7 @@ use super::events::AppEvent;
 use super::status::State;
 use super::url::redact;
 use crate::protocol::SessionUpdateError;
+use crate::text::{concat, write_parts, Part::*};
 
 /// One thing for the shell to do. Drain with `Session::poll_output` until `None`, in order.
 ///
@@ -270,7 +271,7 @@ impl HttpFailure {
     pub fn code(&self) -> String {
         match self {
             HttpFailure::Network => "http_network".into(),
-            HttpFailure::Status(s) => format!("http_{s}"),
+            HttpFailure::Status(s) => concat(&[S("http_"), N(u64::from(*s))]),
             HttpFailure::Timeout => "http_timeout".into(),
         }
     }
@@ -311,20 +312,36 @@ pub enum CommandError {
 impl fmt::Display for CommandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CommandError::NoTextTransport { state } => write!(
+            CommandError::NoTextTransport { state } => write_parts(
                 f,
-                "cannot send text while {}: the socket is not open and httpFallback is off",
-                state.as_str()
+                &[
+                    S("cannot send text while "),
+                    S(state.as_str()),
+                    S(": the socket is not open and httpFallback is off"),
+                ],
             ),
-            CommandError::TooLong { len, max } => {
-                write!(f, "text of {len} bytes exceeds the limit of {max} bytes")
+            CommandError::TooLong { len, max } => write_parts(
+                f,
+                &[
+                    S("text of "),
+                    N(*len as u64),
+                    S(" bytes exceeds the limit of "),
+                    N(*max as u64),
+                    S(" bytes"),
+                ],
+            ),
+            CommandError::QueueFull => {
+                f.write_str("too many text messages waiting for HTTP replies")
             }
-            CommandError::QueueFull => write!(f, "too many text messages waiting for HTTP replies"),
             CommandError::InvalidSessionUpdate(e) => e.fmt(f),
-            CommandError::InvalidTools(why) => write!(f, "invalid tool definitions: {why}"),
-            CommandError::InvalidEvent(why) => write!(f, "invalid client event: {why}"),
+            CommandError::InvalidTools(why) => {
+                write_parts(f, &[S("invalid tool definitions: "), S(why)])
+            }
+            CommandError::InvalidEvent(why) => {
+                write_parts(f, &[S("invalid client event: "), S(why)])
+            }
             CommandError::NotConnected { state } => {
-                write!(f, "cannot send an event while {}", state.as_str())
+                write_parts(f, &[S("cannot send an event while "), S(state.as_str())])
             }
         }
     }

@@ -22,6 +22,7 @@ use super::uplink::Audio;
 use crate::audio::resample::MAX_RATE;
 use crate::audio::{measure_level, pcm16, Level, Resampler};
 use crate::protocol::ClientEvent;
+use crate::text::{concat, Part::*};
 
 /// Fade applied to playback on barge-in.
 pub const BARGE_IN_RAMP_MS: u32 = 8;
@@ -200,11 +201,12 @@ impl Session {
         let resampler = match Resampler::new(API_RATE, sample_rate, 1) {
             Ok(r) => r,
             Err(e) => {
-                self.error(
-                    ErrorKind::Audio,
-                    "unsupported_audio_format",
-                    format!("cannot play at {sample_rate} Hz: {e}"),
-                );
+                self.error(ErrorKind::Audio, "unsupported_audio_format", {
+                    let mut m =
+                        concat(&[S("cannot play at "), N(u64::from(sample_rate)), S(" Hz: ")]);
+                    m.push_str(&e.to_string());
+                    m
+                });
                 self.handle_audio_failed(now_ms, AudioFailure::AudioContextFailed);
                 return;
             }
@@ -335,9 +337,13 @@ impl Session {
         self.error(
             ErrorKind::Audio,
             "playback_overflow",
-            format!(
-                "the player dropped {new_ms} ms of assistant audio: its buffer was full ({total_ms} ms in total)"
-            ),
+            concat(&[
+                S("the player dropped "),
+                N(new_ms),
+                S(" ms of assistant audio: its buffer was full ("),
+                N(total_ms),
+                S(" ms in total)"),
+            ]),
         );
     }
 

@@ -8,6 +8,7 @@ use super::machine::{Session, API_RATE};
 use super::output::{AudioFailure, Output};
 use super::status::{AudioState, FailReason, Mode};
 use crate::audio::{pcm16, Chunker, ChunkerConfig, Resampler};
+use crate::text::{concat, Part::*};
 
 /// Minimum spacing of `audio_overflow` error events.
 const OVERFLOW_EVENT_EVERY_MS: u64 = 1_000;
@@ -119,11 +120,17 @@ impl Session {
                 self.up.audio = Audio::Running(r);
             }
             Err(e) => {
-                self.error(
-                    ErrorKind::Audio,
-                    "unsupported_audio_format",
-                    format!("cannot resample {sample_rate} Hz × {channels}: {e}"),
-                );
+                self.error(ErrorKind::Audio, "unsupported_audio_format", {
+                    let mut m = concat(&[
+                        S("cannot resample "),
+                        N(u64::from(sample_rate)),
+                        S(" Hz × "),
+                        N(u64::from(channels)),
+                        S(": "),
+                    ]);
+                    m.push_str(&e.to_string());
+                    m
+                });
                 self.handle_audio_failed(now_ms, AudioFailure::AudioContextFailed);
             }
         }
@@ -288,10 +295,15 @@ impl Session {
         self.error(
             ErrorKind::Audio,
             "audio_overflow",
-            format!(
-                "dropped {new_ms} ms of microphone audio beyond the {} ms backlog bound ({total_ms} ms in total)",
-                self.cfg.max_backlog_ms
-            ),
+            concat(&[
+                S("dropped "),
+                N(new_ms),
+                S(" ms of microphone audio beyond the "),
+                N(u64::from(self.cfg.max_backlog_ms)),
+                S(" ms backlog bound ("),
+                N(total_ms),
+                S(" ms in total)"),
+            ]),
         );
     }
 

@@ -17,6 +17,7 @@ use crate::session::{
     AppEvent, AudioFailure, AudioState, HttpFailure, MicLoss, Output, Session, SessionConfig,
     State, TokenFailure, TokenSource,
 };
+use crate::text::{concat, Part::*};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_API: &str = include_str!("api.d.ts");
@@ -169,7 +170,7 @@ impl VoiceClient {
                 .clone()
                 .unwrap_or_else(playback_worklet_url),
         );
-        let lock_name = single_tab.then(|| format!("realtime-voice:{}", config.interview_id));
+        let lock_name = single_tab.then(|| ["realtime-voice:", &config.interview_id].concat());
         let seed = (js_sys::Math::random() * 9.007_199_254_740_991e15) as u64 ^ now_ms();
         let shell = Rc::new_cyclic(|me| Shell {
             me: me.clone(),
@@ -344,9 +345,11 @@ impl VoiceClient {
             .ok_or_else(|| js_error("invalid tool definitions: not a JSON object"))?;
         let shell = &self.shell;
         if shell.tools.borrow().iter().any(|(n, _, _)| *n == name) {
-            return Err(js_error(&format!(
-                "a tool named {name:?} is already registered"
-            )));
+            return Err(js_error(&concat(&[
+                S("a tool named "),
+                Quoted(&name),
+                S(" is already registered"),
+            ])));
         }
         let mut next = shell.tools.borrow().clone();
         next.push((name.clone(), def, handler.clone()));
@@ -378,10 +381,12 @@ impl VoiceClient {
     #[wasm_bindgen(skip_typescript)]
     pub fn on(&self, event: &str, listener: Function) -> Result<Function, JsValue> {
         if !EVENTS.contains(&event) {
-            return Err(js_error(&format!(
-                "unknown event \"{event}\"; events are {}",
-                EVENTS.join(", ")
-            )));
+            return Err(js_error(&concat(&[
+                S("unknown event \""),
+                S(event),
+                S("\"; events are "),
+                S(&EVENTS.join(", ")),
+            ])));
         }
         self.shell
             .listeners
@@ -616,7 +621,11 @@ impl Shell {
         spawn_local(async move {
             let result = match handler {
                 Some(h) => run_handler(&h, &arguments).await,
-                None => Err(format!("tool {name:?} is not registered")),
+                None => Err(concat(&[
+                    S("tool "),
+                    Quoted(&name),
+                    S(" is not registered"),
+                ])),
             };
             if let Some(shell) = me.upgrade() {
                 shell.input(|s, now| s.handle_tool_result(now, &call_id, result));
@@ -643,11 +652,13 @@ impl Shell {
                         if ok {
                             let _ = resolve.call1(&JsValue::NULL, &value);
                         } else {
-                            let msg = format!(
-                                "connection {}: {}",
+                            let msg = [
+                                "connection ",
                                 st.state.as_str(),
-                                st.reason.unwrap_or("closed")
-                            );
+                                ": ",
+                                st.reason.unwrap_or("closed"),
+                            ]
+                            .concat();
                             let err = js_sys::Error::new(&msg);
                             let _ = Reflect::set(&err, &"status".into(), &value);
                             let _ = reject.call1(&JsValue::NULL, &err);
@@ -946,7 +957,7 @@ impl Shell {
                     shell.input(|s, now| s.handle_mic_opened(now, seq));
                 }
                 Err(f) => {
-                    let why = format!("cannot switch microphone: {}", f.as_str());
+                    let why = ["cannot switch microphone: ", f.as_str()].concat();
                     settle_all(waiters, &Err(why));
                     shell.input(|s, now| s.handle_mic_open_failed(now, seq, f));
                 }
@@ -1218,7 +1229,7 @@ async fn fetch_json(url: &str, token: &str, body: &str) -> Result<String, HttpFa
         .set("Content-Type", "application/json")
         .map_err(|_| HttpFailure::Network)?;
     headers
-        .set("Authorization", &format!("Bearer {token}"))
+        .set("Authorization", &["Bearer ", token].concat())
         .map_err(|_| HttpFailure::Network)?;
     init.set_headers(&headers);
     init.set_body(&JsValue::from_str(body));
