@@ -20,14 +20,6 @@ fn playing_sim(extra: &str) -> Sim {
     sim
 }
 
-fn truncates(v: &[Output]) -> Vec<String> {
-    sends(v)
-        .into_iter()
-        .filter(|f| frame_type(f) == "conversation.item.truncate")
-        .map(str::to_string)
-        .collect()
-}
-
 #[test]
 fn speech_started_flushes_and_truncates_at_played_samples_under_underruns() {
     let mut sim = playing_sim("");

@@ -53,14 +53,6 @@ fn voice_at(rate: u32) -> Sim {
     sim
 }
 
-fn truncates(v: &[Output]) -> Vec<String> {
-    sends(v)
-        .into_iter()
-        .filter(|f| frame_type(f) == "conversation.item.truncate")
-        .map(str::to_string)
-        .collect()
-}
-
 #[test]
 fn play_carries_device_rate_audio_equal_to_a_one_shot_resampling() {
     for rate in [44_100u32, 48_000, 16_000] {

@@ -145,6 +145,15 @@ pub fn opens(v: &[Output]) -> usize {
         .count()
 }
 
+/// The `conversation.item.truncate` frames among the outputs.
+pub fn truncates(v: &[Output]) -> Vec<String> {
+    sends(v)
+        .into_iter()
+        .filter(|f| frame_type(f) == "conversation.item.truncate")
+        .map(str::to_string)
+        .collect()
+}
+
 pub fn frame_type(frame: &str) -> String {
     json::parse(frame, 1 << 24)
         .ok()
