@@ -501,7 +501,8 @@ async function main() {
   let wasm;
   try {
     wasm = await init();
-    rv.wasmMemory = wasm?.memory ?? null;
+    // The package's export names are minified: the linear memory is the export that is one.
+    rv.wasmMemory = Object.values(wasm ?? {}).find((v) => v instanceof WebAssembly.Memory) ?? null;
     ui.version.textContent = version();
   } catch (e) {
     document.body.dataset.wasm = "failed";
