@@ -164,6 +164,11 @@ async function main() {
     console.log(`  playback      ${last.underruns - first.underruns} underruns (${perMin.toFixed(2)}/min); playout delay p50/p95 ${last.prebufferP50Ms ?? "—"}/${last.prebufferP95Ms ?? "—"} ms (now ${last.prebufferMs} ms), arrival jitter p99 ${last.arrivalJitterMs ?? "—"} ms`);
     report.playback = { underruns: last.underruns - first.underruns, underrunsPerMin: perMin, prebufferP50Ms: last.prebufferP50Ms,
       prebufferP95Ms: last.prebufferP95Ms, prebufferMs: last.prebufferMs, arrivalJitterMs: last.arrivalJitterMs };
+    if (last.wasmBytes == null) {
+      // A soak that cannot see the wasm memory cannot show it flat: a failure, not a pass.
+      failure = failure ?? "the wasm memory could not be read (the demo's rv.wasmMemory is null)";
+      report.failure = failure;
+    }
     if (g.wasmBytesAfterFirstInterval != null && g.wasmBytesAfterFirstInterval > maxWasmGrowth) {
       failure = failure ?? `wasm memory grew ${g.wasmBytesAfterFirstInterval} bytes after the first interval (budget ${maxWasmGrowth})`;
       report.failure = failure;
