@@ -28,6 +28,7 @@ const ui = {
   levelIn: $("level-input"), levelInText: $("level-input-text"),
   levelOut: $("level-output"), levelOutText: $("level-output-text"),
   inputDevice: $("input-device"), outputDevice: $("output-device"), outputNote: $("output-device-note"),
+  deviceNote: $("device-note"),
   inputFormat: $("input-format"),
   p50: $("m-p50"), p95: $("m-p95"), ttfa: $("m-ttfa"), underruns: $("m-underruns"),
   reconnects: $("m-reconnects"), cost: $("m-cost"),
@@ -60,6 +61,8 @@ const rv = {
   eventTypes: {},
   metrics: null,
   audio: null,
+  /** Device changes the client healed by itself (`audio` events with a reason; the last 20). */
+  deviceChanges: [],
   saved: null,
   /** Questions the interviewer showed through the show_question tool, in order (bounded). */
   questions: [],
@@ -341,7 +344,54 @@ function onError(e) {
   showError(`${head} [${e.code}]: ${e.message}`);
 }
 
+// Why the client changed devices by itself, as the demo says it.
+const DEVICE_REASONS = {
+  track_ended: "the microphone stopped",
+  device_removed: "the device was unplugged",
+  device_returned: "the chosen device is back",
+  format_changed: "the device changed its format",
+  sink_failed: "the browser refused the chosen speaker",
+};
+
+/** A device id as the user knows it: the label from the device lists, or "the default …". */
+function deviceName(id, select, fallback) {
+  if (!id || id === "default") return fallback;
+  const o = [...select.options].find((x) => x.value === id);
+  return o ? o.textContent : "another device";
+}
+
+/** Until then a microphone's `format_changed` is its first format settling, not a change. */
+let micSettlesAt = 0;
+const MIC_SETTLE_MS = 3000;
+
+/** The `audio` event's device fields (a healed microphone or speaker), shown in the Audio panel. */
+function showDeviceChange(a) {
+  rv.deviceChanges.push({ recovering: a.recovering ?? null, recovered: a.recovered ?? null, reason: a.reason, attempt: a.attempt });
+  if (rv.deviceChanges.length > 20) rv.deviceChanges.shift();
+  const why = DEVICE_REASONS[a.reason] ?? a.reason;
+  let text;
+  if (a.recovering === "mic") {
+    text = `Microphone lost (${why}): reopening ${deviceName(a.device, ui.inputDevice, "the default microphone")}, try ${a.attempt}…`;
+  } else if (a.recovered === "mic" && a.reason === "format_changed") {
+    // A microphone may settle its format just after it opens (WebKit's does): not news then.
+    if (performance.now() < micSettlesAt) return;
+    text = `Microphone format changed: audio continues on ${deviceName(a.device, ui.inputDevice, "the default microphone")}.`;
+  } else if (a.recovered === "mic") {
+    text = `Microphone back (${why}): now on ${deviceName(a.device, ui.inputDevice, "the default microphone")}.`;
+  } else if (a.recovered === "output") {
+    text = `Speaker changed (${why}): now on ${deviceName(a.device, ui.outputDevice, "the default speaker")}.`;
+  } else {
+    return;
+  }
+  ui.deviceNote.textContent = text;
+  ui.deviceNote.hidden = false;
+  // The lists may have changed with the devices.
+  if (a.recovered) fillDevices();
+  if (a.recovered === "mic" && a.reason !== "format_changed") micSettlesAt = performance.now() + MIC_SETTLE_MS;
+}
+
 function onAudio(a) {
+  if (a.reason) showDeviceChange(a);
   rv.audio = a.state;
   document.body.dataset.audio = a.state;
   ui.resume.hidden = !a.needsGesture;
@@ -365,7 +415,9 @@ async function connectVoice() {
   showError("");
   ui.voice.disabled = true;
   try {
+    micSettlesAt = performance.now() + MIC_SETTLE_MS;
     await client.connect();
+    micSettlesAt = performance.now() + MIC_SETTLE_MS;
     fillDevices();
   } catch (e) {
     // The status event already says why; keep the message for details.
