@@ -95,7 +95,7 @@ test-e2e: setup pkg server fault-proxy
 
 # Every fault-lab scenario (blackholes of 5/30/120 s, path change, offline/online, token endpoint
 # down, 300 ms RTT, 32 kB/s uplink, server restart) in each engine: a report of recovery times
-# (e2e/output/fault-lab.md), not part of `make test`. FAULT_SCENARIOS=path-change,latency picks some;
+# (e2e/output/fault-lab.md), not part of `make test`. FAULT_SCENARIOS=path-change,latency picks some; FAULT_LATENCY_S=600 lengthens the 300 ms RTT run;
 # E2E_ENGINES=chromium one engine.
 test-faults: setup pkg server fault-proxy
 	@rm -f e2e/output/fault-lab.jsonl

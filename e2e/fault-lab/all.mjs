@@ -14,6 +14,7 @@ if (want("offline-online")) offlineOnline();
 if (want("token-down")) tokenDown();
 if (want("server-restart")) serverRestart();
 if (want("uplink")) uplink();
-if (want("latency")) latency();
+// FAULT_LATENCY_S: seconds of conversation at 300 ms RTT (60 by default; 600 for the gapless goal).
+if (want("latency")) latency({ seconds: Number(process.env.FAULT_LATENCY_S ?? 60) });
 if (want("blackhole-30")) blackhole(30);
 if (want("blackhole-120")) blackhole(120);
