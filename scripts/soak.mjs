@@ -41,8 +41,14 @@ async function freePort() {
 async function startServer() {
   const port = await freePort();
   const bin = process.env.SERVER_BIN ?? join(ROOT, "target/debug/realtime-voice-server");
-  // The server's cap of 200 user turns per interview is reached after ~20 minutes: lifted here.
-  const env = { MAX_TURNS_PER_INTERVIEW: "100000", ...process.env, PORT: String(port), STATIC_ROOT: ROOT };
+  // The server's cap of 200 user turns per interview is reached after ~20 minutes, and its
+  // 30-minute session cap would close the socket mid-answer at the end of a 30-minute soak (a
+  // reconnect and a gap counted as an underrun): both lifted past the soak here.
+  const env = {
+    MAX_TURNS_PER_INTERVIEW: "100000",
+    SESSION_MAX_S: String(Math.ceil(minutes * 60) + 600),
+    ...process.env, PORT: String(port), STATIC_ROOT: ROOT,
+  };
   const child = spawn(bin, ["--dev"], { env, stdio: "ignore" });
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 150; i++) {
