@@ -165,6 +165,49 @@ fn the_chosen_mic_is_tried_first_then_the_default_one() {
 }
 
 #[test]
+fn a_mic_chosen_while_audio_starts_is_opened_once_audio_runs() {
+    let mut sim = Sim::new("");
+    let v = sim.connect_open();
+    assert!(v.iter().any(|o| matches!(o, Output::StartAudio)), "{v:?}");
+    assert_eq!(
+        sim.s.input_device(),
+        None,
+        "StartAudio opens the default mic"
+    );
+    // The app picks a microphone while the shell is still opening the default one.
+    sim.s.set_input_device(sim.now, Some("usb"));
+    assert!(opens(&sim.drain()).is_empty(), "nothing to reopen yet");
+    sim.s.handle_audio_started(sim.now, 48_000, 1);
+    let (device, seq) = one_open(&sim.drain());
+    assert_eq!(
+        device.as_deref(),
+        Some("usb"),
+        "the choice is opened once audio runs"
+    );
+    sim.s.handle_mic_opened(sim.now, seq);
+    assert!(
+        audio_events(&sim.drain()).is_empty(),
+        "the app's own switch"
+    );
+    feed(&mut sim, 200);
+    assert_eq!(sim.s.mode(), Mode::Voice);
+}
+
+#[test]
+fn a_mic_chosen_before_audio_starts_is_the_one_opened_and_not_reopened() {
+    let mut sim = Sim::new("");
+    sim.s.set_input_device(sim.now, Some("usb"));
+    sim.connect_open();
+    assert_eq!(
+        sim.s.input_device(),
+        Some("usb"),
+        "StartAudio opens the choice"
+    );
+    sim.s.handle_audio_started(sim.now, 48_000, 1);
+    assert!(opens(&sim.drain()).is_empty(), "already on it");
+}
+
+#[test]
 fn a_chosen_mic_that_disappears_falls_back_to_the_default_and_comes_back() {
     let mut sim = voice("");
     sim.s

@@ -219,8 +219,9 @@ impl Session {
     }
 
     /// The app chooses a microphone (`None`: the default). While the microphone runs it is
-    /// reopened on that device at once (`Output::OpenMic`); otherwise the choice applies when
-    /// audio starts ([`Session::input_device`]).
+    /// reopened on that device at once (`Output::OpenMic`); before audio starts the choice is
+    /// what the shell opens ([`Session::input_device`]); while audio is starting, it is opened
+    /// as soon as audio runs.
     pub fn set_input_device(&mut self, now_ms: u64, device_id: Option<&str>) {
         self.last_now = now_ms;
         self.devices.chosen_input = device_id.map(str::to_string);
@@ -362,9 +363,19 @@ impl Session {
         }
     }
 
-    /// Audio started: the microphone runs on the device the shell was told to open.
-    pub(super) fn devices_started(&mut self) {
+    /// Audio is being started (`Output::StartAudio`): the shell opens [`Session::input_device`]
+    /// as it is now, so that is the microphone that will run.
+    pub(super) fn devices_starting(&mut self) {
         self.devices.mic = self.input_device().map(str::to_string);
+    }
+
+    /// Audio started on the microphone [`Self::devices_starting`] recorded. A choice the app
+    /// made while it was opening (`set_input_device` before audio ran) is opened now.
+    pub(super) fn devices_started(&mut self, now_ms: u64) {
+        let wanted = self.input_device().map(str::to_string);
+        if wanted != self.devices.mic {
+            self.open_mic(now_ms, wanted, false);
+        }
     }
 
     /// The microphone's format changed under a running session (a Bluetooth headset switching

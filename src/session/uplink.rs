@@ -112,12 +112,13 @@ impl Session {
         }
         match Resampler::new(sample_rate, API_RATE, channels) {
             Ok(r) => {
-                if matches!(self.up.audio, Audio::Requested) {
-                    self.devices_started();
+                let starting = matches!(self.up.audio, Audio::Requested);
+                self.up.audio = Audio::Running(r);
+                if starting {
+                    self.devices_started(now_ms);
                 } else {
                     self.mic_format_changed();
                 }
-                self.up.audio = Audio::Running(r);
             }
             Err(e) => {
                 self.error(ErrorKind::Audio, "unsupported_audio_format", {
@@ -311,6 +312,7 @@ impl Session {
     pub(super) fn start_audio(&mut self) {
         if self.mode == Mode::Voice && matches!(self.up.audio, Audio::Off) {
             self.up.audio = Audio::Requested;
+            self.devices_starting();
             self.out.push_back(Output::StartAudio);
         }
     }
