@@ -15,10 +15,13 @@ mkdirSync(OUTPUT, { recursive: true });
 const ROOT = new URL("../", import.meta.url).pathname;
 export const ENGINES = (process.env.E2E_ENGINES ?? "chromium,firefox,webkit").split(",").filter(Boolean);
 
-/** Opens a fresh browser of `engine` and returns a small driver; always `close()` it. */
-export async function open(engine) {
+/**
+ * Opens a fresh browser of `engine` and returns a small driver; always `close()` it.
+ * `realDevices`: Firefox captures from the sound server's sources instead of its fake stream.
+ */
+export async function open(engine, { realDevices = false } = {}) {
   if (engine === "chromium") return openChromium();
-  if (engine === "firefox" || engine === "webkit") return openWebDriver(engine);
+  if (engine === "firefox" || engine === "webkit") return openWebDriver(engine, { realDevices });
   throw new Error(`unknown engine ${engine}`);
 }
 
@@ -69,14 +72,14 @@ async function openChromium() {
   };
 }
 
-async function openWebDriver(engine) {
+async function openWebDriver(engine, { realDevices }) {
   const { Builder, By } = await import("selenium-webdriver");
   const firefox = await import("selenium-webdriver/firefox.js");
   let driver;
   if (engine === "firefox") {
     ensurePulseAudio();
     const options = new firefox.Options().addArguments("-headless");
-    for (const [k, v] of Object.entries({ "media.navigator.streams.fake": true, "media.navigator.permission.disabled": true,
+    for (const [k, v] of Object.entries({ "media.navigator.streams.fake": !realDevices, "media.navigator.permission.disabled": true,
       "media.autoplay.default": 0, "media.autoplay.block-webaudio": false })) options.setPreference(k, v);
     const service = new firefox.ServiceBuilder(process.env.GECKODRIVER ?? join(homedir(), ".cargo/bin/geckodriver"));
     driver = await new Builder().forBrowser("firefox").setFirefoxOptions(options).setFirefoxService(service).build();

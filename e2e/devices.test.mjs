@@ -2,8 +2,11 @@
 // microphone's track ends (a headset unplugged); the client reopens a microphone by itself, the
 // interview stays in voice mode and connected, the demo's Audio panel says what happened, and
 // microphone audio reaches the server again. The healing itself is tested per engine in
-// tests/web/devices.rs; this is the page a user sees.
+// tests/web/devices.rs; this is the page a user sees. Then, in Firefox on the sound server's real
+// sources, a switch to a 16 kHz mono microphone (a Bluetooth headset's hands-free profile) while
+// the AudioContext runs at the server's 44.1 kHz: the rate most voice clients fail on in Firefox.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { scenario, openPage, waitState, rvFacts, received, ENGINES } from "./support.mjs";
 
 /** Keeps every stream getUserMedia gives (on the prototype: WebKit may swap the wrapper). */
@@ -72,3 +75,62 @@ async function until(check, timeoutMs) {
     await new Promise((r) => setTimeout(r, 200));
   }
 }
+
+/** Runs `pactl` against the suite's private sound server; returns stdout, throws on failure. */
+function pactl(...args) {
+  const r = spawnSync("pactl", args, { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`pactl ${args.join(" ")}: ${r.stderr || r.status}`);
+  return r.stdout.trim();
+}
+
+/**
+ * The sources a client of the sound server (Firefox) records from now: pactl's source-outputs
+ * (index, source, client, …) with a client, by source name; the remap modules' own outputs have
+ * none ("-").
+ */
+function recordingFrom() {
+  const sources = new Map(pactl("list", "short", "sources").split("\n").map((l) => l.split("\t")).map((f) => [f[0], f[1]]));
+  const outputs = pactl("list", "short", "source-outputs").split("\n").filter(Boolean).map((l) => l.split("\t"));
+  return outputs.filter((f) => f[2] !== "-").map((f) => sources.get(f[1])).filter(Boolean);
+}
+
+scenario("devices-rate", "a switch to a 16 kHz microphone keeps the interview in voice mode (real sound-server devices)", async (b) => {
+  // Two mono microphones on the sound server, each the monitor of a null sink: 48 kHz (the
+  // default) and 16 kHz, so the switch changes the rate alone. Unloaded at the end: the daemon
+  // serves the rest of the suite.
+  const modules = [
+    pactl("load-module", "module-null-sink", "sink_name=rv_s48", "rate=48000", "channels=1"),
+    pactl("load-module", "module-remap-source", "master=rv_s48.monitor", "source_name=rv_mic48", "rate=48000", "channels=1", "source_properties=device.description=RV-Mic-48k"),
+    pactl("load-module", "module-null-sink", "sink_name=rv_s16", "rate=16000", "channels=1"),
+    pactl("load-module", "module-remap-source", "master=rv_s16.monitor", "source_name=rv_mic16", "rate=16000", "channels=1", "source_properties=device.description=RV-Mic-16k"),
+  ];
+  try {
+    pactl("set-default-source", "rv_mic48");
+    await openPage(b);
+    const interviewId = await b.eval(() => window.__rv.interviewId);
+    await b.click("[data-testid=voice-mode]");
+    await waitState(b, "connected", 20_000);
+    assert.ok(await until(() => recordingFrom().includes("rv_mic48"), 10_000), `Firefox records from the 48 kHz microphone: ${recordingFrom()}`);
+    // The demo's list, filled once audio runs.
+    const mic16 = await b.waitFor(() => {
+      const o = [...document.querySelectorAll("[data-testid=input-device] option")].find((x) => /RV-Mic-16k/.test(x.textContent));
+      return o ? o.value : "";
+    }, 10_000);
+    const seen = await b.eval(() => window.__rv.deviceChanges.length);
+    // What the demo's device list does on change, awaited here.
+    await b.eval((id) => window.__rv.client.setInputDevice(id), mic16);
+    assert.ok(await until(() => recordingFrom().includes("rv_mic16") && !recordingFrom().includes("rv_mic48"), 10_000),
+      `Firefox records from the 16 kHz microphone alone: ${recordingFrom()}`);
+    const before = (await received(interviewId)).samples;
+    const now = await until(async () => {
+      const n = (await received(interviewId)).samples;
+      return n >= before + 24_000 && n;
+    }, 20_000);
+    assert.ok(now, "the server receives the 16 kHz microphone's audio");
+    const changes = await b.eval((n) => window.__rv.deviceChanges.slice(n), seen);
+    assert.ok(changes.every((c) => c.recovering === null), `no microphone was lost: ${JSON.stringify(changes)}`);
+    assert.equal(await b.eval(() => document.body.dataset.mode), "voice", "the interview stays in voice mode");
+  } finally {
+    for (const m of modules.reverse()) spawnSync("pactl", ["unload-module", m]);
+  }
+}, { engines: ENGINES.filter((e) => e === "firefox"), browser: { realDevices: true } });

@@ -70,12 +70,12 @@ export const facts = () => {
 /**
  * Declares one test per engine running `body(b, engine)` on a fresh browser. The final state is
  * screenshotted as e2e/output/<name>-<engine>.png whatever the outcome; on failure the page's
- * facts and console are added to the error.
+ * facts and console are added to the error. `browser` is passed to `open` (e.g. `realDevices`).
  */
-export function scenario(name, title, body, { engines = ENGINES, timeoutMs = 60_000 } = {}) {
+export function scenario(name, title, body, { engines = ENGINES, timeoutMs = 60_000, browser = {} } = {}) {
   for (const engine of engines) {
     test(`${engine}: ${title}`, { timeout: timeoutMs }, async () => {
-      const b = await open(engine);
+      const b = await open(engine, browser);
       try {
         await rm(join(OUTPUT, `${name}-${engine}-FAILED.png`), { force: true });
         // Give up a little before the test's own timeout, so the browser is still closed below.

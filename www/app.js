@@ -392,6 +392,9 @@ function showDeviceChange(a) {
 
 function onAudio(a) {
   if (a.reason) showDeviceChange(a);
+  // A list read before the microphone opened has no ids or labels (Firefox): read it again
+  // once audio runs.
+  if (a.state === "running" && client && [...ui.inputDevice.options].every((o) => !o.value)) fillDevices();
   rv.audio = a.state;
   document.body.dataset.audio = a.state;
   ui.resume.hidden = !a.needsGesture;
