@@ -15,13 +15,13 @@ use std::rc::Rc;
 
 use js_sys::{Array, Float32Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
 use web_sys::{
     AudioContext, AudioWorkletNode, AudioWorkletNodeOptions, HtmlAudioElement, MediaStream,
     MediaStreamAudioDestinationNode, MediaStreamAudioSourceNode, MediaStreamConstraints,
     MediaStreamTrack, MessageEvent,
 };
 
+use super::then;
 use crate::session::AudioFailure;
 
 /// What the graph reports to the shell.
@@ -103,44 +103,53 @@ pub fn unlock() -> Result<(AudioContext, HtmlAudioElement), AudioFailure> {
 }
 
 impl AudioGraph {
-    /// Builds the graph in `ctx`: loads both worklets, opens the microphone, connects everything.
-    pub async fn start(
+    /// Builds the graph in `ctx`: loads both worklets, opens the microphone, connects everything,
+    /// then calls `done` (always later, never inside the caller).
+    pub fn start(
         ctx: AudioContext,
         element: HtmlAudioElement,
-        options: &AudioOptions,
+        options: AudioOptions,
         sink: Rc<dyn Fn(AudioEvent)>,
-    ) -> Result<AudioGraph, AudioFailure> {
-        let result = Self::build(ctx.clone(), element, options, sink).await;
-        if result.is_err() {
-            let _ = ctx.close();
-        }
-        result
-    }
-
-    async fn build(
-        ctx: AudioContext,
-        element: HtmlAudioElement,
-        options: &AudioOptions,
-        sink: Rc<dyn Fn(AudioEvent)>,
-    ) -> Result<AudioGraph, AudioFailure> {
-        let worklet = ctx
-            .audio_worklet()
-            .map_err(|_| AudioFailure::NoAudioWorklet)?;
-        for url in [&options.capture_url, &options.playback_url] {
-            let promise = worklet
-                .add_module(url)
-                .map_err(|_| AudioFailure::NoAudioWorklet)?;
-            // A module that does not load (404, CSP) leaves no worklet to run.
-            JsFuture::from(promise)
-                .await
-                .map_err(|_| AudioFailure::NoAudioWorklet)?;
-        }
-        let stream = open_microphone(&options.constraints).await?;
-        // From here on every step is synchronous; whatever fails, the microphone goes off.
-        // `Clone::clone`: the inherent `MediaStream::clone` is the JS method, which would give
-        // the graph a copy with tracks of its own (the original ones never stopped).
-        Self::assemble(ctx, element, options, sink, Clone::clone(&stream))
-            .inspect_err(|_| stop_tracks(&stream))
+        done: impl FnOnce(Result<AudioGraph, AudioFailure>) + 'static,
+    ) {
+        let done = {
+            let ctx = ctx.clone();
+            move |r: Result<AudioGraph, AudioFailure>| {
+                if r.is_err() {
+                    let _ = ctx.close();
+                }
+                done(r)
+            }
+        };
+        // A module that does not load (404, CSP) leaves no worklet to run.
+        let add = |ctx: &AudioContext, url: &str| {
+            ctx.audio_worklet()
+                .and_then(|w| w.add_module(url))
+                .map(JsValue::from)
+        };
+        let first = add(&ctx, &options.capture_url);
+        then(first, move |r| {
+            if r.is_err() {
+                return done(Err(AudioFailure::NoAudioWorklet));
+            }
+            let second = add(&ctx, &options.playback_url);
+            then(second, move |r| {
+                if r.is_err() {
+                    return done(Err(AudioFailure::NoAudioWorklet));
+                }
+                let constraints = options.constraints.clone();
+                open_microphone(&constraints, move |r| {
+                    // From here on every step is synchronous; whatever fails, the microphone
+                    // goes off. `Clone::clone`: the inherent `MediaStream::clone` is the JS
+                    // method, which would give the graph a copy with tracks of its own (the
+                    // original ones never stopped).
+                    done(r.and_then(|stream| {
+                        Self::assemble(ctx, element, &options, sink, Clone::clone(&stream))
+                            .inspect_err(|_| stop_tracks(&stream))
+                    }))
+                });
+            });
+        });
     }
 
     fn assemble(
@@ -417,13 +426,13 @@ pub fn has_set_sink_id() -> bool {
     }
 }
 
-/// Routes `element`'s output to `device_id` (`setSinkId`; `""` is the default device).
-pub async fn set_sink(element: &HtmlAudioElement, device_id: &str) -> Result<(), JsValue> {
+/// Routes `element`'s output to `device_id` (`setSinkId`; `""` is the default device): the
+/// promise it returns, or what it threw.
+pub fn set_sink(element: &HtmlAudioElement, device_id: &str) -> Result<JsValue, JsValue> {
     let f: js_sys::Function = Reflect::get(element, &"setSinkId".into())?
         .dyn_into()
         .map_err(|_| js_sys::Error::new("setSinkId is not supported by this browser"))?;
-    let p: js_sys::Promise = f.call1(element, &device_id.into())?.dyn_into()?;
-    JsFuture::from(p).await.map(|_| ())
+    f.call1(element, &device_id.into())
 }
 
 /// `obj[key]`, or `undefined` when the lookup throws.
@@ -442,61 +451,76 @@ fn media_devices() -> Option<web_sys::MediaDevices> {
     web_sys::window()?.navigator().media_devices().ok()
 }
 
-/// `getUserMedia({audio: constraints})`, with the browser's refusal mapped to a typed failure.
-pub async fn open_microphone(constraints: &JsValue) -> Result<MediaStream, AudioFailure> {
-    let devices = media_devices().ok_or(AudioFailure::Other)?;
+/// `getUserMedia({audio: constraints})`, with the browser's refusal mapped to a typed failure;
+/// `done` is called later, never inside the caller.
+pub fn open_microphone(
+    constraints: &JsValue,
+    done: impl FnOnce(Result<MediaStream, AudioFailure>) + 'static,
+) {
     let c = MediaStreamConstraints::new();
     c.set_audio(constraints);
-    let promise = devices
-        .get_user_media_with_constraints(&c)
-        .map_err(|_| AudioFailure::Other)?;
-    match JsFuture::from(promise).await {
-        Ok(stream) => Ok(stream.unchecked_into()),
-        Err(e) => {
-            let name = get(&e, "name").as_string().unwrap_or_default();
-            Err(match name.as_str() {
-                "NotAllowedError" | "SecurityError" => AudioFailure::MicDenied,
-                "NotFoundError" | "OverconstrainedError" => AudioFailure::MicAbsent,
+    let promise = media_devices()
+        .ok_or(JsValue::UNDEFINED)
+        .and_then(|d| d.get_user_media_with_constraints(&c))
+        .map(JsValue::from);
+    then(promise, move |r| {
+        done(r.map(JsCast::unchecked_into).map_err(
+            |e| match get(&e, "name").as_string().as_deref() {
+                Some("NotAllowedError" | "SecurityError") => AudioFailure::MicDenied,
+                Some("NotFoundError" | "OverconstrainedError") => AudioFailure::MicAbsent,
                 _ => AudioFailure::Other,
-            })
-        }
-    }
+            },
+        ))
+    });
 }
 
-/// `enumerateDevices()`, as the browser lists it.
-async fn enumerate() -> Result<Array, JsValue> {
-    let devices = media_devices().ok_or_else(|| JsValue::from_str("no mediaDevices"))?;
-    JsFuture::from(devices.enumerate_devices()?)
-        .await?
-        .dyn_into()
+/// `enumerateDevices()`, as the browser lists it, to `done` (later).
+fn enumerate(done: impl FnOnce(Result<Array, JsValue>) + 'static) {
+    let promise = media_devices()
+        .ok_or_else(|| JsValue::from_str("no mediaDevices"))
+        .and_then(|d| d.enumerate_devices())
+        .map(JsValue::from);
+    then(promise, move |r| done(r.map(JsCast::unchecked_into)));
 }
 
-/// The ids of the microphones and of the output devices (`enumerateDevices()`).
-pub async fn device_ids() -> Result<(Vec<String>, Vec<String>), JsValue> {
-    let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
-    for d in enumerate().await?.iter() {
-        let id = get(&d, "deviceId").as_string().unwrap_or_default();
-        match get(&d, "kind").as_string().as_deref() {
-            Some("audioinput") => inputs.push(id),
-            Some("audiooutput") => outputs.push(id),
-            _ => {}
+/// The ids of the microphones and of the output devices (`enumerateDevices()`), to `done`.
+pub fn device_ids(done: impl FnOnce(Vec<String>, Vec<String>) + 'static) {
+    enumerate(move |list| {
+        let Ok(list) = list else { return };
+        let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
+        for d in list.iter() {
+            let id = get(&d, "deviceId").as_string().unwrap_or_default();
+            match get(&d, "kind").as_string().as_deref() {
+                Some("audioinput") => inputs.push(id),
+                Some("audiooutput") => outputs.push(id),
+                _ => {}
+            }
         }
-    }
-    Ok((inputs, outputs))
+        done(inputs, outputs)
+    });
 }
 
-/// `enumerateDevices()` filtered to `kind` ("audioinput" or "audiooutput"), as an array of
-/// `{deviceId, label}`.
-pub async fn list_devices(kind: &str) -> Result<Array, JsValue> {
-    let list = enumerate().await?;
-    let out = Array::new();
-    for d in list.iter() {
-        if get(&d, "kind").as_string().as_deref() == Some(kind) {
-            let o = Object::new();
-            Reflect::set(&o, &"deviceId".into(), &get(&d, "deviceId"))?;
-            Reflect::set(&o, &"label".into(), &get(&d, "label"))?;
-            out.push(&o);
-        }
-    }
-    Ok(out)
+/// `enumerateDevices()` filtered to `kind` ("audioinput" or "audiooutput"), as a Promise of an
+/// array of `{deviceId, label}`.
+pub fn list_devices(kind: &'static str) -> js_sys::Promise {
+    js_sys::Promise::new(&mut |resolve, reject| {
+        enumerate(move |list| {
+            let result = list.and_then(|list| {
+                let out = Array::new();
+                for d in list.iter() {
+                    if get(&d, "kind").as_string().as_deref() == Some(kind) {
+                        let o = Object::new();
+                        Reflect::set(&o, &"deviceId".into(), &get(&d, "deviceId"))?;
+                        Reflect::set(&o, &"label".into(), &get(&d, "label"))?;
+                        out.push(&o);
+                    }
+                }
+                Ok(out)
+            });
+            let _ = match result {
+                Ok(out) => resolve.call1(&JsValue::NULL, &out),
+                Err(e) => reject.call1(&JsValue::NULL, &e),
+            };
+        })
+    })
 }

@@ -9,10 +9,10 @@ use std::rc::{Rc, Weak};
 
 use js_sys::{Function, Object, Promise, Reflect, JSON};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{future_to_promise, spawn_local, JsFuture};
 
 use super::audio::{self, get, AudioEvent, AudioGraph, AudioOptions};
 use super::socket::{Socket, SocketEvent};
+use super::then;
 use crate::session::{
     AppEvent, AudioFailure, AudioState, HttpFailure, MicLoss, Output, Session, SessionConfig,
     State, TokenFailure, TokenSource,
@@ -442,13 +442,13 @@ impl VoiceClient {
     /// Lists the microphones (`[{deviceId, label}]`; labels are empty before permission).
     #[wasm_bindgen(js_name = listInputDevices, unchecked_return_type = "Promise<AudioDevice[]>")]
     pub fn list_input_devices(&self) -> Promise {
-        future_to_promise(async { audio::list_devices("audioinput").await.map(JsValue::from) })
+        audio::list_devices("audioinput")
     }
 
     /// Lists the output devices (`[{deviceId, label}]`).
     #[wasm_bindgen(js_name = listOutputDevices, unchecked_return_type = "Promise<AudioDevice[]>")]
     pub fn list_output_devices(&self) -> Promise {
-        future_to_promise(async { audio::list_devices("audiooutput").await.map(JsValue::from) })
+        audio::list_devices("audiooutput")
     }
 
     /// Uses the microphone `device_id` from now on (switches at once when capturing; if it is
@@ -618,18 +618,19 @@ impl Shell {
             .find(|(n, _, _)| *n == name)
             .map(|(_, _, h)| h.clone());
         let me = self.me.clone();
-        spawn_local(async move {
-            let result = match handler {
-                Some(h) => run_handler(&h, &arguments).await,
-                None => Err(concat(&[
-                    S("tool "),
-                    Quoted(&name),
-                    S(" is not registered"),
-                ])),
-            };
+        let done = move |result: Result<String, String>| {
             if let Some(shell) = me.upgrade() {
                 shell.input(|s, now| s.handle_tool_result(now, &call_id, result));
             }
+        };
+        // The handler runs later, outside the drain.
+        then(Ok(JsValue::UNDEFINED), move |_| match handler {
+            Some(h) => run_handler(&h, &arguments, done),
+            None => done(Err(concat(&[
+                S("tool "),
+                Quoted(&name),
+                S(" is not registered"),
+            ]))),
         });
     }
 
@@ -748,14 +749,7 @@ impl Shell {
             return;
         };
         let me = self.me.clone();
-        spawn_local(async move {
-            let result = match provider.call0(&JsValue::NULL) {
-                Ok(v) => match v.dyn_into::<Promise>() {
-                    Ok(p) => JsFuture::from(p).await,
-                    Err(v) => Ok(v),
-                },
-                Err(e) => Err(e),
-            };
+        then(provider.call0(&JsValue::NULL), move |result| {
             let token = match result {
                 Ok(v) => v.as_string().filter(|t| !t.is_empty()).ok_or_else(|| {
                     TokenFailure::Refused("the token provider returned no string".to_string())
@@ -788,7 +782,7 @@ impl Shell {
                 // A malformed URL or refused subprotocol: as the browser would report a failed
                 // handshake, later (never re-entrantly inside the drain).
                 let me = self.me.clone();
-                spawn_local(async move {
+                then(Ok(JsValue::UNDEFINED), move |_| {
                     if let Some(shell) = me.upgrade() {
                         shell.on_socket(
                             id,
@@ -836,7 +830,7 @@ impl Shell {
             Ok(p) => p,
             Err(f) => {
                 let me = self.me.clone();
-                spawn_local(async move {
+                then(Ok(JsValue::UNDEFINED), move |_| {
                     if let Some(shell) = me.upgrade() {
                         shell.input(|s, now| s.handle_audio_failed(now, f));
                     }
@@ -866,8 +860,7 @@ impl Shell {
             }
         });
         let me = self.me.clone();
-        spawn_local(async move {
-            let result = AudioGraph::start(ctx, element, &options, sink).await;
+        AudioGraph::start(ctx, element, options, sink, move |result| {
             let Some(shell) = me.upgrade() else {
                 if let Ok(g) = result {
                     g.stop();
@@ -889,14 +882,25 @@ impl Shell {
                     shell.ctx_rate.set(rate);
                     *shell.graph.borrow_mut() = Some(graph);
                     shell.input(|s, now| s.handle_playback_started(now, rate));
-                    if let Some(id) = sink_id {
-                        if audio::has_set_sink_id() && audio::set_sink(&element, &id).await.is_err()
-                        {
+                    // The context's state goes to the session once the chosen output is set.
+                    let finish = move |shell: &Shell, sink_failed: bool| {
+                        if sink_failed {
                             shell.input(|s, now| s.handle_sink_failed(now));
                         }
+                        shell.mic_channels.set(0);
+                        shell.on_audio(AudioEvent::ContextState(state));
+                    };
+                    match sink_id {
+                        Some(id) if audio::has_set_sink_id() => {
+                            let me = shell.me.clone();
+                            then(audio::set_sink(&element, &id), move |r| {
+                                if let Some(shell) = me.upgrade() {
+                                    finish(&shell, r.is_err());
+                                }
+                            });
+                        }
+                        _ => finish(&shell, false),
                     }
-                    shell.mic_channels.set(0);
-                    shell.on_audio(AudioEvent::ContextState(state));
                 }
                 Err(f) => shell.input(|s, now| s.handle_audio_failed(now, f)),
             }
@@ -927,8 +931,7 @@ impl Shell {
         let constraints = with_device(&self.mic_constraints.borrow(), device_id.as_deref());
         let waiters: Vec<_> = self.device_waiters.borrow_mut().drain(..).collect();
         let me = self.me.clone();
-        spawn_local(async move {
-            let opened = audio::open_microphone(&constraints).await;
+        audio::open_microphone(&constraints, move |opened| {
             let Some(shell) = me.upgrade() else {
                 if let Ok(stream) = opened {
                     audio::stop_tracks(&stream);
@@ -970,15 +973,14 @@ impl Shell {
         let element = self.graph.borrow().as_ref().map(|g| g.element());
         let waiters: Vec<_> = self.sink_waiters.borrow_mut().drain(..).collect();
         let me = self.me.clone();
-        spawn_local(async move {
-            let result = match element {
-                Some(e) if audio::has_set_sink_id() => {
-                    audio::set_sink(&e, device_id.as_deref().unwrap_or(""))
-                        .await
-                        .map_err(|e| describe(&e))
-                }
-                _ => Ok(()),
-            };
+        let set = match element {
+            Some(e) if audio::has_set_sink_id() => {
+                audio::set_sink(&e, device_id.as_deref().unwrap_or(""))
+            }
+            _ => Ok(JsValue::UNDEFINED),
+        };
+        then(set, move |r| {
+            let result = r.map(|_| ()).map_err(|e| describe(&e));
             settle_all(waiters, &result);
             if let (Some(shell), true) = (me.upgrade(), result.is_err()) {
                 shell.input(|s, now| s.handle_sink_failed(now));
@@ -1041,10 +1043,7 @@ impl Shell {
             }
             AudioEvent::DevicesChanged => {
                 let me = self.me.clone();
-                spawn_local(async move {
-                    let Ok((inputs, outputs)) = audio::device_ids().await else {
-                        return;
-                    };
+                audio::device_ids(move |inputs, outputs| {
                     // Where no output can be chosen, the output list says nothing.
                     let outputs = audio::has_set_sink_id().then_some(&outputs[..]);
                     if let Some(shell) = me.upgrade() {
@@ -1144,8 +1143,7 @@ impl Shell {
 
     fn http_text(&self, url: String, token: String, body: String, seq: u64) {
         let me = self.me.clone();
-        spawn_local(async move {
-            let reply = fetch_json(&url, &token, &body).await;
+        fetch_json(&url, &token, &body, move |reply| {
             if let Some(shell) = me.upgrade() {
                 shell.input(|s, now| s.handle_http_reply(now, seq, reply));
             }
@@ -1199,49 +1197,62 @@ fn describe(e: &JsValue) -> String {
     }
 }
 
-/// Calls a tool handler with the parsed arguments and serialises what it returns (or resolves
-/// to); `undefined` becomes `null`.
-async fn run_handler(handler: &Function, arguments: &str) -> Result<String, String> {
-    let args = JSON::parse(arguments)
-        .map_err(|_| "the model's arguments are not valid JSON".to_string())?;
-    let value = handler
-        .call1(&JsValue::NULL, &args)
-        .map_err(|e| describe(&e))?;
-    let value = match value.dyn_into::<Promise>() {
-        Ok(p) => JsFuture::from(p).await.map_err(|e| describe(&e))?,
-        Err(v) => v,
+/// Calls a tool handler with the parsed arguments and gives `done` what it returns (or resolves
+/// to), serialised; `undefined` becomes `null`.
+fn run_handler(
+    handler: &Function,
+    arguments: &str,
+    done: impl FnOnce(Result<String, String>) + 'static,
+) {
+    let value = match JSON::parse(arguments) {
+        Ok(args) => handler.call1(&JsValue::NULL, &args),
+        Err(_) => return done(Err("the model's arguments are not valid JSON".to_string())),
     };
-    if value.is_undefined() {
-        return Ok("null".to_string());
-    }
-    JSON::stringify(&value)
-        .map_err(|e| describe(&e))?
-        .as_string()
-        .ok_or_else(|| "the result is not JSON-serialisable".to_string())
+    then(value, move |value| {
+        done(value.map_err(|e| describe(&e)).and_then(|value| {
+            if value.is_undefined() {
+                return Ok("null".to_string());
+            }
+            JSON::stringify(&value)
+                .map_err(|e| describe(&e))?
+                .as_string()
+                .ok_or_else(|| "the result is not JSON-serialisable".to_string())
+        }))
+    });
 }
 
-async fn fetch_json(url: &str, token: &str, body: &str) -> Result<String, HttpFailure> {
-    let window = web_sys::window().ok_or(HttpFailure::Network)?;
-    let init = web_sys::RequestInit::new();
-    init.set_method("POST");
-    let headers = web_sys::Headers::new().map_err(|_| HttpFailure::Network)?;
-    headers
-        .set("Content-Type", "application/json")
-        .map_err(|_| HttpFailure::Network)?;
-    headers
-        .set("Authorization", &["Bearer ", token].concat())
-        .map_err(|_| HttpFailure::Network)?;
-    init.set_headers(&headers);
-    init.set_body(&JsValue::from_str(body));
-    let response = JsFuture::from(window.fetch_with_str_and_init(url, &init))
-        .await
-        .map_err(|_| HttpFailure::Network)?;
-    let response: web_sys::Response = response.dyn_into().map_err(|_| HttpFailure::Network)?;
-    if !response.ok() {
-        return Err(HttpFailure::Status(response.status()));
-    }
-    let text = JsFuture::from(response.text().map_err(|_| HttpFailure::Network)?)
-        .await
-        .map_err(|_| HttpFailure::Network)?;
-    text.as_string().ok_or(HttpFailure::Network)
+/// POSTs `body` to `url` with the bearer `token`; `done` gets the response text (later).
+fn fetch_json(
+    url: &str,
+    token: &str,
+    body: &str,
+    done: impl FnOnce(Result<String, HttpFailure>) + 'static,
+) {
+    let request = || -> Result<JsValue, JsValue> {
+        let window = web_sys::window().ok_or(JsValue::UNDEFINED)?;
+        let init = web_sys::RequestInit::new();
+        init.set_method("POST");
+        let headers = web_sys::Headers::new()?;
+        headers.set("Content-Type", "application/json")?;
+        headers.set("Authorization", &["Bearer ", token].concat())?;
+        init.set_headers(&headers);
+        init.set_body(&JsValue::from_str(body));
+        Ok(window.fetch_with_str_and_init(url, &init).into())
+    };
+    then(request(), move |response| {
+        let response = match response.map(JsCast::dyn_into::<web_sys::Response>) {
+            Ok(Ok(r)) => r,
+            _ => return done(Err(HttpFailure::Network)),
+        };
+        if !response.ok() {
+            return done(Err(HttpFailure::Status(response.status())));
+        }
+        then(response.text().map(JsValue::from), move |text| {
+            done(
+                text.ok()
+                    .and_then(|t| t.as_string())
+                    .ok_or(HttpFailure::Network),
+            )
+        });
+    });
 }

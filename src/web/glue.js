@@ -24,3 +24,9 @@ export function requestLock(name, onResult) {
   });
   done.catch(() => onResult(null));
 }
+// The shell's only way to wait (no futures executor in the package): calls done(true, value) once
+// `p` fulfils, done(false, error) once it rejects; ok = false passes `p` on as the rejection. Never
+// synchronous, so a callback never runs inside the drain that asked for it.
+export function settle(ok, p, done) {
+  (ok ? Promise.resolve(p) : Promise.reject(p)).then((v) => done(true, v), (e) => done(false, e));
+}
