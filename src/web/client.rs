@@ -72,7 +72,8 @@ struct Shell {
     socket: RefCell<Option<Socket>>,
     socket_id: Cell<u32>,
     graph: Rc<RefCell<Option<AudioGraph>>>,
-    prepared: RefCell<Option<(web_sys::AudioContext, web_sys::HtmlAudioElement)>>,
+    /// The audio graph object `connect()` created inside the user gesture, not started yet.
+    prepared: RefCell<Option<JsValue>>,
     audio_epoch: Cell<u32>,
     mic_buf: RefCell<Vec<f32>>,
     ctx_rate: Cell<u32>,
@@ -230,7 +231,7 @@ impl VoiceClient {
             && shell.prepared.borrow().is_none()
         {
             match audio::unlock() {
-                Ok(pair) => *shell.prepared.borrow_mut() = Some(pair),
+                Ok(g) => *shell.prepared.borrow_mut() = Some(g),
                 Err(_) => { /* reported when the session asks for audio */ }
             }
         }
@@ -487,23 +488,6 @@ fn settle_all(waiters: Vec<(Function, Function)>, result: &Result<(), String>) {
             Err(m) => reject.call1(&JsValue::NULL, &js_error(m)),
         };
     }
-}
-
-/// The app's microphone constraints with `deviceId: {exact: id}`, or without any `deviceId`
-/// (the browser's default) for `None`.
-fn with_device(constraints: &JsValue, device_id: Option<&str>) -> JsValue {
-    let c = Object::assign(&Object::new(), constraints.unchecked_ref());
-    match device_id {
-        Some(id) => {
-            let exact = Object::new();
-            let _ = Reflect::set(&exact, &"exact".into(), &id.into());
-            let _ = Reflect::set(&c, &"deviceId".into(), &exact);
-        }
-        None => {
-            let _ = Reflect::delete_property(&c, &"deviceId".into());
-        }
-    }
-    c.into()
 }
 
 impl Shell {
@@ -822,12 +806,12 @@ impl Shell {
         let epoch = self.audio_epoch.get().wrapping_add(1);
         self.audio_epoch.set(epoch);
         let prepared = self.prepared.borrow_mut().take();
-        let pair = match prepared {
-            Some(p) => Ok(p),
+        let unlocked = match prepared {
+            Some(g) => Ok(g),
             None => audio::unlock(),
         };
-        let (ctx, element) = match pair {
-            Ok(p) => p,
+        let g = match unlocked {
+            Ok(g) => g,
             Err(f) => {
                 let me = self.me.clone();
                 then(Ok(JsValue::UNDEFINED), move |_| {
@@ -838,21 +822,16 @@ impl Shell {
                 return;
             }
         };
-        let (constraints, sink_id) = {
-            let core = self.core.borrow();
-            let mic = self.mic_constraints.borrow();
-            let constraints = match core.input_device() {
-                Some(id) => with_device(&mic, Some(id)),
-                None => mic.clone(),
-            };
-            (constraints, core.output_device().map(str::to_string))
-        };
+        let core = self.core.borrow();
+        let sink_id = core.output_device().map(str::to_string);
         let options = AudioOptions {
             capture_url: self.worklets.0.clone(),
             playback_url: self.worklets.1.clone(),
-            constraints,
-            prebuffer_ms: self.core.borrow().prebuffer_ms(),
+            constraints: self.mic_constraints.borrow().clone(),
+            device_id: core.input_device().map(str::to_string),
+            prebuffer_ms: core.prebuffer_ms(),
         };
+        drop(core);
         let me = self.me.clone();
         let sink: Rc<dyn Fn(AudioEvent)> = Rc::new(move |ev| {
             if let Some(shell) = me.upgrade() {
@@ -860,7 +839,7 @@ impl Shell {
             }
         });
         let me = self.me.clone();
-        AudioGraph::start(ctx, element, options, sink, move |result| {
+        AudioGraph::start(g, options, sink, move |result| {
             let Some(shell) = me.upgrade() else {
                 if let Ok(g) = result {
                     g.stop();
@@ -878,7 +857,6 @@ impl Shell {
                 Ok(graph) => {
                     let rate = graph.sample_rate();
                     let state = graph.state();
-                    let element = graph.element();
                     shell.ctx_rate.set(rate);
                     *shell.graph.borrow_mut() = Some(graph);
                     shell.input(|s, now| s.handle_playback_started(now, rate));
@@ -890,16 +868,19 @@ impl Shell {
                         shell.mic_channels.set(0);
                         shell.on_audio(AudioEvent::ContextState(state));
                     };
-                    match sink_id {
-                        Some(id) if audio::has_set_sink_id() => {
+                    let set = sink_id
+                        .filter(|_| audio::has_set_sink_id())
+                        .and_then(|id| shell.graph.borrow().as_ref().map(|g| g.set_sink(&id)));
+                    match set {
+                        Some(p) => {
                             let me = shell.me.clone();
-                            then(audio::set_sink(&element, &id), move |r| {
+                            then(Ok(p.into()), move |r| {
                                 if let Some(shell) = me.upgrade() {
                                     finish(&shell, r.is_err());
                                 }
                             });
                         }
-                        _ => finish(&shell, false),
+                        None => finish(&shell, false),
                     }
                 }
                 Err(f) => shell.input(|s, now| s.handle_audio_failed(now, f)),
@@ -928,10 +909,10 @@ impl Shell {
     /// the outcome goes back with the request's `seq`.
     fn open_mic(&self, device_id: Option<String>, seq: u64) {
         self.mic_seq.set(seq);
-        let constraints = with_device(&self.mic_constraints.borrow(), device_id.as_deref());
         let waiters: Vec<_> = self.device_waiters.borrow_mut().drain(..).collect();
         let me = self.me.clone();
-        audio::open_microphone(&constraints, move |opened| {
+        let constraints = self.mic_constraints.borrow();
+        audio::open_microphone(&constraints, device_id.as_deref(), move |opened| {
             let Some(shell) = me.upgrade() else {
                 if let Ok(stream) = opened {
                     audio::stop_tracks(&stream);
@@ -970,16 +951,15 @@ impl Shell {
 
     /// Routes playback to the output device the session chose (`None`: the default).
     fn set_sink(&self, device_id: Option<String>) {
-        let element = self.graph.borrow().as_ref().map(|g| g.element());
+        let set = match self.graph.borrow().as_ref() {
+            Some(g) if audio::has_set_sink_id() => {
+                g.set_sink(device_id.as_deref().unwrap_or("")).into()
+            }
+            _ => JsValue::UNDEFINED,
+        };
         let waiters: Vec<_> = self.sink_waiters.borrow_mut().drain(..).collect();
         let me = self.me.clone();
-        let set = match element {
-            Some(e) if audio::has_set_sink_id() => {
-                audio::set_sink(&e, device_id.as_deref().unwrap_or(""))
-            }
-            _ => Ok(JsValue::UNDEFINED),
-        };
-        then(set, move |r| {
+        then(Ok(set), move |r| {
             let result = r.map(|_| ()).map_err(|e| describe(&e));
             settle_all(waiters, &result);
             if let (Some(shell), true) = (me.upgrade(), result.is_err()) {
@@ -993,10 +973,7 @@ impl Shell {
         if let Some(g) = self.graph.borrow_mut().take() {
             g.stop();
         }
-        if let Some((ctx, element)) = self.prepared.borrow_mut().take() {
-            let _ = element.pause();
-            let _ = ctx.close();
-        }
+        self.close_prepared();
         self.remove_gesture_listener();
     }
 
@@ -1005,10 +982,8 @@ impl Shell {
             AudioEvent::Frames { frames, channels } => {
                 let mut buf = self.mic_buf.borrow_mut();
                 buf.resize(frames.length() as usize, 0.0);
+                // audio.js hands the buffer back to the worklet once this returns.
                 frames.copy_to(&mut buf);
-                if let Some(g) = self.graph.borrow().as_ref() {
-                    g.recycle_capture(&frames);
-                }
                 // The channel count is known from the first frames: that is when the session
                 // learns the format (again if a new device changes it).
                 if self.mic_channels.get() != channels {
@@ -1160,9 +1135,8 @@ impl Shell {
 
     /// Closes an AudioContext prepared in `connect()` that the session never asked for.
     fn close_prepared(&self) {
-        if let Some((ctx, element)) = self.prepared.borrow_mut().take() {
-            let _ = element.pause();
-            let _ = ctx.close();
+        if let Some(g) = self.prepared.borrow_mut().take() {
+            audio::close(&g);
         }
     }
 }
