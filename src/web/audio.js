@@ -50,8 +50,10 @@ export function stopTracks(s) {
 // Loads both worklets, opens the microphone (`id`, or the constraints as they are), connects
 // everything and starts reporting to `on`. Resolves with [sampleRate, state]; rejects (after
 // closing the context) with 1, 2 or getUserMedia's error.
-export async function start(g, captureUrl, playbackUrl, c, id, prebufferMs, on) {
+export async function start(g, captureUrl, playbackUrl, c, id, prebufferMs, report) {
   const ctx = g.c;
+  // Every argument, typed: wasm-bindgen's debug builds check them.
+  const on = (kind, x = null, a = 0, b = 0, c = 0, d = 0, e = 0) => report(kind, x, a, b, c, d, e);
   try {
     try {
       await ctx.audioWorklet.addModule(captureUrl);

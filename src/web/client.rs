@@ -30,6 +30,24 @@ extern "C" {
     fn playback_worklet_url() -> String;
     #[wasm_bindgen(js_name = requestLock)]
     fn request_lock(name: &str, on_result: &Function);
+    #[wasm_bindgen(js_name = listenWindow)]
+    fn listen_window_js(on: &JsValue) -> Function;
+    #[wasm_bindgen(js_name = onGesture)]
+    fn on_gesture(f: &JsValue) -> Function;
+    #[wasm_bindgen(js_name = postJson)]
+    fn post_json(url: &str, token: &str, body: &str) -> Promise;
+}
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(f: &JsValue, ms: f64) -> f64;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(id: f64);
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    fn performance_now() -> f64;
+    #[wasm_bindgen(js_namespace = console, js_name = error)]
+    fn console_error(what: &str, error: &JsValue);
 }
 
 /// The events an app may listen to (`on(name, …)` refuses any other name).
@@ -80,14 +98,16 @@ struct Shell {
     mic_channels: Cell<u32>,
     lock: RefCell<LockState>,
     lock_released: RefCell<Option<Promise>>,
-    timer: RefCell<Option<(i32, u64)>>,
+    timer: RefCell<Option<(f64, u64)>>,
     timer_cb: RefCell<Option<Closure<dyn FnMut()>>>,
-    window_listeners: RefCell<Vec<(&'static str, Listener)>>,
-    gesture_listener: RefCell<Option<Listener>>,
+    /// The window listeners' closure and the function that removes them.
+    window_listeners: Listening<dyn FnMut(u32, bool)>,
+    /// The next-gesture listener and the function that removes it.
+    gesture_listener: Listening<dyn FnMut()>,
 }
 
-/// A DOM event listener kept alive while registered.
-type Listener = Closure<dyn FnMut(JsValue)>;
+/// Browser listeners: the closure they call, kept alive, and the function that removes them.
+type Listening<F> = RefCell<Option<(Closure<F>, Function)>>;
 
 enum LockState {
     None,
@@ -96,10 +116,7 @@ enum LockState {
 }
 
 fn now_ms() -> u64 {
-    web_sys::window()
-        .and_then(|w| w.performance())
-        .map(|p| p.now())
-        .unwrap_or_else(js_sys::Date::now) as u64
+    performance_now() as u64
 }
 
 fn js_error(message: &str) -> JsValue {
@@ -203,7 +220,7 @@ impl VoiceClient {
             lock_released: RefCell::new(None),
             timer: RefCell::new(None),
             timer_cb: RefCell::new(None),
-            window_listeners: RefCell::new(Vec::new()),
+            window_listeners: RefCell::new(None),
             gesture_listener: RefCell::new(None),
         });
         shell.listen_window();
@@ -514,11 +531,7 @@ impl Shell {
             Output::OpenSocket { url, protocols } => self.open_socket(&url, &protocols),
             Output::Send(frame) => {
                 // A failed send means the socket is closing: its close event tells the session.
-                let queued = self
-                    .socket
-                    .borrow()
-                    .as_ref()
-                    .and_then(|s| s.send(&frame).ok().map(|()| s.buffered_amount()));
+                let queued = self.socket.borrow().as_ref().and_then(|s| s.send(&frame));
                 if let Some(bytes) = queued {
                     self.core
                         .borrow_mut()
@@ -670,7 +683,7 @@ impl Shell {
         for f in targets {
             if let Err(err) = f.call1(&JsValue::NULL, &value) {
                 // A throwing listener must not break the session or the other listeners.
-                web_sys::console::error_2(&"realtime-voice: a listener threw".into(), &err);
+                console_error("realtime-voice: a listener threw", &err);
             }
         }
     }
@@ -691,11 +704,8 @@ impl Shell {
         if current.map(|(_, at)| at) == want {
             return;
         }
-        let Some(window) = web_sys::window() else {
-            return;
-        };
         if let Some((id, _)) = self.timer.borrow_mut().take() {
-            window.clear_timeout_with_handle(id);
+            clear_timeout(id);
         }
         let Some(at) = want else { return };
         if self.timer_cb.borrow().is_none() {
@@ -715,15 +725,10 @@ impl Shell {
                 }
             }));
         }
-        let delay = at.saturating_sub(now_ms()).min(i32::MAX as u64) as i32;
+        let delay = at.saturating_sub(now_ms()).min(i32::MAX as u64) as f64;
         let cb = self.timer_cb.borrow();
         if let Some(cb) = cb.as_ref() {
-            if let Ok(id) = window.set_timeout_with_callback_and_timeout_and_arguments_0(
-                cb.as_ref().unchecked_ref(),
-                delay,
-            ) {
-                *self.timer.borrow_mut() = Some((id, at));
-            }
+            *self.timer.borrow_mut() = Some((set_timeout(cb.as_ref(), delay), at));
         }
     }
 
@@ -1040,11 +1045,8 @@ impl Shell {
         if self.gesture_listener.borrow().is_some() {
             return;
         }
-        let Some(document) = web_sys::window().and_then(|w| w.document()) else {
-            return;
-        };
         let me = self.me.clone();
-        let cb = Closure::<dyn FnMut(JsValue)>::new(move |_| {
+        let cb = Closure::<dyn FnMut()>::new(move || {
             if let Some(shell) = me.upgrade() {
                 if let Some(g) = shell.graph.borrow().as_ref() {
                     g.resume();
@@ -1052,55 +1054,31 @@ impl Shell {
                 shell.remove_gesture_listener();
             }
         });
-        for ev in ["pointerdown", "keydown", "touchend"] {
-            let _ = document.add_event_listener_with_callback(ev, cb.as_ref().unchecked_ref());
-        }
-        *self.gesture_listener.borrow_mut() = Some(cb);
+        let off = on_gesture(cb.as_ref());
+        *self.gesture_listener.borrow_mut() = Some((cb, off));
     }
 
     fn remove_gesture_listener(&self) {
-        let cb = self.gesture_listener.borrow_mut().take();
-        if let (Some(cb), Some(document)) = (cb, web_sys::window().and_then(|w| w.document())) {
-            for ev in ["pointerdown", "keydown", "touchend"] {
-                let _ =
-                    document.remove_event_listener_with_callback(ev, cb.as_ref().unchecked_ref());
-            }
+        let listener = self.gesture_listener.borrow_mut().take();
+        if let Some((_cb, off)) = listener {
+            let _ = off.call0(&JsValue::NULL);
         }
     }
 
+    /// Online / offline and visibility changes go to the session (and `navigator.onLine` now,
+    /// when it is false).
     fn listen_window(&self) {
-        let Some(window) = web_sys::window() else {
-            return;
-        };
-        let mut added = Vec::new();
-        for (name, online) in [
-            ("online", Some(true)),
-            ("offline", Some(false)),
-            ("visibilitychange", None),
-        ] {
-            let me = self.me.clone();
-            let cb = Closure::<dyn FnMut(JsValue)>::new(move |_| {
-                let Some(shell) = me.upgrade() else { return };
-                match online {
-                    Some(on) => shell.input(|s, now| s.handle_online(now, on)),
-                    None => {
-                        let visible = web_sys::window()
-                            .and_then(|w| w.document())
-                            .map(|d| d.visibility_state() == web_sys::VisibilityState::Visible)
-                            .unwrap_or(true);
-                        shell.input(|s, now| s.handle_visibility(now, visible));
-                    }
+        let me = self.me.clone();
+        let cb = Closure::<dyn FnMut(u32, bool)>::new(move |kind, yes| {
+            if let Some(shell) = me.upgrade() {
+                match kind {
+                    0 => shell.input(|s, now| s.handle_online(now, yes)),
+                    _ => shell.input(|s, now| s.handle_visibility(now, yes)),
                 }
-            });
-            // visibilitychange bubbles from the document to the window.
-            let target: &web_sys::EventTarget = window.as_ref();
-            let _ = target.add_event_listener_with_callback(name, cb.as_ref().unchecked_ref());
-            added.push((name, cb));
-        }
-        if !window.navigator().on_line() {
-            self.input(|s, now| s.handle_online(now, false));
-        }
-        *self.window_listeners.borrow_mut() = added;
+            }
+        });
+        let off = listen_window_js(cb.as_ref());
+        *self.window_listeners.borrow_mut() = Some((cb, off));
     }
 
     /// Lets the Web Lock go; a request still pending is cancelled (its callback releases).
@@ -1150,14 +1128,12 @@ impl Drop for VoiceClient {
         self.shell.stop_audio();
         self.shell.release_lock();
         self.shell.reject_waiters("the client was freed");
-        if let Some(window) = web_sys::window() {
-            if let Some((id, _)) = self.shell.timer.borrow_mut().take() {
-                window.clear_timeout_with_handle(id);
-            }
-            for (name, cb) in self.shell.window_listeners.borrow_mut().drain(..) {
-                let _ =
-                    window.remove_event_listener_with_callback(name, cb.as_ref().unchecked_ref());
-            }
+        if let Some((id, _)) = self.shell.timer.borrow_mut().take() {
+            clear_timeout(id);
+        }
+        let listeners = self.shell.window_listeners.borrow_mut().take();
+        if let Some((_cb, off)) = listeners {
+            let _ = off.call0(&JsValue::NULL);
         }
         self.shell.remove_gesture_listener();
     }
@@ -1202,31 +1178,13 @@ fn fetch_json(
     body: &str,
     done: impl FnOnce(Result<String, HttpFailure>) + 'static,
 ) {
-    let request = || -> Result<JsValue, JsValue> {
-        let window = web_sys::window().ok_or(JsValue::UNDEFINED)?;
-        let init = web_sys::RequestInit::new();
-        init.set_method("POST");
-        let headers = web_sys::Headers::new()?;
-        headers.set("Content-Type", "application/json")?;
-        headers.set("Authorization", &["Bearer ", token].concat())?;
-        init.set_headers(&headers);
-        init.set_body(&JsValue::from_str(body));
-        Ok(window.fetch_with_str_and_init(url, &init).into())
-    };
-    then(request(), move |response| {
-        let response = match response.map(JsCast::dyn_into::<web_sys::Response>) {
-            Ok(Ok(r)) => r,
-            _ => return done(Err(HttpFailure::Network)),
-        };
-        if !response.ok() {
-            return done(Err(HttpFailure::Status(response.status())));
-        }
-        then(response.text().map(JsValue::from), move |text| {
-            done(
-                text.ok()
-                    .and_then(|t| t.as_string())
-                    .ok_or(HttpFailure::Network),
-            )
-        });
+    then(Ok(post_json(url, token, body).into()), move |r| {
+        done(match r {
+            Ok(text) => text.as_string().ok_or(HttpFailure::Network),
+            // postJson rejects with the HTTP status, or with fetch's error.
+            Err(e) => Err(e
+                .as_f64()
+                .map_or(HttpFailure::Network, |n| HttpFailure::Status(n as u16))),
+        })
     });
 }
