@@ -9,6 +9,8 @@ out="${1:-pkg}"
 target="${2:-web}"
 export PATH="$PWD/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 
+# wasm-bindgen adds snippet files but never removes one the crate no longer has.
+rm -rf "$out/snippets"
 # FEATURES=debug-panics builds the debug flavour (panics printed with their location).
 wasm-pack build --quiet --release --target "$target" --out-dir "$out" --out-name realtime_voice --no-pack \
   ${FEATURES:+-- --features "$FEATURES"}

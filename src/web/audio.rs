@@ -7,7 +7,7 @@
 //!                                                                        sees it; setSinkId)
 //! ```
 //!
-//! The browser calls are in `audio.js` (a few snippet functions instead of dozens of imported
+//! The browser calls are in `glue.js` (a few snippet functions instead of dozens of imported
 //! web-sys methods); this module hands them what the core asked for and turns what they report
 //! into [`AudioEvent`]s. Worklet modules load by URL from the package files (`worklets/*.js`
 //! beside the glue), so a strict CSP without `blob:` works. Nothing here decides anything:
@@ -21,7 +21,7 @@ use wasm_bindgen::prelude::*;
 use super::then;
 use crate::session::AudioFailure;
 
-#[wasm_bindgen(module = "/src/web/audio.js")]
+#[wasm_bindgen(module = "/src/web/glue.js")]
 extern "C" {
     #[wasm_bindgen(js_name = unlock)]
     fn unlock_js() -> JsValue;
@@ -100,7 +100,7 @@ pub struct AudioOptions {
     pub prebuffer_ms: u32,
 }
 
-/// The events' callback, called by `audio.js` as `on(kind, x, a, b, c, d, e)`.
+/// The events' callback, called by `glue.js` as `on(kind, x, a, b, c, d, e)`.
 type OnEvent = Closure<dyn FnMut(u32, JsValue, f64, f64, f64, f64, f64)>;
 
 /// The live graph. Dropping it does not stop it: call [`AudioGraph::stop`].
@@ -119,7 +119,7 @@ impl std::fmt::Debug for AudioGraph {
     }
 }
 
-/// A failure `audio.js` reported: its code (1, 2) or getUserMedia's error.
+/// A failure `glue.js` reported: its code (1, 2) or getUserMedia's error.
 fn failure(e: &JsValue) -> AudioFailure {
     match e.as_f64() {
         Some(1.0) => return AudioFailure::NoAudioWorklet,

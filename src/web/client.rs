@@ -987,7 +987,7 @@ impl Shell {
             AudioEvent::Frames { frames, channels } => {
                 let mut buf = self.mic_buf.borrow_mut();
                 buf.resize(frames.length() as usize, 0.0);
-                // audio.js hands the buffer back to the worklet once this returns.
+                // glue.js hands the buffer back to the worklet once this returns.
                 frames.copy_to(&mut buf);
                 // The channel count is known from the first frames: that is when the session
                 // learns the format (again if a new device changes it).
