@@ -32,7 +32,7 @@ if [ "${1:-}" = "--check" ]; then
 fi
 names=target/size/$dir.names.wasm
 if [ -f "$names" ] && command -v twiggy > /dev/null; then
-  wasm-opt -Os --low-memory-unused -g --enable-bulk-memory --enable-mutable-globals --enable-nontrapping-float-to-int \
+  wasm-opt -Os --low-memory-unused --converge -g --enable-bulk-memory --enable-mutable-globals --enable-nontrapping-float-to-int \
     --enable-sign-ext --enable-reference-types --enable-multivalue "$names" -o "target/size/$dir.named-opt.wasm"
   twiggy top -n 100000 --format csv "target/size/$dir.named-opt.wasm" | node scripts/size-areas.mjs "${SIZE_TOP:-6}"
 else
