@@ -14,7 +14,15 @@ const map = JSON.parse(text.slice(text.indexOf("{")));
 const files = process.argv.slice(2);
 const escape = (s) => s.replace(/[$]/g, "\\$");
 const rules = [];
-for (const [, from, to] of map.imports) {
+// A snippet function that needs no glue (only JS values and numbers) is imported by the wasm
+// straight from its snippet module under its own name. wasm-opt moves every import into the one
+// module "a" (the glue's import0): such functions join import0 under their new name instead.
+const direct = [];
+for (const [module, from, to] of map.imports) {
+  if (module.startsWith("./snippets/")) {
+    direct.push([module, from, to]);
+    continue;
+  }
   // Import names are wasm-bindgen's own (`__wbg_…`, `__wbindgen_…`): unique words in the glue.
   if (!/^__wb(g|indgen)_/.test(from)) throw new Error(`unexpected import name ${from}`);
   rules.push([new RegExp(`(?<![\\w$])${escape(from)}(?![\\w$])`, "g"), to, from]);
@@ -31,8 +39,34 @@ for (const file of files) {
       return to;
     });
   }
+  js = joinDirect(js);
   writeFileSync(file, js);
 }
+// The direct snippet imports as entries of import0 (`to: importN.from`), each snippet module
+// imported once, and no longer listed as modules of their own in the imports object.
+function joinDirect(js) {
+  if (direct.length === 0) return js;
+  const space = new Map();
+  for (const [module, from, to] of direct) {
+    const quoted = JSON.stringify(module).replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    if (!space.has(module)) {
+      const re = new RegExp(`^import \\* as (import\\d+) from ${quoted};?$`, "m");
+      const m = js.match(re);
+      if (!m) throw new Error(`rename-wasm-names: no namespace import of ${module}`);
+      space.set(module, m[1]);
+      // Later namespace imports of the same module and its entries in the imports object go.
+      js = js.replace(new RegExp(`^import \\* as import\\d+ from ${quoted};?\\n`, "gm"), (line) =>
+        line.includes(`${m[1]} `) ? line : "");
+      js = js.replace(new RegExp(`^\\s*${quoted}: import\\d+,?\\n`, "gm"), "");
+    }
+    const entry = `${JSON.stringify(to)}: ${space.get(module)}.${from},`;
+    if (!js.includes("__proto__: null,")) throw new Error("rename-wasm-names: import0 has changed shape");
+    js = js.replace("__proto__: null,", `__proto__: null,\n        ${entry}`);
+    seen.add(from);
+  }
+  return js;
+}
+
 // Every import must have been found in the glue, else the module would not link: fail the build
 // rather than ship that. (An export the glue never reads, such as `__abort_handler`, is fine.)
 const bad = map.imports.map(([, from]) => from).filter((n) => !seen.has(n));

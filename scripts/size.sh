@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prints the shipped bytes of the package (wasm, JS glue, worklets), raw and gzip -9, and their
+# Prints the shipped bytes of the package (wasm, JS glue, snippets, worklets), raw and gzip -9, and their
 # total. With --check BYTES, fails when the gzip total exceeds BYTES (the budget in size-budget).
 # Without it, also the wasm by area (core session, protocol, audio, web shell, wasm-bindgen glue,
 # futures executor, std's fmt/panic/alloc/float, data) with twiggy's largest items in each: the
@@ -10,13 +10,16 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 dir=pkg
 files=("$dir/realtime_voice_bg.wasm" "$dir/realtime_voice.js" "$dir/worklets/capture.js" "$dir/worklets/playback.js")
+# The JS snippets the wasm imports (src/web/*.js, copied by wasm-bindgen) ship too.
+while IFS= read -r -d '' f; do files+=("$f"); done < <(find "$dir/snippets" -name '*.js' -print0 2>/dev/null | sort -z)
 total_raw=0; total_gz=0
 printf '%-32s %10s %10s\n' file raw gzip-9
 for f in "${files[@]}"; do
   [ -f "$f" ] || { echo "missing $f: run 'make pkg' first" >&2; exit 1; }
   raw=$(wc -c < "$f"); gz=$(gzip -9 -c "$f" | wc -c)
   total_raw=$((total_raw + raw)); total_gz=$((total_gz + gz))
-  printf '%-32s %10d %10d\n' "${f#$dir/}" "$raw" "$gz"
+  name="${f#$dir/}"; name="${name#snippets/*/}"
+  printf '%-32s %10d %10d\n' "$name" "$raw" "$gz"
 done
 printf '%-32s %10d %10d\n' total "$total_raw" "$total_gz"
 if [ "${1:-}" = "--check" ]; then
@@ -29,7 +32,7 @@ if [ "${1:-}" = "--check" ]; then
 fi
 names=target/size/$dir.names.wasm
 if [ -f "$names" ] && command -v twiggy > /dev/null; then
-  wasm-opt -Os --low-memory-unused -g --enable-bulk-memory --enable-mutable-globals --enable-nontrapping-float-to-int \
+  wasm-opt -Os --low-memory-unused --converge -g --enable-bulk-memory --enable-mutable-globals --enable-nontrapping-float-to-int \
     --enable-sign-ext --enable-reference-types --enable-multivalue "$names" -o "target/size/$dir.named-opt.wasm"
   twiggy top -n 100000 --format csv "target/size/$dir.named-opt.wasm" | node scripts/size-areas.mjs "${SIZE_TOP:-6}"
 else

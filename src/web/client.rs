@@ -9,10 +9,10 @@ use std::rc::{Rc, Weak};
 
 use js_sys::{Function, Object, Promise, Reflect, JSON};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{future_to_promise, spawn_local, JsFuture};
 
 use super::audio::{self, get, AudioEvent, AudioGraph, AudioOptions};
 use super::socket::{Socket, SocketEvent};
+use super::then;
 use crate::session::{
     AppEvent, AudioFailure, AudioState, HttpFailure, MicLoss, Output, Session, SessionConfig,
     State, TokenFailure, TokenSource,
@@ -30,6 +30,24 @@ extern "C" {
     fn playback_worklet_url() -> String;
     #[wasm_bindgen(js_name = requestLock)]
     fn request_lock(name: &str, on_result: &Function);
+    #[wasm_bindgen(js_name = listenWindow)]
+    fn listen_window_js(on: &JsValue) -> Function;
+    #[wasm_bindgen(js_name = onGesture)]
+    fn on_gesture(f: &JsValue) -> Function;
+    #[wasm_bindgen(js_name = postJson)]
+    fn post_json(url: &str, token: &str, body: &str) -> Promise;
+}
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(f: &JsValue, ms: f64) -> f64;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(id: f64);
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    fn performance_now() -> f64;
+    #[wasm_bindgen(js_namespace = console, js_name = error)]
+    fn console_error(what: &str, error: &JsValue);
 }
 
 /// The events an app may listen to (`on(name, …)` refuses any other name).
@@ -72,21 +90,24 @@ struct Shell {
     socket: RefCell<Option<Socket>>,
     socket_id: Cell<u32>,
     graph: Rc<RefCell<Option<AudioGraph>>>,
-    prepared: RefCell<Option<(web_sys::AudioContext, web_sys::HtmlAudioElement)>>,
+    /// The audio graph object `connect()` created inside the user gesture, not started yet.
+    prepared: RefCell<Option<JsValue>>,
     audio_epoch: Cell<u32>,
     mic_buf: RefCell<Vec<f32>>,
     ctx_rate: Cell<u32>,
     mic_channels: Cell<u32>,
     lock: RefCell<LockState>,
     lock_released: RefCell<Option<Promise>>,
-    timer: RefCell<Option<(i32, u64)>>,
+    timer: RefCell<Option<(f64, u64)>>,
     timer_cb: RefCell<Option<Closure<dyn FnMut()>>>,
-    window_listeners: RefCell<Vec<(&'static str, Listener)>>,
-    gesture_listener: RefCell<Option<Listener>>,
+    /// The window listeners' closure and the function that removes them.
+    window_listeners: Listening<dyn FnMut(u32, bool)>,
+    /// The next-gesture listener and the function that removes it.
+    gesture_listener: Listening<dyn FnMut()>,
 }
 
-/// A DOM event listener kept alive while registered.
-type Listener = Closure<dyn FnMut(JsValue)>;
+/// Browser listeners: the closure they call, kept alive, and the function that removes them.
+type Listening<F> = RefCell<Option<(Closure<F>, Function)>>;
 
 enum LockState {
     None,
@@ -95,10 +116,7 @@ enum LockState {
 }
 
 fn now_ms() -> u64 {
-    web_sys::window()
-        .and_then(|w| w.performance())
-        .map(|p| p.now())
-        .unwrap_or_else(js_sys::Date::now) as u64
+    performance_now() as u64
 }
 
 fn js_error(message: &str) -> JsValue {
@@ -202,7 +220,7 @@ impl VoiceClient {
             lock_released: RefCell::new(None),
             timer: RefCell::new(None),
             timer_cb: RefCell::new(None),
-            window_listeners: RefCell::new(Vec::new()),
+            window_listeners: RefCell::new(None),
             gesture_listener: RefCell::new(None),
         });
         shell.listen_window();
@@ -230,7 +248,7 @@ impl VoiceClient {
             && shell.prepared.borrow().is_none()
         {
             match audio::unlock() {
-                Ok(pair) => *shell.prepared.borrow_mut() = Some(pair),
+                Ok(g) => *shell.prepared.borrow_mut() = Some(g),
                 Err(_) => { /* reported when the session asks for audio */ }
             }
         }
@@ -442,13 +460,13 @@ impl VoiceClient {
     /// Lists the microphones (`[{deviceId, label}]`; labels are empty before permission).
     #[wasm_bindgen(js_name = listInputDevices, unchecked_return_type = "Promise<AudioDevice[]>")]
     pub fn list_input_devices(&self) -> Promise {
-        future_to_promise(async { audio::list_devices("audioinput").await.map(JsValue::from) })
+        audio::list_devices("audioinput")
     }
 
     /// Lists the output devices (`[{deviceId, label}]`).
     #[wasm_bindgen(js_name = listOutputDevices, unchecked_return_type = "Promise<AudioDevice[]>")]
     pub fn list_output_devices(&self) -> Promise {
-        future_to_promise(async { audio::list_devices("audiooutput").await.map(JsValue::from) })
+        audio::list_devices("audiooutput")
     }
 
     /// Uses the microphone `device_id` from now on (switches at once when capturing; if it is
@@ -489,23 +507,6 @@ fn settle_all(waiters: Vec<(Function, Function)>, result: &Result<(), String>) {
     }
 }
 
-/// The app's microphone constraints with `deviceId: {exact: id}`, or without any `deviceId`
-/// (the browser's default) for `None`.
-fn with_device(constraints: &JsValue, device_id: Option<&str>) -> JsValue {
-    let c = Object::assign(&Object::new(), constraints.unchecked_ref());
-    match device_id {
-        Some(id) => {
-            let exact = Object::new();
-            let _ = Reflect::set(&exact, &"exact".into(), &id.into());
-            let _ = Reflect::set(&c, &"deviceId".into(), &exact);
-        }
-        None => {
-            let _ = Reflect::delete_property(&c, &"deviceId".into());
-        }
-    }
-    c.into()
-}
-
 impl Shell {
     /// Feeds one input to the session, then drains its outputs.
     fn input(&self, f: impl FnOnce(&mut Session, u64)) {
@@ -530,11 +531,7 @@ impl Shell {
             Output::OpenSocket { url, protocols } => self.open_socket(&url, &protocols),
             Output::Send(frame) => {
                 // A failed send means the socket is closing: its close event tells the session.
-                let queued = self
-                    .socket
-                    .borrow()
-                    .as_ref()
-                    .and_then(|s| s.send(&frame).ok().map(|()| s.buffered_amount()));
+                let queued = self.socket.borrow().as_ref().and_then(|s| s.send(&frame));
                 if let Some(bytes) = queued {
                     self.core
                         .borrow_mut()
@@ -618,18 +615,19 @@ impl Shell {
             .find(|(n, _, _)| *n == name)
             .map(|(_, _, h)| h.clone());
         let me = self.me.clone();
-        spawn_local(async move {
-            let result = match handler {
-                Some(h) => run_handler(&h, &arguments).await,
-                None => Err(concat(&[
-                    S("tool "),
-                    Quoted(&name),
-                    S(" is not registered"),
-                ])),
-            };
+        let done = move |result: Result<String, String>| {
             if let Some(shell) = me.upgrade() {
                 shell.input(|s, now| s.handle_tool_result(now, &call_id, result));
             }
+        };
+        // The handler runs later, outside the drain.
+        then(Ok(JsValue::UNDEFINED), move |_| match handler {
+            Some(h) => run_handler(&h, &arguments, done),
+            None => done(Err(concat(&[
+                S("tool "),
+                Quoted(&name),
+                S(" is not registered"),
+            ]))),
         });
     }
 
@@ -685,7 +683,7 @@ impl Shell {
         for f in targets {
             if let Err(err) = f.call1(&JsValue::NULL, &value) {
                 // A throwing listener must not break the session or the other listeners.
-                web_sys::console::error_2(&"realtime-voice: a listener threw".into(), &err);
+                console_error("realtime-voice: a listener threw", &err);
             }
         }
     }
@@ -706,11 +704,8 @@ impl Shell {
         if current.map(|(_, at)| at) == want {
             return;
         }
-        let Some(window) = web_sys::window() else {
-            return;
-        };
         if let Some((id, _)) = self.timer.borrow_mut().take() {
-            window.clear_timeout_with_handle(id);
+            clear_timeout(id);
         }
         let Some(at) = want else { return };
         if self.timer_cb.borrow().is_none() {
@@ -730,15 +725,10 @@ impl Shell {
                 }
             }));
         }
-        let delay = at.saturating_sub(now_ms()).min(i32::MAX as u64) as i32;
+        let delay = at.saturating_sub(now_ms()).min(i32::MAX as u64) as f64;
         let cb = self.timer_cb.borrow();
         if let Some(cb) = cb.as_ref() {
-            if let Ok(id) = window.set_timeout_with_callback_and_timeout_and_arguments_0(
-                cb.as_ref().unchecked_ref(),
-                delay,
-            ) {
-                *self.timer.borrow_mut() = Some((id, at));
-            }
+            *self.timer.borrow_mut() = Some((set_timeout(cb.as_ref(), delay), at));
         }
     }
 
@@ -748,14 +738,7 @@ impl Shell {
             return;
         };
         let me = self.me.clone();
-        spawn_local(async move {
-            let result = match provider.call0(&JsValue::NULL) {
-                Ok(v) => match v.dyn_into::<Promise>() {
-                    Ok(p) => JsFuture::from(p).await,
-                    Err(v) => Ok(v),
-                },
-                Err(e) => Err(e),
-            };
+        then(provider.call0(&JsValue::NULL), move |result| {
             let token = match result {
                 Ok(v) => v.as_string().filter(|t| !t.is_empty()).ok_or_else(|| {
                     TokenFailure::Refused("the token provider returned no string".to_string())
@@ -788,7 +771,7 @@ impl Shell {
                 // A malformed URL or refused subprotocol: as the browser would report a failed
                 // handshake, later (never re-entrantly inside the drain).
                 let me = self.me.clone();
-                spawn_local(async move {
+                then(Ok(JsValue::UNDEFINED), move |_| {
                     if let Some(shell) = me.upgrade() {
                         shell.on_socket(
                             id,
@@ -828,15 +811,15 @@ impl Shell {
         let epoch = self.audio_epoch.get().wrapping_add(1);
         self.audio_epoch.set(epoch);
         let prepared = self.prepared.borrow_mut().take();
-        let pair = match prepared {
-            Some(p) => Ok(p),
+        let unlocked = match prepared {
+            Some(g) => Ok(g),
             None => audio::unlock(),
         };
-        let (ctx, element) = match pair {
-            Ok(p) => p,
+        let g = match unlocked {
+            Ok(g) => g,
             Err(f) => {
                 let me = self.me.clone();
-                spawn_local(async move {
+                then(Ok(JsValue::UNDEFINED), move |_| {
                     if let Some(shell) = me.upgrade() {
                         shell.input(|s, now| s.handle_audio_failed(now, f));
                     }
@@ -844,21 +827,16 @@ impl Shell {
                 return;
             }
         };
-        let (constraints, sink_id) = {
-            let core = self.core.borrow();
-            let mic = self.mic_constraints.borrow();
-            let constraints = match core.input_device() {
-                Some(id) => with_device(&mic, Some(id)),
-                None => mic.clone(),
-            };
-            (constraints, core.output_device().map(str::to_string))
-        };
+        let core = self.core.borrow();
+        let sink_id = core.output_device().map(str::to_string);
         let options = AudioOptions {
             capture_url: self.worklets.0.clone(),
             playback_url: self.worklets.1.clone(),
-            constraints,
-            prebuffer_ms: self.core.borrow().prebuffer_ms(),
+            constraints: self.mic_constraints.borrow().clone(),
+            device_id: core.input_device().map(str::to_string),
+            prebuffer_ms: core.prebuffer_ms(),
         };
+        drop(core);
         let me = self.me.clone();
         let sink: Rc<dyn Fn(AudioEvent)> = Rc::new(move |ev| {
             if let Some(shell) = me.upgrade() {
@@ -866,8 +844,7 @@ impl Shell {
             }
         });
         let me = self.me.clone();
-        spawn_local(async move {
-            let result = AudioGraph::start(ctx, element, &options, sink).await;
+        AudioGraph::start(g, options, sink, move |result| {
             let Some(shell) = me.upgrade() else {
                 if let Ok(g) = result {
                     g.stop();
@@ -885,18 +862,31 @@ impl Shell {
                 Ok(graph) => {
                     let rate = graph.sample_rate();
                     let state = graph.state();
-                    let element = graph.element();
                     shell.ctx_rate.set(rate);
                     *shell.graph.borrow_mut() = Some(graph);
                     shell.input(|s, now| s.handle_playback_started(now, rate));
-                    if let Some(id) = sink_id {
-                        if audio::has_set_sink_id() && audio::set_sink(&element, &id).await.is_err()
-                        {
+                    // The context's state goes to the session once the chosen output is set.
+                    let finish = move |shell: &Shell, sink_failed: bool| {
+                        if sink_failed {
                             shell.input(|s, now| s.handle_sink_failed(now));
                         }
+                        shell.mic_channels.set(0);
+                        shell.on_audio(AudioEvent::ContextState(state));
+                    };
+                    let set = sink_id
+                        .filter(|_| audio::has_set_sink_id())
+                        .and_then(|id| shell.graph.borrow().as_ref().map(|g| g.set_sink(&id)));
+                    match set {
+                        Some(p) => {
+                            let me = shell.me.clone();
+                            then(Ok(p.into()), move |r| {
+                                if let Some(shell) = me.upgrade() {
+                                    finish(&shell, r.is_err());
+                                }
+                            });
+                        }
+                        None => finish(&shell, false),
                     }
-                    shell.mic_channels.set(0);
-                    shell.on_audio(AudioEvent::ContextState(state));
                 }
                 Err(f) => shell.input(|s, now| s.handle_audio_failed(now, f)),
             }
@@ -924,11 +914,10 @@ impl Shell {
     /// the outcome goes back with the request's `seq`.
     fn open_mic(&self, device_id: Option<String>, seq: u64) {
         self.mic_seq.set(seq);
-        let constraints = with_device(&self.mic_constraints.borrow(), device_id.as_deref());
         let waiters: Vec<_> = self.device_waiters.borrow_mut().drain(..).collect();
         let me = self.me.clone();
-        spawn_local(async move {
-            let opened = audio::open_microphone(&constraints).await;
+        let constraints = self.mic_constraints.borrow();
+        audio::open_microphone(&constraints, device_id.as_deref(), move |opened| {
             let Some(shell) = me.upgrade() else {
                 if let Ok(stream) = opened {
                     audio::stop_tracks(&stream);
@@ -967,18 +956,16 @@ impl Shell {
 
     /// Routes playback to the output device the session chose (`None`: the default).
     fn set_sink(&self, device_id: Option<String>) {
-        let element = self.graph.borrow().as_ref().map(|g| g.element());
+        let set = match self.graph.borrow().as_ref() {
+            Some(g) if audio::has_set_sink_id() => {
+                g.set_sink(device_id.as_deref().unwrap_or("")).into()
+            }
+            _ => JsValue::UNDEFINED,
+        };
         let waiters: Vec<_> = self.sink_waiters.borrow_mut().drain(..).collect();
         let me = self.me.clone();
-        spawn_local(async move {
-            let result = match element {
-                Some(e) if audio::has_set_sink_id() => {
-                    audio::set_sink(&e, device_id.as_deref().unwrap_or(""))
-                        .await
-                        .map_err(|e| describe(&e))
-                }
-                _ => Ok(()),
-            };
+        then(Ok(set), move |r| {
+            let result = r.map(|_| ()).map_err(|e| describe(&e));
             settle_all(waiters, &result);
             if let (Some(shell), true) = (me.upgrade(), result.is_err()) {
                 shell.input(|s, now| s.handle_sink_failed(now));
@@ -991,10 +978,7 @@ impl Shell {
         if let Some(g) = self.graph.borrow_mut().take() {
             g.stop();
         }
-        if let Some((ctx, element)) = self.prepared.borrow_mut().take() {
-            let _ = element.pause();
-            let _ = ctx.close();
-        }
+        self.close_prepared();
         self.remove_gesture_listener();
     }
 
@@ -1003,10 +987,8 @@ impl Shell {
             AudioEvent::Frames { frames, channels } => {
                 let mut buf = self.mic_buf.borrow_mut();
                 buf.resize(frames.length() as usize, 0.0);
+                // glue.js hands the buffer back to the worklet once this returns.
                 frames.copy_to(&mut buf);
-                if let Some(g) = self.graph.borrow().as_ref() {
-                    g.recycle_capture(&frames);
-                }
                 // The channel count is known from the first frames: that is when the session
                 // learns the format (again if a new device changes it).
                 if self.mic_channels.get() != channels {
@@ -1041,10 +1023,7 @@ impl Shell {
             }
             AudioEvent::DevicesChanged => {
                 let me = self.me.clone();
-                spawn_local(async move {
-                    let Ok((inputs, outputs)) = audio::device_ids().await else {
-                        return;
-                    };
+                audio::device_ids(move |inputs, outputs| {
                     // Where no output can be chosen, the output list says nothing.
                     let outputs = audio::has_set_sink_id().then_some(&outputs[..]);
                     if let Some(shell) = me.upgrade() {
@@ -1066,11 +1045,8 @@ impl Shell {
         if self.gesture_listener.borrow().is_some() {
             return;
         }
-        let Some(document) = web_sys::window().and_then(|w| w.document()) else {
-            return;
-        };
         let me = self.me.clone();
-        let cb = Closure::<dyn FnMut(JsValue)>::new(move |_| {
+        let cb = Closure::<dyn FnMut()>::new(move || {
             if let Some(shell) = me.upgrade() {
                 if let Some(g) = shell.graph.borrow().as_ref() {
                     g.resume();
@@ -1078,55 +1054,31 @@ impl Shell {
                 shell.remove_gesture_listener();
             }
         });
-        for ev in ["pointerdown", "keydown", "touchend"] {
-            let _ = document.add_event_listener_with_callback(ev, cb.as_ref().unchecked_ref());
-        }
-        *self.gesture_listener.borrow_mut() = Some(cb);
+        let off = on_gesture(cb.as_ref());
+        *self.gesture_listener.borrow_mut() = Some((cb, off));
     }
 
     fn remove_gesture_listener(&self) {
-        let cb = self.gesture_listener.borrow_mut().take();
-        if let (Some(cb), Some(document)) = (cb, web_sys::window().and_then(|w| w.document())) {
-            for ev in ["pointerdown", "keydown", "touchend"] {
-                let _ =
-                    document.remove_event_listener_with_callback(ev, cb.as_ref().unchecked_ref());
-            }
+        let listener = self.gesture_listener.borrow_mut().take();
+        if let Some((_cb, off)) = listener {
+            let _ = off.call0(&JsValue::NULL);
         }
     }
 
+    /// Online / offline and visibility changes go to the session (and `navigator.onLine` now,
+    /// when it is false).
     fn listen_window(&self) {
-        let Some(window) = web_sys::window() else {
-            return;
-        };
-        let mut added = Vec::new();
-        for (name, online) in [
-            ("online", Some(true)),
-            ("offline", Some(false)),
-            ("visibilitychange", None),
-        ] {
-            let me = self.me.clone();
-            let cb = Closure::<dyn FnMut(JsValue)>::new(move |_| {
-                let Some(shell) = me.upgrade() else { return };
-                match online {
-                    Some(on) => shell.input(|s, now| s.handle_online(now, on)),
-                    None => {
-                        let visible = web_sys::window()
-                            .and_then(|w| w.document())
-                            .map(|d| d.visibility_state() == web_sys::VisibilityState::Visible)
-                            .unwrap_or(true);
-                        shell.input(|s, now| s.handle_visibility(now, visible));
-                    }
+        let me = self.me.clone();
+        let cb = Closure::<dyn FnMut(u32, bool)>::new(move |kind, yes| {
+            if let Some(shell) = me.upgrade() {
+                match kind {
+                    0 => shell.input(|s, now| s.handle_online(now, yes)),
+                    _ => shell.input(|s, now| s.handle_visibility(now, yes)),
                 }
-            });
-            // visibilitychange bubbles from the document to the window.
-            let target: &web_sys::EventTarget = window.as_ref();
-            let _ = target.add_event_listener_with_callback(name, cb.as_ref().unchecked_ref());
-            added.push((name, cb));
-        }
-        if !window.navigator().on_line() {
-            self.input(|s, now| s.handle_online(now, false));
-        }
-        *self.window_listeners.borrow_mut() = added;
+            }
+        });
+        let off = listen_window_js(cb.as_ref());
+        *self.window_listeners.borrow_mut() = Some((cb, off));
     }
 
     /// Lets the Web Lock go; a request still pending is cancelled (its callback releases).
@@ -1144,8 +1096,7 @@ impl Shell {
 
     fn http_text(&self, url: String, token: String, body: String, seq: u64) {
         let me = self.me.clone();
-        spawn_local(async move {
-            let reply = fetch_json(&url, &token, &body).await;
+        fetch_json(&url, &token, &body, move |reply| {
             if let Some(shell) = me.upgrade() {
                 shell.input(|s, now| s.handle_http_reply(now, seq, reply));
             }
@@ -1162,9 +1113,8 @@ impl Shell {
 
     /// Closes an AudioContext prepared in `connect()` that the session never asked for.
     fn close_prepared(&self) {
-        if let Some((ctx, element)) = self.prepared.borrow_mut().take() {
-            let _ = element.pause();
-            let _ = ctx.close();
+        if let Some(g) = self.prepared.borrow_mut().take() {
+            audio::close(&g);
         }
     }
 }
@@ -1178,14 +1128,12 @@ impl Drop for VoiceClient {
         self.shell.stop_audio();
         self.shell.release_lock();
         self.shell.reject_waiters("the client was freed");
-        if let Some(window) = web_sys::window() {
-            if let Some((id, _)) = self.shell.timer.borrow_mut().take() {
-                window.clear_timeout_with_handle(id);
-            }
-            for (name, cb) in self.shell.window_listeners.borrow_mut().drain(..) {
-                let _ =
-                    window.remove_event_listener_with_callback(name, cb.as_ref().unchecked_ref());
-            }
+        if let Some((id, _)) = self.shell.timer.borrow_mut().take() {
+            clear_timeout(id);
+        }
+        let listeners = self.shell.window_listeners.borrow_mut().take();
+        if let Some((_cb, off)) = listeners {
+            let _ = off.call0(&JsValue::NULL);
         }
         self.shell.remove_gesture_listener();
     }
@@ -1199,49 +1147,44 @@ fn describe(e: &JsValue) -> String {
     }
 }
 
-/// Calls a tool handler with the parsed arguments and serialises what it returns (or resolves
-/// to); `undefined` becomes `null`.
-async fn run_handler(handler: &Function, arguments: &str) -> Result<String, String> {
-    let args = JSON::parse(arguments)
-        .map_err(|_| "the model's arguments are not valid JSON".to_string())?;
-    let value = handler
-        .call1(&JsValue::NULL, &args)
-        .map_err(|e| describe(&e))?;
-    let value = match value.dyn_into::<Promise>() {
-        Ok(p) => JsFuture::from(p).await.map_err(|e| describe(&e))?,
-        Err(v) => v,
+/// Calls a tool handler with the parsed arguments and gives `done` what it returns (or resolves
+/// to), serialised; `undefined` becomes `null`.
+fn run_handler(
+    handler: &Function,
+    arguments: &str,
+    done: impl FnOnce(Result<String, String>) + 'static,
+) {
+    let value = match JSON::parse(arguments) {
+        Ok(args) => handler.call1(&JsValue::NULL, &args),
+        Err(_) => return done(Err("the model's arguments are not valid JSON".to_string())),
     };
-    if value.is_undefined() {
-        return Ok("null".to_string());
-    }
-    JSON::stringify(&value)
-        .map_err(|e| describe(&e))?
-        .as_string()
-        .ok_or_else(|| "the result is not JSON-serialisable".to_string())
+    then(value, move |value| {
+        done(value.map_err(|e| describe(&e)).and_then(|value| {
+            if value.is_undefined() {
+                return Ok("null".to_string());
+            }
+            JSON::stringify(&value)
+                .map_err(|e| describe(&e))?
+                .as_string()
+                .ok_or_else(|| "the result is not JSON-serialisable".to_string())
+        }))
+    });
 }
 
-async fn fetch_json(url: &str, token: &str, body: &str) -> Result<String, HttpFailure> {
-    let window = web_sys::window().ok_or(HttpFailure::Network)?;
-    let init = web_sys::RequestInit::new();
-    init.set_method("POST");
-    let headers = web_sys::Headers::new().map_err(|_| HttpFailure::Network)?;
-    headers
-        .set("Content-Type", "application/json")
-        .map_err(|_| HttpFailure::Network)?;
-    headers
-        .set("Authorization", &["Bearer ", token].concat())
-        .map_err(|_| HttpFailure::Network)?;
-    init.set_headers(&headers);
-    init.set_body(&JsValue::from_str(body));
-    let response = JsFuture::from(window.fetch_with_str_and_init(url, &init))
-        .await
-        .map_err(|_| HttpFailure::Network)?;
-    let response: web_sys::Response = response.dyn_into().map_err(|_| HttpFailure::Network)?;
-    if !response.ok() {
-        return Err(HttpFailure::Status(response.status()));
-    }
-    let text = JsFuture::from(response.text().map_err(|_| HttpFailure::Network)?)
-        .await
-        .map_err(|_| HttpFailure::Network)?;
-    text.as_string().ok_or(HttpFailure::Network)
+/// POSTs `body` to `url` with the bearer `token`; `done` gets the response text (later).
+fn fetch_json(
+    url: &str,
+    token: &str,
+    body: &str,
+    done: impl FnOnce(Result<String, HttpFailure>) + 'static,
+) {
+    then(Ok(post_json(url, token, body).into()), move |r| {
+        done(match r {
+            Ok(text) => text.as_string().ok_or(HttpFailure::Network),
+            // postJson rejects with the HTTP status, or with fetch's error.
+            Err(e) => Err(e
+                .as_f64()
+                .map_or(HttpFailure::Network, |n| HttpFailure::Status(n as u16))),
+        })
+    });
 }

@@ -1,8 +1,21 @@
 //! The WebSocket, mirrored faithfully: it opens what the core asks, forwards open / message /
-//! close / error to the shell's callbacks, and reports `bufferedAmount` for backpressure.
+//! close / error to the shell's callbacks, and reports `bufferedAmount` for backpressure. The
+//! browser calls are in `glue.js` (`socketOpen`, `socketSend`, `socketClose`).
 
+use js_sys::Array;
 use wasm_bindgen::prelude::*;
-use web_sys::{CloseEvent, Event, MessageEvent, WebSocket};
+
+#[wasm_bindgen(module = "/src/web/glue.js")]
+extern "C" {
+    #[wasm_bindgen(catch, js_name = socketOpen)]
+    fn socket_open(url: &str, protocols: &Array, on: &JsValue) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = socketSend)]
+    fn socket_send(ws: &JsValue, frame: &str) -> f64;
+    #[wasm_bindgen(js_name = socketBuffered)]
+    fn socket_buffered(ws: &JsValue) -> u32;
+    #[wasm_bindgen(js_name = socketClose)]
+    fn socket_close(ws: &JsValue, code: u16, reason: &str, detach: bool);
+}
 
 /// What the socket reports back; the shell turns each into a core input.
 #[derive(Debug)]
@@ -23,13 +36,13 @@ pub enum SocketEvent {
     Error,
 }
 
-/// One live WebSocket and the closures that keep its handlers alive.
+/// The events' callback, called by `glue.js` as `on(kind, text, n, wasOpen)`.
+type OnEvent = Closure<dyn FnMut(u32, Option<String>, f64, bool)>;
+
+/// One live WebSocket and the closure that keeps its handlers alive.
 pub struct Socket {
-    ws: WebSocket,
-    _on_open: Closure<dyn FnMut(Event)>,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
-    _on_close: Closure<dyn FnMut(CloseEvent)>,
-    _on_error: Closure<dyn FnMut(Event)>,
+    ws: JsValue,
+    _on: OnEvent,
 }
 
 impl Socket {
@@ -39,92 +52,50 @@ impl Socket {
         url: &str,
         protocols: &[String],
         id: u32,
-        sink: impl Fn(u32, SocketEvent) + Clone + 'static,
+        sink: impl Fn(u32, SocketEvent) + 'static,
     ) -> Result<Socket, JsValue> {
-        let ws = if protocols.is_empty() {
-            WebSocket::new(url)?
-        } else {
-            let list = js_sys::Array::new();
-            for p in protocols {
-                list.push(&JsValue::from_str(p));
-            }
-            WebSocket::new_with_str_sequence(url, &list)?
-        };
-        ws.set_binary_type(web_sys::BinaryType::Arraybuffer);
-        let opened = std::rc::Rc::new(std::cell::Cell::new(false));
-
-        let s = sink.clone();
-        let o = opened.clone();
-        let on_open = Closure::<dyn FnMut(Event)>::new(move |_| {
-            o.set(true);
-            s(id, SocketEvent::Opened)
-        });
-        let s = sink.clone();
-        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
-            let data = e.data();
-            match data.as_string() {
-                Some(text) => s(id, SocketEvent::Message(text)),
-                None => {
-                    let len = data
-                        .dyn_ref::<js_sys::ArrayBuffer>()
-                        .map(|b| b.byte_length() as usize)
-                        .unwrap_or(0);
-                    s(id, SocketEvent::Binary(len))
-                }
-            }
-        });
-        let s = sink.clone();
-        let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |e: CloseEvent| {
-            s(
+        let on = OnEvent::new(move |kind, text: Option<String>, n, was_open| {
+            sink(
                 id,
-                SocketEvent::Closed {
-                    code: e.code(),
-                    reason: e.reason(),
-                    was_open: opened.get(),
+                match kind {
+                    0 => SocketEvent::Opened,
+                    1 => SocketEvent::Message(text.unwrap_or_default()),
+                    2 => SocketEvent::Binary(n as usize),
+                    3 => SocketEvent::Error,
+                    _ => SocketEvent::Closed {
+                        code: n as u16,
+                        reason: text.unwrap_or_default(),
+                        was_open,
+                    },
                 },
             )
         });
-        let s = sink;
-        let on_error = Closure::<dyn FnMut(Event)>::new(move |_| s(id, SocketEvent::Error));
-        ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-        ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-        ws.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-        Ok(Socket {
-            ws,
-            _on_open: on_open,
-            _on_message: on_message,
-            _on_close: on_close,
-            _on_error: on_error,
-        })
+        let list: Array = protocols.iter().map(|p| JsValue::from_str(p)).collect();
+        let ws = socket_open(url, &list, on.as_ref())?;
+        Ok(Socket { ws, _on: on })
     }
 
-    /// Sends a text frame. Fails only when the socket is not open (the core then learns of the
-    /// close through the close event).
-    pub fn send(&self, frame: &str) -> Result<(), JsValue> {
-        self.ws.send_with_str(frame)
+    /// Sends a text frame: the bytes queued since, or `None` when the socket is not open (the
+    /// core then learns of the close through the close event).
+    pub fn send(&self, frame: &str) -> Option<u32> {
+        let queued = socket_send(&self.ws, frame);
+        (queued >= 0.0).then_some(queued as u32)
     }
 
     /// Bytes queued by `send` but not yet handed to the network.
     pub fn buffered_amount(&self) -> u32 {
-        self.ws.buffered_amount()
+        socket_buffered(&self.ws)
     }
 
     /// Closes with `code` (1000 or 3000–4999, as browsers allow) and `reason`.
     pub fn close(&self, code: u16, reason: &str) {
-        let _ = self.ws.close_with_code_and_reason(code, reason);
+        socket_close(&self.ws, code, reason, false);
     }
 }
 
 impl Drop for Socket {
     fn drop(&mut self) {
         // Detach the handlers first, so no event reaches a freed closure.
-        self.ws.set_onopen(None);
-        self.ws.set_onmessage(None);
-        self.ws.set_onclose(None);
-        self.ws.set_onerror(None);
-        if self.ws.ready_state() <= WebSocket::OPEN {
-            let _ = self.ws.close_with_code(1000);
-        }
+        socket_close(&self.ws, 0, "", true);
     }
 }
