@@ -188,7 +188,8 @@ impl VoiceClient {
                 .clone()
                 .unwrap_or_else(playback_worklet_url),
         );
-        let lock_name = single_tab.then(|| ["realtime-voice:", &config.interview_id].concat());
+        let lock_name =
+            single_tab.then(|| concat(&[S("realtime-voice:"), S(&config.interview_id)]));
         let seed = (js_sys::Math::random() * 9.007_199_254_740_991e15) as u64 ^ now_ms();
         let shell = Rc::new_cyclic(|me| Shell {
             me: me.clone(),
@@ -399,12 +400,14 @@ impl VoiceClient {
     #[wasm_bindgen(skip_typescript)]
     pub fn on(&self, event: &str, listener: Function) -> Result<Function, JsValue> {
         if !EVENTS.contains(&event) {
-            return Err(js_error(&concat(&[
-                S("unknown event \""),
-                S(event),
-                S("\"; events are "),
-                S(&EVENTS.join(", ")),
-            ])));
+            let mut msg = concat(&[S("unknown event \""), S(event), S("\"; events are ")]);
+            for (i, e) in EVENTS.iter().enumerate() {
+                if i > 0 {
+                    msg.push_str(", ");
+                }
+                msg.push_str(e);
+            }
+            return Err(js_error(&msg));
         }
         self.shell
             .listeners
@@ -650,13 +653,12 @@ impl Shell {
                         if ok {
                             let _ = resolve.call1(&JsValue::NULL, &value);
                         } else {
-                            let msg = [
-                                "connection ",
-                                st.state.as_str(),
-                                ": ",
-                                st.reason.unwrap_or("closed"),
-                            ]
-                            .concat();
+                            let msg = concat(&[
+                                S("connection "),
+                                S(st.state.as_str()),
+                                S(": "),
+                                S(st.reason.unwrap_or("closed")),
+                            ]);
                             let err = js_sys::Error::new(&msg);
                             let _ = Reflect::set(&err, &"status".into(), &value);
                             let _ = reject.call1(&JsValue::NULL, &err);
@@ -946,7 +948,7 @@ impl Shell {
                     shell.input(|s, now| s.handle_mic_opened(now, seq));
                 }
                 Err(f) => {
-                    let why = ["cannot switch microphone: ", f.as_str()].concat();
+                    let why = concat(&[S("cannot switch microphone: "), S(f.as_str())]);
                     settle_all(waiters, &Err(why));
                     shell.input(|s, now| s.handle_mic_open_failed(now, seq, f));
                 }
