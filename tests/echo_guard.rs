@@ -10,29 +10,14 @@
 //! Where there is no echo, the microphone is Chromium's fake one in tests/web (mic.wav: speech
 //! that has nothing to do with what is played), at several offsets, or silence.
 
+mod echo_support;
+
+use echo_support::{wav, wav_at};
 use realtime_voice::audio::echo_guard::{EchoGuard, EchoPath, GateState, FRAME};
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/echo");
 /// Where the user's first sound is in the talk fixtures, ms (1.2 s of padding + espeak's lead).
 const USER_ONSET_MS: u64 = 1_212;
 const ROOMS: [(&str, u32); 3] = [("mild", 80), ("harsh", 80), ("speakerphone", 240)];
-
-fn wav(name: &str) -> Vec<i16> {
-    wav_at(&format!("{DIR}/{name}"))
-}
-
-fn wav_at(path: &str) -> Vec<i16> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(&bytes[..4], b"RIFF", "{path} is not a WAV");
-    assert_eq!(
-        u32::from_le_bytes([bytes[24], bytes[25], bytes[26], bytes[27]]),
-        24_000
-    );
-    bytes[44..]
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect()
-}
 
 /// What the guard gave for one response: its output, and the state after each 10 ms block.
 struct Run {

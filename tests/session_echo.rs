@@ -7,38 +7,24 @@ mod properties;
 mod session_support;
 
 use properties::check_mic_accounting;
+mod echo_support;
+
+use echo_support::wav;
 use realtime_voice::audio::pcm16;
 use realtime_voice::session::SessionConfig;
 use session_support::*;
 
-/// The assistant's speech: a tone loud (−20 dBFS) or quiet (−50 dBFS) by turns, each spell
-/// 50–150 ms long (irregular, as speech is).
-fn speech(n: usize) -> Vec<i16> {
-    let (mut x, mut left, mut loud) = (7u32, 0usize, false);
-    (0..n)
-        .map(|i| {
-            if left == 0 {
-                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                left = 1200 + (x >> 20) as usize % 2400;
-                loud = !loud;
-            }
-            left -= 1;
-            let amp = if loud { 4_600.0 } else { 146.0 };
-            (amp * (i as f32 * 0.07).sin()) as i16
-        })
-        .collect()
-}
-
-/// A connected voice session at 24 kHz mono, the assistant's item_a playing (6 s received),
-/// and its echo captured (the played audio 80 ms later, 6 dB down) while progress is reported
-/// every 20 ms; then 1 s without playback or echo.
+/// A connected voice session at 24 kHz mono, the assistant's item_a playing (the lab's
+/// interviewer twice: 6 s received), and its echo in the lab's mild room captured (80 ms later,
+/// a short reverb) while progress is reported every 20 ms; then 1.5 s of the room's tail.
 fn echo_run(opts: &str) -> (Sim, Vec<i16>, Vec<i16>) {
     let mut sim = Sim::new(opts);
     sim.connect_open();
     sim.s.handle_audio_started(sim.now, 24_000, 1);
     sim.s.handle_playback_started(sim.now, 24_000);
     sim.msg(r#"{"type":"response.created","response":{"id":"resp_1","status":"in_progress","output":[]}}"#);
-    let played = speech(144_000);
+    let voice = wav("assistant.wav");
+    let played: Vec<i16> = voice.iter().chain(&voice).copied().collect();
     for chunk in played.chunks(4_800) {
         let mut b64 = String::new();
         pcm16::encode_i16_as_pcm16_base64(chunk, &mut b64);
@@ -46,20 +32,21 @@ fn echo_run(opts: &str) -> (Sim, Vec<i16>, Vec<i16>) {
             r#"{{"type":"response.output_audio.delta","response_id":"resp_1","item_id":"item_a","output_index":0,"content_index":0,"delta":"{b64}"}}"#
         ));
     }
+    // The room is linear: the echo of the voice twice is its echo plus the same 3 s later.
+    let echo = wav("mild-echo.wav");
+    let mut captured = vec![0i16; voice.len() + echo.len()];
+    for (k, &e) in echo.iter().enumerate() {
+        captured[k] = captured[k].saturating_add(e);
+        captured[k + voice.len()] = captured[k + voice.len()].saturating_add(e);
+    }
     let slot = sim.slot("item_a");
-    let (mut log, mut captured) = (Vec::new(), Vec::new());
-    for step in 1..=350usize {
+    let mut log = Vec::new();
+    for (step, block) in captured.chunks(480).enumerate() {
         sim.advance(20);
-        let at = (step * 480).min(played.len());
+        let at = ((step + 1) * 480).min(played.len());
         sim.s.handle_playback_progress(sim.now, slot, at as u64, 0);
-        let echo: Vec<f32> = (step * 480 - 480..step * 480)
-            .map(|n| {
-                let v = n.checked_sub(1_920).and_then(|k| played.get(k)).copied();
-                f32::from(v.unwrap_or(0)) / 65_536.0
-            })
-            .collect();
-        captured.extend(echo.iter().map(|&v| (v * 32_768.0) as i16));
-        sim.s.handle_mic_samples(sim.now, &echo);
+        let mic: Vec<f32> = block.iter().map(|&v| f32::from(v) / 32_768.0).collect();
+        sim.s.handle_mic_samples(sim.now, &mic);
         log.extend(sim.drain());
         check_mic_accounting(&sim.s, &step);
     }
@@ -72,16 +59,16 @@ fn echo_is_sent_as_silence_once_its_path_is_evidenced_and_unchanged_with_off() {
     for opts in ["", r#","echoGuard":"auto""#] {
         let (sim, sent, captured) = echo_run(opts);
         let m = sim.s.metrics();
-        // The path is evidenced within 4 s of playback; from then on (behind the pre-roll)
+        // The path is evidenced ~2.4 s into playback; from then on (behind the pre-roll)
         // the echo leaves as silence.
-        assert_eq!(m.echo_delay_ms, Some(80), "{m:?}");
+        assert!(matches!(m.echo_delay_ms, Some(60..=90)), "{m:?}");
         assert!(m.echo_guarded_ms >= 2_500, "{m:?}");
         let loud = |pcm: &[i16]| pcm.iter().filter(|s| s.abs() > 1_000).count();
-        assert!(loud(&captured[108_000..]) > 10_000);
+        assert!(loud(&captured[84_000..]) > 10_000);
         assert_eq!(
-            loud(&sent[108_000..]),
+            loud(&sent[84_000..]),
             0,
-            "echo reached the socket after 4.5 s: {m:?}"
+            "echo reached the socket after 3.5 s: {m:?}"
         );
         // Before the evidence nothing was touched.
         assert_eq!(sent[..24_000], captured[..24_000], "{opts}");
@@ -93,7 +80,7 @@ fn echo_is_sent_as_silence_once_its_path_is_evidenced_and_unchanged_with_off() {
     assert_eq!(m.echo_held_ms, 0, "nothing is held back");
     assert_eq!(sent, captured[..sent.len()], "the echo goes out unchanged");
     // Off still measures.
-    assert_eq!(m.echo_delay_ms, Some(80), "{m:?}");
+    assert!(matches!(m.echo_delay_ms, Some(60..=90)), "{m:?}");
     let erl = m.echo_return_loss_db.expect("measured");
     assert!((-12.0..=12.0).contains(&erl), "ERL {erl} dB");
 }
