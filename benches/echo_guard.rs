@@ -27,7 +27,10 @@ fn inputs() -> (Vec<f32>, Vec<i16>) {
         })
         .collect();
     let mic = (0..reference.len())
-        .map(|n| n.checked_sub(1_920).map_or(0, |k| (reference[k] * 0.5 * 32767.0) as i16))
+        .map(|n| {
+            n.checked_sub(1_920)
+                .map_or(0, |k| (reference[k] * 0.5 * 32767.0) as i16)
+        })
         .collect();
     (reference, mic)
 }
