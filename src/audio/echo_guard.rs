@@ -208,7 +208,8 @@ impl Moments {
 pub struct EchoGuard {
     gating: bool,
     items: Vec<RefItem>,
-    /// Reference energy on the mic timeline: (frame index, energy) by index % RING.
+    /// Reference energy on the mic timeline: (frame index + 1, energy) by index % RING (0:
+    /// nothing placed).
     ring: [(u64, f32); RING],
     /// The reference's envelopes (energy, per tail) by index % RING, settled up to `settled`.
     env: [[f32; TAILS.len()]; RING],
@@ -274,7 +275,7 @@ impl EchoGuard {
         EchoGuard {
             gating,
             items: Vec::with_capacity(ITEMS),
-            ring: [(u64::MAX, 0.0); RING],
+            ring: [(0, 0.0); RING],
             env: [[0.0; TAILS.len()]; RING],
             settled: 0,
             mic_frames: 0,
@@ -365,17 +366,17 @@ impl EchoGuard {
             }
             let pos = now - j;
             let slot = &mut self.ring[(pos % RING as u64) as usize];
-            *slot = if slot.0 == pos {
-                (pos, slot.1.max(e))
+            *slot = if slot.0 == pos + 1 {
+                (pos + 1, slot.1.max(e))
             } else {
-                (pos, e)
+                (pos + 1, e)
             };
         }
     }
 
     fn reference_at(&self, pos: u64) -> f32 {
         let slot = self.ring[(pos % RING as u64) as usize];
-        if slot.0 == pos {
+        if slot.0 == pos + 1 {
             slot.1
         } else {
             0.0
