@@ -1,7 +1,8 @@
 //! Session glue of the echo guard (`crate::audio::echo_guard`): the reference comes from the
 //! playback path (decoded deltas, then played-sample progress), the gate sits in the uplink
 //! between the capture resampler and the chunker, and the server VAD's `speech_started` is
-//! checked against what the guard saw. Option `echoGuard` ("auto" gates, "off" only measures).
+//! checked against what the guard saw. Option `echoGuard`: "auto" (the default) gates once the
+//! capture is shown to follow what is played, "off" only measures.
 
 use super::metrics::MetricsSnapshot;
 use crate::audio::echo_guard::EchoGuard;
