@@ -389,6 +389,10 @@ impl EchoGuard {
         let mut rest = mic;
         while !rest.is_empty() {
             let take = (FRAME - self.acc_len).min(rest.len());
+            // Unless guarding, audio leaves as it comes (the frame is only analysed).
+            if !self.gating || self.state != GateState::Guard {
+                out.extend_from_slice(&rest[..take]);
+            }
             self.acc[self.acc_len..self.acc_len + take].copy_from_slice(&rest[..take]);
             self.acc_len += take;
             rest = &rest[take..];
@@ -451,9 +455,10 @@ impl EchoGuard {
             self.run = 0;
         }
         // The pre-roll line is kept in shadow mode too (the coupling learns from what leaves
-        // it guarded); only the output differs.
+        // it guarded); only the output differs. A frame that came while not guarding has left.
         let gating = self.gating;
-        if next == GateState::Guard {
+        let left = self.state != GateState::Guard;
+        if next == GateState::Guard && !left {
             if self.line_len == PREROLL_FRAMES {
                 // The oldest frame leaves as silence, teaching the coupling what echo is.
                 let old = self.held[self.line_head];
@@ -473,7 +478,7 @@ impl EchoGuard {
             self.line[slot] = frame;
             self.held[slot] = held;
             self.line_len += 1;
-        } else {
+        } else if next != GateState::Guard {
             // Passing, the pre-roll holds the start of the voice that opened the gate: all of
             // it goes. Idle, echo is over: what is still held leaves, frames the echo
             // explained as silence.
@@ -492,7 +497,7 @@ impl EchoGuard {
             self.line_head = 0;
             self.line_len = 0;
         }
-        if !gating || next != GateState::Guard {
+        if gating && !left && next != GateState::Guard {
             out.extend_from_slice(&frame);
         }
         self.state = next;
@@ -614,12 +619,11 @@ impl EchoGuard {
             return_loss_db: echo.then_some(-self.coupling),
             delay_ms: echo.then_some(self.lag as u32 * 10),
             guarded_ms: self.guarded_samples / 24,
-            held_ms: (if self.gating {
-                self.line_len * FRAME
+            held_ms: if self.gating && self.state == GateState::Guard {
+                (self.line_len * FRAME + self.acc_len) as u64 / 24
             } else {
                 0
-            } + self.acc_len) as u64
-                / 24,
+            },
             suspected_self_interruptions: self.suspected,
             state: self.state,
             path: self.path,
@@ -668,7 +672,8 @@ mod tests {
         let mic: Vec<i16> = (0..1000).map(|i| (i * 7 % 300) as i16).collect();
         let mut out = Vec::new();
         g.process(&mic, &mut out);
-        assert_eq!(out, mic[..960]);
+        // Sample for sample as it comes, the partial frame too (it is only analysed).
+        assert_eq!(out, mic);
         assert_eq!(g.stats().state, GateState::Idle);
     }
 
