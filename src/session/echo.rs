@@ -22,16 +22,12 @@ impl EchoPath {
         }
     }
 
-    /// Captured 24 kHz audio in, what goes on to the chunker out. When the guard only
-    /// measures, the audio passes at once (not delayed to the guard's 10 ms frames).
-    pub fn gate<'a>(&'a mut self, pcm: &'a [i16]) -> &'a [i16] {
+    /// Captured 24 kHz audio in, what goes on to the chunker out (the same, at once, unless
+    /// the guard is guarding).
+    pub fn gate(&mut self, pcm: &[i16]) -> &[i16] {
         self.out.clear();
         self.guard.process(pcm, &mut self.out);
-        if self.guard.gating() {
-            &self.out
-        } else {
-            pcm
-        }
+        &self.out
     }
 
     /// Adds the guard's figures to a metrics snapshot.
