@@ -21,7 +21,7 @@ XVFB := xvfb-run -a -s "-screen 0 1280x1024x24"
 
 help:
 	@echo "make demo   build the package and serve the demo with the reference backend (PORT=$(PORT))"
-	@echo "make test   every test layer: lint, native, browser (Chromium, Firefox, WebKit), E2E, size"
+	@echo "make test   every test layer: lint, native, browser (Chromium, Firefox, WebKit), E2E, size, a short echo-lab run"
 
 setup:
 	@bash scripts/setup.sh
@@ -51,7 +51,7 @@ demo: pkg server
 	PORT=$(PORT) STATIC_ROOT=$(CURDIR) $(SERVER_BIN) --dev
 
 # ---- tests -------------------------------------------------------------------------------
-test: setup lint test-native pkg size-check test-browser test-package test-e2e
+test: setup lint test-native pkg size-check test-browser test-package test-e2e test-echo-short
 	@echo "make test: all layers passed"
 
 lint: setup fmt-check clippy
@@ -132,11 +132,16 @@ server-load-two: setup
 
 # The echo lab (e2e/echo-lab/lab.mjs): the demo page in headless Chromium on a private
 # PulseAudio whose output loops back into its microphone through simulated rooms (sox reverb),
-# the reference server's VAD as the judge; writes e2e/output/echo-lab.md. A report, not part of
-# `make test`. ROOMS=harsh,speakerphone GUARDS=off,auto RUNS=10 KINDS=echo,barge pick a subset.
-.PHONY: test-echo
+# the reference server's VAD as the judge; writes e2e/output/echo-lab.md. A report (its short
+# check is test-echo-short). ROOMS=harsh,speakerphone GUARDS=off,auto RUNS=10 KINDS=echo,barge.
+.PHONY: test-echo test-echo-short
 test-echo: setup pkg server
 	$(WITH_SERVER) scripts/with-pulseaudio.sh node e2e/echo-lab/lab.mjs
+
+# The short lab run in `make test` (about a minute): the harsh room, the guard on (the
+# default), one echo and one barge-in run, checking only what holds on a loaded machine.
+test-echo-short: setup pkg server
+	ROOMS=harsh GUARDS=auto RUNS=1 KINDS=echo,barge CHECK=1 $(WITH_SERVER) scripts/with-pulseaudio.sh node e2e/echo-lab/lab.mjs
 
 # The loopback soak of the demo (scripts/soak.mjs; SOAK_MINUTES, default 30): memory growth,
 # underruns and the playout delay (p50/p95) of one long voice session in headless Chromium; a

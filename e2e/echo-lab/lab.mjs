@@ -14,6 +14,10 @@
 // Rows go to e2e/output/echo-lab.jsonl, the table to e2e/output/echo-lab.md.
 //
 // Environment: ROOMS=dry,mild,medium,harsh,speakerphone  GUARDS=off,auto  RUNS=2  KINDS=echo,barge
+// CAPTURE=raw: the browser's echo cancellation, noise suppression and gain control off.
+// CHECK=1 (the short run in `make test`) fails the run unless what holds on a loaded machine
+// holds: every run completed, each room's loop was measured, in every barge-in run the user's
+// voice reached the server, and the guard held nothing back where it found no echo path.
 // RECORD=dir saves each run's received audio, the page's output and the room's microphone as
 // 24 kHz WAVs (their timelines are only as good as PulseAudio's recorders: the native test
 // fixtures are rendered offline instead, scripts/echo-lab/render-fixtures.sh).
@@ -34,6 +38,18 @@ const KINDS = list(process.env.KINDS, "echo,barge");
 const RUNS = Number(process.env.RUNS ?? 2);
 const RATE = 48000;
 const RECORD = process.env.RECORD ?? "";
+/** CAPTURE=raw turns the browser's echo cancellation, noise suppression and gain control off
+ *  (getUserMedia's constraints rewritten in the page), so the guard alone meets the echo. */
+const RAW_CAPTURE = process.env.CAPTURE === "raw";
+const RAW_GUM = () => {
+  const md = navigator.mediaDevices;
+  const gum = md.getUserMedia.bind(md);
+  md.getUserMedia = (c) => {
+    const off = { echoCancellation: false, noiseSuppression: false, autoGainControl: false };
+    const audio = c?.audio && typeof c.audio === "object" ? { ...c.audio, ...off } : off;
+    return gum({ ...c, audio });
+  };
+};
 /** The greeting is ~7 s; a run watches this long after the interviewer starts speaking. */
 const ECHO_WATCH_MS = 12_000;
 const BARGE_AFTER_MS = 1_500;
@@ -155,8 +171,9 @@ function firstLoudMs(b64, fromMs) {
 
 async function run(browser, roomName, guard, kind, voice) {
   const context = await browser.newContext();
+  if (RAW_CAPTURE) await context.addInitScript(RAW_GUM);
   const page = await context.newPage();
-  const row = { room: roomName, guard, kind, load1: loadavg()[0] };
+  const row = { room: roomName, guard, kind, load1: loadavg()[0], ...(RAW_CAPTURE ? { capture: "raw" } : {}) };
   try {
     await page.goto(`${SERVER}/?echoGuard=${guard}`);
     await waitFor(page, "document.body.dataset.wasm === 'ready'", 20_000);
@@ -268,7 +285,7 @@ function report(rooms, rows) {
   const by = (r, g, k) => rows.filter((x) => x.room === r && x.guard === g && x.kind === k && !x.error);
   const fmt = (v, d = 0) => (v == null || Number.isNaN(v) ? "—" : Number(v).toFixed(d));
   const lines = [
-    "# Echo lab: self-interruptions and barge-in per room (headless Chromium, real PulseAudio loop)",
+    `# Echo lab: self-interruptions and barge-in per room (headless Chromium, real PulseAudio loop${RAW_CAPTURE ? "; capture raw: the browser's EC/NS/AGC off" : ""})`,
     "",
     `Run ${new Date().toISOString()}. Judge: the reference server's VAD (−40 dBFS, 150 ms). Self-interruption: \`speech_started\` while the greeting plays with no user voice in the room (truncates: how many \`conversation.item.truncate\` the server got, the cross-check); phantom turn: \`speech_started\` after the greeting ended, with nobody talking (its tail or a leak). Barge-in: a user voice (espeak-ng) into the room ${BARGE_AFTER_MS} ms into the greeting; OK when \`speech_started\` follows its onset and the greeting is truncated; latency from the voice's onset; first word: where the server's audio first exceeds −40 dBFS, relative to the onset (negative: the echo already was there). Delay: the room's loop (page output → microphone) by a noise burst when the room starts, and before each run (the pipe is restarted before each run: one that fell behind under CPU contention never catches up). Load: 1-minute load average of this 2-core machine during the runs.`,
     "",
@@ -333,3 +350,18 @@ try {
 const md = report(rooms, rows);
 await writeFile(join(OUT, "echo-lab.md"), md);
 console.log(md);
+if (process.env.CHECK) {
+  const failed = [
+    ...rows.filter((r) => r.error).map((r) => `${r.room}/${r.guard}/${r.kind}: ${r.error}`),
+    ...rooms.filter(([, m]) => m.delayMs == null).map(([n]) => `${n}: the loop's delay was not measured`),
+    ...rows.filter((r) => r.kind === "barge" && !r.error && r.firstWordMs == null)
+      .map((r) => `${r.room}/${r.guard}: the user's voice never reached the server`),
+    ...rows.filter((r) => r.guard !== "off" && !r.error && r.echoDelayMs == null && r.guardedMs !== 0)
+      .map((r) => `${r.room}/${r.guard}/${r.kind}: ${r.guardedMs} ms held back without an echo path`),
+  ];
+  if (failed.length) {
+    console.error(`echo lab check failed:\n${failed.join("\n")}`);
+    process.exit(1);
+  }
+  console.log(`echo lab check: ${rows.length} runs passed`);
+}

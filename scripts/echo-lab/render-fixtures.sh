@@ -6,6 +6,7 @@
 # 10 dB above its default level, as a person close to the microphone (<room>-talk.wav). Offline, so sample n of a
 # fixture is exactly what the room made of assistant.wav up to sample n: recorders on
 # PulseAudio monitors start and stop with unknown buffering, the rendering has none.
+# The assistant plays 3 s; the echo fixtures run 1.5 s longer (the room's tail).
 # Usage: scripts/echo-lab/render-fixtures.sh [rooms]   (default: harsh speakerphone mild)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,12 +16,13 @@ rooms="${1:-harsh speakerphone mild}"
 delay_of() { case "$1" in speakerphone) echo 0.24 ;; *) echo 0.08 ;; esac; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 espeak-ng -s 170 -w "$tmp/user22.wav" "Sorry, can I ask something?"
-# The voice as a 24 kHz mono WAV, 1.2 s of silence first, 3 s long.
-sox "$tmp/user22.wav" -r 24000 -c 1 -b 16 "$tmp/user.wav" pad 1.2 trim 0 3.0
+# The voice as a 24 kHz mono WAV, 1.2 s of silence first, 4.5 s long.
+sox "$tmp/user22.wav" -r 24000 -c 1 -b 16 "$tmp/user.wav" pad 1.2 trim 0 4.5
 for room in $rooms; do
   fx=$(scripts/echo-lab/room.sh effects "$room")
   # shellcheck disable=SC2086
-  sox "$dir/assistant.wav" -r 24000 -c 1 -b 16 "$dir/$room-echo.wav" delay "$(delay_of "$room")" $fx trim 0 3.0
-  sox -m -v 1 "$dir/$room-echo.wav" -v 3.16 "$tmp/user.wav" -b 16 "$dir/$room-talk.wav" trim 0 3.0
+  # 3 s of the assistant, then 1.5 s of silence in which the room's echo rings out.
+  sox "$dir/assistant.wav" -r 24000 -c 1 -b 16 "$dir/$room-echo.wav" pad 0 1.5 delay "$(delay_of "$room")" $fx trim 0 4.5
+  sox -m -v 1 "$dir/$room-echo.wav" -v 3.16 "$tmp/user.wav" -b 16 "$dir/$room-talk.wav" trim 0 4.5
 done
 ls -l "$dir"

@@ -2,25 +2,32 @@
 //! server's voice activity detection, while a person talking over the assistant gets through.
 //!
 //! The client knows what it plays and when; a browser echo canceller does not know which of its
-//! residue is worth a turn. Everything here works on 10 ms energy frames at 24 kHz:
+//! residue is worth a turn. Everything here works on 10 ms log-energy envelopes at 24 kHz.
 //!
 //! ```text
 //! reference: decoded assistant audio ─► energy frames per item ─► placed on the mic timeline
-//!            when the player reports them played (`played`)
-//! mic 24 kHz ─► energy frame ─► predicted echo = min(coupling₁ × decaying peak,
-//!   coupling₂ × decaying sum) of the reference over every lag 0–400 ms; the couplings are
-//!   peak holds over frames the gate kept back (a browser canceller leaks as loud as the raw
-//!   echo now and then: the guard expects the leaks, not the typical residue)
-//!   ─► gate: Idle (no echo possible: audio passes unchanged, undelayed)
-//!            Guard (echo possible: audio goes through a 300 ms pre-roll line; frames leave it
-//!                   as silence unless the gate opens)
-//!            Pass  (5 frames above the prediction + 4 dB, one below taking one back: the
-//!                   pre-roll line and all that follows pass unchanged until 300 ms are
-//!                   explained by echo again)
+//!            when the player reports them played (`played`) ─► three envelopes, peak holds
+//!            falling like a short, a medium and a long room tail (T60 0.85, 1.9, 6.8 s)
+//! mic 24 kHz ─► log energy m
+//!   path: the correlation of m with each envelope at each lag 0–400 ms (~2.6 s memory, learnt
+//!         while every lag sees audio being played and no voice holds the gate open)
+//!         Unknown ─► Echo  the best (tail, lag) correlates ≥ 0.5, at a stable lag, for
+//!                          300 ms, after 1.5 s of playback learnt
+//!                 ─► None  the best correlates < 0.3 (a headset, a silent or a fake
+//!                          microphone: nothing is ever held back), or from Echo after 1.5 s so
+//!   predicted echo = that envelope at that lag (the loudest within ±20 ms: progress reports
+//!         jitter; the longest tail once playback pauses: the room rings on) + coupling, a
+//!         peak hold of m − envelope over the frames the gate kept back, starting from the one
+//!         learnt while the evidence grew
+//!         (a browser canceller leaks as loud as the raw echo now and then: the guard expects
+//!         the leaks, not the typical residue)
+//!   gate: Idle  (nothing playing, or no echo path: audio passes unchanged, undelayed)
+//!         Guard (playing, echo path: audio goes through a 300 ms pre-roll line and leaves as
+//!               silence)
+//!         Pass  (5 frames above the prediction + 4 dB, one below taking one back: the
+//!               pre-roll line and all that follows pass unchanged until 300 ms are explained
+//!               by echo again)
 //! ```
-//!
-//! The delay (log-envelope covariance over the lags) is estimated for the metrics only: the
-//! player's progress reports jitter by tens of ms, so the prediction takes every lag.
 //!
 //! Guarded audio is replaced by digital silence, not left out: the server's input timeline
 //! (`audio_start_ms`, `audio_end_ms`) stays the microphone's, and its VAD keeps seeing the
@@ -40,8 +47,7 @@ const RING: usize = 128;
 /// Pre-roll held while guarding, frames (300 ms): the onset of a word that opens the gate.
 pub const PREROLL_FRAMES: usize = 30;
 /// Frames above the predicted echo that open the gate (50 ms, one frame below takes one back):
-/// a browser
-/// canceller's leaks rarely stay above the prediction that long, a voice does.
+/// a browser canceller's leaks rarely stay above the prediction that long, a voice does.
 const OPEN_FRAMES: u32 = 5;
 /// Explained frames in a row that close it again (300 ms).
 const CLOSE_FRAMES: u32 = 30;
@@ -49,26 +55,40 @@ const CLOSE_FRAMES: u32 = 30;
 const MARGIN_DB: f32 = 4.0;
 /// Frames below this level (dBFS) are never taken for a voice.
 const VOICE_FLOOR_DB: f32 = -50.0;
-/// Echo is possible while the decaying reference peak is above this (dBFS).
+/// Echo is possible while the reference's peak, falling 0.1 dB per frame (10 dB/s), is above
+/// this (dBFS).
 const ACTIVE_FLOOR_DB: f32 = -60.0;
-/// Coupling (echo level over the reference's decaying peak, dB): where it starts — the echo
-/// may be as loud as what is played, plus a browser's gain control — its bounds, and how fast
-/// it is forgotten. It is a peak hold over frames the gate kept back, not an average: a browser
-/// canceller's output is bimodal (deep cancellation, then leaks as loud as the raw echo), and
-/// the guard must expect the leaks.
+/// Floor of the envelopes, dB: below it a canceller's residue and a room's noise say nothing
+/// about the echo path.
+const ENV_FLOOR: f32 = -70.0;
+/// The reference's envelopes: peak holds whose energy falls by these factors per frame (0.93:
+/// 0.32 dB per frame, 60 dB in 1.9 s), kept once reports no longer add to a frame (`SETTLE`
+/// frames after it was captured).
+const TAILS: [f32; 3] = [0.85, 0.93, 0.98];
+const SETTLE: usize = 8;
+/// The reference is being played while it was above this within the last 300 ms (a pause
+/// between words is part of playing; one between sentences starts it again), dB.
+const PLAYING_DB: f32 = -45.0;
+/// Forgetting factor of the path's statistics (time constant 2.6 s).
+const ALPHA_PATH: f32 = 1.0 / 256.0;
+/// After `MIN_FRAMES` frames learnt: an echo path when the best (tail, lag) correlates at
+/// least `RHO_ECHO` at a stable lag for `EVIDENCE_FRAMES` in a row; none when it is below
+/// `RHO_NONE` (for `MIN_FRAMES` in a row to give up an evidenced path).
+const MIN_FRAMES: u32 = 150;
+const RHO_ECHO: f32 = 0.5;
+const EVIDENCE_FRAMES: u32 = 30;
+const RHO_NONE: f32 = 0.3;
+/// Coupling (echo level over the path's envelope, dB): where it starts before any evidence —
+/// the echo may be as loud as what is played, plus a browser's gain control — its bounds, and
+/// how fast it is forgotten per frame learnt.
 const COUPLING_START_DB: f32 = 3.0;
 const COUPLING_MIN_DB: f32 = -30.0;
 const COUPLING_MAX_DB: f32 = 12.0;
 const COUPLING_RELEASE_DB: f32 = 0.02;
-/// Correlation forgetting factor per learnt frame (time constant 2 s).
-const CORR_ALPHA: f32 = 0.005;
-/// The delay estimate is reported from this correlation and this many learnt frames on.
-const CORR_TRUSTED: f32 = 0.3;
-const MIN_LEARNT_FRAMES: u32 = 100;
 /// Assistant items whose reference is kept, and reference frames per item (60 s).
 const ITEMS: usize = 4;
 const ITEM_FRAMES: usize = 6000;
-/// Floor of the log envelopes, dB.
+/// Floor of `db`, dB.
 const LOG_FLOOR: f32 = -90.0;
 /// Recent decisions remembered for `speech_started` (200 ms).
 const RECENT_FRAMES: u32 = 20;
@@ -77,7 +97,7 @@ const RECENT_FRAMES: u32 = 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum GateState {
-    /// No echo possible: audio passes unchanged, without delay.
+    /// Nothing playing, or no echo path: audio passes unchanged, without delay.
     Idle,
     /// Echo possible: audio is delayed by the pre-roll and leaves as silence.
     Guard,
@@ -85,13 +105,26 @@ pub enum GateState {
     Pass,
 }
 
+/// Whether the captured audio has been shown to follow what is played.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EchoPath {
+    /// Not enough playback analysed yet: the gate stays idle.
+    Unknown,
+    /// The capture follows the reference at a stable lag: the gate guards while it plays.
+    Echo,
+    /// The capture does not follow the reference: the gate stays idle.
+    None,
+}
+
 /// What the guard has measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EchoStats {
     /// Estimated echo return loss: how much quieter the echo reaches the capture than the
-    /// reference was played, dB (None until 1 s of playback was analysed).
+    /// reference's envelope (the coupling's peak hold, negated), dB; None until an echo path
+    /// is evidenced.
     pub return_loss_db: Option<f32>,
-    /// Estimated echo delay, ms (None until trusted).
+    /// Estimated echo delay, ms (None until an echo path is evidenced).
     pub delay_ms: Option<u32>,
     /// Microphone audio replaced by silence, ms.
     pub guarded_ms: u64,
@@ -101,6 +134,8 @@ pub struct EchoStats {
     pub suspected_self_interruptions: u64,
     /// The gate's state now.
     pub state: GateState,
+    /// The echo path's evidence now.
+    pub path: EchoPath,
 }
 
 /// Reference energy frames of one assistant item; those before `next` were played.
@@ -118,11 +153,54 @@ struct RefItem {
 /// What the gate knew of a frame in the pre-roll line.
 #[derive(Debug, Clone, Copy, Default)]
 struct Held {
-    frame: u64,
     level_db: f32,
-    /// The reference envelopes (dB) the frame was judged on: peak and sum.
-    env_db: [f32; 2],
+    /// The path's envelope (dB) the frame was judged on, and whether the reference was being
+    /// played (the coupling is learnt then, not from the room's tail).
+    env_db: f32,
+    playing: bool,
     explained: bool,
+}
+
+/// Exponentially weighted correlation statistics of the mic envelope with a reference
+/// envelope at every lag (each lag sees the same reference shifted: one mean and variance of
+/// it serve them all).
+#[derive(Debug, Clone, Copy)]
+struct Moments {
+    mean_m: f32,
+    var_m: f32,
+    mean_x: f32,
+    var_x: f32,
+    cov: [f32; MAX_LAG + 1],
+}
+
+impl Moments {
+    const ZERO: Moments = Moments {
+        mean_m: 0.0,
+        var_m: 0.0,
+        mean_x: 0.0,
+        var_x: 0.0,
+        cov: [0.0; MAX_LAG + 1],
+    };
+
+    /// Adds frame `m` against the envelope `x` per lag with weight `a`; returns the best lag
+    /// and its correlation.
+    fn add(&mut self, a: f32, m: f32, x: &[f32; MAX_LAG + 1]) -> (usize, f32) {
+        self.mean_m += a * (m - self.mean_m);
+        self.mean_x += a * (x[0] - self.mean_x);
+        let dm = m - self.mean_m;
+        let dx = x[0] - self.mean_x;
+        self.var_m += a * (dm * dm - self.var_m);
+        self.var_x += a * (dx * dx - self.var_x);
+        let norm = (self.var_m * self.var_x).max(1e-3).sqrt();
+        let mut best = (0, f32::MIN);
+        for (d, (c, &xd)) in self.cov.iter_mut().zip(x).enumerate() {
+            *c += a * (dm * (xd - self.mean_x) - *c);
+            if *c / norm > best.1 {
+                best = (d, *c / norm);
+            }
+        }
+        best
+    }
 }
 
 /// The echo guard (see the module docs).
@@ -130,31 +208,37 @@ struct Held {
 pub struct EchoGuard {
     gating: bool,
     items: Vec<RefItem>,
-    /// Reference energy on the mic timeline: (frame index, energy) by index % RING.
+    /// Reference energy on the mic timeline: (frame index + 1, energy) by index % RING (0:
+    /// nothing placed).
     ring: [(u64, f32); RING],
+    /// The reference's envelopes (energy, per tail) by index % RING, settled up to `settled`.
+    env: [[f32; TAILS.len()]; RING],
+    settled: u64,
     /// Mic frames completed so far (the mic timeline).
     mic_frames: u64,
     acc: [i16; FRAME],
     acc_len: usize,
-    /// Two envelopes of the reference over every lag, each with its coupling: the decaying
-    /// peak (a dry room: the echo follows the last loud frame) and the decaying sum (a
-    /// reverberant one: the echo is the sum of the tails). Each is an upper bound of the echo
-    /// over the frames learnt from, so their minimum is too, and tighter than either.
+    /// The reference's decaying peak, dB (echo is possible while it is up), and the frames it
+    /// has been played in a row.
     peak: f32,
-    sum: f32,
-    coupling: [f32; 2],
-    /// Correlation statistics of the log envelopes, per lag.
-    mean_m: f32,
-    var_m: f32,
-    mean_r: f32,
-    var_r: f32,
-    cov: [f32; MAX_LAG + 1],
-    learnt_frames: u32,
-    delay: Option<usize>,
+    playing: u32,
+    /// The path's statistics per tail, frames learnt, the evidence for and against, the best
+    /// (tail, lag) now and the path's.
+    stats: [Moments; TAILS.len()],
+    learnt: u32,
+    evidence: u32,
+    doubt: u32,
+    candidate: (usize, usize),
+    path: EchoPath,
+    tail: usize,
+    lag: usize,
+    coupling: f32,
+    /// The coupling learnt per tail while the evidence grows (a peak hold of the capture over
+    /// the envelope at the best lag).
+    shadow: [f32; TAILS.len()],
     state: GateState,
     run: u32,
-    /// The pre-roll line: frames in a ring (oldest at `line_head`), and whether each was
-    /// explained by echo.
+    /// The pre-roll line: frames in a ring (oldest at `line_head`), and what was known of each.
     line: Box<[[i16; FRAME]; PREROLL_FRAMES]>,
     held: [Held; PREROLL_FRAMES],
     line_head: usize,
@@ -180,10 +264,6 @@ fn db(energy: f32) -> f32 {
     (3.010_3 * (exp as f32 + log2_m)).max(LOG_FLOOR)
 }
 
-/// The reference's decaying peak falls by 0.1 dB per frame (10 dB/s, T60 6 s): a reverberant
-/// room's tail outlasts a browser canceller's filter and comes through whole. 10^(−0.01).
-const DECAY: f32 = 0.977_237_2;
-
 impl EchoGuard {
     /// Whether the guard gates (`echoGuard: "auto"`) or only measures.
     pub fn gating(&self) -> bool {
@@ -195,21 +275,24 @@ impl EchoGuard {
         EchoGuard {
             gating,
             items: Vec::with_capacity(ITEMS),
-            ring: [(u64::MAX, 0.0); RING],
+            ring: [(0, 0.0); RING],
+            env: [[0.0; TAILS.len()]; RING],
+            settled: 0,
             mic_frames: 0,
             acc: [0; FRAME],
             acc_len: 0,
-            peak: 0.0,
-            sum: 0.0,
-            // A steady reference's decaying sum is 1/(1 − DECAY) ≈ 16.4 dB above its peak.
-            coupling: [COUPLING_START_DB, COUPLING_START_DB - 16.4],
-            mean_m: 0.0,
-            var_m: 0.0,
-            mean_r: 0.0,
-            var_r: 0.0,
-            cov: [0.0; MAX_LAG + 1],
-            learnt_frames: 0,
-            delay: None,
+            peak: ENV_FLOOR,
+            playing: 0,
+            stats: [Moments::ZERO; TAILS.len()],
+            learnt: 0,
+            evidence: 0,
+            doubt: 0,
+            candidate: (0, 0),
+            path: EchoPath::Unknown,
+            tail: 0,
+            lag: 0,
+            coupling: COUPLING_START_DB,
+            shadow: [COUPLING_MIN_DB; TAILS.len()],
             state: GateState::Idle,
             run: 0,
             line: Box::new([[0; FRAME]; PREROLL_FRAMES]),
@@ -283,17 +366,17 @@ impl EchoGuard {
             }
             let pos = now - j;
             let slot = &mut self.ring[(pos % RING as u64) as usize];
-            *slot = if slot.0 == pos {
-                (pos, slot.1.max(e))
+            *slot = if slot.0 == pos + 1 {
+                (pos + 1, slot.1.max(e))
             } else {
-                (pos, e)
+                (pos + 1, e)
             };
         }
     }
 
     fn reference_at(&self, pos: u64) -> f32 {
         let slot = self.ring[(pos % RING as u64) as usize];
-        if slot.0 == pos {
+        if slot.0 == pos + 1 {
             slot.1
         } else {
             0.0
@@ -306,6 +389,10 @@ impl EchoGuard {
         let mut rest = mic;
         while !rest.is_empty() {
             let take = (FRAME - self.acc_len).min(rest.len());
+            // Unless guarding, audio leaves as it comes (the frame is only analysed).
+            if !self.gating || self.state != GateState::Guard {
+                out.extend_from_slice(&rest[..take]);
+            }
             self.acc[self.acc_len..self.acc_len + take].copy_from_slice(&rest[..take]);
             self.acc_len += take;
             rest = &rest[take..];
@@ -330,11 +417,13 @@ impl EchoGuard {
         let f = self.mic_frames;
         self.mic_frames += 1;
         let level_db = db(e_m);
-        let (active, explained, env_db) = self.analyse(f, level_db);
+        let (active, env_db) = self.analyse(f, level_db);
+        let explained =
+            level_db <= VOICE_FLOOR_DB || level_db <= env_db + self.coupling + MARGIN_DB;
         let held = Held {
-            frame: f,
             level_db,
             env_db,
+            playing: self.playing > 0,
             explained,
         };
         if active {
@@ -356,126 +445,158 @@ impl EchoGuard {
             (false, false) => self.run + 1,
         };
         let next = match self.state {
-            GateState::Idle if active => GateState::Guard,
-            GateState::Idle => GateState::Idle,
-            GateState::Guard if !active => GateState::Idle,
+            _ if !active || self.path != EchoPath::Echo => GateState::Idle,
+            GateState::Idle => GateState::Guard,
             GateState::Guard if self.run >= OPEN_FRAMES => GateState::Pass,
-            GateState::Guard => GateState::Guard,
-            GateState::Pass if !active => GateState::Idle,
             GateState::Pass if self.run >= CLOSE_FRAMES => GateState::Guard,
-            GateState::Pass => GateState::Pass,
+            s => s,
         };
         if next != self.state {
             self.run = 0;
         }
         // The pre-roll line is kept in shadow mode too (the coupling learns from what leaves
-        // it guarded); only the output differs.
+        // it guarded); only the output differs. A frame that came while not guarding has left.
         let gating = self.gating;
-        match next {
-            GateState::Guard => {
-                if self.line_len == PREROLL_FRAMES {
-                    // The oldest frame leaves as silence, teaching the coupling what echo is.
-                    let old = self.held[self.line_head];
-                    self.learn(old);
-                    if gating {
-                        out.resize(out.len() + FRAME, 0);
-                        self.guarded_samples += FRAME as u64;
-                    }
-                    self.line[self.line_head] = frame;
-                    self.held[self.line_head] = held;
-                    self.line_head = (self.line_head + 1) % PREROLL_FRAMES;
+        let left = self.state != GateState::Guard;
+        if next == GateState::Guard && !left {
+            if self.line_len == PREROLL_FRAMES {
+                // The oldest frame leaves as silence, teaching the coupling what echo is.
+                let old = self.held[self.line_head];
+                if old.env_db > ENV_FLOOR && old.playing {
+                    self.coupling = (old.level_db - old.env_db)
+                        .max(self.coupling - COUPLING_RELEASE_DB)
+                        .clamp(COUPLING_MIN_DB, COUPLING_MAX_DB);
+                }
+                if gating {
+                    out.resize(out.len() + FRAME, 0);
+                    self.guarded_samples += FRAME as u64;
+                }
+                self.line_head = (self.line_head + 1) % PREROLL_FRAMES;
+                self.line_len -= 1;
+            }
+            let slot = (self.line_head + self.line_len) % PREROLL_FRAMES;
+            self.line[slot] = frame;
+            self.held[slot] = held;
+            self.line_len += 1;
+        } else if next != GateState::Guard {
+            // Passing, the pre-roll holds the start of the voice that opened the gate: all of
+            // it goes. Idle, echo is over: what is still held leaves, frames the echo
+            // explained as silence.
+            for k in 0..self.line_len {
+                let slot = (self.line_head + k) % PREROLL_FRAMES;
+                if !gating {
+                    continue;
+                }
+                if next == GateState::Idle && self.held[slot].explained {
+                    out.resize(out.len() + FRAME, 0);
+                    self.guarded_samples += FRAME as u64;
                 } else {
-                    let slot = (self.line_head + self.line_len) % PREROLL_FRAMES;
-                    self.line[slot] = frame;
-                    self.held[slot] = held;
-                    self.line_len += 1;
+                    out.extend_from_slice(&self.line[slot]);
                 }
             }
-            // The pre-roll holds the start of the voice that opened the gate: all of it goes.
-            GateState::Pass => self.release(gating.then_some(&mut *out), false),
-            // Echo is over: what is still held leaves, echo-explained frames as silence.
-            GateState::Idle => self.release(gating.then_some(&mut *out), true),
+            self.line_head = 0;
+            self.line_len = 0;
         }
-        if !gating || next != GateState::Guard {
+        if gating && !left && next != GateState::Guard {
             out.extend_from_slice(&frame);
         }
         self.state = next;
     }
 
-    /// Empties the pre-roll line into `out` (None in shadow mode); with `silence_explained`,
-    /// frames the echo explained leave as silence.
-    fn release(&mut self, mut out: Option<&mut Vec<i16>>, silence_explained: bool) {
-        for k in 0..self.line_len {
-            let slot = (self.line_head + k) % PREROLL_FRAMES;
-            let Some(out) = out.as_deref_mut() else {
-                continue;
-            };
-            if silence_explained && self.held[slot].explained {
-                out.resize(out.len() + FRAME, 0);
-                self.guarded_samples += FRAME as u64;
-            } else {
-                out.extend_from_slice(&self.line[slot]);
+    /// Mic frame `f` at `level_db` against the reference: whether echo is possible now (the
+    /// assistant's audio plays or its tail still rings), and the path's envelope (dB) the
+    /// frame is judged against. Learns the path's evidence.
+    fn analyse(&mut self, f: u64, level_db: f32) -> (bool, f32) {
+        while self.settled + SETTLE as u64 <= f {
+            let p = self.settled;
+            let e = self.reference_at(p);
+            let prev = self.env[(p.wrapping_sub(1) % RING as u64) as usize];
+            let slot = &mut self.env[(p % RING as u64) as usize];
+            for ((s, &q), k) in slot.iter_mut().zip(&prev).zip(TAILS) {
+                *s = e.max(q * k);
             }
+            self.settled += 1;
         }
-        self.line_head = 0;
-        self.line_len = 0;
-    }
-
-    /// Mic frame `f` at `level_db` against the predicted echo: whether echo is possible now,
-    /// whether the frame is explained by it, and the reference peak (dB) it was judged on.
-    fn analyse(&mut self, f: u64, level_db: f32) -> (bool, bool, [f32; 2]) {
+        // The envelopes per lag: settled ones as kept, the newest run on from them.
+        let mut x = [[ENV_FLOOR; MAX_LAG + 1]; TAILS.len()];
+        let mut h = [0.0f32; TAILS.len()];
         let mut newest = 0.0f32;
-        for d in 0..=MAX_LAG.min(f as usize) {
-            newest = newest.max(self.reference_at(f - d as u64));
-        }
-        self.peak = newest.max(self.peak * DECAY);
-        self.sum = newest + self.sum * DECAY;
-        let env_db = [db(self.peak), db(self.sum)];
-        if env_db[0] <= ACTIVE_FLOOR_DB {
-            return (false, true, env_db);
-        }
-        let predicted = (env_db[0] + self.coupling[0]).min(env_db[1] + self.coupling[1]);
-        let explained = level_db <= VOICE_FLOOR_DB || level_db <= predicted + MARGIN_DB;
-        (true, explained, env_db)
-    }
-
-    /// Learns from a frame that left the pre-roll line as echo: the coupling tracker, and the
-    /// log-envelope correlation per lag (the delay estimate).
-    fn learn(&mut self, h: Held) {
-        if h.env_db[0] <= ACTIVE_FLOOR_DB {
-            return;
-        }
-        self.learnt_frames = self.learnt_frames.saturating_add(1);
-        for (c, e) in self.coupling.iter_mut().zip(h.env_db) {
-            *c = (h.level_db - e)
-                .max(*c - COUPLING_RELEASE_DB)
-                .clamp(COUPLING_MIN_DB, COUPLING_MAX_DB);
-        }
-        let a = CORR_ALPHA;
-        self.mean_m += a * (h.level_db - self.mean_m);
-        let dm = h.level_db - self.mean_m;
-        self.var_m += a * (dm * dm - self.var_m);
-        // Every lag sees the same reference shifted: one mean and variance serve them all,
-        // and the covariances rank the lags.
-        let l_r0 = db(self.reference_at(h.frame));
-        self.mean_r += a * (l_r0 - self.mean_r);
-        let dr0 = l_r0 - self.mean_r;
-        self.var_r += a * (dr0 * dr0 - self.var_r);
-        let mut best = (0usize, f32::MIN);
-        for d in 0..=MAX_LAG {
-            let l_r = match h.frame.checked_sub(d as u64) {
-                Some(p) => db(self.reference_at(p)),
-                None => LOG_FLOOR,
-            };
-            self.cov[d] += a * (dm * (l_r - self.mean_r) - self.cov[d]);
-            if self.cov[d] > best.1 {
-                best = (d, self.cov[d]);
+        for d in (0..=MAX_LAG.min(f as usize)).rev() {
+            let p = f - d as u64;
+            let e = self.reference_at(p);
+            for (t, k) in TAILS.iter().enumerate() {
+                h[t] = if d >= SETTLE {
+                    self.env[(p % RING as u64) as usize][t]
+                } else {
+                    e.max(h[t] * k)
+                };
+                x[t][d] = db(h[t]).max(ENV_FLOOR);
+            }
+            if d < 30 {
+                newest = newest.max(e);
             }
         }
-        let trusted = best.1 >= CORR_TRUSTED * (self.var_m * self.var_r).sqrt();
-        if self.learnt_frames >= MIN_LEARNT_FRAMES && trusted {
-            self.delay = Some(best.0);
+        self.peak = x[0][0].max(self.peak - 0.1);
+        // Learnt while every lag sees audio being played (the start or end of playback
+        // against the silence around it would correlate with any sound that starts or ends a
+        // little later), and not while a voice holds the gate open.
+        self.playing = if db(newest) > PLAYING_DB {
+            self.playing.saturating_add(1)
+        } else {
+            0
+        };
+        if self.playing > MAX_LAG as u32 && self.state != GateState::Pass {
+            self.learnt = self.learnt.saturating_add(1);
+            // A plain mean for the first frames (no start-up bias), then forgetting.
+            let a = (1.0 / self.learnt as f32).max(ALPHA_PATH);
+            let m = level_db.max(ENV_FLOOR);
+            let mut best = (0, 0, f32::MIN);
+            for (t, s) in self.stats.iter_mut().enumerate() {
+                let (d, rho) = s.add(a, m, &x[t]);
+                if rho > best.2 {
+                    best = (t, d, rho);
+                }
+                // What the coupling would be with this tail at its best lag.
+                let c = &mut self.shadow[t];
+                *c = (m - x[t][d]).max(*c - COUPLING_RELEASE_DB);
+            }
+            let (t, d, rho) = best;
+            self.evidence =
+                if rho >= RHO_ECHO && t == self.candidate.0 && d.abs_diff(self.candidate.1) <= 2 {
+                    self.evidence + 1
+                } else {
+                    0
+                };
+            self.candidate = (t, d);
+            self.doubt = if rho < RHO_NONE { self.doubt + 1 } else { 0 };
+            if self.learnt >= MIN_FRAMES {
+                if self.evidence >= EVIDENCE_FRAMES {
+                    if self.path != EchoPath::Echo || self.tail != t {
+                        // The coupling starts as learnt while the evidence grew.
+                        self.coupling = self.shadow[t].clamp(COUPLING_MIN_DB, COUPLING_MAX_DB);
+                    }
+                    self.path = EchoPath::Echo;
+                    (self.tail, self.lag) = (t, d);
+                } else if self.doubt
+                    >= if self.path == EchoPath::Echo {
+                        MIN_FRAMES
+                    } else {
+                        1
+                    }
+                {
+                    self.path = EchoPath::None;
+                }
+            }
         }
+        // Once playback pauses, the room's tail rings on: judged against the longest.
+        let tail = if self.playing == 0 {
+            TAILS.len() - 1
+        } else {
+            self.tail
+        };
+        let near = &x[tail][self.lag.saturating_sub(2)..(self.lag + 3).min(MAX_LAG + 1)];
+        let env = near.iter().fold(ENV_FLOOR, |a, &b| a.max(b));
+        (self.peak > ACTIVE_FLOOR_DB, env)
     }
 
     /// The server's VAD started speech; returns whether it looks like a self-interruption:
@@ -493,18 +614,19 @@ impl EchoGuard {
 
     /// What the guard has measured so far.
     pub fn stats(&self) -> EchoStats {
+        let echo = self.path == EchoPath::Echo;
         EchoStats {
-            return_loss_db: (self.learnt_frames >= MIN_LEARNT_FRAMES).then_some(-self.coupling[0]),
-            delay_ms: self.delay.map(|d| d as u32 * 10),
+            return_loss_db: echo.then_some(-self.coupling),
+            delay_ms: echo.then_some(self.lag as u32 * 10),
             guarded_ms: self.guarded_samples / 24,
-            held_ms: (if self.gating {
-                self.line_len * FRAME
+            held_ms: if self.gating && self.state == GateState::Guard {
+                (self.line_len * FRAME + self.acc_len) as u64 / 24
             } else {
                 0
-            } + self.acc_len) as u64
-                / 24,
+            },
             suspected_self_interruptions: self.suspected,
             state: self.state,
+            path: self.path,
         }
     }
 }
@@ -513,9 +635,20 @@ impl EchoGuard {
 mod tests {
     use super::*;
 
+    /// A tone loud or quiet by turns, each spell 50–150 ms (irregular, as speech is: a
+    /// periodic envelope would match at several lags).
     fn tone(n: usize, amp: f32) -> Vec<f32> {
+        let (mut x, mut left, mut loud) = (7u32, 0usize, false);
         (0..n)
-            .map(|i| amp * (i as f32 * 0.07).sin() * if (i / 2400) % 2 == 0 { 1.0 } else { 0.1 })
+            .map(|i| {
+                if left == 0 {
+                    x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    left = 1200 + (x >> 20) as usize % 2400;
+                    loud = !loud;
+                }
+                left -= 1;
+                amp * (i as f32 * 0.07).sin() * if loud { 1.0 } else { 0.1 }
+            })
             .collect()
     }
 
@@ -530,7 +663,6 @@ mod tests {
                 db(e)
             );
         }
-        assert!((10.0 * DECAY.log10() + 0.1).abs() < 1e-4);
         assert_eq!(db(0.0), LOG_FLOOR);
     }
 
@@ -540,26 +672,54 @@ mod tests {
         let mic: Vec<i16> = (0..1000).map(|i| (i * 7 % 300) as i16).collect();
         let mut out = Vec::new();
         g.process(&mic, &mut out);
-        assert_eq!(out, mic[..960]);
+        // Sample for sample as it comes, the partial frame too (it is only analysed).
+        assert_eq!(out, mic);
         assert_eq!(g.stats().state, GateState::Idle);
     }
 
-    #[test]
-    fn guard_conserves_samples_and_releases_held_audio_when_echo_ends() {
-        let mut g = EchoGuard::new(true);
-        g.push_reference("a", &tone(24_000, 0.3));
+    /// Plays `reference` while `mic` is captured in 10 ms blocks, then 6 s of silence.
+    fn run(g: &mut EchoGuard, reference: &[f32], mic: &[i16]) -> Vec<i16> {
+        g.push_reference("a", reference);
         let mut out = Vec::new();
-        let mut fed = 0usize;
-        for step in 0..800 {
-            if step < 100 {
-                g.played("a", (step as u64 + 1) * 240);
-            }
-            let mic = vec![5i16; 240];
-            g.process(&mic, &mut out);
-            fed += mic.len();
+        let silence = [0i16; FRAME];
+        for (i, block) in mic.chunks(FRAME).chain([&silence[..]; 600]).enumerate() {
+            g.played("a", ((i + 1) * FRAME).min(reference.len()) as u64);
+            g.process(block, &mut out);
         }
-        assert_eq!(g.stats().state, GateState::Idle, "{:?}", g.stats());
-        assert_eq!(out.len(), fed, "every sample leaves once echo is over");
-        assert!(g.stats().guarded_ms > 0);
+        out
+    }
+
+    #[test]
+    fn an_echo_path_is_guarded_and_every_sample_leaves_once_echo_is_over() {
+        let reference = tone(24_000 * 4, 0.3);
+        // The echo: the reference 80 ms later, 6 dB down.
+        let mic: Vec<i16> = (0..reference.len())
+            .map(|n| {
+                n.checked_sub(1920)
+                    .map_or(0, |k| (reference[k] * 16_384.0) as i16)
+            })
+            .collect();
+        let mut g = EchoGuard::new(true);
+        let out = run(&mut g, &reference, &mic);
+        let s = g.stats();
+        assert_eq!((s.path, s.state), (EchoPath::Echo, GateState::Idle));
+        // Within a frame of the 80 ms (each envelope frame holds the loudest it has seen).
+        assert!(matches!(s.delay_ms, Some(70..=90)), "{s:?}");
+        assert_eq!(out.len(), mic.len() + 600 * FRAME, "{s:?}");
+        assert!(s.guarded_ms >= 1_000, "{s:?}");
+    }
+
+    #[test]
+    fn without_an_echo_path_nothing_is_held() {
+        let reference = tone(24_000 * 4, 0.3);
+        // Sound that does not follow the reference: its loud and quiet spells 70 ms long.
+        let mic: Vec<i16> = (0..reference.len())
+            .map(|n| ((n * 7 % 300) as i16 - 150) * if (n / 1680) % 2 == 0 { 20 } else { 1 })
+            .collect();
+        let mut g = EchoGuard::new(true);
+        let out = run(&mut g, &reference, &mic);
+        assert_eq!(out[..mic.len()], mic[..]);
+        assert_eq!(g.stats().guarded_ms, 0);
+        assert_eq!(g.stats().path, EchoPath::None);
     }
 }

@@ -119,8 +119,8 @@ pub struct SessionConfig {
     pub playback_worklet_url: Option<String>,
     /// Shell pass-through: output device id for `setSinkId`.
     pub sink_id: Option<String>,
-    /// Hold back microphone audio that the assistant's own echo explains (`echoGuard: "auto"`;
-    /// off by default: it measures only, docs/AUDIO.md, Echo).
+    /// Hold back microphone audio that the assistant's own echo explains (`echoGuard: "auto"`,
+    /// the default; only once an echo path is evidenced, docs/AUDIO.md, Echo). Off measures only.
     pub echo_guard: bool,
 }
 
@@ -426,7 +426,7 @@ impl SessionConfig {
         let capture_worklet_url = o.opt_str("captureWorkletUrl");
         let playback_worklet_url = o.opt_str("playbackWorkletUrl");
         let sink_id = o.opt_str("sinkId");
-        let echo_guard = o.choice("echoGuard", &["auto", "off"], "\"auto\" or \"off\"") == Some(0);
+        let echo_guard = o.choice("echoGuard", &["auto", "off"], "\"auto\" or \"off\"") != Some(1);
         let base = match (base, o.err) {
             (Some(base), None) => base,
             // The slot holds the first error (`base` is only missing after one).

@@ -1,7 +1,8 @@
 //! Session glue of the echo guard (`crate::audio::echo_guard`): the reference comes from the
 //! playback path (decoded deltas, then played-sample progress), the gate sits in the uplink
 //! between the capture resampler and the chunker, and the server VAD's `speech_started` is
-//! checked against what the guard saw. Option `echoGuard` ("auto" gates, "off" only measures).
+//! checked against what the guard saw. Option `echoGuard`: "auto" (the default) gates once the
+//! capture is shown to follow what is played, "off" only measures.
 
 use super::metrics::MetricsSnapshot;
 use crate::audio::echo_guard::EchoGuard;
@@ -21,16 +22,12 @@ impl EchoPath {
         }
     }
 
-    /// Captured 24 kHz audio in, what goes on to the chunker out. When the guard only
-    /// measures, the audio passes at once (not delayed to the guard's 10 ms frames).
-    pub fn gate<'a>(&'a mut self, pcm: &'a [i16]) -> &'a [i16] {
+    /// Captured 24 kHz audio in, what goes on to the chunker out (the same, at once, unless
+    /// the guard is guarding).
+    pub fn gate(&mut self, pcm: &[i16]) -> &[i16] {
         self.out.clear();
         self.guard.process(pcm, &mut self.out);
-        if self.guard.gating() {
-            &self.out
-        } else {
-            pcm
-        }
+        &self.out
     }
 
     /// Adds the guard's figures to a metrics snapshot.

@@ -11,6 +11,12 @@
 #[path = "../../../src/audio/mod.rs"]
 mod audio;
 
+// The audio core writes its error messages with it.
+#[cfg(not(feature = "baseline"))]
+#[allow(dead_code)]
+#[path = "../../../src/text.rs"]
+mod text;
+
 #[cfg(not(feature = "baseline"))]
 mod exports {
     use super::audio::Resampler;
@@ -130,7 +136,8 @@ mod echo_exports {
             let mut g = EchoGuard::new(true);
             let mut sent = 0u32;
             for s in 0..seconds {
-                let item = if s % 2 == 0 { "a" } else { "b" };
+                // A new item each second: an item's progress only moves forward.
+                let item = &s.to_string();
                 g.push_reference(item, reference);
                 for (i, block) in mic.chunks(FRAME).enumerate() {
                     if i % 2 == 1 {
