@@ -57,14 +57,14 @@ scenario("devices", "a microphone unplugged mid-interview is reopened; the page 
   assert.match(note, /^Microphone back \(the microphone stopped\): now on /, `the Audio panel says what happened: ${note}`);
 
   // Microphone audio reaches the server again from the new stream: a second of it.
-  const now = await until(async () => {
-    const n = (await received(interviewId)).samples;
-    return n >= before + 24_000 && n;
-  }, 20_000);
-  assert.ok(now, "the server receives microphone audio again after the new microphone opened");
+  assert.ok(await oneMoreSecond(interviewId, before), "the server receives microphone audio again after the new microphone opened");
 // Firefox: geckodriver runs scripts in a sandbox whose patch of `getUserMedia` the page never
 // sees, so the track cannot be reached from here; tests/web/devices.rs covers Firefox's healing.
 }, { engines: ENGINES.filter((e) => e !== "firefox") });
+
+/** Whether the server receives a second (24 000 samples) of microphone audio beyond `before` within 20 s. */
+const oneMoreSecond = (interviewId, before) =>
+  until(async () => (await received(interviewId)).samples >= before + 24_000, 20_000);
 
 /** Polls `check` (every 200 ms) until it returns a truthy value, or `false` after `timeoutMs`. */
 async function until(check, timeoutMs) {
@@ -122,11 +122,7 @@ scenario("devices-rate", "a switch to a 16 kHz microphone keeps the interview in
     assert.ok(await until(() => recordingFrom().includes("rv_mic16") && !recordingFrom().includes("rv_mic48"), 10_000),
       `Firefox records from the 16 kHz microphone alone: ${recordingFrom()}`);
     const before = (await received(interviewId)).samples;
-    const now = await until(async () => {
-      const n = (await received(interviewId)).samples;
-      return n >= before + 24_000 && n;
-    }, 20_000);
-    assert.ok(now, "the server receives the 16 kHz microphone's audio");
+    assert.ok(await oneMoreSecond(interviewId, before), "the server receives the 16 kHz microphone's audio");
     const changes = await b.eval((n) => window.__rv.deviceChanges.slice(n), seen);
     assert.ok(changes.every((c) => c.recovering === null), `no microphone was lost: ${JSON.stringify(changes)}`);
     assert.equal(await b.eval(() => document.body.dataset.mode), "voice", "the interview stays in voice mode");
