@@ -11,9 +11,20 @@ export PATH="$PWD/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 
 # wasm-bindgen adds snippet files but never removes one the crate no longer has.
 rm -rf "$out/snippets"
-# FEATURES=debug-panics builds the debug flavour (panics printed with their location).
+# The release flavour rebuilds std with panics that trap at once (`-Cpanic=immediate-abort`) and
+# no source locations (`-Zlocation-detail=none`): std's panic machinery and most of core::fmt drop
+# out (−5.1 KB gzip, docs/ARCHITECTURE.md). It needs rust-src and unstable flags, which
+# RUSTC_BOOTSTRAP=1 allows on stable rustc (1.95 here); LEAN_STD=0 builds with the prebuilt std
+# instead. Its own target dir keeps both builds cached. FEATURES=debug-panics builds the debug
+# flavour (panics printed with their location, prebuilt std).
+cargo_args=()
+if [ -z "${FEATURES:-}" ] && [ "${LEAN_STD:-1}" = 1 ]; then
+  export RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none" CARGO_TARGET_DIR="$PWD/target/lean-std"
+  cargo_args=(-Z build-std=std,panic_abort)
+fi
+[ -n "${FEATURES:-}" ] && cargo_args+=(--features "$FEATURES")
 wasm-pack build --quiet --release --target "$target" --out-dir "$out" --out-name realtime_voice --no-pack \
-  ${FEATURES:+-- --features "$FEATURES"}
+  ${cargo_args[@]+-- "${cargo_args[@]}"}
 wasm="$out/realtime_voice_bg.wasm"
 # wasm-bindgen's output still has its function names: `make size` groups twiggy's items by area
 # from this copy (scripts/size.sh).

@@ -28,7 +28,8 @@ if ! rustup target list --installed | grep -q '^wasm32-unknown-unknown$'; then
   log "rustup: adding wasm32-unknown-unknown"
   rustup target add wasm32-unknown-unknown
 fi
-for c in rustfmt clippy; do
+# rust-src: the release package rebuilds std (scripts/build-pkg.sh).
+for c in rustfmt clippy rust-src; do
   rustup component list --installed | grep -q "^$c" || rustup component add "$c"
 done
 

@@ -27,7 +27,9 @@ const lines = readFileSync(0, "utf8").trim().split("\n").slice(1);
 const parse = (line) => {
   // Name,ShallowSize,... where Name may be a quoted CSV field with doubled quotes.
   const m = line.match(/^("(?:[^"]|"")*"|[^,]*),(\d+),/);
-  return m ? { name: m[1].replace(/^"|"$/g, "").replace(/""/g, '"'), bytes: Number(m[2]) } : null;
+  // v0-mangled names (the lean-std build) carry a crate hash: `realtime_voice[0123abcd…]::web`.
+  const name = m && m[1].replace(/^"|"$/g, "").replace(/""/g, '"').replace(/\[[0-9a-f]{16}\]/g, "");
+  return m ? { name, bytes: Number(m[2]) } : null;
 };
 const groups = new Map(areas.map(([a]) => [a, []]));
 groups.set("other", []);
