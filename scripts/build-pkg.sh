@@ -11,6 +11,14 @@ export PATH="$PWD/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 
 # wasm-bindgen adds snippet files but never removes one the crate no longer has.
 rm -rf "$out/snippets"
+# The opt-in echo canceller (echoCanceller: "wasm", aec/): a module of its own, fetched only by
+# apps that ask for it, built for speed (profile `aec`, wasm-opt -O3) with the prebuilt std.
+cargo build --quiet -p realtime-voice-aec --profile aec --target wasm32-unknown-unknown
+mkdir -p "$out/aec"
+wasm-opt -O3 --enable-bulk-memory --enable-mutable-globals --enable-nontrapping-float-to-int \
+  --enable-sign-ext --enable-reference-types --enable-multivalue --strip-debug --strip-producers \
+  target/wasm32-unknown-unknown/aec/realtime_voice_aec.wasm -o "$out/aec/realtime_voice_aec.wasm"
+
 # The release flavour rebuilds std with panics that trap at once (`-Cpanic=immediate-abort`) and
 # no source locations (`-Zlocation-detail=none`): std's panic machinery and most of core::fmt drop
 # out (−5.1 KB gzip, docs/ARCHITECTURE.md). It needs rust-src and unstable flags, which
@@ -54,7 +62,7 @@ if [ "$target" = web ]; then
   sed -i 's|"./realtime_voice_bg.js": import0|a: import0|' "$out/realtime_voice.js"
 fi
 mkdir -p "$out/worklets"
-cp src/web/worklets/capture.js src/web/worklets/playback.js "$out/worklets/"
+cp src/web/worklets/capture.js src/web/worklets/playback.js src/web/worklets/aec.js "$out/worklets/"
 # Minify every shipped JS file in place, one by one (no bundling: imports, exports, literal
 # `new URL(…, import.meta.url)` worklet URLs and wasm-bindgen's import names stay as they are).
 # -4.5 KB gzip on the glue and worklets; the readable sources are in src/web/.

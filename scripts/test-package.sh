@@ -44,7 +44,7 @@ fi
 
 step="bundler build"
 # pkg-bundler/ is rebuilt only when what goes into it changed (a stamp of the inputs' contents).
-stamp=$(find src Cargo.toml Cargo.lock pkg.json.template scripts/build-pkg.sh -type f -print0 2>/dev/null |
+stamp=$(find src aec Cargo.toml Cargo.lock pkg.json.template scripts/build-pkg.sh -type f -print0 2>/dev/null |
   sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
 mkdir -p "$work"
 if [ "$(cat "$work/pkg-bundler.stamp" 2>/dev/null)" != "$stamp" ] || [ ! -f pkg-bundler/realtime_voice_bg.wasm ]; then

@@ -8,7 +8,8 @@
 //   ?user=     user id for the dev token (the rollout bucket depends on it)
 //   ?muted=1   start with the microphone muted; ?mode=text start in text mode;
 //   ?protocol=beta|ga  shape of session.update; ?auth=subprotocol  token in the subprotocol;
-//   ?prebuffer=ms  playback pre-buffer (the client's prebufferMs); ?echoGuard=auto|off.
+//   ?prebuffer=ms  playback pre-buffer (the client's prebufferMs); ?echoGuard=auto|off;
+//   ?echoCanceller=browser|wasm.
 // Test hooks: data-testid attributes, document.body.dataset.{wasm,state,mode,saved} and
 // window.__rv (counters of facts: transcripts, audible output, errors by code, statuses).
 // Nothing here logs transcripts or tokens.
@@ -167,6 +168,7 @@ const protocol = params.get("protocol") === "beta" ? "beta" : "ga";
 const authVia = params.get("auth") === "subprotocol" ? "subprotocol" : "query";
 const prebufferMs = params.has("prebuffer") ? Number(params.get("prebuffer")) : undefined;
 const echoGuard = params.get("echoGuard"); // the echo lab compares "off" and "auto"
+const echoCanceller = params.get("echoCanceller"); // "wasm": the opt-in echo canceller
 rv.backend = backend;
 
 // ---- tokens ---------------------------------------------------------------------------------
@@ -577,6 +579,7 @@ async function main() {
       baseUrl: backend, interviewId, httpFallback: true, protocol, authVia, mode: startMode,
       ...(prebufferMs !== undefined ? { prebufferMs } : {}),
       ...(echoGuard ? { echoGuard } : {}),
+      ...(echoCanceller ? { echoCanceller } : {}),
       ...(fixedToken ? { token: fixedToken } : { tokenProvider: currentToken }),
     };
     client = new VoiceClient(options);

@@ -15,6 +15,8 @@
 //
 // Environment: ROOMS=dry,mild,medium,harsh,speakerphone  GUARDS=off,auto  RUNS=2  KINDS=echo,barge
 // CAPTURE=raw: the browser's echo cancellation, noise suppression and gain control off.
+// CANCELLER=wasm: the client's opt-in echo canceller (`echoCanceller: "wasm"`, WebRTC's AEC3 in
+// the capture worklet; the browser's EC/NS/AGC off).
 // CHECK=1 (the short run in `make test`) fails the run unless what holds on a loaded machine
 // holds: every run completed, each room's loop was measured, in every barge-in run the user's
 // voice reached the server, and the guard held nothing back where it found no echo path.
@@ -41,6 +43,7 @@ const RECORD = process.env.RECORD ?? "";
 /** CAPTURE=raw turns the browser's echo cancellation, noise suppression and gain control off
  *  (getUserMedia's constraints rewritten in the page), so the guard alone meets the echo. */
 const RAW_CAPTURE = process.env.CAPTURE === "raw";
+const WASM_AEC = process.env.CANCELLER === "wasm";
 const RAW_GUM = () => {
   const md = navigator.mediaDevices;
   const gum = md.getUserMedia.bind(md);
@@ -173,9 +176,10 @@ async function run(browser, roomName, guard, kind, voice) {
   const context = await browser.newContext();
   if (RAW_CAPTURE) await context.addInitScript(RAW_GUM);
   const page = await context.newPage();
-  const row = { room: roomName, guard, kind, load1: loadavg()[0], ...(RAW_CAPTURE ? { capture: "raw" } : {}) };
+  const row = { room: roomName, guard, kind, load1: loadavg()[0], ...(RAW_CAPTURE ? { capture: "raw" } : {}),
+    ...(WASM_AEC ? { canceller: "wasm" } : {}) };
   try {
-    await page.goto(`${SERVER}/?echoGuard=${guard}`);
+    await page.goto(`${SERVER}/?echoGuard=${guard}${WASM_AEC ? "&echoCanceller=wasm" : ""}`);
     await waitFor(page, "document.body.dataset.wasm === 'ready'", 20_000);
     await page.evaluate(`(${WATCH})()`);
     const id = await page.evaluate("window.__rv.interviewId");
@@ -211,6 +215,11 @@ async function run(browser, roomName, guard, kind, voice) {
     row.echoDelayMs = m.echoDelayMs ?? null;
     row.guardedMs = m.echoGuardedMs ?? null;
     row.suspected = m.suspectedSelfInterruptions ?? null;
+    if (WASM_AEC) {
+      row.cancellerInUse = m.echoCanceller;
+      row.aecAttenuationDb = m.aecAttenuationDb ?? null;
+      row.aecDelayMs = m.aecDelayMs ?? null;
+    }
     if (kind === "echo") {
       row.selfInterruptions = lab.started.filter((s) => s.t >= speakAt && s.assistant).length;
       // After the greeting ended: its tail or a leak made a phantom user turn.
@@ -285,7 +294,7 @@ function report(rooms, rows) {
   const by = (r, g, k) => rows.filter((x) => x.room === r && x.guard === g && x.kind === k && !x.error);
   const fmt = (v, d = 0) => (v == null || Number.isNaN(v) ? "—" : Number(v).toFixed(d));
   const lines = [
-    `# Echo lab: self-interruptions and barge-in per room (headless Chromium, real PulseAudio loop${RAW_CAPTURE ? "; capture raw: the browser's EC/NS/AGC off" : ""})`,
+    `# Echo lab: self-interruptions and barge-in per room (headless Chromium, real PulseAudio loop${RAW_CAPTURE ? "; capture raw: the browser's EC/NS/AGC off" : ""}${WASM_AEC ? "; echo canceller: wasm (AEC3 in the capture worklet, the browser's EC/NS/AGC off)" : ""})`,
     "",
     `Run ${new Date().toISOString()}. Judge: the reference server's VAD (−40 dBFS, 150 ms). Self-interruption: \`speech_started\` while the greeting plays with no user voice in the room (truncates: how many \`conversation.item.truncate\` the server got, the cross-check); phantom turn: \`speech_started\` after the greeting ended, with nobody talking (its tail or a leak). Barge-in: a user voice (espeak-ng) into the room ${BARGE_AFTER_MS} ms into the greeting; OK when \`speech_started\` follows its onset and the greeting is truncated; latency from the voice's onset; first word: where the server's audio first exceeds −40 dBFS, relative to the onset (negative: the echo already was there). Delay: the room's loop (page output → microphone) by a noise burst when the room starts, and before each run (the pipe is restarted before each run: one that fell behind under CPU contention never catches up). Load: 1-minute load average of this 2-core machine during the runs.`,
     "",

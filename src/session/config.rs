@@ -122,6 +122,33 @@ pub struct SessionConfig {
     /// Hold back microphone audio that the assistant's own echo explains (`echoGuard: "auto"`,
     /// the default; only once an echo path is evidenced, docs/AUDIO.md, Echo). Off measures only.
     pub echo_guard: bool,
+    /// Which echo canceller cleans the microphone (`echoCanceller`, default the browser's).
+    pub echo_canceller: EchoCanceller,
+    /// Shell pass-through: URL of the opt-in echo canceller's wasm module.
+    pub echo_canceller_url: Option<String>,
+}
+
+/// Which echo canceller cleans the microphone before the session sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EchoCanceller {
+    /// The browser's (getUserMedia `echoCancellation`, with its noise suppression and gain
+    /// control): the default.
+    Browser,
+    /// WebRTC's AEC3 in the capture worklet, its reference taken from the playback worklet; the
+    /// browser's own processing off. A separately loaded module (`aec/`), never in the default
+    /// download: for rooms where the browser's canceller lets the agent hear itself.
+    Wasm,
+}
+
+impl EchoCanceller {
+    /// `browser` or `wasm`, as in the option and the metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EchoCanceller::Browser => "browser",
+            EchoCanceller::Wasm => "wasm",
+        }
+    }
 }
 
 /// Why the options were refused; the message names the option.
@@ -267,6 +294,8 @@ const KNOWN: &[&str] = &[
     "playbackWorkletUrl",
     "sinkId",
     "echoGuard",
+    "echoCanceller",
+    "echoCancellerUrl",
 ];
 
 /// The largest options text accepted.
@@ -427,6 +456,15 @@ impl SessionConfig {
         let playback_worklet_url = o.opt_str("playbackWorkletUrl");
         let sink_id = o.opt_str("sinkId");
         let echo_guard = o.choice("echoGuard", &["auto", "off"], "\"auto\" or \"off\"") != Some(1);
+        let echo_canceller = match o.choice(
+            "echoCanceller",
+            &["browser", "wasm"],
+            "\"browser\" or \"wasm\"",
+        ) {
+            Some(1) => EchoCanceller::Wasm,
+            _ => EchoCanceller::Browser,
+        };
+        let echo_canceller_url = o.opt_str("echoCancellerUrl");
         let base = match (base, o.err) {
             (Some(base), None) => base,
             // The slot holds the first error (`base` is only missing after one).
@@ -465,6 +503,8 @@ impl SessionConfig {
             playback_worklet_url: playback_worklet_url.map(str::to_string),
             sink_id: sink_id.map(str::to_string),
             echo_guard,
+            echo_canceller,
+            echo_canceller_url: echo_canceller_url.map(str::to_string),
         })
     }
 }

@@ -31,6 +31,9 @@ pub enum MicLoss {
     TrackEnded,
     /// The device in use is no longer listed (`devicechange`).
     DeviceRemoved,
+    /// The wasm echo canceller stopped working: the microphone is reopened with the browser's
+    /// canceller.
+    EchoCancellerFailed,
 }
 
 impl MicLoss {
@@ -39,6 +42,7 @@ impl MicLoss {
         match self {
             MicLoss::TrackEnded => "track_ended",
             MicLoss::DeviceRemoved => "device_removed",
+            MicLoss::EchoCancellerFailed => "echo_canceller_failed",
         }
     }
 }

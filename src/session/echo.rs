@@ -3,22 +3,36 @@
 //! between the capture resampler and the chunker, and the server VAD's `speech_started` is
 //! checked against what the guard saw. Option `echoGuard`: "auto" (the default) gates once the
 //! capture is shown to follow what is played, "off" only measures.
+//!
+//! Also the echo canceller in use (option `echoCanceller`): the browser's, or the opt-in wasm
+//! one in the capture worklet, which falls back to the browser's for the rest of the session
+//! when it cannot load or stops working (`Session::handle_echo_canceller_failed`).
 
+use super::config::EchoCanceller;
+use super::devices::MicLoss;
+use super::events::ErrorKind;
+use super::machine::Session;
 use super::metrics::MetricsSnapshot;
 use crate::audio::echo_guard::EchoGuard;
 
-/// The guard and its output buffer (reused: no allocation per block once grown).
+/// The guard and its output buffer (reused: no allocation per block once grown), and the
+/// echo canceller in use with its last figures.
 #[derive(Debug)]
 pub(super) struct EchoPath {
     pub guard: EchoGuard,
     out: Vec<i16>,
+    pub canceller: EchoCanceller,
+    /// The wasm canceller's last (attenuation dB, delay ms).
+    pub aec_stats: Option<(f32, u32)>,
 }
 
 impl EchoPath {
-    pub fn new(gating: bool) -> EchoPath {
+    pub fn new(gating: bool, canceller: EchoCanceller) -> EchoPath {
         EchoPath {
             guard: EchoGuard::new(gating),
             out: Vec::new(),
+            canceller,
+            aec_stats: None,
         }
     }
 
@@ -38,5 +52,46 @@ impl EchoPath {
         m.echo_guarded_ms = s.guarded_ms;
         m.echo_held_ms = s.held_ms;
         m.suspected_self_interruptions = s.suspected_self_interruptions;
+        m.echo_canceller = self.canceller.as_str();
+        m.aec_attenuation_db = self.aec_stats.map(|(a, _)| f64::from(a));
+        m.aec_delay_ms = self.aec_stats.map(|(_, d)| u64::from(d));
+    }
+}
+
+impl Session {
+    /// The echo canceller the shell sets up with the next microphone (`Output::StartAudio`,
+    /// `Output::OpenMic`): the wasm one with the browser's processing off, or the browser's.
+    pub fn echo_canceller(&self) -> EchoCanceller {
+        self.echo.canceller
+    }
+
+    /// The wasm echo canceller's figures (it reports them about once a second): how much
+    /// quieter its output was than the microphone over the last second (dB) and its estimate
+    /// of the echo path's delay (ms), for the metrics (a report that is not a number is
+    /// ignored).
+    pub fn handle_echo_canceller_stats(&mut self, now_ms: u64, attenuation_db: f32, delay_ms: u32) {
+        self.last_now = now_ms;
+        if self.echo.canceller == EchoCanceller::Wasm && attenuation_db.is_finite() {
+            self.echo.aec_stats = Some((attenuation_db, delay_ms));
+        }
+    }
+
+    /// The wasm echo canceller could not be loaded or stopped working. The microphone it ran
+    /// on has the browser's processing off, so it is reopened (reason `echo_canceller_failed`
+    /// on the `audio` event) with the browser's canceller, which stays for the rest of the
+    /// session; an error event says why.
+    pub fn handle_echo_canceller_failed(&mut self, now_ms: u64) {
+        self.last_now = now_ms;
+        if self.echo.canceller != EchoCanceller::Wasm {
+            return;
+        }
+        self.echo.canceller = EchoCanceller::Browser;
+        self.echo.aec_stats = None;
+        self.error(
+            ErrorKind::Audio,
+            "echo_canceller_failed",
+            "the wasm echo canceller could not run; the browser's is used instead".to_string(),
+        );
+        self.handle_mic_lost(now_ms, MicLoss::EchoCancellerFailed);
     }
 }

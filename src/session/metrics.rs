@@ -145,6 +145,14 @@ pub struct MetricsSnapshot {
     pub echo_held_ms: u64,
     /// The server's VAD started speech while the assistant spoke and the audio was echo.
     pub suspected_self_interruptions: u64,
+    /// The echo canceller in use: `browser` or `wasm` (`echoCanceller`; `browser` again after
+    /// the wasm one failed).
+    pub echo_canceller: &'static str,
+    /// The wasm echo canceller: how much quieter its output was than the microphone over the
+    /// last second, dB (the echo removed, when only echo was there).
+    pub aec_attenuation_db: Option<f64>,
+    /// The wasm echo canceller's estimate of the echo path's delay, ms.
+    pub aec_delay_ms: Option<u64>,
     /// Socket opens attempted.
     pub connection_attempts: u64,
     /// Socket opens that succeeded.
@@ -246,6 +254,14 @@ impl MetricsSnapshot {
             ",\"suspectedSelfInterruptions\":",
             Some(self.suspected_self_interruptions),
         );
+        s.push_str(",\"echoCanceller\":\"");
+        s.push_str(self.echo_canceller);
+        s.push_str("\",\"aecAttenuationDb\":");
+        match self.aec_attenuation_db {
+            Some(v) if v.is_finite() => json::write_fixed(s, v, 1),
+            _ => s.push_str("null"),
+        }
+        opt(s, ",\"aecDelayMs\":", self.aec_delay_ms);
         opt(
             s,
             ",\"connectionAttempts\":",

@@ -88,7 +88,9 @@ mod tools;
 mod uplink;
 pub mod url;
 
-pub use config::{AuthVia, ConfigError, ServerEventFilter, SessionConfig, TokenSource};
+pub use config::{
+    AuthVia, ConfigError, EchoCanceller, ServerEventFilter, SessionConfig, TokenSource,
+};
 pub use connection::{Link, WayOut};
 pub use devices::{DeviceChange, DeviceKind, MicLoss};
 pub use events::{AppEvent, ErrorKind, LevelSource, Role};

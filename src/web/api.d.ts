@@ -32,10 +32,20 @@ export interface VoiceClientOptions {
   maxChunkMs?: number;
   /** Microphone audio kept while reconnecting, ms (default 10000); beyond it loss is reported. */
   maxBacklogMs?: number;
-  /** "auto": while the assistant speaks, send as silence the microphone audio its echo explains,
+  /** "auto" (default): once the capture is shown to follow what the assistant plays (an echo
+   * path), send as silence the microphone audio its echo explains while the assistant speaks,
    * so the server's VAD does not make it interrupt itself; a voice above the echo passes.
-   * Experimental. Default "off": the audio goes unchanged and the echo metrics are measured. */
+   * "off": the audio goes unchanged and the echo metrics are measured. */
   echoGuard?: "auto" | "off";
+  /** "browser" (default): the browser's echo cancellation, noise suppression and gain control.
+   * "wasm" (experimental): WebRTC's AEC3 in the capture worklet, with what the player plays as
+   * its reference and the browser's processing off; a separate module (≈ 220 KB gzip) fetched
+   * only then. If it cannot load or run, the microphone is reopened with the browser's canceller
+   * (`error` `echo_canceller_failed`, then an `audio` event with that reason). */
+  echoCanceller?: "browser" | "wasm";
+  /** Where the "wasm" canceller's module is (default: the package's aec/realtime_voice_aec.wasm);
+   * its worklet part, worklets/aec.js, is looked for beside `captureWorkletUrl` when that is given. */
+  echoCancellerUrl?: string;
   /** Playout delay at the start and its floor, ms (default 60). */
   prebufferMs?: number;
   /** Ceiling of the playout delay, ms (default 300), learnt from the arrival jitter of the
@@ -123,6 +133,10 @@ export interface MetricsSnapshot {
   captureToSendLastMs: number | null; captureToSendMaxMs: number; captureToSendAvgMs: number | null;
   underruns: number; audioInterruptions: number; capturedAudioMs: number; sentAudioMs: number; droppedPlaybackMs: number; prebufferMs: number;
   echoReturnLossDb: number | null; echoDelayMs: number | null; echoGuardedMs: number; echoHeldMs: number; suspectedSelfInterruptions: number;
+  /** The echo canceller in use ("browser" again after the "wasm" one failed), and the wasm one's
+   * figures: how much quieter its output was than the microphone over the last second (dB) and
+   * its estimate of the echo path's delay (ms). */
+  echoCanceller: "browser" | "wasm"; aecAttenuationDb: number | null; aecDelayMs: number | null;
   /** The playout delay at answer starts (the latency playback adds), p50 / p95 over 256 answers. */
   prebufferP50Ms: number | null; prebufferP95Ms: number | null;
   /** The p99 lateness of the answers' audio the delay covers, ms; underruns per minute of playback. */
@@ -163,8 +177,9 @@ export interface AudioDeviceChange {
   recovered?: "mic" | "output";
   /** `track_ended` (unplugged, taken by the system), `device_removed` (no longer listed),
    * `device_returned` (the chosen device is back), `format_changed` (e.g. a headset switching
-   * to two channels), `sink_failed` (the browser refused the chosen output device). */
-  reason: "track_ended" | "device_removed" | "device_returned" | "format_changed" | "sink_failed";
+   * to two channels), `sink_failed` (the browser refused the chosen output device),
+   * `echo_canceller_failed` (the "wasm" echo canceller stopped: reopened with the browser's). */
+  reason: "track_ended" | "device_removed" | "device_returned" | "format_changed" | "sink_failed" | "echo_canceller_failed";
   /** The device tried or now in use: a `deviceId`, or `"default"`. */
   device: string;
   /** The try (1 for the first; 0 for a change that needed none). */

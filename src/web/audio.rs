@@ -37,6 +37,7 @@ extern "C" {
         constraints: &JsValue,
         device_id: Option<&str>,
         prebuffer_ms: u32,
+        aec_url: Option<&str>,
         on: &JsValue,
     ) -> Promise;
     #[wasm_bindgen(catch, js_name = attach)]
@@ -83,6 +84,12 @@ pub enum AudioEvent {
     DevicesChanged,
     /// The context's state changed: "running", "suspended", "interrupted" (Safari) or "closed".
     ContextState(String),
+    /// The opt-in echo canceller's figures, once a second: how much quieter its output was than
+    /// the microphone (dB) and the echo path's delay (ms).
+    EchoCancellerStats { attenuation_db: f32, delay_ms: u32 },
+    /// The opt-in echo canceller could not be loaded or stopped working (the capture runs on
+    /// without it).
+    EchoCancellerFailed,
 }
 
 /// Options the shell passes through from the app.
@@ -98,6 +105,8 @@ pub struct AudioOptions {
     pub device_id: Option<String>,
     /// Playback pre-buffer in milliseconds.
     pub prebuffer_ms: u32,
+    /// The echo canceller module to run in the capture worklet (`None`: the browser's).
+    pub echo_canceller_url: Option<String>,
 }
 
 /// The events' callback, called by `glue.js` as `on(kind, x, a, b, c, d, e)`.
@@ -178,6 +187,11 @@ impl AudioGraph {
                 3 => AudioEvent::Finished { item: a as u32 },
                 4 => AudioEvent::TrackEnded,
                 5 => AudioEvent::DevicesChanged,
+                7 if x.is_null() => AudioEvent::EchoCancellerStats {
+                    attenuation_db: a as f32,
+                    delay_ms: b as u32,
+                },
+                7 => AudioEvent::EchoCancellerFailed,
                 _ => AudioEvent::ContextState(x.as_string().unwrap_or_default()),
             })
         });
@@ -188,6 +202,7 @@ impl AudioGraph {
             &options.constraints,
             options.device_id.as_deref(),
             options.prebuffer_ms,
+            options.echo_canceller_url.as_deref(),
             on.as_ref(),
         );
         then(Ok(started.into()), move |r| {

@@ -14,8 +14,8 @@ use super::audio::{self, get, AudioEvent, AudioGraph, AudioOptions};
 use super::socket::{Socket, SocketEvent};
 use super::then;
 use crate::session::{
-    AppEvent, AudioFailure, AudioState, HttpFailure, MicLoss, Output, Session, SessionConfig,
-    State, TokenFailure, TokenSource,
+    AppEvent, AudioFailure, AudioState, EchoCanceller, HttpFailure, MicLoss, Output, Session,
+    SessionConfig, State, TokenFailure, TokenSource,
 };
 use crate::text::{concat, Part::*};
 
@@ -28,6 +28,8 @@ extern "C" {
     fn capture_worklet_url() -> String;
     #[wasm_bindgen(js_name = playbackWorkletUrl)]
     fn playback_worklet_url() -> String;
+    #[wasm_bindgen(js_name = echoCancellerUrl)]
+    fn echo_canceller_url() -> String;
     #[wasm_bindgen(js_name = requestLock)]
     fn request_lock(name: &str, on_result: &Function);
     #[wasm_bindgen(js_name = listenWindow)]
@@ -75,8 +77,10 @@ struct Shell {
     core: RefCell<Session>,
     token_provider: Option<Function>,
     single_tab_lock: Option<String>,
-    worklets: (String, String),
-    mic_constraints: RefCell<JsValue>,
+    /// The capture and playback worklets' URLs and the opt-in echo canceller's.
+    worklets: (String, String, String),
+    /// The app's `micConstraints` (an empty object when not given).
+    app_constraints: JsValue,
     /// `setInputDevice` / `setOutputDevice` promises, settled by the open or `setSinkId` the
     /// session asks for (or at once when it asks for none).
     device_waiters: RefCell<Vec<(Function, Function)>>,
@@ -163,21 +167,10 @@ impl VoiceClient {
             ));
         }
 
-        let mic_constraints = match &config.mic_constraints_json {
+        let app_constraints = match &config.mic_constraints_json {
             Some(j) => JSON::parse(j)?,
             None => Object::new().into(),
         };
-        let defaults = Object::new();
-        for (k, v) in [
-            ("echoCancellation", JsValue::TRUE),
-            ("noiseSuppression", JsValue::TRUE),
-            ("autoGainControl", JsValue::TRUE),
-            ("channelCount", JsValue::from(1)),
-        ] {
-            Reflect::set(&defaults, &k.into(), &v)?;
-        }
-        let mic_constraints: JsValue =
-            Object::assign(&defaults, mic_constraints.unchecked_ref()).into();
         let worklets = (
             config
                 .capture_worklet_url
@@ -187,6 +180,10 @@ impl VoiceClient {
                 .playback_worklet_url
                 .clone()
                 .unwrap_or_else(playback_worklet_url),
+            config
+                .echo_canceller_url
+                .clone()
+                .unwrap_or_else(echo_canceller_url),
         );
         let lock_name =
             single_tab.then(|| concat(&[S("realtime-voice:"), S(&config.interview_id)]));
@@ -202,7 +199,7 @@ impl VoiceClient {
             token_provider,
             single_tab_lock: lock_name,
             worklets,
-            mic_constraints: RefCell::new(mic_constraints),
+            app_constraints,
             device_waiters: RefCell::new(Vec::new()),
             sink_waiters: RefCell::new(Vec::new()),
             mic_seq: Cell::new(0),
@@ -834,9 +831,11 @@ impl Shell {
         let options = AudioOptions {
             capture_url: self.worklets.0.clone(),
             playback_url: self.worklets.1.clone(),
-            constraints: self.mic_constraints.borrow().clone(),
+            constraints: self.mic_constraints(),
             device_id: core.input_device().map(str::to_string),
             prebuffer_ms: core.prebuffer_ms(),
+            echo_canceller_url: (core.echo_canceller() == EchoCanceller::Wasm)
+                .then(|| self.worklets.2.clone()),
         };
         drop(core);
         let me = self.me.clone();
@@ -918,7 +917,7 @@ impl Shell {
         self.mic_seq.set(seq);
         let waiters: Vec<_> = self.device_waiters.borrow_mut().drain(..).collect();
         let me = self.me.clone();
-        let constraints = self.mic_constraints.borrow();
+        let constraints = self.mic_constraints();
         audio::open_microphone(&constraints, device_id.as_deref(), move |opened| {
             let Some(shell) = me.upgrade() else {
                 if let Ok(stream) = opened {
@@ -1038,7 +1037,34 @@ impl Shell {
                     self.input(|s, now| s.handle_audio_state(now, state));
                 }
             }
+            AudioEvent::EchoCancellerStats {
+                attenuation_db,
+                delay_ms,
+            } => {
+                self.input(|s, now| s.handle_echo_canceller_stats(now, attenuation_db, delay_ms));
+            }
+            AudioEvent::EchoCancellerFailed => {
+                self.input(|s, now| s.handle_echo_canceller_failed(now));
+            }
         }
+    }
+
+    /// getUserMedia's audio constraints for the next microphone: the browser's echo
+    /// cancellation, noise suppression and gain control unless the wasm echo canceller runs
+    /// (it needs the raw signal), mono, then the app's own constraints over them.
+    fn mic_constraints(&self) -> JsValue {
+        let browser = self.core.borrow().echo_canceller() == EchoCanceller::Browser;
+        let defaults = Object::new();
+        for (k, v) in [
+            ("echoCancellation", JsValue::from_bool(browser)),
+            ("noiseSuppression", JsValue::from_bool(browser)),
+            ("autoGainControl", JsValue::from_bool(browser)),
+            ("channelCount", JsValue::from(1)),
+        ] {
+            // A plain object: setting a property cannot fail.
+            let _ = Reflect::set(&defaults, &k.into(), &v);
+        }
+        Object::assign(&defaults, self.app_constraints.unchecked_ref()).into()
     }
 
     /// Safari (and any browser after an interruption) resumes audio only inside a user gesture:

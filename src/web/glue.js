@@ -10,6 +10,11 @@ export function captureWorkletUrl() {
 export function playbackWorkletUrl() {
   return new URL("../../../../worklets/playback.js?no-inline", import.meta.url).href;
 }
+const aecWorkletUrl = () => new URL("../../../../worklets/aec.js?no-inline", import.meta.url).href;
+// The opt-in echo canceller (echoCanceller: "wasm"), fetched only when asked for.
+export function echoCancellerUrl() {
+  return new URL("../../../../aec/realtime_voice_aec.wasm", import.meta.url).href;
+}
 // Web Locks: one live connection per interview per browser. Calls onResult(true, release) when the
 // lock is held — release() lets it go and returns a Promise that settles once it is free —,
 // onResult(false) when another tab holds it, and onResult(null) where the API is absent (then
@@ -110,7 +115,8 @@ export function postJson(url, token, body) {
 // 1 (no AudioWorklet), 2 (the context failed) or getUserMedia's error, for the core to judge.
 // Events, all through g.on(kind, x, a, b, c, d, e): 0 frames (x, a = channels), 1 progress
 // (a item, b played, c underruns, d rms, e peak), 2 overflow (a frames), 3 finished (a item),
-// 4 track ended, 5 devices changed, 6 context state (x).
+// 4 track ended, 5 devices changed, 6 context state (x), 7 echo canceller (x = its failure, or
+// a = attenuation dB, b = delay ms).
 
 const quiet = (p) => p && p.catch && p.catch(() => {});
 const devices = () => navigator.mediaDevices;
@@ -152,18 +158,30 @@ export function stopTracks(s) {
 }
 
 // Loads both worklets, opens the microphone (`id`, or the constraints as they are), connects
-// everything and starts reporting to `on`. Resolves with [sampleRate, state]; rejects (after
-// closing the context) with 1, 2 or getUserMedia's error.
-export async function start(g, captureUrl, playbackUrl, c, id, prebufferMs, report) {
+// everything and starts reporting to `on`. With `aecUrl`, compiles the echo canceller meanwhile
+// and hands it to the capture worklet, which reports whether it runs (event 7). Resolves with
+// [sampleRate, state]; rejects (after closing the context) with 1, 2 or getUserMedia's error.
+export async function start(g, captureUrl, playbackUrl, c, id, prebufferMs, aecUrl, report) {
   const ctx = g.c;
   // Every argument, typed: wasm-bindgen's debug builds check them.
   const on = (kind, x = null, a = 0, b = 0, c = 0, d = 0, e = 0) => report(kind, x, a, b, c, d, e);
+  // A server without the wasm MIME type fails compileStreaming: compiled from the bytes then.
+  const get = () => fetch(aecUrl).then((r) => (r.ok ? r.arrayBuffer() : Promise.reject(r.status)));
+  const aec = aecUrl && WebAssembly.compileStreaming(fetch(aecUrl))
+    .catch(() => get().then((b) => WebAssembly.compile(b)))
+    .catch(() => null);
   try {
     try {
       await ctx.audioWorklet.addModule(captureUrl);
       await ctx.audioWorklet.addModule(playbackUrl);
     } catch {
       throw 1;
+    }
+    // The echo canceller's worklet part sits beside capture.js (the package's, or the app's own
+    // captureWorkletUrl). Not loaded: the capture worklet says so once handed the module.
+    if (aec) {
+      const u = captureUrl == captureWorkletUrl() ? aecWorkletUrl() : new URL("aec.js", captureUrl).href;
+      await ctx.audioWorklet.addModule(u).catch(() => {});
     }
     const s = await gum(id == null ? c : withDevice(c, id));
     let failure = 1;
@@ -175,10 +193,7 @@ export async function start(g, captureUrl, playbackUrl, c, id, prebufferMs, repo
         processorOptions: { prebufferMs },
       });
       failure = 2;
-      const dest = ctx.createMediaStreamDestination();
-      play.connect(dest);
-      g.e.srcObject = dest.stream;
-      quiet(g.e.play());
+      route(g, play, !!aec);
       // The capture node outputs silence; connecting it keeps it pulled in every engine.
       cap.connect(ctx.destination);
       g.cap = cap;
@@ -191,7 +206,13 @@ export async function start(g, captureUrl, playbackUrl, c, id, prebufferMs, repo
     g.on = on;
     g.cap.port.onmessage = ({ data: d }) => {
       const f = d.frames;
-      if (!f) return;
+      if (!f) {
+        if (d.type != "aec") return;
+        // Without the wasm canceller the browser's must see the output again.
+        if (d.error && g.direct) route(g, g.play, false);
+        on(7, d.error ?? null, d.attenuation || 0, d.delay || 0);
+        return;
+      }
       on(0, f, d.channels);
       // Copied out by now: the buffer goes back to the worklet's pool (transferred).
       g.cap.port.postMessage({ type: "recycle", buffer: f.buffer }, [f.buffer]);
@@ -206,11 +227,30 @@ export async function start(g, captureUrl, playbackUrl, c, id, prebufferMs, repo
     // A listener, not `ondevicechange`: the app's own handler stays.
     g.dc = () => on(5);
     devices().addEventListener("devicechange", g.dc);
+    // null when it could not be loaded: the worklet reports that like any other failure.
+    if (aec) g.cap.port.postMessage({ type: "aec", module: await aec });
     quiet(ctx.resume());
     return [ctx.sampleRate, ctx.state];
   } catch (e) {
     quiet(ctx.close());
     throw e;
+  }
+}
+
+// Where the player's output goes: through an <audio> element, so that the browser's echo
+// canceller sees it; or, while the wasm canceller runs (the browser's is off), straight to the
+// context's destination, where its latency to the loudspeaker is the context's own and fixed.
+function route(g, play, direct) {
+  play.disconnect();
+  g.direct = direct;
+  if (direct) {
+    g.e.pause();
+    play.connect(g.c.destination);
+  } else {
+    const dest = g.dest || (g.dest = g.c.createMediaStreamDestination());
+    play.connect(dest);
+    g.e.srcObject = dest.stream;
+    quiet(g.e.play());
   }
 }
 
@@ -261,7 +301,8 @@ export function hasSetSinkId() {
 
 // Routes the output to `id` ("" is the default device).
 export async function setSink(g, id) {
-  return g.e.setSinkId(id);
+  // Played straight to the destination: the context's own setSinkId (Chromium 110+).
+  return g.direct ? g.c.setSinkId(id) : g.e.setSinkId(id);
 }
 
 // Stops the microphone, the worklets, the output element and the context (also of a graph

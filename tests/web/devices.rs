@@ -16,7 +16,7 @@ use crate::client::{connect, end, engine, has, now, options, Recorder};
 use crate::support::{dev_token, get_json, num, prop, within};
 
 /// Runs `body` (JS, with `a` as its one argument) in the page.
-fn run(body: &str, a: &JsValue) -> JsValue {
+pub(crate) fn run(body: &str, a: &JsValue) -> JsValue {
     Function::new_with_args("a", body)
         .call1(&JsValue::NULL, a)
         .expect("page script runs")
@@ -25,7 +25,7 @@ fn run(body: &str, a: &JsValue) -> JsValue {
 /// Records every stream `getUserMedia` returns and the constraints it was given (idempotent).
 /// Patched on the prototype and kept on `globalThis`: WebKit may hand out a new
 /// `navigator.mediaDevices` wrapper without the expandos of the last one.
-fn spy_on_get_user_media() {
+pub(crate) fn spy_on_get_user_media() {
     run(
         "if (!globalThis.__rvSpy) {
            const p = MediaDevices.prototype;

@@ -7,5 +7,6 @@ mod support;
 mod capture;
 mod client;
 mod devices;
+mod echo_canceller;
 
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);

@@ -19,6 +19,10 @@ class RealtimeVoiceCapture extends AudioWorkletProcessor {
     this.port.onmessage = (e) => {
       const m = e.data;
       if (m === "stop") this.stopped = true;
+      else if (m && m.type === "aec") {
+        if (this.aecStart) this.aecStart(m.module);
+        else this.port.postMessage({ type: "aec", error: "worklets/aec.js is not loaded" });
+      }
       else if (m && m.type === "recycle" && m.buffer && this.free.length < 8
         && m.buffer.byteLength === this.cap * 4) this.free.push(new Float32Array(m.buffer));
     };
@@ -28,6 +32,7 @@ class RealtimeVoiceCapture extends AudioWorkletProcessor {
     const input = inputs[0];
     const ch = input ? input.length : 0;
     if (ch === 0) return true; // no source connected (yet): nothing to capture
+    if (this.aec) return this.cancel(input, ch);
     const n = input[0].length;
     if (ch !== this.channels || !this.buf) {
       this.flush();
@@ -55,3 +60,5 @@ class RealtimeVoiceCapture extends AudioWorkletProcessor {
   }
 }
 registerProcessor("realtime-voice-capture", RealtimeVoiceCapture);
+// worklets/aec.js (loaded only for echoCanceller: "wasm") adds the echo canceller's methods.
+globalThis.RealtimeVoiceCapture = RealtimeVoiceCapture;

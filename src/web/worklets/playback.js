@@ -137,6 +137,14 @@ class RealtimeVoicePlayback extends AudioWorkletProcessor {
       }
     }
     for (; i < len; i++) out[i] = 0;
+    // The opt-in echo canceller in the capture worklet (same global scope) takes what is played
+    // as its reference: a ring it sets up and reads.
+    const ref = globalThis.rvRef;
+    if (ref) {
+      const b = ref.buf, m = b.length - 1;
+      for (let k = 0; k < len; k++) b[(ref.w + k) & m] = out[k];
+      ref.w += len;
+    }
     this.n += len;
     if (++this.quanta >= Math.round(0.05 * sampleRate / len)) {
       this.quanta = 0;
