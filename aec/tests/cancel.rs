@@ -88,7 +88,11 @@ fn removes_the_echo_and_keeps_the_near_end_talker() {
             .collect();
         let mut out = run(&mut c, &far[..talker_from], &mic[..talker_from]);
         // The last second before the talker was echo alone: its attenuation is the echo removed.
-        assert!(c.attenuation_db() >= 20.0, "{rate} Hz: {} dB", c.attenuation_db());
+        assert!(
+            c.attenuation_db() >= 20.0,
+            "{rate} Hz: {} dB",
+            c.attenuation_db()
+        );
         out.extend(run(&mut c, &far[talker_from..], &mic[talker_from..]));
         // Echo alone, after 3 s of convergence: at least 20 dB removed.
         let (a, b) = ((rate * 3) as usize, talker_from);
