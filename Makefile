@@ -63,6 +63,7 @@ clippy:
 	cargo clippy -q --workspace --all-targets -- -D warnings
 	cargo clippy -q -p realtime-voice --lib --tests --target wasm32-unknown-unknown -- -D warnings
 	cargo clippy -q -p realtime-voice --lib --target wasm32-unknown-unknown --features debug-panics -- -D warnings
+	cargo clippy -q -p realtime-voice-aec --lib --target wasm32-unknown-unknown -- -D warnings
 
 test-native: setup
 	cargo test -q --workspace
