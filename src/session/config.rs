@@ -129,11 +129,12 @@ pub struct SessionConfig {
 }
 
 /// Which echo canceller cleans the microphone before the session sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum EchoCanceller {
     /// The browser's (getUserMedia `echoCancellation`, with its noise suppression and gain
     /// control): the default.
+    #[default]
     Browser,
     /// WebRTC's AEC3 in the capture worklet, its reference taken from the playback worklet; the
     /// browser's own processing off. A separately loaded module (`aec/`), never in the default

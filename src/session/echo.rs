@@ -16,14 +16,28 @@ use super::metrics::MetricsSnapshot;
 use crate::audio::echo_guard::EchoGuard;
 
 /// The guard and its output buffer (reused: no allocation per block once grown), and the
-/// echo canceller in use with its last figures.
+/// echo canceller in use.
 #[derive(Debug)]
 pub(super) struct EchoPath {
     pub guard: EchoGuard,
     out: Vec<i16>,
-    pub canceller: EchoCanceller,
-    /// The wasm canceller's last (attenuation dB, delay ms).
-    pub aec_stats: Option<(f32, u32)>,
+    pub canceller: Canceller,
+}
+
+/// The echo canceller in use; the wasm one with its last figures.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Canceller {
+    Browser,
+    Wasm { stats: Option<AecStats> },
+}
+
+/// What the wasm canceller last reported.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct AecStats {
+    /// How much quieter its output was than the microphone over the last second, dB.
+    attenuation_db: f32,
+    /// Its estimate of the echo path's delay, ms.
+    delay_ms: u32,
 }
 
 impl EchoPath {
@@ -31,8 +45,10 @@ impl EchoPath {
         EchoPath {
             guard: EchoGuard::new(gating),
             out: Vec::new(),
-            canceller,
-            aec_stats: None,
+            canceller: match canceller {
+                EchoCanceller::Wasm => Canceller::Wasm { stats: None },
+                _ => Canceller::Browser,
+            },
         }
     }
 
@@ -52,9 +68,18 @@ impl EchoPath {
         m.echo_guarded_ms = s.guarded_ms;
         m.echo_held_ms = s.held_ms;
         m.suspected_self_interruptions = s.suspected_self_interruptions;
-        m.echo_canceller = self.canceller.as_str();
-        m.aec_attenuation_db = self.aec_stats.map(|(a, _)| f64::from(a));
-        m.aec_delay_ms = self.aec_stats.map(|(_, d)| u64::from(d));
+        let stats = match self.canceller {
+            Canceller::Browser => {
+                m.echo_canceller = EchoCanceller::Browser;
+                None
+            }
+            Canceller::Wasm { stats } => {
+                m.echo_canceller = EchoCanceller::Wasm;
+                stats
+            }
+        };
+        m.aec_attenuation_db = stats.map(|a| f64::from(a.attenuation_db));
+        m.aec_delay_ms = stats.map(|a| u64::from(a.delay_ms));
     }
 }
 
@@ -62,7 +87,10 @@ impl Session {
     /// The echo canceller the shell sets up with the next microphone (`Output::StartAudio`,
     /// `Output::OpenMic`): the wasm one with the browser's processing off, or the browser's.
     pub fn echo_canceller(&self) -> EchoCanceller {
-        self.echo.canceller
+        match self.echo.canceller {
+            Canceller::Browser => EchoCanceller::Browser,
+            Canceller::Wasm { .. } => EchoCanceller::Wasm,
+        }
     }
 
     /// The wasm echo canceller's figures (it reports them about once a second): how much
@@ -71,8 +99,13 @@ impl Session {
     /// ignored).
     pub fn handle_echo_canceller_stats(&mut self, now_ms: u64, attenuation_db: f32, delay_ms: u32) {
         self.last_now = now_ms;
-        if self.echo.canceller == EchoCanceller::Wasm && attenuation_db.is_finite() {
-            self.echo.aec_stats = Some((attenuation_db, delay_ms));
+        if let (Canceller::Wasm { stats }, true) =
+            (&mut self.echo.canceller, attenuation_db.is_finite())
+        {
+            *stats = Some(AecStats {
+                attenuation_db,
+                delay_ms,
+            });
         }
     }
 
@@ -82,11 +115,10 @@ impl Session {
     /// session; an error event says why.
     pub fn handle_echo_canceller_failed(&mut self, now_ms: u64) {
         self.last_now = now_ms;
-        if self.echo.canceller != EchoCanceller::Wasm {
+        if let Canceller::Browser = self.echo.canceller {
             return;
         }
-        self.echo.canceller = EchoCanceller::Browser;
-        self.echo.aec_stats = None;
+        self.echo.canceller = Canceller::Browser;
         self.error(
             ErrorKind::Audio,
             "echo_canceller_failed",

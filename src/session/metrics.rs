@@ -1,5 +1,6 @@
 //! Session metrics: fixed-size counters and a bounded latency window (nothing grows with time).
 
+use super::config::EchoCanceller;
 use crate::protocol::json;
 
 /// The last `capacity` latency samples in a ring, for p50/p95/p99.
@@ -147,7 +148,7 @@ pub struct MetricsSnapshot {
     pub suspected_self_interruptions: u64,
     /// The echo canceller in use: `browser` or `wasm` (`echoCanceller`; `browser` again after
     /// the wasm one failed).
-    pub echo_canceller: &'static str,
+    pub echo_canceller: EchoCanceller,
     /// The wasm echo canceller: how much quieter its output was than the microphone over the
     /// last second, dB (the echo removed, when only echo was there).
     pub aec_attenuation_db: Option<f64>,
@@ -255,7 +256,7 @@ impl MetricsSnapshot {
             Some(self.suspected_self_interruptions),
         );
         s.push_str(",\"echoCanceller\":\"");
-        s.push_str(self.echo_canceller);
+        s.push_str(self.echo_canceller.as_str());
         s.push_str("\",\"aecAttenuationDb\":");
         match self.aec_attenuation_db {
             Some(v) if v.is_finite() => json::write_fixed(s, v, 1),

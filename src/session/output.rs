@@ -212,8 +212,6 @@ pub enum AudioFailure {
     AudioContextFailed,
     /// The microphone track ended (unplugged, revoked).
     TrackEnded,
-    /// The opt-in wasm echo canceller could not be loaded or set up (`echoCanceller: "wasm"`).
-    EchoCancellerFailed,
     /// Anything else.
     Other,
 }
@@ -227,7 +225,6 @@ impl AudioFailure {
             AudioFailure::NoAudioWorklet => "no_audio_worklet",
             AudioFailure::AudioContextFailed => "audio_context_failed",
             AudioFailure::TrackEnded => "track_ended",
-            AudioFailure::EchoCancellerFailed => "echo_canceller_failed",
             AudioFailure::Other => "audio_failed",
         }
     }
