@@ -5,7 +5,7 @@
 
 mod session_support;
 
-use realtime_voice::session::{EchoCanceller, Mode, Output, SessionConfig};
+use realtime_voice::session::{EchoCanceller, MicLoss, Mode, Output, SessionConfig};
 use session_support::*;
 
 fn opens(v: &[Output]) -> Vec<u64> {
@@ -158,5 +158,35 @@ fn in_text_mode_a_failure_only_changes_the_next_start() {
     sim.s.handle_echo_canceller_failed(sim.now);
     let v = sim.drain();
     assert!(opens(&v).is_empty(), "{v:?}");
+    assert_eq!(sim.s.echo_canceller(), EchoCanceller::Browser);
+}
+
+#[test]
+fn an_open_in_flight_when_it_fails_is_asked_again_with_the_browsers_canceller() {
+    let mut sim = Sim::new(r#","echoCanceller":"wasm""#);
+    sim.connect_open();
+    sim.s.handle_audio_started(sim.now, 48_000, 1);
+    sim.drain();
+    // The track ends: a reopen goes out, with the wasm canceller's constraints.
+    sim.s.handle_mic_lost(sim.now, MicLoss::TrackEnded);
+    let first = opens(&sim.drain());
+    assert_eq!(first.len(), 1);
+    // Before it is answered, the canceller fails: the open is asked again.
+    sim.s.handle_echo_canceller_failed(sim.now);
+    let second = opens(&sim.drain());
+    assert_eq!(second.len(), 1, "asked again with the browser's canceller");
+    assert_ne!(second[0], first[0]);
+    // The first answer no longer counts; the second ends the recovery.
+    sim.s.handle_mic_opened(sim.now, first[0]);
+    assert!(event_jsons(&sim.drain(), "audio").is_empty());
+    assert!(sim.s.mic_recovering());
+    sim.s.handle_mic_opened(sim.now, second[0]);
+    assert_eq!(
+        event_jsons(&sim.drain(), "audio"),
+        [
+            r#"{"state":"running","needsGesture":false,"recovered":"mic","reason":"track_ended","device":"default","attempt":1}"#
+        ]
+    );
+    assert!(!sim.s.mic_recovering());
     assert_eq!(sim.s.echo_canceller(), EchoCanceller::Browser);
 }

@@ -436,6 +436,16 @@ impl Session {
         self.handle_audio_failed(now_ms, reason);
     }
 
+    /// The microphone's constraints changed (the wasm echo canceller gave way to the
+    /// browser's). An open still in flight was asked with the old ones: it is asked again, and
+    /// its own answer no longer counts. Otherwise the microphone in use is reopened (`loss`).
+    pub(super) fn reopen_for_new_constraints(&mut self, now_ms: u64, loss: MicLoss) {
+        match self.devices.open.take() {
+            Some(open) => self.open_mic(now_ms, open.device, open.returned),
+            None => self.handle_mic_lost(now_ms, loss),
+        }
+    }
+
     fn open_mic(&mut self, now_ms: u64, device: Option<String>, returned: bool) {
         self.devices.seq += 1;
         let seq = self.devices.seq;

@@ -112,7 +112,7 @@ impl Session {
     /// The wasm echo canceller could not be loaded or stopped working. The microphone it ran
     /// on has the browser's processing off, so it is reopened (reason `echo_canceller_failed`
     /// on the `audio` event) with the browser's canceller, which stays for the rest of the
-    /// session; an error event says why.
+    /// session; an open already in flight is asked again; an error event says why.
     pub fn handle_echo_canceller_failed(&mut self, now_ms: u64) {
         self.last_now = now_ms;
         if let Canceller::Browser = self.echo.canceller {
@@ -124,6 +124,6 @@ impl Session {
             "echo_canceller_failed",
             "the wasm echo canceller could not run; the browser's is used instead".to_string(),
         );
-        self.handle_mic_lost(now_ms, MicLoss::EchoCancellerFailed);
+        self.reopen_for_new_constraints(now_ms, MicLoss::EchoCancellerFailed);
     }
 }

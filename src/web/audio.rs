@@ -48,6 +48,8 @@ extern "C" {
     fn post_js(g: &JsValue, kind: &str, n: u32);
     #[wasm_bindgen(js_name = resume)]
     fn resume_js(g: &JsValue);
+    #[wasm_bindgen(js_name = route)]
+    fn route_js(g: &JsValue, direct: bool);
     #[wasm_bindgen(js_name = hasSetSinkId)]
     fn has_set_sink_id_js() -> bool;
     #[wasm_bindgen(js_name = setSink)]
@@ -232,6 +234,12 @@ impl AudioGraph {
     /// The context's state as the browser named it once the graph was built.
     pub fn state(&self) -> String {
         self.state.clone()
+    }
+
+    /// Plays straight to the context's destination (`direct`: the wasm echo canceller runs,
+    /// the browser's is off) or through the `<audio>` element the browser's canceller sees.
+    pub fn route(&self, direct: bool) {
+        route_js(&self.g, direct);
     }
 
     /// Asks the context (and the output element) to run; call from a user gesture.

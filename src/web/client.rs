@@ -918,6 +918,10 @@ impl Shell {
         let waiters: Vec<_> = self.device_waiters.borrow_mut().drain(..).collect();
         let me = self.me.clone();
         let constraints = self.mic_constraints();
+        // The player's route follows the canceller the constraints are for.
+        if let Some(g) = self.graph.borrow().as_ref() {
+            g.route(self.core.borrow().echo_canceller() == EchoCanceller::Wasm);
+        }
         audio::open_microphone(&constraints, device_id.as_deref(), move |opened| {
             let Some(shell) = me.upgrade() else {
                 if let Ok(stream) = opened {

@@ -193,11 +193,11 @@ export async function start(g, captureUrl, playbackUrl, c, id, prebufferMs, aecU
         processorOptions: { prebufferMs },
       });
       failure = 2;
-      route(g, play, !!aec);
+      g.play = play;
+      route(g, !!aec);
       // The capture node outputs silence; connecting it keeps it pulled in every engine.
       cap.connect(ctx.destination);
       g.cap = cap;
-      g.play = play;
       attach(g, s);
     } catch {
       stopTracks(s);
@@ -208,8 +208,6 @@ export async function start(g, captureUrl, playbackUrl, c, id, prebufferMs, aecU
       const f = d.frames;
       if (!f) {
         if (d.type != "aec") return;
-        // Without the wasm canceller the browser's must see the output again.
-        if (d.error && g.direct) route(g, g.play, false);
         on(7, d.error ?? null, d.attenuation || 0, d.delay || 0);
         return;
       }
@@ -240,7 +238,10 @@ export async function start(g, captureUrl, playbackUrl, c, id, prebufferMs, aecU
 // Where the player's output goes: through an <audio> element, so that the browser's echo
 // canceller sees it; or, while the wasm canceller runs (the browser's is off), straight to the
 // context's destination, where its latency to the loudspeaker is the context's own and fixed.
-function route(g, play, direct) {
+// Nothing happens when it already goes there.
+export function route(g, direct) {
+  const play = g.play;
+  if (g.direct === direct) return;
   play.disconnect();
   g.direct = direct;
   if (direct) {
