@@ -109,7 +109,12 @@ fn removes_the_echo_and_keeps_the_near_end_talker() {
             kept > -10.0,
             "{rate} Hz: the near-end talker lost {kept:.1} dB"
         );
-        assert!(c.delay_ms() >= 0, "{rate} Hz: no delay estimate");
+        // The room's 80 ms, found (its taps spread the echo over the next 19 ms).
+        assert!(
+            (60..=100).contains(&c.delay_ms()),
+            "{rate} Hz: delay estimate {} ms",
+            c.delay_ms()
+        );
     }
 }
 
