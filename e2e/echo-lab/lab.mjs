@@ -3,8 +3,8 @@
 // private PulseAudio whose output loops back into its microphone through a simulated room
 // (scripts/echo-lab/room.sh), against the reference server, whose VAD is the judge.
 //
-// Per room: the loop's delay and gain measured with a noise burst; then runs per guard setting
-// (`echoGuard` "off" / "auto"):
+// Per room: the loop's delay, gain and tail measured in the browser with a noise burst (and
+// again before each run); then runs per guard setting (`echoGuard` "off" / "auto"):
 //   echo  — nobody talks: every `input_audio_buffer.speech_started` while the interviewer's
 //           greeting plays is a self-interruption (cross-checked with the truncates the server got);
 //   barge — a user voice (espeak-ng) is played into the room 1.5 s into the greeting: barge-in
@@ -86,23 +86,75 @@ const play = (sink, file) => new Promise((res, rej) => {
   p.once("exit", (c) => (c === 0 ? res() : rej(new Error(`pacat ${file} exited ${c}`))));
 });
 
-/** The room's loop (page output → microphone): delay of the first arrival and energy gain. */
-async function measureRoom(bursts = 3) {
-  const burst = join(OUT, "echo-lab-burst.wav");
-  spawnSync("sox", ["-n", "-r", String(RATE), "-c", "1", "-b", "16", burst, "synth", "0.1", "whitenoise", "vol", "0.3", "pad", "0.2", "1"]);
+// The room's loop as the page meets it: in a page of its own, a noise burst played through an
+// AudioContext and the raw microphone recorded by a worklet of the same context, so both are on
+// one clock and the delay includes the browser's output and input buffers. Delay of the first
+// arrival, energy gain, and the tail's level 300 ms after the burst against its peak.
+const LOOP_PROBE = async (bursts) => {
+  const stream = await navigator.mediaDevices.getUserMedia({
+    audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
+  const ctx = new AudioContext({ sampleRate: 48000 });
+  const len = 96000, burstLen = 4800, lead = 0.3;
+  const code = `registerProcessor("loop-probe", class extends AudioWorkletProcessor {
+    constructor() { super(); this.mic = new Float32Array(${len}); this.ref = new Float32Array(${len}); this.n = 0; }
+    process(inputs) {
+      const k = Math.min(128, ${len} - this.n), m = inputs[0][0], r = inputs[1][0];
+      if (m) this.mic.set(m.subarray(0, k), this.n);
+      if (r) this.ref.set(r.subarray(0, k), this.n);
+      this.n += k;
+      if (this.n < ${len}) return true;
+      this.port.postMessage({ mic: this.mic, ref: this.ref });
+      return false;
+    }
+  });`;
+  await ctx.audioWorklet.addModule(URL.createObjectURL(new Blob([code], { type: "text/javascript" })));
+  await ctx.resume();
+  const mic = ctx.createMediaStreamSource(stream);
+  const noise = ctx.createBuffer(1, burstLen, 48000);
+  const d = noise.getChannelData(0);
+  for (let i = 0; i < burstLen; i++) d[i] = (Math.random() * 2 - 1) * 0.3;
+  const onset = (a) => a.findIndex((x) => Math.abs(x) > 0.02);
+  const energy = (a, from = 0, to = a.length) => { let s = 0; for (let i = from; i < to; i++) s += a[i] * a[i]; return s; };
   const results = [];
-  for (let i = 0; i < bursts; i++) {
-    const mic = record("mic"), mon = record("page_out.monitor");
-    await sleep(300); // both recorders running before the burst
-    await play("page_out", burst);
-    await sleep(1500); // the reverb tail
-    const [m, r] = [await mic.stop(), await mon.stop()];
-    const om = onsetOf(m), or = onsetOf(r);
-    if (om < 0 || or < 0) continue;
-    results.push({ delayMs: (om - or) / (RATE / 1000), gainDb: 10 * Math.log10(energy(m) / energy(r)) });
+  for (let b = 0; b < bursts; b++) {
+    const node = new AudioWorkletNode(ctx, "loop-probe", { numberOfInputs: 2, numberOfOutputs: 0 });
+    const done = new Promise((r) => { node.port.onmessage = (e) => r(e.data); });
+    mic.connect(node, 0, 0);
+    const src = ctx.createBufferSource();
+    src.buffer = noise;
+    src.connect(ctx.destination);
+    src.connect(node, 0, 1);
+    src.start(ctx.currentTime + lead);
+    const { mic: m, ref: r } = await done;
+    mic.disconnect(node);
+    const om = onset(m), or = onset(r);
+    if (om < 0 || or < 0 || om < or) continue;
+    const peak = energy(m, om, om + burstLen) / burstLen;
+    const at = om + burstLen + 14400;
+    const tail = at + 4800 <= len ? energy(m, at, at + 4800) / 4800 : 0;
+    results.push({ delayMs: (om - or) / 48, gainDb: 10 * Math.log10(energy(m) / energy(r)),
+      tailDb: tail > 0 ? 10 * Math.log10(tail / peak) : null });
   }
-  const med = (k) => results.map((x) => x[k]).sort((a, b) => a - b)[Math.floor(results.length / 2)];
-  return results.length ? { delayMs: med("delayMs"), gainDb: med("gainDb"), bursts: results.length } : { delayMs: null, gainDb: null, bursts: 0 };
+  stream.getTracks().forEach((t) => t.stop());
+  await ctx.close();
+  const med = (k) => results.map((x) => x[k]).filter((x) => x != null).sort((x, y) => x - y)[Math.floor(results.length / 2)] ?? null;
+  return results.length
+    ? { delayMs: med("delayMs"), gainDb: med("gainDb"), tailDb: med("tailDb"), bursts: results.length }
+    : { delayMs: null, gainDb: null, tailDb: null, bursts: 0 };
+};
+
+async function measureRoom(browser, bursts = 3) {
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    // A same-origin page with no CSP: the probe's worklet is a blob: module.
+    await page.goto(`${SERVER}/health`);
+    return await page.evaluate(`(${LOOP_PROBE})(${bursts})`);
+  } catch (e) {
+    return { delayMs: null, gainDb: null, tailDb: null, bursts: 0, error: String(e?.message ?? e).slice(0, 200) };
+  } finally {
+    await context.close();
+  }
 }
 
 /** The user's voice for double talk (espeak-ng), and the offset of its first sound. */
@@ -296,10 +348,10 @@ function report(rooms, rows) {
   const lines = [
     `# Echo lab: self-interruptions and barge-in per room (headless Chromium, real PulseAudio loop${RAW_CAPTURE ? "; capture raw: the browser's EC/NS/AGC off" : ""}${WASM_AEC ? "; echo canceller: wasm (AEC3 in the capture worklet, the browser's EC/NS/AGC off)" : ""})`,
     "",
-    `Run ${new Date().toISOString()}. Judge: the reference server's VAD (−40 dBFS, 150 ms). Self-interruption: \`speech_started\` while the greeting plays with no user voice in the room (truncates: how many \`conversation.item.truncate\` the server got, the cross-check); phantom turn: \`speech_started\` after the greeting ended, with nobody talking (its tail or a leak). Barge-in: a user voice (espeak-ng) into the room ${BARGE_AFTER_MS} ms into the greeting; OK when \`speech_started\` follows its onset and the greeting is truncated; latency from the voice's onset; first word: where the server's audio first exceeds −40 dBFS, relative to the onset (negative: the echo already was there). Delay: the room's loop (page output → microphone) by a noise burst when the room starts, and before each run (the pipe is restarted before each run: one that fell behind under CPU contention never catches up). Load: 1-minute load average of this 2-core machine during the runs.`,
+    `Run ${new Date().toISOString()}. Judge: the reference server's VAD (−40 dBFS, 150 ms). Self-interruption: \`speech_started\` while the greeting plays with no user voice in the room (truncates: how many \`conversation.item.truncate\` the server got, the cross-check); phantom turn: \`speech_started\` after the greeting ended, with nobody talking (its tail or a leak). Barge-in: a user voice (espeak-ng) into the room ${BARGE_AFTER_MS} ms into the greeting; OK when \`speech_started\` follows its onset and the greeting is truncated; latency from the voice's onset; first word: where the server's audio first exceeds −40 dBFS, relative to the onset (negative: the echo already was there). Delay: the room's loop as the page meets it (an AudioContext's output → PulseAudio's room → the raw microphone in the same context), by a noise burst when the room starts and before each run; tail: the echo's level 300 ms after the burst against its peak. Load: 1-minute load average of this 2-core machine during the runs.`,
     "",
-    "| room | delay ms | gain dB | guard | echo runs | runs self-interrupted (events) | truncates | phantom turns | barge-in OK | latency ms (median, max) | first word ms (max) | ERLE est. dB | guarded ms (mean) | load |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "| room | delay ms | gain dB | tail dB | guard | echo runs | runs self-interrupted (events) | truncates | phantom turns | barge-in OK | latency ms (median, max) | first word ms (max) | ERLE est. dB | guarded ms (mean) | load |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ];
   for (const [name, m] of rooms) {
     for (const g of GUARDS) {
@@ -312,7 +364,7 @@ function report(rooms, rows) {
       const errs = rows.filter((x) => x.room === name && x.guard === g && x.error).length;
       const rd = (m.runDelays ?? []).filter((x) => x != null);
       const delays = rd.length ? `${fmt(m.delayMs)} (runs ${fmt(Math.min(...rd))}–${fmt(Math.max(...rd))})` : fmt(m.delayMs);
-      lines.push(`| ${name} | ${delays} | ${fmt(m.gainDb, 1)} | ${g} | ${e.length}${errs ? ` (+${errs} failed)` : ""} | ${e.filter((x) => x.selfInterruptions > 0).length} of ${e.length} (${e.reduce((s, x) => s + x.selfInterruptions, 0)}) | ${e.reduce((s, x) => s + (x.truncates ?? 0), 0)} | ${all.reduce((s, x) => s + (x.phantomTurns ?? 0), 0)} | ${b.filter((x) => x.bargeIn).length} of ${b.length} | ${lat.length ? `${fmt(lat[Math.floor(lat.length / 2)])}, ${fmt(lat[lat.length - 1])}` : "—"} | ${fw.length ? fmt(Math.max(...fw)) : "—"} | ${erl.length ? fmt(erl.reduce((s, x) => s + x, 0) / erl.length, 1) : "—"} | ${guarded.length ? fmt(guarded.reduce((s, x) => s + x, 0) / guarded.length) : "—"} | ${fmt(all.reduce((s, x) => s + x.load1, 0) / Math.max(1, all.length), 1)} |`);
+      lines.push(`| ${name} | ${delays} | ${fmt(m.gainDb, 1)} | ${fmt(m.tailDb, 1)} | ${g} | ${e.length}${errs ? ` (+${errs} failed)` : ""} | ${e.filter((x) => x.selfInterruptions > 0).length} of ${e.length} (${e.reduce((s, x) => s + x.selfInterruptions, 0)}) | ${e.reduce((s, x) => s + (x.truncates ?? 0), 0)} | ${all.reduce((s, x) => s + (x.phantomTurns ?? 0), 0)} | ${b.filter((x) => x.bargeIn).length} of ${b.length} | ${lat.length ? `${fmt(lat[Math.floor(lat.length / 2)])}, ${fmt(lat[lat.length - 1])}` : "—"} | ${fw.length ? fmt(Math.max(...fw)) : "—"} | ${erl.length ? fmt(erl.reduce((s, x) => s + x, 0) / erl.length, 1) : "—"} | ${guarded.length ? fmt(guarded.reduce((s, x) => s + x, 0) / guarded.length) : "—"} | ${fmt(all.reduce((s, x) => s + x.load1, 0) / Math.max(1, all.length), 1)} |`);
     }
   }
   const failed = rows.filter((x) => x.error);
@@ -331,15 +383,14 @@ try {
   for (const name of ROOMS) {
     room("start", name);
     try {
-      const m = await measureRoom();
+      const m = await measureRoom(browser);
       rooms.push([name, m]);
-      console.log(`room ${name}: delay ${m.delayMs?.toFixed(0)} ms, gain ${m.gainDb?.toFixed(1)} dB`);
+      console.log(`room ${name}: delay ${m.delayMs?.toFixed(0)} ms, gain ${m.gainDb?.toFixed(1)} dB, tail ${m.tailDb?.toFixed(1)} dB${m.error ? `, ${m.error}` : ""}`);
       m.runDelays = [];
       for (let i = 0; i < RUNS; i++) {
         for (const guard of GUARDS) {
           for (const kind of KINDS) {
-            room("pipe", name);
-            const before = await measureRoom(1);
+            const before = await measureRoom(browser, 1);
             const row = await run(browser, name, guard, kind, voice);
             row.roomDelayMs = before.delayMs;
             rows.push(row);
