@@ -133,13 +133,14 @@ server-load-two: setup
 	$(SERVER_RELEASE) cargo build -q --release -p realtime-voice-server --example load
 	$(SERVER_RELEASE) cargo test -q --release -p realtime-voice-server --test multi_instance -- --ignored --nocapture load_200
 
-# The echo lab (e2e/echo-lab/lab.mjs): the demo page in headless Chromium on a private
-# PulseAudio whose output loops back into its microphone through simulated rooms (sox reverb),
-# the reference server's VAD as the judge; writes e2e/output/echo-lab.md. A report (its short
-# check is test-echo-short). ROOMS=harsh,speakerphone GUARDS=off,auto RUNS=10 KINDS=echo,barge.
+# The echo lab (e2e/echo-lab/lab.mjs): the demo page in headless Chromium (ENGINE=firefox:
+# Firefox) on a private PulseAudio whose output loops back into its microphone through simulated
+# rooms (PulseAudio's loopback and a LADSPA reverb), the reference server's VAD as the judge;
+# writes e2e/output/echo-lab.md. A report (its short check is test-echo-short).
+# ROOMS=harsh,speakerphone GUARDS=off,auto RUNS=10 KINDS=echo,barge CANCELLER=wasm.
 .PHONY: test-echo test-echo-short
 test-echo: setup pkg server
-	$(WITH_SERVER) scripts/with-pulseaudio.sh node e2e/echo-lab/lab.mjs
+	GECKODRIVER=$(GECKODRIVER) $(WITH_SERVER) scripts/with-pulseaudio.sh node e2e/echo-lab/lab.mjs
 
 # The short lab run in `make test` (about a minute): the harsh room, the guard on (the
 # default), one echo and one barge-in run, checking only what holds on a loaded machine.

@@ -17,21 +17,24 @@ export const ENGINES = (process.env.E2E_ENGINES ?? "chromium,firefox,webkit").sp
 
 /**
  * Opens a fresh browser of `engine` and returns a small driver; always `close()` it.
- * `realDevices`: Firefox captures from the sound server's sources instead of its fake stream.
+ * `realDevices`: the browser captures from the sound server's sources instead of a fake stream,
+ * and (Chromium) plays out unmuted.
  */
 export async function open(engine, { realDevices = false } = {}) {
-  if (engine === "chromium") return openChromium();
+  if (engine === "chromium") return openChromium({ realDevices });
   if (engine === "firefox" || engine === "webkit") return openWebDriver(engine, { realDevices });
   throw new Error(`unknown engine ${engine}`);
 }
 
-async function openChromium() {
+async function openChromium({ realDevices }) {
   const { chromium } = await import("playwright-core");
+  const fake = ["--use-fake-device-for-media-stream", `--use-file-for-fake-audio-capture=${join(ROOT, "tests/fixtures/mic.wav")}`];
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    // Real devices: Playwright's default --mute-audio goes too.
+    ...(realDevices ? { ignoreDefaultArgs: ["--mute-audio"] } : {}),
     args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-      "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-      `--use-file-for-fake-audio-capture=${join(ROOT, "tests/fixtures/mic.wav")}`,
+      "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream", ...(realDevices ? [] : fake),
       "--autoplay-policy=no-user-gesture-required"],
   });
   const context = await browser.newContext();

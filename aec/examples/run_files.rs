@@ -4,7 +4,9 @@
 //! intact a near-end talker comes through). For tuning against the echo lab's rooms:
 //! `cargo run --release -p realtime-voice-aec --example run_files -- mic.wav far.wav`, with
 //! FILTERS=n (matched filters of the delay search), GAIN=x (the assumed echo path gain before
-//! the filter converges) or LEN=blocks (the linear filter's length) to try other settings.
+//! the filter converges), ERLE=x (the largest echo return loss enhancement the suppressor may
+//! credit the linear filter with, both bands), INITIAL=s (how long it suppresses conservatively at the start) or LEN=blocks (the linear filter's length) to try other settings, and
+//! OUT=path to write the output as a WAV of the same format.
 
 use realtime_voice_aec::Canceller;
 
@@ -31,6 +33,13 @@ fn main() {
     if let Some(g) = env("GAIN") {
         cfg.ep_strength.default_gain = g;
     }
+    if let Some(e) = env("ERLE") {
+        cfg.erle.max_l = e;
+        cfg.erle.max_h = e;
+    }
+    if let Some(s) = env("INITIAL") {
+        cfg.filter.initial_state_seconds = s;
+    }
     if let Some(l) = env("LEN") {
         cfg.filter.main.length_blocks = l as usize;
         cfg.filter.shadow.length_blocks = l as usize;
@@ -45,6 +54,16 @@ fn main() {
         c.capture.copy_from_slice(&mic[k..k + n]);
         c.capture().expect("capture");
         out.extend_from_slice(&c.capture);
+    }
+    if let Ok(path) = std::env::var("OUT") {
+        let mut bytes = std::fs::read(&args[1]).expect("mic")[..44].to_vec();
+        let data = (out.len() * 2) as u32;
+        bytes[4..8].copy_from_slice(&(36 + data).to_le_bytes());
+        bytes[40..44].copy_from_slice(&data.to_le_bytes());
+        for v in &out {
+            bytes.extend_from_slice(&((v.clamp(-1.0, 1.0) * 32767.0) as i16).to_le_bytes());
+        }
+        std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("{path}: {e}"));
     }
     let energy = |x: &[f32]| x.iter().map(|&v| f64::from(v * v)).sum::<f64>();
     for (i, (x, y)) in mic[..len]

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// The echo lab (`make test-echo`): the demo page in headless Chromium on real audio devices of a
-// private PulseAudio whose output loops back into its microphone through a simulated room
-// (scripts/echo-lab/room.sh), against the reference server, whose VAD is the judge.
+// The echo lab (`make test-echo`): the demo page in headless Chromium (ENGINE=firefox: Firefox
+// through geckodriver) on real audio devices of a private PulseAudio whose output loops back into
+// its microphone through a simulated room (scripts/echo-lab/room.sh), against the reference
+// server, whose VAD is the judge. A fresh browser per run.
 //
 // Per room: the loop's delay, gain and tail measured in the browser with a noise burst (and
 // again before each run); then runs per guard setting (`echoGuard` "off" / "auto"):
@@ -28,6 +29,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { appendFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { loadavg } from "node:os";
 import { join } from "node:path";
+import { open } from "../browsers.mjs";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const OUT = join(ROOT, "e2e/output");
@@ -127,8 +129,14 @@ const LOOP_PROBE = async (bursts) => {
     src.start(ctx.currentTime + lead);
     const { mic: m, ref: r } = await done;
     mic.disconnect(node);
-    const om = onset(m), or = onset(r);
-    if (om < 0 || or < 0 || om < or) continue;
+    // The mic's onset: the first sample after the burst's start above the louder of 0.02 and
+    // 10× the RMS before it (a long room still rings from the previous run).
+    const or = onset(r);
+    if (or < 0) continue;
+    const floor = Math.sqrt(energy(m, 0, or) / Math.max(1, or));
+    const thr = Math.max(0.02, 10 * floor);
+    const om = m.findIndex((x, i) => i >= or && Math.abs(x) > thr);
+    if (om < 0) continue;
     const peak = energy(m, om, om + burstLen) / burstLen;
     const at = om + burstLen + 14400;
     const tail = at + 4800 <= len ? energy(m, at, at + 4800) / 4800 : 0;
@@ -143,17 +151,14 @@ const LOOP_PROBE = async (bursts) => {
     : { delayMs: null, gainDb: null, tailDb: null, bursts: 0 };
 };
 
-async function measureRoom(browser, bursts = 3) {
-  const context = await browser.newContext();
+/** The loop measured in `d`'s current tab (left on /health: a same-origin page with no CSP, as
+ *  the probe's worklet is a blob: module). */
+async function measureRoom(d, bursts = 3) {
   try {
-    const page = await context.newPage();
-    // A same-origin page with no CSP: the probe's worklet is a blob: module.
-    await page.goto(`${SERVER}/health`);
-    return await page.evaluate(`(${LOOP_PROBE})(${bursts})`);
+    await d.goto(`${SERVER}/health`);
+    return await d.eval(LOOP_PROBE, bursts);
   } catch (e) {
     return { delayMs: null, gainDb: null, tailDb: null, bursts: 0, error: String(e?.message ?? e).slice(0, 200) };
-  } finally {
-    await context.close();
   }
 }
 
@@ -167,16 +172,10 @@ async function userVoice() {
 }
 
 // ---- the browser ----------------------------------------------------------------------------
-async function openBrowser() {
-  const { chromium } = await import("playwright-core");
-  return chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    // Real devices: no fake capture device, and Playwright's default --mute-audio removed.
-    ignoreDefaultArgs: ["--mute-audio"],
-    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-      "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream", "--autoplay-policy=no-user-gesture-required"],
-  });
-}
+// One fresh browser per run, through e2e/browsers.mjs on the sound server's real devices (no fake
+// capture; Chromium unmuted). ENGINE=chromium (default) or firefox.
+const ENGINE = process.env.ENGINE ?? "chromium";
+const openBrowser = () => open(ENGINE, { realDevices: true });
 
 // Installed in the page: timestamps (Date.now(), the same clock as this process) of the
 // interviewer's speech and of the server VAD's speech_started.
@@ -194,16 +193,6 @@ const WATCH = () => {
   });
   return true;
 };
-
-async function waitFor(page, expr, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await page.evaluate(expr);
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${expr}`);
-    await sleep(50); // polling interval
-  }
-}
 
 async function received(id) {
   const r = await fetch(`${SERVER}/dev/interviews/${encodeURIComponent(id)}/received`);
@@ -224,27 +213,30 @@ function firstLoudMs(b64, fromMs) {
   return null;
 }
 
-async function run(browser, roomName, guard, kind, voice) {
-  const context = await browser.newContext();
-  if (RAW_CAPTURE) await context.addInitScript(RAW_GUM);
-  const page = await context.newPage();
-  const row = { room: roomName, guard, kind, load1: loadavg()[0], ...(RAW_CAPTURE ? { capture: "raw" } : {}),
+async function run(roomName, guard, kind, voice) {
+  const row = { room: roomName, guard, kind, engine: ENGINE, load1: loadavg()[0], ...(RAW_CAPTURE ? { capture: "raw" } : {}),
     ...(WASM_AEC ? { canceller: "wasm" } : {}) };
+  let d = null;
   try {
-    await page.goto(`${SERVER}/?echoGuard=${guard}${WASM_AEC ? "&echoCanceller=wasm" : ""}`);
-    await waitFor(page, "document.body.dataset.wasm === 'ready'", 20_000);
-    await page.evaluate(`(${WATCH})()`);
-    const id = await page.evaluate("window.__rv.interviewId");
+    d = await openBrowser();
+    const before = await measureRoom(d, 1);
+    row.roomDelayMs = before.delayMs;
+    await d.goto(`${SERVER}/?echoGuard=${guard}${WASM_AEC ? "&echoCanceller=wasm" : ""}`);
+    await d.waitFor(() => document.body.dataset.wasm === "ready", 20_000);
+    // Before the click: the client asks for the microphone when voice mode starts.
+    if (RAW_CAPTURE) await d.eval(RAW_GUM);
+    await d.eval(WATCH);
+    const id = await d.eval(() => window.__rv.interviewId);
     const mon = RECORD ? record("page_out.monitor") : null;
     const raw = RECORD ? record("mic") : null;
     const recordedFrom = Date.now();
-    await page.click("[data-testid=voice-mode]");
-    await waitFor(page, "document.body.dataset.state === 'connected'", 20_000);
-    const speakAt = await waitFor(page, "window.__lab.speech.find((s) => s.speaking)?.t", 15_000);
+    await d.click("[data-testid=voice-mode]");
+    await d.waitFor(() => document.body.dataset.state === "connected", 20_000);
+    const speakAt = await d.waitFor(() => window.__lab.speech.find((s) => s.speaking)?.t, 15_000);
     let onset = null;
     if (kind === "barge") {
       await sleep(Math.max(0, speakAt + BARGE_AFTER_MS - Date.now()));
-      const capturedMs = await page.evaluate("window.__rv.client.metrics()");
+      const capturedMs = await d.eval(() => window.__rv.client.metrics());
       const t0 = Date.now();
       const played = play("room", voice.wav);
       onset = t0 + voice.onsetMs + 20; // pacat's requested latency
@@ -254,8 +246,8 @@ async function run(browser, roomName, guard, kind, voice) {
     } else {
       await sleep(ECHO_WATCH_MS);
     }
-    const lab = await page.evaluate("window.__lab");
-    const m = await page.evaluate("window.__rv.client.metrics()");
+    const lab = await d.eval(() => window.__lab);
+    const m = await d.eval(() => window.__rv.client.metrics());
     const anchor = { t: Date.now(), micMs: m.capturedAudioMs + (m.echoHeldMs ?? 0) };
     const rec = await received(id);
     // The capture counter runs ahead of what the server received by what never left the page.
@@ -290,7 +282,7 @@ async function run(browser, roomName, guard, kind, voice) {
   } catch (e) {
     row.error = String(e?.message ?? e).slice(0, 300);
   } finally {
-    await context.close();
+    await d?.close();
   }
   return row;
 }
@@ -346,7 +338,7 @@ function report(rooms, rows) {
   const by = (r, g, k) => rows.filter((x) => x.room === r && x.guard === g && x.kind === k && !x.error);
   const fmt = (v, d = 0) => (v == null || Number.isNaN(v) ? "—" : Number(v).toFixed(d));
   const lines = [
-    `# Echo lab: self-interruptions and barge-in per room (headless Chromium, real PulseAudio loop${RAW_CAPTURE ? "; capture raw: the browser's EC/NS/AGC off" : ""}${WASM_AEC ? "; echo canceller: wasm (AEC3 in the capture worklet, the browser's EC/NS/AGC off)" : ""})`,
+    `# Echo lab: self-interruptions and barge-in per room (headless ${ENGINE}, real PulseAudio loop${RAW_CAPTURE ? "; capture raw: the browser's EC/NS/AGC off" : ""}${WASM_AEC ? "; echo canceller: wasm (AEC3 in the capture worklet, the browser's EC/NS/AGC off)" : ""})`,
     "",
     `Run ${new Date().toISOString()}. Judge: the reference server's VAD (−40 dBFS, 150 ms). Self-interruption: \`speech_started\` while the greeting plays with no user voice in the room (truncates: how many \`conversation.item.truncate\` the server got, the cross-check); phantom turn: \`speech_started\` after the greeting ended, with nobody talking (its tail or a leak). Barge-in: a user voice (espeak-ng) into the room ${BARGE_AFTER_MS} ms into the greeting; OK when \`speech_started\` follows its onset and the greeting is truncated; latency from the voice's onset; first word: where the server's audio first exceeds −40 dBFS, relative to the onset (negative: the echo already was there). Delay: the room's loop as the page meets it (an AudioContext's output → PulseAudio's room → the raw microphone in the same context), by a noise burst when the room starts and before each run; tail: the echo's level 300 ms after the burst against its peak. Load: 1-minute load average of this 2-core machine during the runs.`,
     "",
@@ -378,34 +370,28 @@ await rm(join(OUT, "echo-lab.jsonl"), { force: true });
 const voice = await userVoice();
 const rooms = [];
 const rows = [];
-const browser = await openBrowser();
-try {
-  for (const name of ROOMS) {
-    room("start", name);
-    try {
-      const m = await measureRoom(browser);
-      rooms.push([name, m]);
-      console.log(`room ${name}: delay ${m.delayMs?.toFixed(0)} ms, gain ${m.gainDb?.toFixed(1)} dB, tail ${m.tailDb?.toFixed(1)} dB${m.error ? `, ${m.error}` : ""}`);
-      m.runDelays = [];
-      for (let i = 0; i < RUNS; i++) {
-        for (const guard of GUARDS) {
-          for (const kind of KINDS) {
-            const before = await measureRoom(browser, 1);
-            const row = await run(browser, name, guard, kind, voice);
-            row.roomDelayMs = before.delayMs;
-            rows.push(row);
-            if (row.roomDelayMs != null) m.runDelays.push(row.roomDelayMs);
-            await appendFile(join(OUT, "echo-lab.jsonl"), `${JSON.stringify(row)}\n`);
-            console.log(JSON.stringify(row));
-          }
+for (const name of ROOMS) {
+  room("start", name);
+  try {
+    const d = await openBrowser();
+    const m = await measureRoom(d).finally(() => d.close());
+    rooms.push([name, m]);
+    console.log(`room ${name}: delay ${m.delayMs?.toFixed(0)} ms, gain ${m.gainDb?.toFixed(1)} dB, tail ${m.tailDb?.toFixed(1)} dB${m.error ? `, ${m.error}` : ""}`);
+    m.runDelays = [];
+    for (let i = 0; i < RUNS; i++) {
+      for (const guard of GUARDS) {
+        for (const kind of KINDS) {
+          const row = await run(name, guard, kind, voice);
+          rows.push(row);
+          if (row.roomDelayMs != null) m.runDelays.push(row.roomDelayMs);
+          await appendFile(join(OUT, "echo-lab.jsonl"), `${JSON.stringify(row)}\n`);
+          console.log(JSON.stringify(row));
         }
       }
-    } finally {
-      room("stop");
     }
+  } finally {
+    room("stop");
   }
-} finally {
-  await browser.close();
 }
 const md = report(rooms, rows);
 await writeFile(join(OUT, "echo-lab.md"), md);
