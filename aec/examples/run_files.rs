@@ -5,7 +5,8 @@
 //! `cargo run --release -p realtime-voice-aec --example run_files -- mic.wav far.wav`, with
 //! FILTERS=n (matched filters of the delay search), GAIN=x (the assumed echo path gain before
 //! the filter converges), ERLE=x (the largest echo return loss enhancement the suppressor may
-//! credit the linear filter with, both bands), INITIAL=s (how long it suppresses conservatively at the start) or LEN=blocks (the linear filter's length) to try other settings, and
+//! credit the linear filter with, both bands), INITIAL=s (how long it suppresses conservatively at the start), MASK=x (scales
+//! the suppressor's echo-to-near-end thresholds: above 1 it lets more through) or LEN=blocks (the linear filter's length) to try other settings, and
 //! OUT=path to write the output as a WAV of the same format.
 
 use realtime_voice_aec::Canceller;
@@ -39,6 +40,17 @@ fn main() {
     }
     if let Some(s) = env("INITIAL") {
         cfg.filter.initial_state_seconds = s;
+    }
+    if let Some(m) = env("MASK") {
+        for t in [
+            &mut cfg.suppressor.normal_tuning,
+            &mut cfg.suppressor.nearend_tuning,
+        ] {
+            for k in [&mut t.mask_lf, &mut t.mask_hf] {
+                k.enr_transparent *= m;
+                k.enr_suppress *= m;
+            }
+        }
     }
     if let Some(l) = env("LEN") {
         cfg.filter.main.length_blocks = l as usize;

@@ -59,8 +59,8 @@ impl Canceller {
 
     /// WebRTC's AEC3 defaults, with the delay search twice as long (10 matched filters: echo
     /// paths up to ≈ 1 s instead of ≈ 0.5 s). In a browser the echo comes back through the
-    /// output element's and the sound server's buffers as well as the room: 300–500 ms in the
-    /// echo lab, beyond the default search.
+    /// output's and the sound server's buffers as well as the room (90–220 ms in the echo lab),
+    /// and a Bluetooth speaker typically adds 100–300 ms more.
     pub fn config() -> EchoCanceller3Config {
         let mut c = EchoCanceller3Config::default();
         c.delay.num_filters = 10;
