@@ -55,8 +55,9 @@ case "$cmd" in
         control="$controls" channels=2 rate=$RATE
       target=room_fx
     fi
+    # LOOP_ADJUST=0 stops the loopback's rate adaptation (every sink here runs on one clock).
     load module-loopback source=page_out.monitor sink=$target latency_msec="$latency" \
-      source_dont_move=true sink_dont_move=true
+      ${LOOP_ADJUST:+adjust_time=$LOOP_ADJUST} source_dont_move=true sink_dont_move=true
     pactl set-default-sink page_out
     pactl set-default-source mic
     # Silence played into both sinks keeps them running, so recorders of their monitors get a
