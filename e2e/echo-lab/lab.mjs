@@ -16,6 +16,7 @@
 //
 // Environment: ROOMS=dry,mild,medium,harsh,speakerphone  GUARDS=off,auto  RUNS=2  KINDS=echo,barge
 // CAPTURE=raw: the browser's echo cancellation, noise suppression and gain control off.
+// VOICE_GAIN_DB=n: the barge-in voice n dB louder.
 // CANCELLER=wasm: the client's opt-in echo canceller (`echoCanceller: "wasm"`, WebRTC's AEC3 in
 // the capture worklet; the browser's EC/NS/AGC off).
 // CHECK=1 (the short run in `make test`) fails the run unless what holds on a loaded machine
@@ -46,6 +47,9 @@ const RECORD = process.env.RECORD ?? "";
  *  (getUserMedia's constraints rewritten in the page), so the guard alone meets the echo. */
 const RAW_CAPTURE = process.env.CAPTURE === "raw";
 const WASM_AEC = process.env.CANCELLER === "wasm";
+/** VOICE_GAIN_DB=6: the barge-in voice that much louder (espeak-ng's level is −21.6 dBFS RMS,
+ *  3 dB under the echo of the page's greeting at 0 dB coupling). */
+const VOICE_GAIN_DB = Number(process.env.VOICE_GAIN_DB ?? 0);
 const RAW_GUM = () => {
   const md = navigator.mediaDevices;
   const gum = md.getUserMedia.bind(md);
@@ -168,7 +172,12 @@ async function userVoice() {
   spawnSync("espeak-ng", ["-s", "160", "-w", wav, "Excuse me, can I ask something about that question?"]);
   const buf = await readFile(wav);
   const pcm = s16(buf.subarray(44));
-  return { wav, onsetMs: (onsetOf(pcm, 0.05) / 22050) * 1000 };
+  const onsetMs = (onsetOf(pcm, 0.05) / 22050) * 1000;
+  if (!VOICE_GAIN_DB) return { wav, onsetMs };
+  // Louder (a talker nearer the microphone than the loudspeaker is): sox's gain with its limiter.
+  const louder = join(OUT, "echo-lab-user-louder.wav");
+  spawnSync("sox", [wav, louder, "gain", "-l", String(VOICE_GAIN_DB)]);
+  return { wav: louder, onsetMs };
 }
 
 // ---- the browser ----------------------------------------------------------------------------
@@ -218,6 +227,7 @@ function firstLoudMs(b64, fromMs) {
 
 async function run(roomName, guard, kind, voice) {
   const row = { room: roomName, guard, kind, engine: ENGINE, load1: loadavg()[0], ...(RAW_CAPTURE ? { capture: "raw" } : {}),
+    ...(VOICE_GAIN_DB ? { voiceGainDb: VOICE_GAIN_DB } : {}),
     ...(WASM_AEC ? { canceller: "wasm" } : {}) };
   let d = null;
   try {
