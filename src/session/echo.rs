@@ -31,6 +31,24 @@ pub(super) enum Canceller {
     Wasm { stats: Option<AecStats> },
 }
 
+impl Canceller {
+    /// Which canceller this is, as the options name it.
+    fn kind(self) -> EchoCanceller {
+        match self {
+            Canceller::Browser => EchoCanceller::Browser,
+            Canceller::Wasm { .. } => EchoCanceller::Wasm,
+        }
+    }
+
+    /// The wasm canceller's last figures; none for the browser's.
+    fn stats(self) -> Option<AecStats> {
+        match self {
+            Canceller::Browser => None,
+            Canceller::Wasm { stats } => stats,
+        }
+    }
+}
+
 /// What the wasm canceller last reported.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct AecStats {
@@ -68,16 +86,8 @@ impl EchoPath {
         m.echo_guarded_ms = s.guarded_ms;
         m.echo_held_ms = s.held_ms;
         m.suspected_self_interruptions = s.suspected_self_interruptions;
-        let stats = match self.canceller {
-            Canceller::Browser => {
-                m.echo_canceller = EchoCanceller::Browser;
-                None
-            }
-            Canceller::Wasm { stats } => {
-                m.echo_canceller = EchoCanceller::Wasm;
-                stats
-            }
-        };
+        m.echo_canceller = self.canceller.kind();
+        let stats = self.canceller.stats();
         m.aec_attenuation_db = stats.map(|a| f64::from(a.attenuation_db));
         m.aec_delay_ms = stats.map(|a| u64::from(a.delay_ms));
     }
@@ -87,10 +97,7 @@ impl Session {
     /// The echo canceller the shell sets up with the next microphone (`Output::StartAudio`,
     /// `Output::OpenMic`): the wasm one with the browser's processing off, or the browser's.
     pub fn echo_canceller(&self) -> EchoCanceller {
-        match self.echo.canceller {
-            Canceller::Browser => EchoCanceller::Browser,
-            Canceller::Wasm { .. } => EchoCanceller::Wasm,
-        }
+        self.echo.canceller.kind()
     }
 
     /// The wasm echo canceller's figures (it reports them about once a second): how much
@@ -99,9 +106,10 @@ impl Session {
     /// ignored).
     pub fn handle_echo_canceller_stats(&mut self, now_ms: u64, attenuation_db: f32, delay_ms: u32) {
         self.last_now = now_ms;
-        if let (Canceller::Wasm { stats }, true) =
-            (&mut self.echo.canceller, attenuation_db.is_finite())
-        {
+        if !attenuation_db.is_finite() {
+            return;
+        }
+        if let Canceller::Wasm { stats } = &mut self.echo.canceller {
             *stats = Some(AecStats {
                 attenuation_db,
                 delay_ms,
