@@ -86,6 +86,17 @@ impl Recorder {
             .collect()
     }
 
+    /// The largest value of metric `name` in the metrics events at or before `t` (0 if none):
+    /// the counters' state at `t`.
+    pub(crate) fn metric_at(&self, name: &str, t: f64) -> f64 {
+        self.log
+            .borrow()
+            .iter()
+            .filter(|(n, _, at)| n == "metrics" && *at <= t)
+            .map(|(_, e, _)| num(e, name))
+            .fold(0.0, f64::max)
+    }
+
     pub(crate) fn of(&self, name: &str) -> Vec<JsValue> {
         self.log
             .borrow()
@@ -671,13 +682,7 @@ async fn a_server_drop_reconnects_and_keeps_the_captured_audio() {
     // session took in since its last metrics before the drop, minus what is still buffered, must
     // have reached the new connection. Up to one metrics interval (250 ms) before the drop may
     // have gone out on the old socket, and what was in flight when it died is lost in transit.
-    let captured_before = rec
-        .log
-        .borrow()
-        .iter()
-        .filter(|(n, _, t)| n == "metrics" && *t <= dropped_at)
-        .map(|(_, e, _)| num(e, "capturedAudioMs"))
-        .fold(0.0, f64::max);
+    let captured_before = rec.metric_at("capturedAudioMs", dropped_at);
     let expected_ms =
         num(&metrics, "capturedAudioMs") - captured_before - num(&metrics, "bufferedAudioMs");
     let got_ms = num(&received, "samples") / 24.0;

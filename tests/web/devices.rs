@@ -157,13 +157,7 @@ async fn voice_client(interview: &str, token: &str) -> (VoiceClient, Recorder) {
 /// the session has captured `ms` more than at `since` (metrics events). The server's count is
 /// read again at each of the client's metrics events, within 15 s.
 async fn audio_flows_again(rec: &Recorder, interview: &str, since: f64, ms: f64) {
-    let captured = rec
-        .log
-        .borrow()
-        .iter()
-        .filter(|(n, _, t)| n == "metrics" && *t <= since)
-        .map(|(_, e, _)| num(e, "capturedAudioMs"))
-        .fold(0.0, f64::max);
+    let captured = rec.metric_at("capturedAudioMs", since);
     let path = format!("/dev/interviews/{interview}/received");
     let received_ms = || async { num(&get_json(&path).await.expect("received"), "samples") / 24.0 };
     let before = received_ms().await;
