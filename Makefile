@@ -67,6 +67,7 @@ clippy:
 
 test-native: setup
 	cargo test -q --workspace
+	node --test tests/worklets/
 
 test-browser: test-chrome test-firefox test-webkit
 

@@ -101,7 +101,7 @@ async function main() {
     await page.waitForFunction(() => document.body.dataset.state === "connected", undefined, { timeout: 30_000 });
     const t0 = Date.now();
     console.log(`soak: ${minutes} min session on ${base}, sampling every ${intervalS} s`);
-    console.log("  min  wasm MiB  heap MiB  DOM nodes  listeners  finals  heard  underruns  reconnects  p50 ms  p95 ms  delay ms p50/p95  jitter ms  state");
+    console.log("  min  wasm MiB  heap MiB  DOM nodes  listeners  finals  heard  underruns  concealed  reconnects  p50 ms  p95 ms  delay ms p50/p95  jitter ms  state");
     const sample = async () => {
       await page.evaluate(() => { if (typeof window.gc === "function") window.gc(); });
       const { metrics } = await cdp.send("Performance.getMetrics");
@@ -112,7 +112,7 @@ async function main() {
         return {
           memory: rv.memory(), state: rv.state, finals: rv.transcripts.finals, outputHeard: rv.outputHeard,
           errors: { ...rv.errorCodes },
-          underruns: m.underruns, reconnects: m.reconnects, prebufferMs: m.prebufferMs,
+          underruns: m.underruns, concealments: m.concealments, reconnects: m.reconnects, prebufferMs: m.prebufferMs,
           prebufferP50Ms: m.prebufferP50Ms, prebufferP95Ms: m.prebufferP95Ms, arrivalJitterMs: m.arrivalJitterMs, p50: m.latencyP50Ms, p95: m.latencyP95Ms,
           latencySamples: m.latencySamples, droppedAudioMs: m.droppedAudioMs, bufferedAudioMs: m.bufferedAudioMs,
           eventsDropped: m.eventsDropped, costUsd: m.costUsd,
@@ -127,7 +127,7 @@ async function main() {
       delete s.memory;
       samples.push(s);
       const n = (v, d = 0) => (v == null ? "—" : Number(v).toFixed(d));
-      console.log(`  ${n(s.minute, 1).padStart(4)}  ${n(s.wasmBytes / 1048576, 2).padStart(8)}  ${n(s.jsHeapUsedBytes / 1048576, 2).padStart(8)}  ${n(s.domNodes).padStart(9)}  ${n(s.listeners).padStart(9)}  ${n(s.finals).padStart(6)}  ${n(s.outputHeard).padStart(5)}  ${n(s.underruns).padStart(9)}  ${n(s.reconnects).padStart(10)}  ${n(s.p50).padStart(6)}  ${n(s.p95).padStart(6)}  ${`${n(s.prebufferP50Ms)}/${n(s.prebufferP95Ms)}`.padStart(16)}  ${n(s.arrivalJitterMs).padStart(9)}  ${s.state}`);
+      console.log(`  ${n(s.minute, 1).padStart(4)}  ${n(s.wasmBytes / 1048576, 2).padStart(8)}  ${n(s.jsHeapUsedBytes / 1048576, 2).padStart(8)}  ${n(s.domNodes).padStart(9)}  ${n(s.listeners).padStart(9)}  ${n(s.finals).padStart(6)}  ${n(s.outputHeard).padStart(5)}  ${n(s.underruns).padStart(9)}  ${n(s.concealments).padStart(9)}  ${n(s.reconnects).padStart(10)}  ${n(s.p50).padStart(6)}  ${n(s.p95).padStart(6)}  ${`${n(s.prebufferP50Ms)}/${n(s.prebufferP95Ms)}`.padStart(16)}  ${n(s.arrivalJitterMs).padStart(9)}  ${s.state}`);
       return s;
     };
     await sample();
@@ -167,8 +167,9 @@ async function main() {
     console.log(`  DOM nodes     ${first.domNodes} → ${last.domNodes}; listeners ${first.listeners} → ${last.listeners}`);
     console.log(`  latency p50/p95 ${last.p50 ?? "—"}/${last.p95 ?? "—"} ms over ${last.latencySamples} responses; dropped audio ${last.droppedAudioMs} ms; events dropped ${last.eventsDropped}`);
     const perMin = (last.underruns - first.underruns) / Math.max(last.minute - first.minute, 1e-9);
-    console.log(`  playback      ${last.underruns - first.underruns} underruns (${perMin.toFixed(2)}/min); playout delay p50/p95 ${last.prebufferP50Ms ?? "—"}/${last.prebufferP95Ms ?? "—"} ms (now ${last.prebufferMs} ms), arrival jitter p99 ${last.arrivalJitterMs ?? "—"} ms`);
-    report.playback = { underruns: last.underruns - first.underruns, underrunsPerMin: perMin, prebufferP50Ms: last.prebufferP50Ms,
+    const concealed = (last.concealments ?? 0) - (first.concealments ?? 0);
+    console.log(`  playback      ${last.underruns - first.underruns} underruns (${perMin.toFixed(2)}/min), ${concealed} late deltas concealed; playout delay p50/p95 ${last.prebufferP50Ms ?? "—"}/${last.prebufferP95Ms ?? "—"} ms (now ${last.prebufferMs} ms), arrival jitter p99 ${last.arrivalJitterMs ?? "—"} ms`);
+    report.playback = { underruns: last.underruns - first.underruns, underrunsPerMin: perMin, concealments: concealed, prebufferP50Ms: last.prebufferP50Ms,
       prebufferP95Ms: last.prebufferP95Ms, prebufferMs: last.prebufferMs, arrivalJitterMs: last.arrivalJitterMs };
     if (last.wasmBytes == null) {
       // A soak that cannot see the wasm memory cannot show it flat: a failure, not a pass.

@@ -15,7 +15,7 @@ fn playing_sim(extra: &str) -> Sim {
     for _ in 0..3 {
         sim.advance(100);
         let v = sim.msg(&audio_delta("item_a", 4800)); // 200 ms each
-        assert!(v.iter().any(|o| matches!(o, Output::Play { item, samples } if *item == sim.slot("item_a") && samples.len() == 4800)));
+        assert!(v.iter().any(|o| matches!(o, Output::Play { item, samples, .. } if *item == sim.slot("item_a") && samples.len() == 4800)));
     }
     sim
 }

@@ -11,7 +11,7 @@ use session_support::{audio_delta, Sim};
 fn players(v: &[Output]) -> Vec<String> {
     v.iter()
         .filter_map(|o| match o {
-            Output::Play { item, samples } => Some(format!("play {item} {}", samples.len())),
+            Output::Play { item, samples, .. } => Some(format!("play {item} {}", samples.len())),
             Output::EndOfItem { item } => Some(format!("end {item}")),
             Output::FlushPlayback { .. } => Some("flush".into()),
             _ => None,

@@ -38,25 +38,19 @@ fn tone_delta(item: &str, from: usize, n: usize) -> (String, Vec<f32>) {
 fn played(v: &[Output], item: u32) -> Vec<f32> {
     v.iter()
         .filter_map(|o| match o {
-            Output::Play { item: i, samples } if *i == item => Some(samples.clone()),
+            Output::Play {
+                item: i, samples, ..
+            } if *i == item => Some(samples.clone()),
             _ => None,
         })
         .flatten()
         .collect()
 }
 
-fn voice_at(rate: u32) -> Sim {
-    let mut sim = Sim::new("");
-    sim.connect_open();
-    sim.s.handle_playback_started(0, rate);
-    sim.drain();
-    sim
-}
-
 #[test]
 fn play_carries_device_rate_audio_equal_to_a_one_shot_resampling() {
     for rate in [44_100u32, 48_000, 16_000] {
-        let mut sim = voice_at(rate);
+        let mut sim = Sim::with_player(rate);
         let mut all = Vec::new();
         let mut out = Vec::new();
         let mut from = 0;
@@ -86,7 +80,7 @@ fn play_carries_device_rate_audio_equal_to_a_one_shot_resampling() {
 #[test]
 fn truncation_offsets_are_exact_at_44_1_and_48_khz_with_underruns() {
     for rate in [44_100u64, 48_000] {
-        let mut sim = voice_at(rate as u32);
+        let mut sim = Sim::with_player(rate as u32);
         for _ in 0..3 {
             sim.advance(100);
             sim.msg(&audio_delta("a", 4800));
@@ -102,7 +96,7 @@ fn truncation_offsets_are_exact_at_44_1_and_48_khz_with_underruns() {
         assert!(t[0].ends_with(r#""audio_end_ms":250}"#), "{rate}: {}", t[0]);
         assert_eq!(sim.s.metrics().underruns, 2);
 
-        let mut sim = voice_at(rate as u32);
+        let mut sim = Sim::with_player(rate as u32);
         sim.msg(&audio_delta("b", 24_000));
         let b = sim.slot("b");
         // 12 345 frames at 44.1 kHz = 6718.4 samples at 24 kHz (279.9 ms); at 48 kHz 6172.5
@@ -121,7 +115,7 @@ fn truncation_offsets_are_exact_at_44_1_and_48_khz_with_underruns() {
 #[test]
 fn a_fully_played_item_is_never_truncated() {
     for rate in [44_100u32, 48_000] {
-        let mut sim = voice_at(rate);
+        let mut sim = Sim::with_player(rate);
         let mut out = Vec::new();
         for n in [4801, 2399, 7] {
             out.extend(sim.msg(&audio_delta("a", n)));
@@ -146,7 +140,7 @@ fn a_fully_played_item_is_never_truncated() {
 
 #[test]
 fn a_new_item_flushes_the_tail_of_the_one_before() {
-    let mut sim = voice_at(48_000);
+    let mut sim = Sim::with_player(48_000);
     let mut out = sim.msg(&audio_delta("a", 2400));
     out.extend(sim.msg(&audio_delta("b", 2400)));
     let (a, b) = (sim.slot("a"), sim.slot("b"));
@@ -189,7 +183,7 @@ fn held_audio_is_released_when_the_player_starts_without_a_microphone() {
 
 #[test]
 fn overflow_frames_are_counted_at_the_device_rate() {
-    let mut sim = voice_at(44_100);
+    let mut sim = Sim::with_player(44_100);
     for _ in 0..10 {
         sim.s.handle_playback_overflow(sim.now, 441); // 10 ms each
     }
@@ -209,7 +203,7 @@ fn levels(v: &[Output]) -> Vec<String> {
 
 #[test]
 fn levels_are_measured_and_throttled_by_the_core() {
-    let mut sim = voice_at(48_000);
+    let mut sim = Sim::with_player(48_000);
     sim.s.handle_audio_started(sim.now, 48_000, 1);
     sim.drain();
     let block: Vec<f32> = (0..480)

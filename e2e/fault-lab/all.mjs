@@ -2,7 +2,7 @@
 // table at the end (scripts/fault-lab-report.mjs → e2e/output/fault-lab.md). A report, not part of
 // `make test` (it takes a while). Not named *.test.mjs on purpose: `node --test e2e/` (make
 // test-e2e) must not pick it up.
-import { blackhole, pathChange, offlineTokenDown, offlineOnline, tokenDown, latency, uplink, serverRestart } from "./scenarios.mjs";
+import { blackhole, pathChange, offlineTokenDown, offlineOnline, tokenDown, latency, stalls, uplink, serverRestart } from "./scenarios.mjs";
 
 const only = (process.env.FAULT_SCENARIOS ?? "").split(",").filter(Boolean);
 const want = (name) => only.length === 0 || only.includes(name);
@@ -16,5 +16,6 @@ if (want("server-restart")) serverRestart();
 if (want("uplink")) uplink();
 // FAULT_LATENCY_S: seconds of conversation at 300 ms RTT (60 by default; 600 for the gapless goal).
 if (want("latency")) latency({ seconds: Number(process.env.FAULT_LATENCY_S ?? 60) });
+if (want("stalls")) stalls();
 if (want("blackhole-30")) blackhole(30);
 if (want("blackhole-120")) blackhole(120);

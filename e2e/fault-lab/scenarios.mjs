@@ -191,6 +191,36 @@ async function converse(lab, b, ms) {
   return turns;
 }
 
+/**
+ * Short stalls mid-answer: the path holds its bytes both ways for `ms`, then delivers them, once
+ * in each of `count` answers. The answer's next deltas come late: the player repeats the last
+ * pitch period (a concealment) while they are late by less than its 160 ms, else it counts an
+ * underrun; the link holds and no audio is lost either way.
+ */
+export function stalls({ count = 10, ms = 150 } = {}) {
+  faultScenario("fault-stalls", `fault lab: ${count} stalls of ${ms} ms mid-answer → late audio concealed, link held, no loss`, async (lab, b) => {
+    await lab.start({ midAnswer: false });
+    const faultT = lab.mark();
+    const before = await lab.snap();
+    for (let i = 0; i < count; i++) {
+      await lab.midAnswer();
+      const done = await b.eval(() => window.__rv.eventTypes["response.done"] ?? 0);
+      await lab.proxy.faults({ blackhole: true });
+      await lab.hold(ms);
+      await lab.proxy.clear();
+      await b.waitFor((n) => (window.__rv.eventTypes["response.done"] ?? 0) > n, 30_000, done);
+    }
+    const after = await lab.snap();
+    await lab.assertHeld(faultT, `${count} stalls of ${ms} ms`);
+    const concealed = after.metrics.concealments - before.metrics.concealments;
+    const underruns = after.metrics.underruns - before.metrics.underruns;
+    lab.row.note = `${count} stalls: concealed ${concealed}, underruns ${underruns}, playout delay now ${after.metrics.prebufferMs} ms`;
+    assert.ok(concealed >= 1, `at least one late delta was concealed (${lab.row.note})`);
+    await lab.drained();
+    await lab.checkAudio({ lossless: true });
+  }, { timeoutMs: count * 40_000 + 60_000 });
+}
+
 /** 300 ms RTT with jitter (150 ms ± 50 each way) for a minute of conversation. */
 export function latency({ seconds = 60 } = {}) {
   faultScenario("fault-latency", `fault lab: 300 ms RTT + jitter for ${seconds} s of conversation → no reconnect, no loss`, async (lab, b) => {
@@ -203,7 +233,7 @@ export function latency({ seconds = 60 } = {}) {
     await lab.assertHeld(faultT, "300 ms RTT");
     assert.ok(after.done - before.done >= 3, `the interviewer answered ${after.done - before.done} turns in ${seconds} s (${turns} typed)`);
     assert.ok(after.outputHeard > before.outputHeard + 20, "the interviewer was heard");
-    lab.row.note = `${after.done - before.done} answers, p50 ${after.metrics.latencyP50Ms} ms, underruns ${after.metrics.underruns}`;
+    lab.row.note = `${after.done - before.done} answers, p50 ${after.metrics.latencyP50Ms} ms, underruns ${after.metrics.underruns}, concealed ${after.metrics.concealments}`;
     await lab.proxy.clear();
     await lab.drained();
     await lab.checkAudio({ lossless: true });

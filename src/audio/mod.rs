@@ -12,6 +12,7 @@
 //! objects are constructed; all memory is sized at construction from the configuration.
 
 pub mod chunker;
+pub mod conceal;
 pub mod echo_guard;
 pub mod level;
 pub mod pcm16;

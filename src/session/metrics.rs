@@ -110,6 +110,9 @@ pub struct MetricsSnapshot {
     pub capture_to_send_avg_ms: Option<u64>,
     /// Playback underruns reported by the player (a gap inside an item's audio).
     pub underruns: u64,
+    /// Late deltas the player bridged by repeating the last pitch period (no gap heard; the
+    /// late audio plays after it).
+    pub concealments: u64,
     /// Underruns per minute since the player first started.
     pub underruns_per_min: f64,
     /// The playout delay now, ms (learnt from arrival jitter).
@@ -225,6 +228,7 @@ impl MetricsSnapshot {
         );
         opt(s, ",\"captureToSendAvgMs\":", self.capture_to_send_avg_ms);
         opt(s, ",\"underruns\":", Some(self.underruns));
+        opt(s, ",\"concealments\":", Some(self.concealments));
         opt(
             s,
             ",\"audioInterruptions\":",

@@ -65,6 +65,10 @@ pub enum Output {
         item: u32,
         /// Samples, f32 in [-1, 1], at the player's rate.
         samples: Vec<f32>,
+        /// The pitch period at their end, in frames: if the player runs dry right after them
+        /// before the item's end (a late delta), it repeats that period, fading out, until more
+        /// comes, and crossfades into it; 0 (unvoiced or silent) fades out instead.
+        period: u32,
     },
     /// No more audio will come for this assistant item: the player plays its tail even before
     /// the playout delay has passed, and running dry after it is not an underrun.
@@ -155,10 +159,15 @@ impl fmt::Debug for Output {
                 .debug_struct("SetSink")
                 .field("device_id", device_id)
                 .finish(),
-            Output::Play { item, samples } => f
+            Output::Play {
+                item,
+                samples,
+                period,
+            } => f
                 .debug_struct("Play")
                 .field("item", item)
                 .field("samples", &samples.len())
+                .field("period", period)
                 .finish(),
             Output::EndOfItem { item } => f.debug_struct("EndOfItem").field("item", item).finish(),
             Output::SetPrebuffer { ms } => f.debug_struct("SetPrebuffer").field("ms", ms).finish(),

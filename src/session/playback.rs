@@ -20,7 +20,7 @@ use super::output::{AudioFailure, Output};
 use super::status::Mode;
 use super::uplink::Audio;
 use crate::audio::resample::MAX_RATE;
-use crate::audio::{measure_level, pcm16, Level, Resampler};
+use crate::audio::{conceal, measure_level, pcm16, Level, Resampler};
 use crate::protocol::ClientEvent;
 use crate::text::{concat, Part::*};
 
@@ -61,15 +61,58 @@ struct ItemAudio {
     clock: ItemClock,
 }
 
-/// The running player: its rate and the resampler feeding it.
+/// The running player: its rate, the resampler feeding it, and the end of what it was given.
 #[derive(Debug)]
 struct Player {
     rate: u32,
     resampler: Resampler,
+    /// The last `conceal::history_len(rate)` frames of the current run, oldest first: where the
+    /// pitch period the player repeats when it runs dry is found.
+    history: Vec<f32>,
     /// The item whose run the resampler is in, with samples in and frames out of that run.
     current: Option<u32>,
     run_in: u64,
     run_out: u64,
+}
+
+/// A count each player keeps from 0, summed over the players of the session.
+#[derive(Debug, Default)]
+struct PlayerCount {
+    /// What earlier players counted, and the highest total the current one reported.
+    offset: u64,
+    current: u64,
+}
+
+impl PlayerCount {
+    /// A new player starts at 0; `session_total` is what the earlier ones counted.
+    fn restart(&mut self, session_total: u64) {
+        self.offset = session_total;
+        self.current = 0;
+    }
+
+    /// The current player reported `player_total`: the session's total, never going back.
+    fn report(&mut self, session_total: u64, player_total: u64) -> u64 {
+        self.current = self.current.max(player_total);
+        session_total.max(self.offset + self.current)
+    }
+}
+
+impl Player {
+    /// Keeps the end of `samples` (the next frames the player gets) and returns the pitch
+    /// period to repeat if it runs dry after them.
+    fn remember(&mut self, samples: &[f32]) -> u32 {
+        let keep = conceal::history_len(self.rate);
+        let h = &mut self.history;
+        if samples.len() >= keep {
+            h.clear();
+            h.extend_from_slice(&samples[samples.len() - keep..]);
+        } else {
+            let drop = (h.len() + samples.len()).saturating_sub(keep);
+            h.drain(..drop);
+            h.extend_from_slice(samples);
+        }
+        conceal::pitch_period(h, self.rate)
+    }
 }
 
 /// Player outputs waiting for the player to start (24 kHz samples, not yet resampled).
@@ -90,10 +133,9 @@ pub(super) struct Playback {
     jitter: JitterEstimator,
     /// The delay applied at each item start (for p50/p95: the latency playback adds).
     pub delays: LatencyWindow,
-    /// Underruns of earlier players (each worklet counts from 0), and the highest total the
-    /// current one reported.
-    underruns_offset: u64,
-    underruns_graph: u64,
+    /// The player's underruns and concealed late deltas, summed over players.
+    underruns: PlayerCount,
+    concealments: PlayerCount,
     /// When a player first started (underruns per minute count from there).
     pub started_at: Option<u64>,
     /// Audio the player's ring refused (24 kHz samples, with the remainder of the conversion),
@@ -119,8 +161,8 @@ impl Playback {
             prebuffer_ms,
             jitter: JitterEstimator::new(prebuffer_ms, max_prebuffer_ms),
             delays: LatencyWindow::new(DELAY_WINDOW),
-            underruns_offset: 0,
-            underruns_graph: 0,
+            underruns: PlayerCount::default(),
+            concealments: PlayerCount::default(),
             started_at: None,
             overflow_samples: 0,
             overflow_rem: 0,
@@ -212,12 +254,13 @@ impl Session {
             }
         };
         let p = &mut self.play;
-        p.underruns_offset = self.snap.underruns;
-        p.underruns_graph = 0;
+        p.underruns.restart(self.snap.underruns);
+        p.concealments.restart(self.snap.concealments);
         p.started_at.get_or_insert(now_ms);
         p.player = Some(Player {
             rate: sample_rate,
             resampler,
+            history: Vec::with_capacity(conceal::history_len(sample_rate)),
             current: None,
             run_in: 0,
             run_out: 0,
@@ -246,11 +289,7 @@ impl Session {
         underruns_total: u64,
     ) {
         let p = &mut self.play;
-        p.underruns_graph = p.underruns_graph.max(underruns_total);
-        self.snap.underruns = self
-            .snap
-            .underruns
-            .max(p.underruns_offset + p.underruns_graph);
+        self.snap.underruns = p.underruns.report(self.snap.underruns, underruns_total);
         let Some(rate) = p.player.as_ref().map(|pl| u64::from(pl.rate)) else {
             return;
         };
@@ -260,6 +299,15 @@ impl Session {
             self.echo.guard.played(&it.item_id, it.played);
         }
         self.check_assistant_done();
+    }
+
+    /// The player bridged a late delta with concealment (`Output::Play`'s `period`): the
+    /// current player's total so far, counted in `concealments`, not as an underrun.
+    pub fn handle_playback_concealed(&mut self, _now_ms: u64, concealed_total: u64) {
+        let p = &mut self.play;
+        self.snap.concealments = p
+            .concealments
+            .report(self.snap.concealments, concealed_total);
     }
 
     /// The player drained this item after its end marker (`Output::EndOfItem`): all of it was
@@ -490,6 +538,7 @@ impl Session {
             }
             if let Some(pl) = p.player.as_mut() {
                 pl.resampler.reset();
+                pl.history.clear();
                 pl.current = Some(slot);
                 pl.run_in = 0;
                 pl.run_out = 0;
@@ -503,9 +552,11 @@ impl Session {
         pl.run_in += samples.len() as u64;
         if pl.rate == API_RATE {
             pl.run_out += samples.len() as u64;
+            let period = pl.remember(&samples);
             self.out.push_back(Output::Play {
                 item: slot,
                 samples,
+                period,
             });
             return;
         }
@@ -514,11 +565,13 @@ impl Session {
         let n = pl.resampler.process_into(&samples, &mut out).unwrap_or(0);
         out.truncate(n);
         pl.run_out += n as u64;
+        let period = pl.remember(&out[..n]);
         p.recycle(samples);
         if n > 0 {
             self.out.push_back(Output::Play {
                 item: slot,
                 samples: out,
+                period,
             });
         } else {
             p.recycle(out);
@@ -552,9 +605,11 @@ impl Session {
             tail.extend_from_slice(&step[..n.min(missing - tail.len())]);
         }
         pl.run_out += tail.len() as u64;
+        let period = pl.remember(&tail);
         self.out.push_back(Output::Play {
             item: slot,
             samples: tail,
+            period,
         });
     }
 

@@ -139,6 +139,8 @@ export interface MetricsSnapshot {
   echoCanceller: "browser" | "wasm"; aecAttenuationDb: number | null; aecDelayMs: number | null;
   /** The playout delay at answer starts (the latency playback adds), p50 / p95 over 256 answers. */
   prebufferP50Ms: number | null; prebufferP95Ms: number | null;
+  /** Late deltas bridged by repeating the last pitch period instead of a gap (not underruns). */
+  concealments: number;
   /** The p99 lateness of the answers' audio the delay covers, ms; underruns per minute of playback. */
   arrivalJitterMs: number; underrunsPerMin: number;
   bufferedAudioMs: number; droppedAudioMs: number;

@@ -43,7 +43,7 @@ extern "C" {
     #[wasm_bindgen(catch, js_name = attach)]
     fn attach_js(g: &JsValue, stream: &JsValue) -> Result<(), JsValue>;
     #[wasm_bindgen(js_name = play)]
-    fn play_js(g: &JsValue, item: u32, samples: &[f32]);
+    fn play_js(g: &JsValue, item: u32, samples: &[f32], period: u32);
     #[wasm_bindgen(js_name = post)]
     fn post_js(g: &JsValue, kind: &str, n: u32);
     #[wasm_bindgen(js_name = resume)]
@@ -68,11 +68,13 @@ pub enum AudioEvent {
     /// Interleaved microphone frames at the context rate.
     Frames { frames: Float32Array, channels: u32 },
     /// The playback worklet's progress for `item` (the core's number for it): frames played of
-    /// it (context rate), total underruns, and the output level (linear RMS, peak) of the period.
+    /// it (context rate), total underruns and concealed late deltas, and the output level
+    /// (linear RMS, peak) of the period.
     Progress {
         item: u32,
         played: u64,
         underruns: u32,
+        concealed: u32,
         rms: f32,
         peak: f32,
     },
@@ -182,6 +184,7 @@ impl AudioGraph {
                     item: a as u32,
                     played: b as u64,
                     underruns: c as u32,
+                    concealed: x.as_f64().unwrap_or(0.0) as u32,
                     rms: d as f32,
                     peak: e as f32,
                 },
@@ -247,9 +250,10 @@ impl AudioGraph {
         resume_js(&self.g);
     }
 
-    /// Queues AI audio (context rate, mono) for `item` (the core's number for it).
-    pub fn play(&self, item: u32, samples: &[f32]) {
-        play_js(&self.g, item, samples);
+    /// Queues AI audio (context rate, mono) for `item` (the core's number for it), with the
+    /// pitch period the player repeats if it runs dry right after it (`Output::Play`).
+    pub fn play(&self, item: u32, samples: &[f32], period: u32) {
+        play_js(&self.g, item, samples, period);
     }
 
     /// Tells the player that `item` has no more audio coming, so its tail plays out below the

@@ -547,9 +547,13 @@ impl Shell {
             Output::StopAudio => self.stop_audio(),
             Output::OpenMic { device_id, seq } => self.open_mic(device_id, seq),
             Output::SetSink { device_id } => self.set_sink(device_id),
-            Output::Play { item, samples } => {
+            Output::Play {
+                item,
+                samples,
+                period,
+            } => {
                 if let Some(g) = self.graph.borrow().as_ref() {
-                    g.play(item, &samples);
+                    g.play(item, &samples, period);
                 }
                 self.core.borrow_mut().recycle(samples);
             }
@@ -1011,10 +1015,12 @@ impl Shell {
                 item,
                 played,
                 underruns,
+                concealed,
                 rms,
                 peak,
             } => self.input(|s, now| {
                 s.handle_playback_progress(now, item, played, u64::from(underruns));
+                s.handle_playback_concealed(now, u64::from(concealed));
                 s.handle_output_level(now, rms, peak);
             }),
             AudioEvent::Overflow { frames } => {

@@ -114,7 +114,7 @@ export function postJson(url, token, body) {
 // decides: each function does what the core's output asked for, and failures go back as
 // 1 (no AudioWorklet), 2 (the context failed) or getUserMedia's error, for the core to judge.
 // Events, all through g.on(kind, x, a, b, c, d, e): 0 frames (x, a = channels), 1 progress
-// (a item, b played, c underruns, d rms, e peak), 2 overflow (a frames), 3 finished (a item),
+// (x concealed, a item, b played, c underruns, d rms, e peak), 2 overflow (a frames), 3 finished (a item),
 // 4 track ended, 5 devices changed, 6 context state (x), 7 echo canceller (x = its failure, or
 // a = attenuation dB, b = delay ms).
 
@@ -217,7 +217,7 @@ export async function start(g, captureUrl, playbackUrl, c, id, prebufferMs, aecU
     };
     g.play.port.onmessage = ({ data: d }) => {
       const t = d.type;
-      if (t == "progress") on(1, null, d.item, d.played, d.underruns, d.rms, d.peak);
+      if (t == "progress") on(1, d.concealed, d.item, d.played, d.underruns, d.rms, d.peak);
       else if (t == "overflow") on(2, null, d.frames);
       else if (t == "finished") on(3, null, d.item);
     };
@@ -277,10 +277,11 @@ export function attach(g, s) {
   g.s = s;
 }
 
-// Queues AI audio (context rate, mono) for `item`; the samples are copied, then transferred.
-export function play(g, item, samples) {
+// Queues AI audio (context rate, mono) for `item`, with the pitch period to repeat if the player
+// runs dry after it; the samples are copied, then transferred.
+export function play(g, item, samples, period) {
   const a = new Float32Array(samples);
-  g.play.port.postMessage({ type: "push", item, samples: a }, [a.buffer]);
+  g.play.port.postMessage({ type: "push", item, samples: a, period }, [a.buffer]);
 }
 
 // The playback worklet's other messages: "end" (item), "config" (prebufferMs), "flush" (rampMs).

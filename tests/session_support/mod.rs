@@ -38,6 +38,15 @@ impl Sim {
         }
     }
 
+    /// A connected session whose player is up at `rate` (no microphone), outputs drained.
+    pub fn with_player(rate: u32) -> Sim {
+        let mut sim = Sim::new("");
+        sim.connect_open();
+        sim.s.handle_playback_started(0, rate);
+        sim.drain();
+        sim
+    }
+
     /// Drains outputs into the log and returns the new ones.
     pub fn drain(&mut self) -> Vec<Output> {
         let mut v = Vec::new();
