@@ -6,7 +6,9 @@
 //! FILTERS=n (matched filters of the delay search), GAIN=x (the assumed echo path gain before
 //! the filter converges), ERLE=x (the largest echo return loss enhancement the suppressor may
 //! credit the linear filter with, both bands), INITIAL=s (how long it suppresses conservatively at the start), MASK=x (scales
-//! the suppressor's echo-to-near-end thresholds: above 1 it lets more through) or LEN=blocks (the linear filter's length) to try other settings, and
+//! the suppressor's echo-to-near-end thresholds: above 1 it lets more through), NE_ENR=x, NE_SNR=x, NE_TRIGGER=blocks,
+//! NE_HOLD=blocks (the dominant-nearend detector, which switches the suppressor to its near-end masks in double talk)
+//! or LEN=blocks (the linear filter's length) to try other settings, and
 //! OUT=path to write the output as a WAV of the same format.
 
 use realtime_voice_aec::Canceller;
@@ -51,6 +53,22 @@ fn main() {
                 k.enr_suppress *= m;
             }
         }
+    }
+    // The dominant-nearend detector: when the residual echo is under NE_ENR × the near end's
+    // energy for NE_TRIGGER 4 ms blocks in a row (and the near end is NE_SNR × the noise), the
+    // suppressor switches to its near-end masks for NE_HOLD blocks.
+    let ne = &mut cfg.suppressor.dominant_nearend_detection;
+    if let Some(v) = env("NE_ENR") {
+        ne.enr_threshold = v;
+    }
+    if let Some(v) = env("NE_SNR") {
+        ne.snr_threshold = v;
+    }
+    if let Some(v) = env("NE_TRIGGER") {
+        ne.trigger_threshold = v as usize;
+    }
+    if let Some(v) = env("NE_HOLD") {
+        ne.hold_duration = v as usize;
     }
     if let Some(l) = env("LEN") {
         cfg.filter.main.length_blocks = l as usize;
