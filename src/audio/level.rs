@@ -24,7 +24,7 @@ impl Level {
     pub fn from_linear(rms: f32, peak: f32) -> Level {
         let db = |x: f32| {
             if x.is_finite() && x > 0.0 {
-                to_dbfs(f64::from(x))
+                power_db(x * x).max(Self::FLOOR_DBFS)
             } else {
                 Self::FLOOR_DBFS
             }
@@ -54,15 +54,28 @@ pub fn measure_level(samples: &[f32]) -> Level {
         return Level::SILENCE;
     }
     Level {
-        rms_dbfs: to_dbfs((sum / n as f64).sqrt()),
-        peak_dbfs: to_dbfs(f64::from(peak)),
+        rms_dbfs: power_db((sum / n as f64) as f32).max(Level::FLOOR_DBFS),
+        peak_dbfs: power_db(peak * peak).max(Level::FLOOR_DBFS),
     }
 }
 
-fn to_dbfs(amplitude: f64) -> f32 {
-    let db = 20.0 * amplitude.log10();
-    // log10(0) is -inf, which `max` turns into the floor as well.
-    (db as f32).max(Level::FLOOR_DBFS)
+/// 10·log10 of a power (`-inf` for 0 or less, and for non-finite input), computed from the
+/// float's exponent and a short series for the mantissa's log (error below 1e-5 dB), so that
+/// no libm `log10` lands in the wasm package.
+pub(crate) fn power_db(power: f32) -> f32 {
+    if !(power > 0.0 && power.is_finite()) {
+        return f32::NEG_INFINITY;
+    }
+    let bits = power.to_bits();
+    let exp = ((bits >> 23) & 0xff) as i32 - 127;
+    // Subnormals read as the smallest normal's exponent: far below any floor used.
+    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000); // mantissa in [1, 2)
+                                                                // ln(m) = 2·atanh(s), s = (m − 1)/(m + 1) ≤ 1/3: five terms of the series.
+    let s = (m - 1.0) / (m + 1.0);
+    let s2 = s * s;
+    let ln_m = 2.0 * s * (1.0 + s2 * (1.0 / 3.0 + s2 * (0.2 + s2 * (1.0 / 7.0 + s2 / 9.0))));
+    // 10·log10(x) = 10·log10(2)·exp + 10/ln(10)·ln(m)
+    3.010_3 * exp as f32 + 4.342_945 * ln_m
 }
 
 #[cfg(test)]
@@ -74,6 +87,20 @@ mod tests {
         assert_eq!(measure_level(&[]), Level::SILENCE);
         assert_eq!(measure_level(&[0.0; 128]), Level::SILENCE);
         assert_eq!(measure_level(&[f32::NAN; 4]), Level::SILENCE);
+    }
+
+    #[test]
+    fn power_db_matches_log10() {
+        for i in 0..4_000 {
+            let p = 10f32.powf(-12.0 + i as f32 * 0.003_3);
+            let want = 10.0 * f64::from(p).log10();
+            let got = f64::from(power_db(p));
+            assert!((got - want).abs() < 1e-4, "{p:e}: {got} vs {want}");
+        }
+        assert_eq!(power_db(0.0), f32::NEG_INFINITY);
+        assert_eq!(power_db(-1.0), f32::NEG_INFINITY);
+        assert_eq!(power_db(f32::NAN), f32::NEG_INFINITY);
+        assert_eq!(power_db(f32::INFINITY), f32::NEG_INFINITY);
     }
 
     #[test]
