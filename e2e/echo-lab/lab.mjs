@@ -50,6 +50,16 @@ const WASM_AEC = process.env.CANCELLER === "wasm";
 /** VOICE_GAIN_DB=6: the barge-in voice that much louder (espeak-ng's level is −21.6 dBFS RMS,
  *  3 dB under the echo of the page's greeting at 0 dB coupling). */
 const VOICE_GAIN_DB = Number(process.env.VOICE_GAIN_DB ?? 0);
+/** DUCK_DB=n: in barge-in runs, the page's output turned down n dB DUCK_AT_MS (default 60) after
+ * the voice's onset, as a client that ducked its playback on a barge-in detector would (an
+ * experiment: the library has no such detector). Chromium's canceller only: the wasm canceller
+ * plays through the AudioContext, not the element. */
+const DUCK_DB = Number(process.env.DUCK_DB ?? 0);
+const DUCK_AT_MS = Number(process.env.DUCK_AT_MS ?? 60);
+const KEEP_AUDIO_ELEMENTS = () => {
+  const A = window.Audio;
+  window.Audio = function (...a) { const e = new A(...a); (window.__labAudio ??= []).push(e); return e; };
+};
 const RAW_GUM = () => {
   const md = navigator.mediaDevices;
   const gum = md.getUserMedia.bind(md);
@@ -238,6 +248,7 @@ async function run(roomName, guard, kind, voice) {
     await d.waitFor(() => document.body.dataset.wasm === "ready", 20_000);
     // Before the click: the client asks for the microphone when voice mode starts.
     if (RAW_CAPTURE) await d.eval(RAW_GUM);
+    if (DUCK_DB) await d.eval(KEEP_AUDIO_ELEMENTS);
     await d.eval(WATCH);
     const id = await d.eval(() => window.__rv.interviewId);
     const mon = RECORD ? record("page_out.monitor") : null;
@@ -254,7 +265,11 @@ async function run(roomName, guard, kind, voice) {
       const played = play("room", voice.wav);
       onset = t0 + voice.onsetMs + 20; // pacat's requested latency
       row.onsetCapturedMs = capturedMs.capturedAudioMs + (capturedMs.echoHeldMs ?? 0) + (onset - t0);
-      await sleep(BARGE_WATCH_MS);
+      if (DUCK_DB) {
+        await sleep(Math.max(0, onset + DUCK_AT_MS - Date.now()));
+        row.ducked = await d.eval((g) => (window.__labAudio ?? []).map((e) => (e.volume = g)).length, 10 ** (-DUCK_DB / 20));
+      }
+      await sleep(Math.max(0, t0 + BARGE_WATCH_MS - Date.now()));
       await played;
     } else {
       await sleep(ECHO_WATCH_MS);
