@@ -96,6 +96,9 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     /// Appends allowed per one-second window (RATE_LIMIT_APPENDS_PER_S).
     pub appends_per_s: u32,
+    /// Silence whose append slots a connection keeps for a catch-up burst, ms
+    /// (RATE_LIMIT_APPEND_STALL_S): what a stalled path delivers at once when it recovers.
+    pub append_stall_ms: u64,
     /// Consecutive over-limit windows that close the connection with 4429 (RATE_LIMIT_PERSIST_S).
     pub persist_windows: u32,
     /// Longest session, ms (SESSION_MAX_S × 1000, default 30 min as OpenAI's): then an `error`
@@ -108,6 +111,7 @@ impl Default for Limits {
         Self {
             max_frame_bytes: 1 << 20,
             appends_per_s: 10,
+            append_stall_ms: 10_000,
             persist_windows: 3,
             session_max_ms: 30 * 60 * 1000,
             ws_ping_interval_ms: 10_000,
@@ -506,6 +510,7 @@ impl Config {
         let limits = Limits {
             max_frame_bytes: parse_or(&env, "MAX_FRAME_BYTES", l.max_frame_bytes, "bytes")?,
             appends_per_s: parse_or(&env, "RATE_LIMIT_APPENDS_PER_S", l.appends_per_s, "count")?,
+            append_stall_ms: secs_ms(&env, "RATE_LIMIT_APPEND_STALL_S", l.append_stall_ms)?,
             persist_windows: parse_or(&env, "RATE_LIMIT_PERSIST_S", l.persist_windows, "seconds")?,
             session_max_ms: parse_or::<u64, _>(
                 &env,

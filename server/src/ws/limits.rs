@@ -49,10 +49,19 @@ pub enum RateDecision {
 /// sustained higher rate, is. "Persists" means rejections in `persist_windows` consecutive
 /// one-second windows (aligned to the connection's first append). Also counts raw appends per
 /// window for reporting.
+///
+/// With a stall tolerance ([`AppendRateLimiter::with_stall_tolerance`]) the slots of a silent
+/// stretch are kept, up to that long: a path that stalls (no FIN, TCP retransmitting) delivers
+/// what the client sent meanwhile in one burst when it recovers, and a client that kept to
+/// `limit` on its own clock is not punished for the network's bunching. The connection still
+/// starts with one second's burst, and a sustained higher rate is still limited once the kept
+/// slots are spent; the long-run rate stays `limit` per second.
 #[derive(Debug, Clone)]
 pub struct AppendRateLimiter {
     limit: u64,
     persist_windows: u32,
+    /// Slots of silence kept on top of the one-second burst, ms.
+    stall_ms: u64,
     origin_ms: Option<u64>,
     /// Theoretical arrival time, in ms × limit (exact integer arithmetic).
     tat: u64,
@@ -71,6 +80,7 @@ impl AppendRateLimiter {
         Self {
             limit: u64::from(limit.max(1)),
             persist_windows: persist_windows.max(1),
+            stall_ms: 0,
             origin_ms: None,
             tat: 0,
             window: 0,
@@ -83,8 +93,18 @@ impl AppendRateLimiter {
         }
     }
 
+    /// Keeps the slots of up to `stall_ms` of silence for a catch-up burst (see the type's doc).
+    pub fn with_stall_tolerance(mut self, stall_ms: u64) -> Self {
+        self.stall_ms = stall_ms;
+        self
+    }
+
     /// Records one append at `now_ms`.
     pub fn on_append(&mut self, now_ms: u64) -> RateDecision {
+        if self.origin_ms.is_none() {
+            // The first second's burst only: the stall credit is earned by silence, not given.
+            self.tat = (now_ms + self.stall_ms) * self.limit;
+        }
         let origin = *self.origin_ms.get_or_insert(now_ms);
         let window = now_ms.saturating_sub(origin) / 1000;
         if window != self.window {
@@ -106,7 +126,8 @@ impl AppendRateLimiter {
         // Scaled by `limit` so the emission interval (1000 / limit ms) is an integer: 1000.
         let t = now_ms * self.limit;
         let tat = self.tat.max(t);
-        let tolerance = (1000 - 1000 / self.limit + JITTER_TOLERANCE_MS) * self.limit;
+        let tolerance =
+            (1000 - 1000 / self.limit + JITTER_TOLERANCE_MS + self.stall_ms) * self.limit;
         if tat <= t + tolerance {
             self.tat = tat + 1000;
             return RateDecision::Allow;
@@ -412,7 +433,8 @@ impl ConnectionLimits {
     /// Fresh limits for a connection that starts at `now_ms` (connection clock).
     pub fn new(limits: Limits, _now_ms: u64) -> Self {
         Self {
-            appends: AppendRateLimiter::new(limits.appends_per_s, limits.persist_windows),
+            appends: AppendRateLimiter::new(limits.appends_per_s, limits.persist_windows)
+                .with_stall_tolerance(limits.append_stall_ms),
             persistence: Persistence::default(),
             limits,
         }
@@ -671,6 +693,55 @@ mod tests {
         );
         // 100 ms later one more slot is free.
         assert_eq!(l.on_append(1100), RateDecision::Allow);
+    }
+
+    #[test]
+    fn a_stall_delivers_its_appends_in_one_burst_and_passes() {
+        let mut l = AppendRateLimiter::new(10, 3).with_stall_tolerance(10_000);
+        // Paced for 10 s, then the path stalls for 5 s: the 50 appends sent meanwhile arrive at
+        // once when it recovers, and the client goes on at its pace.
+        for i in 0..100u64 {
+            assert_eq!(l.on_append(i * 100), RateDecision::Allow, "append {i}");
+        }
+        for i in 0..50u64 {
+            assert_eq!(l.on_append(15_000), RateDecision::Allow, "held append {i}");
+        }
+        for i in 0..100u64 {
+            assert_eq!(
+                l.on_append(15_000 + i * 100),
+                RateDecision::Allow,
+                "after {i}"
+            );
+        }
+        // The same burst without the tolerance loses most of the held audio.
+        let mut strict = AppendRateLimiter::new(10, 3);
+        for i in 0..100u64 {
+            strict.on_append(i * 100);
+        }
+        let passed = (0..50)
+            .filter(|_| strict.on_append(15_000) == RateDecision::Allow)
+            .count();
+        assert!(passed < 20, "{passed}");
+    }
+
+    #[test]
+    fn the_stall_credit_is_earned_by_silence_and_bounded() {
+        let mut l = AppendRateLimiter::new(10, 3).with_stall_tolerance(10_000);
+        // A new connection gets one second's burst, as without the tolerance.
+        for _ in 0..13 {
+            assert_eq!(l.on_append(1000), RateDecision::Allow);
+        }
+        assert!(matches!(l.on_append(1000), RateDecision::Reject { .. }));
+        // A minute of silence keeps at most 10 s of slots: 113 pass, the 114th does not.
+        for i in 0..113 {
+            assert_eq!(l.on_append(61_000), RateDecision::Allow, "append {i}");
+        }
+        assert!(matches!(l.on_append(61_000), RateDecision::Reject { .. }));
+        // A sustained 20 per second is limited once the credit is spent, and then closed.
+        let mut fast = AppendRateLimiter::new(10, 3).with_stall_tolerance(10_000);
+        let closed =
+            (0..1000u64).find(|i| matches!(fast.on_append(i * 50), RateDecision::Close { .. }));
+        assert_eq!(closed.map(|i| i * 50 / 1000), Some(3));
     }
 
     #[test]
