@@ -9,7 +9,7 @@
 //   ?muted=1   start with the microphone muted; ?mode=text start in text mode;
 //   ?protocol=beta|ga  shape of session.update; ?auth=subprotocol  token in the subprotocol;
 //   ?prebuffer=ms  playback pre-buffer (the client's prebufferMs); ?echoGuard=auto|off;
-//   ?echoCanceller=browser|wasm.
+//   ?echoCanceller=browser|wasm; ?bargeInDuck=auto|off.
 // Test hooks: data-testid attributes, document.body.dataset.{wasm,state,mode,saved} and
 // window.__rv (counters of facts: transcripts, audible output, errors by code, statuses).
 // Nothing here logs transcripts or tokens.
@@ -169,6 +169,7 @@ const authVia = params.get("auth") === "subprotocol" ? "subprotocol" : "query";
 const prebufferMs = params.has("prebuffer") ? Number(params.get("prebuffer")) : undefined;
 const echoGuard = params.get("echoGuard"); // the echo lab compares "off" and "auto"
 const echoCanceller = params.get("echoCanceller"); // "wasm": the opt-in echo canceller
+const bargeInDuck = params.get("bargeInDuck"); // the echo lab compares "auto" and "off"
 rv.backend = backend;
 
 // ---- tokens ---------------------------------------------------------------------------------
@@ -579,6 +580,7 @@ async function main() {
       baseUrl: backend, interviewId, httpFallback: true, protocol, authVia, mode: startMode,
       ...(prebufferMs !== undefined ? { prebufferMs } : {}),
       ...(echoGuard ? { echoGuard } : {}),
+      ...(bargeInDuck ? { bargeInDuck } : {}),
       ...(echoCanceller ? { echoCanceller } : {}),
       ...(fixedToken ? { token: fixedToken } : { tokenProvider: currentToken }),
     };

@@ -2,7 +2,8 @@
 // The echo lab (`make test-echo`): the demo page in headless Chromium (ENGINE=firefox: Firefox
 // through geckodriver) on real audio devices of a private PulseAudio whose output loops back into
 // its microphone through a simulated room (scripts/echo-lab/room.sh), against the reference
-// server, whose VAD is the judge. A fresh browser per run.
+// server, whose VAD is the judge. A fresh browser per run. Ducks: the client's `bargeInDucks` in echo
+// runs (a duck with nobody talking: an echo leak taken for the user).
 //
 // Per room: the loop's delay, gain and tail measured in the browser with a noise burst (and
 // again before each run); then runs per guard setting (`echoGuard` "off" / "auto"):
@@ -15,6 +16,7 @@
 // Rows go to e2e/output/echo-lab.jsonl, the table to e2e/output/echo-lab.md.
 //
 // Environment: ROOMS=dry,mild,medium,harsh,speakerphone  GUARDS=off,auto  RUNS=2  KINDS=echo,barge
+// DUCK=off: the client's ducking off (`bargeInDuck: "off"`; default: the client's default, on).
 // CAPTURE=raw: the browser's echo cancellation, noise suppression and gain control off.
 // VOICE_GAIN_DB=n: the barge-in voice n dB louder.
 // CANCELLER=wasm: the client's opt-in echo canceller (`echoCanceller: "wasm"`, WebRTC's AEC3 in
@@ -56,6 +58,8 @@ const VOICE_GAIN_DB = Number(process.env.VOICE_GAIN_DB ?? 0);
  * plays through the AudioContext, not the element. */
 const DUCK_DB = Number(process.env.DUCK_DB ?? 0);
 const DUCK_AT_MS = Number(process.env.DUCK_AT_MS ?? 60);
+/** DUCK=off: the client's own ducking (`bargeInDuck`) off. */
+const CLIENT_DUCK = process.env.DUCK ?? "";
 const KEEP_AUDIO_ELEMENTS = () => {
   const A = window.Audio;
   window.Audio = function (...a) { const e = new A(...a); (window.__labAudio ??= []).push(e); return e; };
@@ -199,7 +203,7 @@ const openBrowser = () => open(ENGINE, { realDevices: true });
 // Installed in the page: timestamps (Date.now(), the same clock as this process) of the
 // interviewer's speech and of the server VAD's speech_started.
 const WATCH = () => {
-  const lab = { speech: [], started: [], assistant: false, pathSeen: false };
+  const lab = { speech: [], started: [], assistant: false, pathSeen: false, ducks: [] };
   window.__lab = lab;
   window.__rv.client.on("speech", (s) => {
     if (s.who !== "assistant") return;
@@ -212,7 +216,13 @@ const WATCH = () => {
   });
   // Whether the guard ever had an echo path: it can find one and give it up within a run, and
   // the metrics read at the end show only the last state.
-  setInterval(() => { if (window.__rv.client.metrics().echoDelayMs != null) lab.pathSeen = true; }, 100);
+  // When the client ducked (its count sampled every 100 ms).
+  let ducks = 0;
+  setInterval(() => {
+    const m = window.__rv.client.metrics();
+    if (m.echoDelayMs != null) lab.pathSeen = true;
+    if ((m.bargeInDucks ?? 0) > ducks) { ducks = m.bargeInDucks; lab.ducks.push(Date.now()); }
+  }, 100);
   return true;
 };
 
@@ -244,7 +254,7 @@ async function run(roomName, guard, kind, voice) {
     d = await openBrowser();
     const before = await measureRoom(d, 1);
     row.roomDelayMs = before.delayMs;
-    await d.goto(`${SERVER}/?echoGuard=${guard}${WASM_AEC ? "&echoCanceller=wasm" : ""}`);
+    await d.goto(`${SERVER}/?echoGuard=${guard}${WASM_AEC ? "&echoCanceller=wasm" : ""}${CLIENT_DUCK ? `&bargeInDuck=${CLIENT_DUCK}` : ""}`);
     await d.waitFor(() => document.body.dataset.wasm === "ready", 20_000);
     // Before the click: the client asks for the microphone when voice mode starts.
     if (RAW_CAPTURE) await d.eval(RAW_GUM);
@@ -287,7 +297,10 @@ async function run(roomName, guard, kind, voice) {
     row.echoDelayMs = m.echoDelayMs ?? null;
     row.guardedMs = m.echoGuardedMs ?? null;
     row.suspected = m.suspectedSelfInterruptions ?? null;
+    row.ducks = m.bargeInDucks ?? null;
     row.pathSeen = lab.pathSeen;
+    // Ducks, ms after the greeting's start (sampled: up to 100 ms late).
+    row.duckAtMs = lab.ducks.map((t) => t - speakAt);
     if (WASM_AEC) {
       row.cancellerInUse = m.echoCanceller;
       row.aecAttenuationDb = m.aecAttenuationDb ?? null;
@@ -369,10 +382,10 @@ function report(rooms, rows) {
   const lines = [
     `# Echo lab: self-interruptions and barge-in per room (headless ${ENGINE}, real PulseAudio loop${RAW_CAPTURE ? "; capture raw: the browser's EC/NS/AGC off" : ""}${WASM_AEC ? "; echo canceller: wasm (AEC3 in the capture worklet, the browser's EC/NS/AGC off)" : ""})`,
     "",
-    `Run ${new Date().toISOString()}. Judge: the reference server's VAD (−40 dBFS, 150 ms). Self-interruption: \`speech_started\` while the greeting plays with no user voice in the room (truncates: how many \`conversation.item.truncate\` the server got, the cross-check); phantom turn: \`speech_started\` after the greeting ended, with nobody talking (its tail or a leak). Barge-in: a user voice (espeak-ng) into the room ${BARGE_AFTER_MS} ms into the greeting; OK when \`speech_started\` follows its onset and the greeting is truncated; latency from the voice's onset; first word: where the server's audio first exceeds −40 dBFS, relative to the onset (negative: the echo already was there). Delay: the room's loop as the page meets it (an AudioContext's output → PulseAudio's room → the raw microphone in the same context), by a noise burst when the room starts and before each run; tail: the echo's level 300 ms after the burst against its peak. Load: 1-minute load average of this 2-core machine during the runs.`,
+    `Run ${new Date().toISOString()}. Judge: the reference server's VAD (15 frames of 10 ms above −40 dBFS within 20). Self-interruption: \`speech_started\` while the greeting plays with no user voice in the room (truncates: how many \`conversation.item.truncate\` the server got, the cross-check); phantom turn: \`speech_started\` after the greeting ended, with nobody talking (its tail or a leak). Barge-in: a user voice (espeak-ng) into the room ${BARGE_AFTER_MS} ms into the greeting; OK when \`speech_started\` follows its onset and the greeting is truncated; latency from the voice's onset; first word: where the server's audio first exceeds −40 dBFS, relative to the onset (negative: the echo already was there). Delay: the room's loop as the page meets it (an AudioContext's output → PulseAudio's room → the raw microphone in the same context), by a noise burst when the room starts and before each run; tail: the echo's level 300 ms after the burst against its peak. Load: 1-minute load average of this 2-core machine during the runs.`,
     "",
-    "| room | delay ms | gain dB | tail dB | guard | echo runs | runs self-interrupted (events) | truncates | phantom turns | barge-in OK | latency ms (median, max) | first word ms (max) | ERLE est. dB | guarded ms (mean) | load |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "| room | delay ms | gain dB | tail dB | guard | echo runs | runs self-interrupted (events) | truncates | phantom turns | barge-in OK | latency ms (median, max) | first word ms (max) | ERLE est. dB | guarded ms (mean) | echo runs ducked (ducks) | load |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ];
   for (const [name, m] of rooms) {
     for (const g of GUARDS) {
@@ -385,7 +398,7 @@ function report(rooms, rows) {
       const errs = rows.filter((x) => x.room === name && x.guard === g && x.error).length;
       const rd = (m.runDelays ?? []).filter((x) => x != null);
       const delays = rd.length ? `${fmt(m.delayMs)} (runs ${fmt(Math.min(...rd))}–${fmt(Math.max(...rd))})` : fmt(m.delayMs);
-      lines.push(`| ${name} | ${delays} | ${fmt(m.gainDb, 1)} | ${fmt(m.tailDb, 1)} | ${g} | ${e.length}${errs ? ` (+${errs} failed)` : ""} | ${e.filter((x) => x.selfInterruptions > 0).length} of ${e.length} (${e.reduce((s, x) => s + x.selfInterruptions, 0)}) | ${e.reduce((s, x) => s + (x.truncates ?? 0), 0)} | ${all.reduce((s, x) => s + (x.phantomTurns ?? 0), 0)} | ${b.filter((x) => x.bargeIn).length} of ${b.length} | ${lat.length ? `${fmt(lat[Math.floor(lat.length / 2)])}, ${fmt(lat[lat.length - 1])}` : "—"} | ${fw.length ? fmt(Math.max(...fw)) : "—"} | ${erl.length ? fmt(erl.reduce((s, x) => s + x, 0) / erl.length, 1) : "—"} | ${guarded.length ? fmt(guarded.reduce((s, x) => s + x, 0) / guarded.length) : "—"} | ${fmt(all.reduce((s, x) => s + x.load1, 0) / Math.max(1, all.length), 1)} |`);
+      lines.push(`| ${name} | ${delays} | ${fmt(m.gainDb, 1)} | ${fmt(m.tailDb, 1)} | ${g} | ${e.length}${errs ? ` (+${errs} failed)` : ""} | ${e.filter((x) => x.selfInterruptions > 0).length} of ${e.length} (${e.reduce((s, x) => s + x.selfInterruptions, 0)}) | ${e.reduce((s, x) => s + (x.truncates ?? 0), 0)} | ${all.reduce((s, x) => s + (x.phantomTurns ?? 0), 0)} | ${b.filter((x) => x.bargeIn).length} of ${b.length} | ${lat.length ? `${fmt(lat[Math.floor(lat.length / 2)])}, ${fmt(lat[lat.length - 1])}` : "—"} | ${fw.length ? fmt(Math.max(...fw)) : "—"} | ${erl.length ? fmt(erl.reduce((s, x) => s + x, 0) / erl.length, 1) : "—"} | ${guarded.length ? fmt(guarded.reduce((s, x) => s + x, 0) / guarded.length) : "—"} | ${e.filter((x) => x.ducks > 0).length} of ${e.length} (${e.reduce((s, x) => s + (x.ducks ?? 0), 0)}) | ${fmt(all.reduce((s, x) => s + x.load1, 0) / Math.max(1, all.length), 1)} |`);
     }
   }
   const failed = rows.filter((x) => x.error);

@@ -13,6 +13,7 @@
 
 pub mod chunker;
 pub mod conceal;
+pub mod duck;
 pub mod echo_guard;
 pub mod level;
 pub mod pcm16;

@@ -126,6 +126,9 @@ pub struct SessionConfig {
     pub echo_canceller: EchoCanceller,
     /// Shell pass-through: URL of the opt-in echo canceller's wasm module.
     pub echo_canceller_url: Option<String>,
+    /// Turn the assistant down the moment the microphone gets loud over it, so that an echo
+    /// canceller lets the user's barge-in through (`bargeInDuck: "auto"`, the default; "off").
+    pub barge_in_duck: bool,
 }
 
 /// Which echo canceller cleans the microphone before the session sees it.
@@ -297,6 +300,7 @@ const KNOWN: &[&str] = &[
     "echoGuard",
     "echoCanceller",
     "echoCancellerUrl",
+    "bargeInDuck",
 ];
 
 /// The largest options text accepted.
@@ -466,6 +470,8 @@ impl SessionConfig {
             _ => EchoCanceller::Browser,
         };
         let echo_canceller_url = o.opt_str("echoCancellerUrl");
+        let barge_in_duck =
+            o.choice("bargeInDuck", &["auto", "off"], "\"auto\" or \"off\"") != Some(1);
         let base = match (base, o.err) {
             (Some(base), None) => base,
             // The slot holds the first error (`base` is only missing after one).
@@ -506,6 +512,7 @@ impl SessionConfig {
             echo_guard,
             echo_canceller,
             echo_canceller_url: echo_canceller_url.map(str::to_string),
+            barge_in_duck,
         })
     }
 }

@@ -4,6 +4,9 @@
 //! checked against what the guard saw. Option `echoGuard`: "auto" (the default) gates once the
 //! capture is shown to follow what is played, "off" only measures.
 //!
+//! Also the ducker (option `bargeInDuck`, `crate::audio::duck`): the assistant turned down while
+//! the microphone is loud over it, so that the canceller lets a barge-in through.
+//!
 //! Also the echo canceller in use (option `echoCanceller`): the browser's, or the opt-in wasm
 //! one in the capture worklet, which falls back to the browser's for the rest of the session
 //! when it cannot load or stops working (`Session::handle_echo_canceller_failed`).
@@ -13,6 +16,8 @@ use super::devices::MicLoss;
 use super::events::ErrorKind;
 use super::machine::Session;
 use super::metrics::MetricsSnapshot;
+use super::output::Output;
+use crate::audio::duck::{Ducker, DUCK_DB};
 use crate::audio::echo_guard::EchoGuard;
 
 /// The guard and its output buffer (reused: no allocation per block once grown), and the
@@ -22,6 +27,8 @@ pub(super) struct EchoPath {
     pub guard: EchoGuard,
     out: Vec<i16>,
     pub canceller: Canceller,
+    /// The ducker, unless `bargeInDuck` is "off".
+    pub ducker: Option<Ducker>,
 }
 
 /// The echo canceller in use; the wasm one with its last figures.
@@ -59,10 +66,11 @@ pub(super) struct AecStats {
 }
 
 impl EchoPath {
-    pub fn new(gating: bool, canceller: EchoCanceller) -> EchoPath {
+    pub fn new(gating: bool, canceller: EchoCanceller, duck: bool) -> EchoPath {
         EchoPath {
             guard: EchoGuard::new(gating),
             out: Vec::new(),
+            ducker: duck.then(Ducker::new),
             canceller: match canceller {
                 EchoCanceller::Wasm => Canceller::Wasm { stats: None },
                 _ => Canceller::Browser,
@@ -90,10 +98,28 @@ impl EchoPath {
         let stats = self.canceller.stats();
         m.aec_attenuation_db = stats.map(|a| f64::from(a.attenuation_db));
         m.aec_delay_ms = stats.map(|a| u64::from(a.delay_ms));
+        m.barge_in_ducks = self.ducker.as_ref().map_or(0, Ducker::ducks);
     }
 }
 
 impl Session {
+    /// The ducker's look at captured 24 kHz audio while the assistant's voice plays.
+    pub(super) fn duck_on_mic(&mut self, pcm: &[i16]) {
+        let armed = self.play.assistant_speaking;
+        let change = self.echo.ducker.as_mut().and_then(|d| d.push(pcm, armed));
+        if let Some(on) = change {
+            let db = if on { DUCK_DB } else { 0 };
+            self.out.push_back(Output::DuckPlayback { db });
+        }
+    }
+
+    /// The assistant back at full level (interrupted, done, the microphone muted or stopped).
+    pub(super) fn release_duck(&mut self) {
+        if self.echo.ducker.as_mut().is_some_and(Ducker::reset) {
+            self.out.push_back(Output::DuckPlayback { db: 0 });
+        }
+    }
+
     /// The echo canceller the shell sets up with the next microphone (`Output::StartAudio`,
     /// `Output::OpenMic`): the wasm one with the browser's processing off, or the browser's.
     pub fn echo_canceller(&self) -> EchoCanceller {

@@ -107,7 +107,11 @@ impl Session {
             up: Uplink::new(config.chunk_ms, config.max_chunk_ms, config.max_backlog_ms),
             devices: Devices::new(config.sink_id.clone()),
             play: Playback::new(config.prebuffer_ms, config.max_prebuffer_ms),
-            echo: EchoPath::new(config.echo_guard, config.echo_canceller),
+            echo: EchoPath::new(
+                config.echo_guard,
+                config.echo_canceller,
+                config.barge_in_duck,
+            ),
             http: HttpText::default(),
             tools: Tools::default(),
             rng: Rng::new(rng_seed),

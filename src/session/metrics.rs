@@ -113,6 +113,9 @@ pub struct MetricsSnapshot {
     /// Late deltas the player bridged by repeating the last pitch period (no gap heard; the
     /// late audio plays after it).
     pub concealments: u64,
+    /// Times the assistant was turned down because the microphone got loud over it
+    /// (`bargeInDuck`).
+    pub barge_in_ducks: u32,
     /// Underruns per minute since the player first started.
     pub underruns_per_min: f64,
     /// The playout delay now, ms (learnt from arrival jitter).
@@ -229,6 +232,11 @@ impl MetricsSnapshot {
         opt(s, ",\"captureToSendAvgMs\":", self.capture_to_send_avg_ms);
         opt(s, ",\"underruns\":", Some(self.underruns));
         opt(s, ",\"concealments\":", Some(self.concealments));
+        opt(
+            s,
+            ",\"bargeInDucks\":",
+            Some(u64::from(self.barge_in_ducks)),
+        );
         opt(
             s,
             ",\"audioInterruptions\":",

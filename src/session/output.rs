@@ -90,6 +90,13 @@ pub enum Output {
         /// Wait for the next user gesture.
         on_gesture: bool,
     },
+    /// Turn the assistant's voice down `db` dB (0: back to full level), quickly down and slowly
+    /// up: the user seems to talk over it (option `bargeInDuck`). A new player starts at full
+    /// level.
+    DuckPlayback {
+        /// How far down, dB; 0 for full level.
+        db: u32,
+    },
     /// Drop all queued playback after a fade of `ramp_ms` (barge-in).
     FlushPlayback {
         /// Fade length, ms.
@@ -175,6 +182,7 @@ impl fmt::Debug for Output {
                 .debug_struct("ResumeAudio")
                 .field("on_gesture", on_gesture)
                 .finish(),
+            Output::DuckPlayback { db } => f.debug_struct("DuckPlayback").field("db", db).finish(),
             Output::FlushPlayback { ramp_ms } => f
                 .debug_struct("FlushPlayback")
                 .field("ramp_ms", ramp_ms)

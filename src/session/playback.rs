@@ -253,6 +253,10 @@ impl Session {
                 return;
             }
         };
+        // A new player starts at full level.
+        if let Some(d) = self.echo.ducker.as_mut() {
+            d.reset();
+        }
         let p = &mut self.play;
         p.underruns.restart(self.snap.underruns);
         p.concealments.restart(self.snap.concealments);
@@ -662,6 +666,7 @@ impl Session {
             .iter()
             .any(|i| !i.truncated && (!i.done || i.played < i.received));
         if !busy {
+            self.release_duck();
             self.play.assistant_speaking = false;
             self.push_event(AppEvent::Speech {
                 who: Role::Assistant,
@@ -706,6 +711,7 @@ impl Session {
                 self.send_client_event(&ClientEvent::ResponseCancel { response_id });
             }
         }
+        self.release_duck();
         if self.play.assistant_speaking && playing.is_some() {
             self.play.assistant_speaking = false;
             self.push_event(AppEvent::Speech {

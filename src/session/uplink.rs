@@ -96,6 +96,7 @@ impl Session {
         if muted && !self.up.muted {
             self.up.chunker.flush();
             self.pump_audio(now_ms);
+            self.release_duck();
         }
         self.up.muted = muted;
     }
@@ -186,6 +187,9 @@ impl Session {
         self.up.audio_state = None;
         self.devices.reset();
         self.play.audio_stopped();
+        if let Some(d) = self.echo.ducker.as_mut() {
+            d.reset();
+        }
         self.out.push_back(Output::StopAudio);
         self.up.chunker.clear();
         self.set_mode(Mode::Text, reason.as_str());
@@ -221,6 +225,10 @@ impl Session {
         up.pcm.clear();
         up.pcm
             .extend(up.resampled[..n].iter().map(|&x| pcm16::f32_to_i16(x)));
+        let pcm = std::mem::take(&mut self.up.pcm);
+        self.duck_on_mic(&pcm);
+        self.up.pcm = pcm;
+        let up = &mut self.up;
         let sent = self.echo.gate(&up.pcm);
         up.captured_samples += sent.len() as u64;
         up.chunker.push(now_ms, sent);
@@ -321,6 +329,9 @@ impl Session {
         self.up.audio_state = None;
         self.devices.reset();
         self.play.audio_stopped();
+        if let Some(d) = self.echo.ducker.as_mut() {
+            d.reset();
+        }
         if !matches!(self.up.audio, Audio::Off) {
             self.up.audio = Audio::Off;
             self.out.push_back(Output::StopAudio);

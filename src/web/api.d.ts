@@ -43,6 +43,10 @@ export interface VoiceClientOptions {
    * only then. If it cannot load or run, the microphone is reopened with the browser's canceller
    * (`error` `echo_canceller_failed`, then an `audio` event with that reason). */
   echoCanceller?: "browser" | "wasm";
+  /** "auto" (default): the assistant is turned down 20 dB the moment the microphone gets loud
+   * over it (20 ms of voice), so that the echo canceller lets the user's barge-in through to the
+   * server's VAD; back up after 500 ms of quiet (at most 3 s). "off": never. */
+  bargeInDuck?: "auto" | "off";
   /** Where the "wasm" canceller's module is (default: the package's aec/realtime_voice_aec.wasm);
    * its worklet part, worklets/aec.js, is looked for beside `captureWorkletUrl` when that is given. */
   echoCancellerUrl?: string;
@@ -141,6 +145,8 @@ export interface MetricsSnapshot {
   prebufferP50Ms: number | null; prebufferP95Ms: number | null;
   /** Late deltas bridged by repeating the last pitch period instead of a gap (not underruns). */
   concealments: number;
+  /** Times the assistant was turned down because the microphone got loud over it (`bargeInDuck`). */
+  bargeInDucks: number;
   /** The p99 lateness of the answers' audio the delay covers, ms; underruns per minute of playback. */
   arrivalJitterMs: number; underrunsPerMin: number;
   bufferedAudioMs: number; droppedAudioMs: number;

@@ -268,6 +268,11 @@ impl AudioGraph {
         post_js(&self.g, "config", ms);
     }
 
+    /// Turns the output down `db` dB (0: full level).
+    pub fn duck(&self, db: u32) {
+        post_js(&self.g, "duck", db);
+    }
+
     /// Fades out over `ramp_ms` and drops everything queued.
     pub fn flush(&self, ramp_ms: u32) {
         post_js(&self.g, "flush", ramp_ms);

@@ -573,6 +573,11 @@ impl Shell {
                     g.resume();
                 }
             }
+            Output::DuckPlayback { db } => {
+                if let Some(g) = self.graph.borrow().as_ref() {
+                    g.duck(db);
+                }
+            }
             Output::FlushPlayback { ramp_ms } => {
                 if let Some(g) = self.graph.borrow().as_ref() {
                     g.flush(ramp_ms);

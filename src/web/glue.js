@@ -284,8 +284,9 @@ export function play(g, item, samples, period) {
   g.play.port.postMessage({ type: "push", item, samples: a, period }, [a.buffer]);
 }
 
-// The playback worklet's other messages: "end" (item), "config" (prebufferMs), "flush" (rampMs).
-const KEY = { end: "item", config: "prebufferMs", flush: "rampMs" };
+// The playback worklet's other messages: "end" (item), "config" (prebufferMs), "flush" (rampMs),
+// "duck" (db).
+const KEY = { end: "item", config: "prebufferMs", flush: "rampMs", duck: "db" };
 export function post(g, type, n) {
   g.play.port.postMessage({ type, [KEY[type]]: n });
 }

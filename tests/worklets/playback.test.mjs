@@ -136,3 +136,26 @@ test("the next answer's audio during a fading concealment waits for its own play
   w.run(100);
   assert.ok(rms(w.out.slice(-2400)) > 0.3, "then it plays");
 });
+
+test("a duck turns the output down 30 dB within 20 ms, without a click, and back up within 300 ms", () => {
+  const w = worklet();
+  w.send({ type: "push", item: 1, samples: tone(0, RATE * 2), period: PERIOD });
+  w.run(200);
+  const before = rms(w.out.slice(-4800));
+  const at = w.out.length;
+  w.send({ type: "duck", db: 30 });
+  w.run(300);
+  const ducked = rms(w.out.slice(-4800));
+  assert.ok(Math.abs(20 * Math.log10(ducked / before) + 30) < 0.5, `ducked by ${(20 * Math.log10(ducked / before)).toFixed(1)} dB`);
+  // Down within 20 ms (plus one quantum), and no step larger than the tone's own.
+  const settled = at + Math.round(0.02 * RATE) + QUANTUM;
+  assert.ok(rms(w.out.slice(settled, settled + 480)) < before * 0.05, "down within 20 ms");
+  assert.ok(largestStep(w.out.slice(at - 1)) <= largestStep(w.out.slice(0, at)) * 1.01, "no click");
+  const up = w.out.length;
+  w.send({ type: "duck", db: 0 });
+  w.run(400);
+  assert.ok(rms(w.out.slice(up, up + 2400)) < before * 0.5, "slowly up: not at full level 50 ms after");
+  assert.ok(Math.abs(rms(w.out.slice(-4800)) / before - 1) < 0.01, "back at full level within 300 ms");
+  // Ducking is no underrun.
+  assert.equal(w.last("progress").underruns, 0);
+});

@@ -11,6 +11,7 @@
 // item segments, one reused object per outgoing message); no closure, no allocation after it.
 // In:  {type:"push", item, samples: Float32Array, period} | {type:"end", item} | {type:"flush", rampMs}
 //      | {type:"config", prebufferMs}: the playout delay, used from the next start
+//      | {type:"duck", db}: the output turned down db dB (0: full level), in DUCK_DOWN_MS / DUCK_UP_MS
 // Playing starts `prebufferMs` after the first audio arrives (or once that much arrived before the
 // last push, or at once when the item has ended), again after running dry inside an item.
 // Underrun = the item ran dry and then more of it arrived (a gap), never the silence after its end.
@@ -19,6 +20,7 @@
 //      its end marker; {type:"overflow", frames} when the ring refused audio.
 const SEGS = 64; // item segments queued at most (an item switch starts one)
 const HOLD_MS = 40, FADE_MS = 120; // concealment: full level, then a linear fade to silence
+const DUCK_DOWN_MS = 20, DUCK_UP_MS = 300; // ducking ramps (linear in amplitude)
 class RealtimeVoicePlayback extends AudioWorkletProcessor {
   constructor(options) {
     const o = (options && options.processorOptions) || {};
@@ -38,6 +40,7 @@ class RealtimeVoicePlayback extends AudioWorkletProcessor {
     // it ends at, the position in it, the gain, its fade step, and frames left at full level.
     this.period = 0; this.conc = 0; this.concAt = 0; this.concPos = 0; this.concGain = 0;
     this.concStep = 1 / this.frames(FADE_MS); this.concHold = 0; this.concealed = 0;
+    this.duck = 1; this.duckTo = 1; this.duckStep = 0; // output gain while ducked, its target
     this.progress = { type: "progress", item: 0, played: 0, underruns: 0, concealed: 0, rms: 0, peak: 0 };
     this.finished = { type: "finished", item: 0 };
     this.overflow = { type: "overflow", frames: 0 };
@@ -48,6 +51,10 @@ class RealtimeVoicePlayback extends AudioWorkletProcessor {
     const m = e.data;
     if (m.type === "push") this.push(m.item, m.samples, m.period | 0);
     else if (m.type === "config") this.delay = this.frames(m.prebufferMs);
+    else if (m.type === "duck") {
+      this.duckTo = Math.pow(10, -(m.db || 0) / 20);
+      this.duckStep = Math.abs(this.duckTo - this.duck) / this.frames(this.duckTo < this.duck ? DUCK_DOWN_MS : DUCK_UP_MS);
+    }
     else if (m.type === "end") {
       const k = this.lastSeg(m.item);
       if (k >= 0) this.segEnd[k] = 1;
@@ -173,6 +180,12 @@ class RealtimeVoicePlayback extends AudioWorkletProcessor {
     for (; i < len; i++) {
       const v = this.conc > 0 ? this.concNext() : 0;
       out[i] = v; this.sumSq += v * v; if (Math.abs(v) > this.peak) this.peak = Math.abs(v);
+    }
+    if (this.duck !== 1 || this.duckTo !== 1) {
+      for (let k = 0; k < len; k++) {
+        if (this.duck !== this.duckTo) this.duck = this.duck > this.duckTo ? Math.max(this.duckTo, this.duck - this.duckStep) : Math.min(this.duckTo, this.duck + this.duckStep);
+        out[k] *= this.duck;
+      }
     }
     // The opt-in echo canceller in the capture worklet (same global scope) takes what is played
     // as its reference: a ring it sets up and reads.
