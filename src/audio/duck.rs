@@ -8,8 +8,8 @@
 //!
 //! Pure and allocation-free: input is the 24 kHz microphone audio, time is its 10 ms frames.
 
-/// Samples per analysis frame: 10 ms at 24 kHz.
-const FRAME: usize = 240;
+use super::echo_guard::FRAME;
+
 /// A frame's sum of squares above this is loud: −40 dBFS RMS, the server VAD's threshold
 /// (32768 × 10^(−40/20))² × 240. The least the threshold falls to.
 const LOUD_SUMSQ: f32 = 25_769_803.0;
@@ -84,8 +84,9 @@ impl Ducker {
         }
     }
 
-    /// The loudness a frame needs now, dBFS (for tests and metrics).
-    pub fn threshold_dbfs(&self) -> f32 {
+    /// The loudness a frame needs now, dBFS.
+    #[cfg(test)]
+    fn threshold_dbfs(&self) -> f32 {
         // 10·log10 without libm, to the nearest dB (steps of 1 dB up from −40).
         let mut db = -40.0;
         let mut p = LOUD_SUMSQ;

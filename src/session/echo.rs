@@ -86,6 +86,14 @@ impl EchoPath {
         &self.out
     }
 
+    /// The ducker back to watching without telling the player: it is stopping, or new and at
+    /// full level.
+    pub fn forget_duck(&mut self) {
+        if let Some(d) = self.ducker.as_mut() {
+            d.reset();
+        }
+    }
+
     /// Adds the guard's figures to a metrics snapshot.
     pub fn fill_metrics(&self, m: &mut MetricsSnapshot) {
         let s = self.guard.stats();
@@ -103,9 +111,11 @@ impl EchoPath {
 }
 
 impl Session {
-    /// The ducker's look at captured 24 kHz audio while the assistant's voice plays.
-    pub(super) fn duck_on_mic(&mut self, pcm: &[i16]) {
+    /// The ducker's look at the captured 24 kHz audio (`up.pcm`) while the assistant's voice
+    /// plays.
+    pub(super) fn duck_on_mic(&mut self) {
         let armed = self.play.assistant_speaking;
+        let pcm = &self.up.pcm;
         let change = self.echo.ducker.as_mut().and_then(|d| d.push(pcm, armed));
         if let Some(on) = change {
             let db = if on { DUCK_DB } else { 0 };

@@ -254,9 +254,7 @@ impl Session {
             }
         };
         // A new player starts at full level.
-        if let Some(d) = self.echo.ducker.as_mut() {
-            d.reset();
-        }
+        self.echo.forget_duck();
         let p = &mut self.play;
         p.underruns.restart(self.snap.underruns);
         p.concealments.restart(self.snap.concealments);

@@ -35,7 +35,8 @@ pub(super) struct Uplink {
     pub muted: bool,
     pub chunker: Chunker,
     resampled: Vec<f32>,
-    pcm: Vec<i16>,
+    /// The last microphone block at 24 kHz (a reused buffer): what the ducker and the guard see.
+    pub pcm: Vec<i16>,
     chunk: Vec<i16>,
     /// Microphone samples (24 kHz) taken in and handed to the socket, in total: their
     /// difference is the backlog plus what overflowed.
@@ -187,9 +188,7 @@ impl Session {
         self.up.audio_state = None;
         self.devices.reset();
         self.play.audio_stopped();
-        if let Some(d) = self.echo.ducker.as_mut() {
-            d.reset();
-        }
+        self.echo.forget_duck();
         self.out.push_back(Output::StopAudio);
         self.up.chunker.clear();
         self.set_mode(Mode::Text, reason.as_str());
@@ -225,9 +224,7 @@ impl Session {
         up.pcm.clear();
         up.pcm
             .extend(up.resampled[..n].iter().map(|&x| pcm16::f32_to_i16(x)));
-        let pcm = std::mem::take(&mut self.up.pcm);
-        self.duck_on_mic(&pcm);
-        self.up.pcm = pcm;
+        self.duck_on_mic();
         let up = &mut self.up;
         let sent = self.echo.gate(&up.pcm);
         up.captured_samples += sent.len() as u64;
@@ -329,9 +326,7 @@ impl Session {
         self.up.audio_state = None;
         self.devices.reset();
         self.play.audio_stopped();
-        if let Some(d) = self.echo.ducker.as_mut() {
-            d.reset();
-        }
+        self.echo.forget_duck();
         if !matches!(self.up.audio, Audio::Off) {
             self.up.audio = Audio::Off;
             self.out.push_back(Output::StopAudio);
