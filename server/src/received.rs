@@ -4,6 +4,7 @@
 //! with `--dev`.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64::engine::general_purpose::STANDARD;
@@ -26,6 +27,9 @@ pub struct Received {
     pub rejected_appends: u64,
     /// Samples accepted.
     pub samples: u64,
+    /// Samples accepted on all of the interview's connections so far (shared by its records):
+    /// what a reconnecting client sent in total, whichever socket carried it.
+    pub interview_samples: Arc<AtomicU64>,
     /// Most appends per second, allowing 100 ms of arrival jitter (sliding 900 ms windows).
     pub max_appends_per_s: u32,
     /// Most appends in one fixed one-second window (raw, aligned to the first append).
@@ -42,6 +46,8 @@ impl Received {
     /// Adds accepted PCM16 bytes.
     pub fn add_pcm(&mut self, bytes: &[u8]) {
         self.samples += (bytes.len() / 2) as u64;
+        self.interview_samples
+            .fetch_add((bytes.len() / 2) as u64, Ordering::Relaxed);
         let room = MAX_PCM_BYTES.saturating_sub(self.pcm.len());
         self.pcm.extend_from_slice(&bytes[..room.min(bytes.len())]);
     }
@@ -66,6 +72,7 @@ impl Received {
             "appends": self.appends,
             "rejected_appends": self.rejected_appends,
             "samples": self.samples,
+            "interview_samples": self.interview_samples.load(Ordering::Relaxed),
             "max_appends_per_s": self.max_appends_per_s,
             "max_appends_per_s_raw": self.max_appends_per_s_raw,
             "pcm16_base64": STANDARD.encode(&self.pcm),
@@ -90,6 +97,16 @@ impl ReceivedStore {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let (map, order) = &mut *g;
         let h = ReceivedHandle::default();
+        if let Some(prev) = map.get(interview_id) {
+            let total = prev
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .interview_samples
+                .clone();
+            h.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .interview_samples = total;
+        }
         if map.insert(interview_id.to_string(), h.clone()).is_none() {
             order.push_back(interview_id.to_string());
             while order.len() > MAX_INTERVIEWS {
@@ -132,5 +149,18 @@ mod tests {
         }
         assert!(s.get("iv0").is_none());
         assert!(s.get(&format!("iv{}", MAX_INTERVIEWS + 9)).is_some());
+    }
+
+    #[test]
+    fn a_new_connection_counts_its_own_samples_and_the_interviews() {
+        let s = ReceivedStore::default();
+        let first = s.start("iv");
+        first.lock().unwrap().add_pcm(&[0u8; 4800]);
+        let second = s.start("iv");
+        second.lock().unwrap().add_pcm(&[0u8; 960]);
+        let v = s.get("iv").unwrap();
+        assert_eq!(v["samples"], 480);
+        assert_eq!(v["interview_samples"], 2400 + 480);
+        assert_eq!(s.start("other").lock().unwrap().samples, 0);
     }
 }

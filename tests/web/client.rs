@@ -693,24 +693,33 @@ async fn a_server_drop_reconnects_and_keeps_the_captured_audio() {
     );
     assert_eq!(num(&metrics, "reconnects"), 1.0);
     // On the capture clock (not wall time: engines deliver worklet frames in bursts): what the
-    // session took in since its last metrics before the drop, minus what is still buffered, must
-    // have reached the new connection. Up to one metrics interval (250 ms) before the drop may
-    // have gone out on the old socket, and what was in flight when it died is lost in transit.
+    // session took in since its last metrics before the drop, minus what is still buffered,
+    // went out on either socket. Up to one metrics interval (250 ms) before the drop may have
+    // gone out on the old one.
     let captured_before = rec.metric_at("capturedAudioMs", dropped_at);
-    let expected_ms =
-        num(&metrics, "capturedAudioMs") - captured_before - num(&metrics, "bufferedAudioMs");
-    let got_ms = num(&received, "samples") / 24.0;
+    let sent_ms = num(&metrics, "capturedAudioMs") - num(&metrics, "bufferedAudioMs");
+    let since_drop_ms = sent_ms - captured_before;
     // WebKitGTK's mock capture runs slower than wall time and in bursts on a loaded machine, so
     // there the outage may span little captured audio; elsewhere it spans most of it.
     if engine() != "webkit" {
         assert!(
-            expected_ms > 500.0,
-            "the outage spanned captured audio: {expected_ms} ms"
+            since_drop_ms > 500.0,
+            "the outage spanned captured audio: {since_drop_ms} ms"
         );
     }
+    // Everything sent reached the server, over one connection or the other, but what was in
+    // flight when the old one died (sent before the page saw the close): the backlog was not
+    // discarded. Which socket carried what depends on when the page saw the drop; the new one
+    // carried some of it. (Metrics are whole ms: a ms of rounding either way.) What is in
+    // flight is what the page sent between the server's drop and the close event, which
+    // WebKitGTK on a loaded machine fires late (0–522 ms of audio in flight measured there).
+    let in_flight_ms = if engine() == "webkit" { 1000.0 } else { 400.0 };
+    let all_ms = num(&received, "interview_samples") / 24.0;
+    let got_ms = num(&received, "samples") / 24.0;
     assert!(
-        got_ms >= expected_ms - 400.0,
-        "the new connection got the audio captured since the drop: {got_ms:.0} ms received vs {expected_ms:.0} ms"
+        all_ms >= sent_ms - in_flight_ms && all_ms <= sent_ms + 2.0 && got_ms > 0.0,
+        "the server got what the page sent: {all_ms:.0} ms received ({got_ms:.0} ms on the new \
+         connection) vs {sent_ms:.0} ms sent"
     );
     assert!(
         num(&received, "max_appends_per_s") <= 10.0,
