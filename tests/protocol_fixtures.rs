@@ -242,3 +242,41 @@ fn the_shape_check_catches_extra_fields() {
     )
     .is_err());
 }
+
+/// Whether the server interrupts the assistant is read from the session's turn detection, in
+/// the beta and the GA shape: the examples say server VAD, `"none"` and `null`.
+#[test]
+fn the_session_says_whether_the_server_interrupts() {
+    let interrupts = |ev: &str| match parse_server_frame(ev, 1 << 20) {
+        Ok(f) => match f.event {
+            ServerEvent::Session { interrupts, .. } => interrupts,
+            other => panic!("{ev}: {other:?}"),
+        },
+        Err(e) => panic!("{ev}: {e}"),
+    };
+    let beta = |schema| interrupts(&example(BETA_2024, schema));
+    assert_eq!(beta("RealtimeServerEventSessionCreated"), Some(true));
+    assert_eq!(beta("RealtimeServerEventSessionUpdated"), Some(false)); // {"type":"none"}
+    let now = |schema| interrupts(&example(ALL_2026, schema));
+    assert_eq!(now("RealtimeBetaServerEventSessionUpdated"), Some(false)); // null
+    let ga = |td: &str| {
+        interrupts(&format!(
+            r#"{{"type":"session.updated","session":{{"type":"realtime","audio":{{"input":{{"turn_detection":{td}}}}}}}}}"#
+        ))
+    };
+    assert_eq!(
+        ga(r#"{"type":"server_vad","interrupt_response":true}"#),
+        Some(true)
+    );
+    assert_eq!(ga(r#"{"type":"semantic_vad"}"#), Some(true));
+    assert_eq!(
+        ga(r#"{"type":"server_vad","interrupt_response":false}"#),
+        Some(false)
+    );
+    assert_eq!(ga("null"), Some(false));
+    assert_eq!(ga(r#""server_vad""#), None); // not a turn detection: unknown
+    assert_eq!(
+        interrupts(r#"{"type":"session.updated","session":{"id":"s"}}"#),
+        None
+    );
+}

@@ -38,11 +38,7 @@ fn talk(sim: &mut Sim, ms: usize, dbfs: f32) -> Vec<Output> {
 }
 
 fn speaking_sim(extra: &str) -> Sim {
-    let mut sim = Sim::new(extra);
-    sim.connect_open();
-    sim.s.handle_audio_started(0, 48_000, 1);
-    sim.s.handle_playback_started(0, 24_000);
-    sim.msg(r#"{"type":"response.created","response":{"id":"resp_1","status":"in_progress","output":[]}}"#);
+    let mut sim = Sim::answering(extra);
     sim.msg(&audio_delta("item_a", 24_000)); // 1 s
                                              // The ducker's warm-up (the canceller converging on the first 1.5 s the assistant plays).
     assert_eq!(ducks(&talk(&mut sim, 1400, -30.0)), Vec::<u32>::new());
@@ -85,6 +81,25 @@ fn muting_restores_the_level_and_a_silent_assistant_is_never_ducked() {
     quiet.s.handle_audio_started(0, 48_000, 1);
     quiet.s.handle_playback_started(0, 24_000);
     assert_eq!(ducks(&talk(&mut quiet, 1000, -20.0)), Vec::<u32>::new());
+}
+
+#[test]
+fn without_the_servers_turn_detection_nothing_ducks() {
+    // Push-to-talk: the user's voice would not interrupt the assistant, a duck would only hold
+    // it down.
+    let mut sim = speaking_sim("");
+    assert_eq!(ducks(&talk(&mut sim, 40, -25.0)), vec![DUCK_DB]);
+    let off = r#"{"type":"session.updated","session":{"type":"realtime","audio":{"input":{"turn_detection":null}}}}"#;
+    assert_eq!(ducks(&sim.msg(off)), vec![0]);
+    assert_eq!(ducks(&talk(&mut sim, 400, -60.0)), Vec::<u32>::new());
+    assert_eq!(ducks(&talk(&mut sim, 400, -20.0)), Vec::<u32>::new());
+    // An update that does not mention it changes nothing; server VAD again arms the ducker.
+    sim.msg(r#"{"type":"session.updated","session":{"instructions":"x"}}"#);
+    assert_eq!(ducks(&talk(&mut sim, 300, -60.0)), Vec::<u32>::new());
+    assert_eq!(ducks(&talk(&mut sim, 40, -20.0)), Vec::<u32>::new());
+    assert_eq!(ducks(&talk(&mut sim, 300, -60.0)), Vec::<u32>::new());
+    sim.msg(r#"{"type":"session.updated","session":{"turn_detection":{"type":"server_vad"}}}"#);
+    assert_eq!(ducks(&talk(&mut sim, 40, -20.0)), vec![DUCK_DB]);
 }
 
 #[test]

@@ -53,6 +53,11 @@ pub enum ServerEvent<'a> {
         model: Option<Cow<'a, str>>,
         /// `session.id`, when present: a reconnect presents it to take the interview back.
         id: Option<Cow<'a, str>>,
+        /// Whether the server interrupts the assistant when the user starts speaking, from
+        /// `turn_detection` (beta) or `audio.input.turn_detection` (GA): `false` when it is
+        /// `null`, of type `"none"` or has `interrupt_response: false`; `None` when the event
+        /// does not say.
+        interrupts: Option<bool>,
     },
     /// `response.audio.delta` / `response.output_audio.delta`.
     AudioDelta {
@@ -200,6 +205,7 @@ pub fn parse_server_frame(text: &str, max_len: usize) -> Result<ServerFrame<'_>,
                 updated: kind == "session.updated",
                 model: sf.opt_str("model"),
                 id: sf.opt_str("id"),
+                interrupts: interrupts(&s),
             }
         }
         "response.audio.delta" | "response.output_audio.delta" => ServerEvent::AudioDelta {
@@ -491,6 +497,26 @@ impl<'k, 'e, 'v, 'a> Fields<'k, 'e, 'v, 'a> {
             None | Some(Value::Null) => None,
             v => v,
         }
+    }
+}
+
+/// Whether the session's turn detection interrupts the assistant (see
+/// [`ServerEvent::Session`]): beta keeps it at `session.turn_detection`, GA at
+/// `session.audio.input.turn_detection`.
+fn interrupts(session: &Value<'_>) -> Option<bool> {
+    let td = session.get("turn_detection").or_else(|| {
+        session
+            .get("audio")
+            .and_then(|a| a.get("input"))
+            .and_then(|i| i.get("turn_detection"))
+    })?;
+    match td {
+        Value::Null => Some(false),
+        Value::Object(_) => Some(
+            td.get("type").and_then(Value::as_str) != Some("none")
+                && td.get("interrupt_response").and_then(Value::as_bool) != Some(false),
+        ),
+        _ => None,
     }
 }
 

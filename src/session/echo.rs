@@ -29,6 +29,10 @@ pub(super) struct EchoPath {
     pub canceller: Canceller,
     /// The ducker, unless `bargeInDuck` is "off".
     pub ducker: Option<Ducker>,
+    /// Whether the server interrupts the assistant when the user speaks (its turn detection,
+    /// as the last `session.created`/`updated` said; assumed until it says otherwise). Without
+    /// it a duck would only hold the assistant down: the ducker is disarmed.
+    pub server_interrupts: bool,
 }
 
 /// The echo canceller in use; the wasm one with its last figures.
@@ -71,6 +75,7 @@ impl EchoPath {
             guard: EchoGuard::new(gating),
             out: Vec::new(),
             ducker: duck.then(Ducker::new),
+            server_interrupts: true,
             canceller: match canceller {
                 EchoCanceller::Wasm => Canceller::Wasm { stats: None },
                 _ => Canceller::Browser,
@@ -114,12 +119,22 @@ impl Session {
     /// The ducker's look at the captured 24 kHz audio (`up.pcm`) while the assistant's voice
     /// plays.
     pub(super) fn duck_on_mic(&mut self) {
-        let armed = self.play.assistant_speaking;
+        let armed = self.play.assistant_speaking && self.echo.server_interrupts;
         let pcm = &self.up.pcm;
         let change = self.echo.ducker.as_mut().and_then(|d| d.push(pcm, armed));
         if let Some(on) = change {
             let db = if on { DUCK_DB } else { 0 };
             self.out.push_back(Output::DuckPlayback { db });
+        }
+    }
+
+    /// The server's turn detection, as a `session.created`/`updated` describes it: whether
+    /// the user's voice interrupts the assistant. When it does not (push-to-talk), a duck is
+    /// released and no new one is made.
+    pub(super) fn learn_server_interrupts(&mut self, interrupts: bool) {
+        self.echo.server_interrupts = interrupts;
+        if !interrupts {
+            self.release_duck();
         }
     }
 

@@ -68,7 +68,15 @@ impl Session {
 
     fn on_server_event(&mut self, now_ms: u64, kind: &str, ev: ServerEvent<'_>) {
         match ev {
-            ServerEvent::Session { updated, model, id } => {
+            ServerEvent::Session {
+                updated,
+                model,
+                id,
+                interrupts,
+            } => {
+                if let Some(i) = interrupts {
+                    self.learn_server_interrupts(i);
+                }
                 if let (false, Some(id)) = (updated, id.as_deref()) {
                     self.learn_session_id(id);
                 }
