@@ -7,11 +7,7 @@ use realtime_voice::session::Output;
 use session_support::*;
 
 fn playing_sim(extra: &str) -> Sim {
-    let mut sim = Sim::new(extra);
-    sim.connect_open();
-    sim.s.handle_audio_started(0, 48_000, 1);
-    sim.s.handle_playback_started(0, 24_000);
-    sim.msg(r#"{"type":"response.created","response":{"id":"resp_1","status":"in_progress","output":[]}}"#);
+    let mut sim = Sim::answering(extra);
     for _ in 0..3 {
         sim.advance(100);
         let v = sim.msg(&audio_delta("item_a", 4800)); // 200 ms each

@@ -51,8 +51,9 @@ enum In {
     Online(bool),
     AudioStarted(u8),
     AudioFailed(u8),
-    /// Mic samples at the device rate: this many ms.
-    Mic(u16),
+    /// Mic samples at the device rate: this many ms, at a level (silence, a murmur, speech,
+    /// near full scale).
+    Mic(u16, u8),
     Progress(u8, u32),
     PlaybackFinished(u8),
     PlaybackOverflow(u32),
@@ -118,7 +119,7 @@ fn input() -> impl Strategy<Value = In> {
         3 => any::<bool>().prop_map(In::Online),
         2 => any::<u8>().prop_map(In::AudioStarted),
         1 => any::<u8>().prop_map(In::AudioFailed),
-        4 => (1u16..200).prop_map(In::Mic),
+        4 => (1u16..200, 0u8..4).prop_map(|(ms, level)| In::Mic(ms, level)),
         1 => (0u8..3, 0u32..48_000).prop_map(|(i, p)| In::Progress(i, p)),
         1 => (0u8..3).prop_map(In::PlaybackFinished),
         1 => (0u32..48_000).prop_map(In::PlaybackOverflow),
@@ -159,8 +160,9 @@ fn frame(which: u8, item: u8) -> String {
 struct Shell {
     s: Session,
     now: u64,
-    /// The device rate given to `handle_audio_started`.
+    /// The device rate and channel count given to `handle_audio_started`.
     rate: u32,
+    channels: u16,
     /// The tag of the latest `Output::HttpText`.
     http_seq: Option<u64>,
     /// The tag of the latest `Output::OpenMic`.
@@ -174,6 +176,7 @@ impl Shell {
             s: Session::new(cfg, seed),
             now: 0,
             rate: 48_000,
+            channels: 1,
             http_seq: None,
             mic_seq: 0,
         }
@@ -273,8 +276,9 @@ impl Shell {
             In::Online(o) => self.s.handle_online(now, o),
             In::AudioStarted(k) => {
                 self.rate = [16_000, 24_000, 44_100, 48_000][usize::from(k % 4)];
+                self.channels = 1 + u16::from(k / 4 % 2);
                 self.s.handle_playback_started(now, self.rate);
-                self.s.handle_audio_started(now, self.rate, 1);
+                self.s.handle_audio_started(now, self.rate, self.channels);
             }
             In::AudioFailed(k) => {
                 let f = [
@@ -285,9 +289,14 @@ impl Shell {
                 ][usize::from(k % 4)];
                 self.s.handle_audio_failed(now, f);
             }
-            In::Mic(ms) => {
-                let n = (u64::from(self.rate) * u64::from(ms) / 1000) as usize;
-                self.s.handle_mic_samples(now, &vec![0.1; n]);
+            In::Mic(ms, level) => {
+                let frames = (u64::from(self.rate) * u64::from(ms) / 1000) as usize;
+                let amp = [0.0, 0.003, 0.1, 0.9][usize::from(level % 4)];
+                // A square wave: every level but silence is as loud as its amplitude.
+                let pcm: Vec<f32> = (0..frames * usize::from(self.channels))
+                    .map(|i| if i / 48 % 2 == 0 { amp } else { -amp })
+                    .collect();
+                self.s.handle_mic_samples(now, &pcm);
             }
             In::Progress(item, played) => {
                 // The player's numbers are 1, 2, … in the order items first arrive.

@@ -14,11 +14,7 @@ const SPEECH_STARTED: &str =
 
 /// Voice session with 600 ms (14 400 samples) of item_a received and its audio done.
 fn answered() -> Sim {
-    let mut sim = Sim::new("");
-    sim.connect_open();
-    sim.s.handle_audio_started(0, 48_000, 1);
-    sim.s.handle_playback_started(0, 24_000);
-    sim.msg(r#"{"type":"response.created","response":{"id":"resp_1","status":"in_progress","output":[]}}"#);
+    let mut sim = Sim::answering("");
     for _ in 0..3 {
         sim.advance(100);
         sim.msg(&audio_delta("item_a", 4800));

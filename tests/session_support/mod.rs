@@ -47,6 +47,17 @@ impl Sim {
         sim
     }
 
+    /// A connected session with a 48 kHz mono microphone and a 24 kHz player, and a response
+    /// under way (`resp_1`) whose audio the test sends.
+    pub fn answering(extra: &str) -> Sim {
+        let mut sim = Sim::new(extra);
+        sim.connect_open();
+        sim.s.handle_audio_started(0, 48_000, 1);
+        sim.s.handle_playback_started(0, 24_000);
+        sim.msg(r#"{"type":"response.created","response":{"id":"resp_1","status":"in_progress","output":[]}}"#);
+        sim
+    }
+
     /// Drains outputs into the log and returns the new ones.
     pub fn drain(&mut self) -> Vec<Output> {
         let mut v = Vec::new();
