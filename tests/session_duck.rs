@@ -39,8 +39,9 @@ fn talk(sim: &mut Sim, ms: usize, dbfs: f32) -> Vec<Output> {
 
 fn speaking_sim(extra: &str) -> Sim {
     let mut sim = Sim::answering(extra);
-    sim.msg(&audio_delta("item_a", 24_000)); // 1 s
-                                             // The ducker's warm-up (the canceller converging on the first 1.5 s the assistant plays).
+    // 1 s of the assistant, then the ducker's warm-up (the canceller converging on the first
+    // 1.5 s the assistant plays).
+    sim.msg(&audio_delta("item_a", 24_000));
     assert_eq!(ducks(&talk(&mut sim, 1400, -30.0)), Vec::<u32>::new());
     assert_eq!(ducks(&talk(&mut sim, 300, -60.0)), Vec::<u32>::new());
     sim
