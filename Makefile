@@ -72,10 +72,10 @@ test-native: setup
 test-browser: test-chrome test-firefox test-webkit
 
 test-chrome: setup pkg server webdriver.json
-	$(NO_DRIVERS) $(WITH_SERVER) wasm-pack test --headless --chrome --chromedriver $(CHROMEDRIVER) -- --test web
+	$(NO_DRIVERS) scripts/failure-summary.sh env $(WITH_SERVER) wasm-pack test --headless --chrome --chromedriver $(CHROMEDRIVER) -- --test web
 
 test-firefox: setup pkg server webdriver.json
-	$(NO_DRIVERS) $(WITH_SERVER) scripts/with-pulseaudio.sh wasm-pack test --headless --firefox --geckodriver $(GECKODRIVER) -- --test web
+	$(NO_DRIVERS) scripts/failure-summary.sh env $(WITH_SERVER) scripts/with-pulseaudio.sh wasm-pack test --headless --firefox --geckodriver $(GECKODRIVER) -- --test web
 
 # WebKitGTK's MiniBrowser has no headless mode: its driver runs under Xvfb. The runner says
 # "Firefox" because the WebKit driver stands in for geckodriver (TOOLCHAIN.md). Without a sound
@@ -83,7 +83,7 @@ test-firefox: setup pkg server webdriver.json
 # fails only because the web process aborted in GLib's setuid check (an engine race) is run once more, with a
 # fresh server and sound server (scripts/retry-engine-crash.sh).
 test-webkit: setup pkg server webdriver.json
-	$(NO_DRIVERS) TEST_PORT=$(TEST_PORT) scripts/retry-engine-crash.sh scripts/with-server.sh scripts/with-pulseaudio.sh $(XVFB) wasm-pack test --headless --firefox --geckodriver $(WEBKITDRIVER) -- --test web
+	$(NO_DRIVERS) TEST_PORT=$(TEST_PORT) scripts/retry-engine-crash.sh scripts/failure-summary.sh scripts/with-server.sh scripts/with-pulseaudio.sh $(XVFB) wasm-pack test --headless --firefox --geckodriver $(WEBKITDRIVER) -- --test web
 
 # The E2E suite runs with the fault lab's control server up (RV_FAULT_PROXY): e2e/faults.test.mjs
 # puts a proxy between the browser and the server. The recovery table is printed whatever the outcome.
