@@ -19,6 +19,8 @@
 // DUCK=off: the client's ducking off (`bargeInDuck: "off"`; default: the client's default, on).
 // CAPTURE=raw: the browser's echo cancellation, noise suppression and gain control off.
 // VOICE_GAIN_DB=n: the barge-in voice n dB louder.
+// ANSWERS=n: echo runs go on for n − 1 more answers in the same session (typed turns); the row's
+// `ducksPerAnswer` has the client's ducks per answer, the greeting's first.
 // CANCELLER=wasm: the client's opt-in echo canceller (`echoCanceller: "wasm"`, WebRTC's AEC3 in
 // the capture worklet; the browser's EC/NS/AGC off).
 // CHECK=1 (the short run in `make test`) fails the run unless what holds on a loaded machine
@@ -75,6 +77,8 @@ const RAW_GUM = () => {
 };
 /** The greeting is ~7 s; a run watches this long after the interviewer starts speaking. */
 const ECHO_WATCH_MS = 12_000;
+/** ANSWERS=n (echo runs): the greeting and n − 1 more answers in one session (moreAnswers). */
+const ANSWERS = Number(process.env.ANSWERS ?? 1);
 const BARGE_AFTER_MS = 1_500;
 const BARGE_WATCH_MS = 5_000;
 
@@ -245,6 +249,26 @@ function firstLoudMs(b64, fromMs) {
   return null;
 }
 
+/**
+ * ANSWERS=n: after the greeting's watch, n − 1 more answers in the same session, each asked for
+ * with a typed turn and watched until the assistant stopped and its tail died down. Returns the
+ * client's ducks during each answer, the greeting's first: whether the ducker's learnt threshold
+ * settles over a session (a fresh browser per run shows only the first greeting).
+ */
+async function moreAnswers(d) {
+  const ducks = () => d.eval(() => window.__rv.client.metrics().bargeInDucks ?? 0);
+  const counts = [await ducks()];
+  for (let i = 1; i < ANSWERS; i++) {
+    const before = await ducks();
+    const askedAt = await d.eval(() => { window.__rv.client.sendText("Tell me more about that."); return Date.now(); });
+    await d.waitFor((t) => window.__lab.speech.some((s) => s.speaking && s.t > t), 20_000, askedAt);
+    await d.waitFor((t) => { const l = window.__lab.speech.at(-1); return l.t > t && !l.speaking; }, 60_000, askedAt);
+    await sleep(1_500);
+    counts.push((await ducks()) - before);
+  }
+  return counts;
+}
+
 async function run(roomName, guard, kind, voice) {
   const row = { room: roomName, guard, kind, engine: ENGINE, load1: loadavg()[0], ...(RAW_CAPTURE ? { capture: "raw" } : {}),
     ...(VOICE_GAIN_DB ? { voiceGainDb: VOICE_GAIN_DB } : {}),
@@ -283,6 +307,7 @@ async function run(roomName, guard, kind, voice) {
       await played;
     } else {
       await sleep(ECHO_WATCH_MS);
+      if (ANSWERS > 1) row.ducksPerAnswer = await moreAnswers(d);
     }
     const lab = await d.eval(() => window.__lab);
     const m = await d.eval(() => window.__rv.client.metrics());
