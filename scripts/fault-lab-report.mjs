@@ -25,6 +25,13 @@ const lines = [
   "",
   ...rows.map((r) => `- ${r.scenario} / ${r.engine}: ${cell(r.sequence)}`),
   "",
+  // What a failure leaves for the next engineer, when CI shows it only once.
+  ...rows.filter((r) => r.result === "fail").flatMap((r) => [
+    `Failed: ${r.scenario} / ${r.engine}`,
+    `- the server's connection ends (s from the fault): ${r.serverEnds || "none logged"}`,
+    ...(r.frames ? [`- frames: ${r.frames}`, `- socket trace: ${r.trace}`, `- last close reason: ${r.lastCloseReason ?? "—"}`] : []),
+    "",
+  ]),
 ];
 const md = lines.join("\n");
 await mkdir(out, { recursive: true });

@@ -11,7 +11,7 @@
 // outcome. Every wait is a condition with a timeout; loops are bounded.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { appendFile } from "node:fs/promises";
+import { appendFile, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { scenario, waitState, rvFacts, SERVER } from "../support.mjs";
 import { OUTPUT } from "../browsers.mjs";
@@ -212,10 +212,11 @@ export class Lab {
   /**
    * After a short outage (lifted at `liftT`, before the dead-link timeout): either the link held
    * (no `reconnecting` since `faultT`) and server frames flow again within `budgetMs` of the lift,
-   * or the client reconnected within it. Then the mic backlog drains.
+   * or the client reconnected within it. Then the mic backlog drains. `frames0` is the count of
+   * frames received before the lift: read after it, the frames the outage held back may already
+   * be in, and an answer that ended meanwhile sends no more.
    */
-  async resumed({ faultT, liftT, budgetMs }) {
-    const frames0 = (await this.snap()).metrics.framesReceived;
+  async resumed({ faultT, liftT, budgetMs, frames0 }) {
     const t = await this.b.waitFor((f0, since) => {
       if (window.__fl.everFailed) return { failed: window.__fl.everFailed };
       if (window.__fl.statuses.some((s) => s.state === "reconnecting" && s.t >= since)) return { reconnected: true };
@@ -343,6 +344,8 @@ export class Lab {
       this.row.closeCode = s.metrics.lastCloseCode;
       if (error === null && s.everFailed) error = new Error(`the client was failed at some point: ${JSON.stringify(s.everFailed)}`);
       if (error === null) assert.ok(!s.statuses.some((x) => x.state === "failed"), `no failed state: ${this.row.sequence}`);
+      // Which side ended a connection, and why, for a failure that CI shows only once.
+      if (error !== null) this.row.serverEnds = await serverEnds(this.interviewId, this.faultT ?? Date.now());
     } catch (e) {
       error ??= e;
       this.row.note = `${this.row.note} (facts unavailable: ${String(e).slice(0, 80)})`;
@@ -353,6 +356,21 @@ export class Lab {
     await appendFile(ROWS, `${JSON.stringify(this.row)}\n`);
     if (error) throw error;
   }
+}
+
+/**
+ * The suite's server's "connection ended" log lines for `interviewId` (scripts/with-server.sh
+ * logs to target/test-server-PORT.log), as "t: conn N reason" with t in s from `t0`: whether the
+ * server ended a connection (a send timeout, the idle timeout) or saw the client go.
+ */
+async function serverEnds(interviewId, t0) {
+  const log = await readFile(`target/test-server-${new URL(SERVER).port}.log`, "utf8").catch(() => "");
+  return log.split("\n").flatMap((line) => {
+    let e;
+    try { e = JSON.parse(line); } catch { return []; }
+    if (e.interview_id !== interviewId || e.msg !== "connection ended") return [];
+    return [`${((e.ts_ms - t0) / 1000).toFixed(1)}: conn ${e.conn} ${e.end}`];
+  }).join("; ");
 }
 
 /** True until the client has been `failed` (for a final check in long waits). */

@@ -29,10 +29,12 @@ export function blackhole(seconds, { timeoutMs, ...opts } = {}) {
     const faultT = lab.mark();
     await lab.proxy.faults({ blackhole: true });
     await lab.hold(s(seconds));
+    // Nothing comes through the blackhole: the count before the lift is the one to exceed.
+    const frames0 = (await lab.snap()).metrics.framesReceived;
     await lab.proxy.clear();
     const liftT = Date.now();
     if (short) {
-      await lab.resumed({ faultT, liftT, budgetMs: MARGIN_MS });
+      await lab.resumed({ faultT, liftT, budgetMs: MARGIN_MS, frames0 });
     } else {
       // Declared dead within the timeout (+ margin), connected within connect timeout + backoff
       // ceiling (+ margin) of the lift.
