@@ -34,7 +34,7 @@ fi
 wasm-pack build --quiet --release --target "$target" --out-dir "$out" --out-name realtime_voice --no-pack \
   ${cargo_args[@]+-- "${cargo_args[@]}"}
 wasm="$out/realtime_voice_bg.wasm"
-# wasm-bindgen's output still has its function names: `make size` groups twiggy's items by area
+# wasm-bindgen's output still has its function names: `make size` groups its items by area
 # from this copy (scripts/size.sh).
 mkdir -p target/size
 cp "$wasm" "target/size/$out.names.wasm"

@@ -1,7 +1,8 @@
-// Groups twiggy's item list (CSV from `twiggy top -n 100000 --format csv`, on stdin) into the
-// package's areas and prints each area's raw bytes with its largest items. Functions are sized
-// after inlining: a core function the shell inlines counts for the shell.
-// Usage: twiggy top -n 100000 --format csv FILE.wasm | node scripts/size-areas.mjs [TOP]
+// Groups a wasm's item list (CSV `name,bytes` on stdin: scripts/wasm-items.mjs, or twiggy's
+// `top -n 100000 --format csv`) into the package's areas and prints each area's raw bytes with
+// its largest items. Functions are sized after inlining: a core function the shell inlines counts
+// for the shell.
+// Usage: node scripts/wasm-items.mjs FILE.wasm | node scripts/size-areas.mjs [TOP]
 import { readFileSync } from "node:fs";
 
 const top = Number(process.argv[2] ?? 5);
@@ -26,7 +27,7 @@ const areas = [
 const lines = readFileSync(0, "utf8").trim().split("\n").slice(1);
 const parse = (line) => {
   // Name,ShallowSize,... where Name may be a quoted CSV field with doubled quotes.
-  const m = line.match(/^("(?:[^"]|"")*"|[^,]*),(\d+),/);
+  const m = line.match(/^("(?:[^"]|"")*"|[^,]*),(\d+)(?:,|$)/);
   // v0-mangled names (the lean-std build) carry a crate hash: `realtime_voice[0123abcd…]::web`.
   const name = m && m[1].replace(/^"|"$/g, "").replace(/""/g, '"').replace(/\[[0-9a-f]{16}\]/g, "");
   return m ? { name, bytes: Number(m[2]) } : null;
@@ -41,7 +42,7 @@ const short = (n) => n.replace(/::h[0-9a-f]{16}/g, "").replace(/\[[0-9a-f]{16}\]
 let total = 0;
 const rows = [...groups].map(([a, items]) => [a, items, items.reduce((s, i) => s + i.bytes, 0)]);
 for (const [a, , sum] of rows) if (a !== "names (stripped)") total += sum;
-console.log(`\nwasm by area (raw bytes after wasm-opt, before the import/export renaming, names stripped: ${total} B; twiggy top ${top} per area)`);
+console.log(`\nwasm by area (raw bytes after wasm-opt, before the import/export renaming, names stripped: ${total} B; top ${top} per area)`);
 for (const [a, items, sum] of rows.sort((x, y) => y[2] - x[2])) {
   if (a === "names (stripped)" || items.length === 0) continue;
   console.log(`  ${a.padEnd(34)} ${String(sum).padStart(7)} B  ${((100 * sum) / total).toFixed(1).padStart(5)} %  (${items.length} items)`);

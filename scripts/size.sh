@@ -2,9 +2,9 @@
 # Prints the shipped bytes of the package (wasm, JS glue, snippets, worklets), raw and gzip -9, and their
 # total. With --check BYTES, fails when the gzip total exceeds BYTES (the budget in size-budget).
 # Without it, also the wasm by area (core session, protocol, audio, web shell, wasm-bindgen glue,
-# futures executor, std's fmt/panic/alloc/float, data) with twiggy's largest items in each: the
-# named copy build-pkg.sh keeps, optimised like the shipped one (same wasm-opt flags) but with its
-# names (-g).
+# futures executor, std's fmt/panic/alloc/float, data) with the largest items in each: the named
+# copy build-pkg.sh keeps, optimised like the shipped one (same wasm-opt flags) but with its
+# names (-g), read by scripts/wasm-items.mjs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$HOME/.cargo/bin:$PATH"
@@ -36,10 +36,10 @@ if [ "${1:-}" = "--check" ]; then
   exit 0
 fi
 names=target/size/$dir.names.wasm
-if [ -f "$names" ] && command -v twiggy > /dev/null; then
+if [ -f "$names" ]; then
   wasm-opt -Os --low-memory-unused --converge -g --enable-bulk-memory --enable-mutable-globals --enable-nontrapping-float-to-int \
     --enable-sign-ext --enable-reference-types --enable-multivalue "$names" -o "target/size/$dir.named-opt.wasm"
-  twiggy top -n 100000 --format csv "target/size/$dir.named-opt.wasm" | node scripts/size-areas.mjs "${SIZE_TOP:-6}"
+  node scripts/wasm-items.mjs "target/size/$dir.named-opt.wasm" | node scripts/size-areas.mjs "${SIZE_TOP:-6}"
 else
-  echo "(no $names or no twiggy: the breakdown by area needs both; see docs/ARCHITECTURE.md)"
+  echo "(no $names: run 'make pkg' for the breakdown by area; see docs/ARCHITECTURE.md)"
 fi
