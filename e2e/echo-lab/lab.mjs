@@ -17,6 +17,8 @@
 //
 // Environment: ROOMS=dry,mild,medium,harsh,speakerphone  GUARDS=off,auto  RUNS=2  KINDS=echo,barge
 // DUCK=off: the client's ducking off (`bargeInDuck: "off"`; default: the client's default, on).
+// DUCK=shadow: the client decides and counts its ducks, but the page never turns the output down
+// (its "duck" messages to the playback worklet are dropped): leaks that would duck, unducked.
 // CAPTURE=raw: the browser's echo cancellation, noise suppression and gain control off.
 // VOICE_GAIN_DB=n: the barge-in voice n dB louder.
 // ANSWERS=n: echo runs go on for n − 1 more answers in the same session (typed turns); the row's
@@ -61,7 +63,17 @@ const VOICE_GAIN_DB = Number(process.env.VOICE_GAIN_DB ?? 0);
 const DUCK_DB = Number(process.env.DUCK_DB ?? 0);
 const DUCK_AT_MS = Number(process.env.DUCK_AT_MS ?? 60);
 /** DUCK=off: the client's own ducking (`bargeInDuck`) off. */
-const CLIENT_DUCK = process.env.DUCK ?? "";
+const CLIENT_DUCK = process.env.DUCK === "shadow" ? "" : process.env.DUCK ?? "";
+const SHADOW_DUCK = process.env.DUCK === "shadow";
+/** Drops the page's "duck" messages to the playback worklet (DUCK=shadow). */
+const DROP_DUCKS = () => {
+  const post = MessagePort.prototype.postMessage;
+  MessagePort.prototype.postMessage = function (m, ...rest) {
+    if (m && m.type === "duck") return undefined;
+    return post.call(this, m, ...rest);
+  };
+  return true;
+};
 const KEEP_AUDIO_ELEMENTS = () => {
   const A = window.Audio;
   window.Audio = function (...a) { const e = new A(...a); (window.__labAudio ??= []).push(e); return e; };
@@ -279,7 +291,7 @@ async function moreAnswers(d) {
 async function run(roomName, guard, kind, voice) {
   const row = { room: roomName, guard, kind, engine: ENGINE, load1: loadavg()[0], ...(RAW_CAPTURE ? { capture: "raw" } : {}),
     ...(VOICE_GAIN_DB ? { voiceGainDb: VOICE_GAIN_DB } : {}),
-    ...(WASM_AEC ? { canceller: "wasm" } : {}) };
+    ...(WASM_AEC ? { canceller: "wasm" } : {}), ...(process.env.DUCK ? { duck: process.env.DUCK } : {}) };
   let d = null;
   try {
     d = await openBrowser();
@@ -290,6 +302,7 @@ async function run(roomName, guard, kind, voice) {
     // Before the click: the client asks for the microphone when voice mode starts.
     if (RAW_CAPTURE) await d.eval(RAW_GUM);
     if (DUCK_DB) await d.eval(KEEP_AUDIO_ELEMENTS);
+    if (SHADOW_DUCK) await d.eval(DROP_DUCKS);
     await d.eval(WATCH);
     const id = await d.eval(() => window.__rv.interviewId);
     const mon = RECORD ? record("page_out.monitor") : null;
@@ -340,6 +353,8 @@ async function run(roomName, guard, kind, voice) {
     }
     if (kind === "echo") {
       row.selfInterruptions = lab.started.filter((s) => s.t >= speakAt && s.assistant).length;
+      // When, ms after the greeting's start (beside duckAtMs: does a self-interruption follow a duck?).
+      row.selfInterruptAtMs = lab.started.filter((s) => s.t >= speakAt && s.assistant).map((s) => s.t - speakAt);
       // After the greeting ended: its tail or a leak made a phantom user turn.
       row.phantomTurns = lab.started.filter((s) => s.t >= speakAt && !s.assistant).length;
     } else {
