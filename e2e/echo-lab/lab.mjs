@@ -42,6 +42,7 @@ const ROOT = new URL("../../", import.meta.url).pathname;
 const OUT = join(ROOT, "e2e/output");
 const SERVER = process.env.RV_TEST_SERVER ?? "http://127.0.0.1:18080";
 const ROOM_SH = join(ROOT, "scripts/echo-lab/room.sh");
+const PULSE_SH = join(ROOT, "scripts/with-pulseaudio.sh");
 const list = (v, d) => (v ?? d).split(",").map((s) => s.trim()).filter(Boolean);
 const ROOMS = list(process.env.ROOMS, "dry,mild,medium,harsh,speakerphone");
 const GUARDS = list(process.env.GUARDS, "off,auto");
@@ -96,7 +97,15 @@ const BARGE_WATCH_MS = 5_000;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms)); // lab pacing (audio plays in real time)
 const room = (...args) => {
-  const r = spawnSync("bash", [ROOM_SH, ...args], { encoding: "utf8" });
+  let r = spawnSync("bash", [ROOM_SH, ...args], { encoding: "utf8" });
+  // PulseAudio has crashed at a room switch (a segfault in a null sink's thread, after several
+  // sessions with a browser): the daemon is started again once, and the room built anew.
+  if (r.status !== 0 && args[0] === "start" && /Connection (refused|failure)/.test(r.stderr)) {
+    console.log(`room.sh start ${args[1]}: PulseAudio is gone; restarting it`);
+    const restart = spawnSync("bash", [PULSE_SH, "--restart"], { encoding: "utf8" });
+    if (restart.status !== 0) throw new Error(`PulseAudio restart: ${restart.stderr}`);
+    r = spawnSync("bash", [ROOM_SH, ...args], { encoding: "utf8" });
+  }
   if (r.status !== 0) throw new Error(`room.sh ${args.join(" ")}: ${r.stderr}`);
 };
 
