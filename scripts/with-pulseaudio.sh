@@ -15,7 +15,11 @@ daemon() {
   pactl info >/dev/null 2>&1 || { echo "PulseAudio did not start" >&2; exit 1; }
 }
 if [ "${1:-}" = "--restart" ]; then
-  [ -n "${PULSE_RUNTIME_PATH:-}" ] || { echo "--restart: not under with-pulseaudio.sh" >&2; exit 2; }
+  # Only a daemon of this script's own (never a desktop's sound server).
+  case "${PULSE_RUNTIME_PATH:-}" in
+    /tmp/rv-pulse.*) ;;
+    *) echo "--restart: not under with-pulseaudio.sh" >&2; exit 2 ;;
+  esac
   pulseaudio -k 2>/dev/null || true
   rm -f "$PULSE_RUNTIME_PATH/native" "$PULSE_RUNTIME_PATH/pid"
   daemon
