@@ -64,8 +64,9 @@ const VOICE_GAIN_DB = Number(process.env.VOICE_GAIN_DB ?? 0);
 const DUCK_DB = Number(process.env.DUCK_DB ?? 0);
 const DUCK_AT_MS = Number(process.env.DUCK_AT_MS ?? 60);
 /** DUCK=off: the client's own ducking (`bargeInDuck`) off. */
-const CLIENT_DUCK = process.env.DUCK === "shadow" ? "" : process.env.DUCK ?? "";
-const SHADOW_DUCK = process.env.DUCK === "shadow";
+const DUCK_MODE = process.env.DUCK ?? "";
+const SHADOW_DUCK = DUCK_MODE === "shadow";
+const CLIENT_DUCK = SHADOW_DUCK ? "" : DUCK_MODE;
 /** Drops the page's "duck" messages to the playback worklet (DUCK=shadow). */
 const DROP_DUCKS = () => {
   const post = MessagePort.prototype.postMessage;
@@ -286,9 +287,11 @@ async function moreAnswers(d) {
     try {
       await d.waitFor((t) => window.__lab.speech.some((s) => s.speaking && s.t > t), 20_000, askedAt);
       await d.waitFor((t) => { const l = window.__lab.speech.at(-1); return l.t > t && !l.speaking; }, 60_000, askedAt);
-    } catch {
+    } catch (e) {
       // No answer to the typed turn (seen after a phantom user turn made from echo): the row
-      // keeps the answers heard so far, and its self-interruption and phantom-turn counts.
+      // keeps the answers heard so far, and its self-interruption and phantom-turn counts. Any
+      // other failure (the browser gone) fails the row.
+      if (!/^timed out/.test(e?.message ?? "")) throw e;
       break;
     }
     await sleep(1_500);
@@ -300,7 +303,7 @@ async function moreAnswers(d) {
 async function run(roomName, guard, kind, voice) {
   const row = { room: roomName, guard, kind, engine: ENGINE, load1: loadavg()[0], ...(RAW_CAPTURE ? { capture: "raw" } : {}),
     ...(VOICE_GAIN_DB ? { voiceGainDb: VOICE_GAIN_DB } : {}),
-    ...(WASM_AEC ? { canceller: "wasm" } : {}), ...(process.env.DUCK ? { duck: process.env.DUCK } : {}) };
+    ...(WASM_AEC ? { canceller: "wasm" } : {}), ...(DUCK_MODE ? { duck: DUCK_MODE } : {}) };
   let d = null;
   try {
     d = await openBrowser();
@@ -361,9 +364,10 @@ async function run(roomName, guard, kind, voice) {
       row.aecDelayMs = m.aecDelayMs ?? null;
     }
     if (kind === "echo") {
-      row.selfInterruptions = lab.started.filter((s) => s.t >= speakAt && s.assistant).length;
+      const self = lab.started.filter((s) => s.t >= speakAt && s.assistant);
+      row.selfInterruptions = self.length;
       // When, ms after the greeting's start (beside duckAtMs: does a self-interruption follow a duck?).
-      row.selfInterruptAtMs = lab.started.filter((s) => s.t >= speakAt && s.assistant).map((s) => s.t - speakAt);
+      row.selfInterruptAtMs = self.map((s) => s.t - speakAt);
       // After the greeting ended: its tail or a leak made a phantom user turn.
       row.phantomTurns = lab.started.filter((s) => s.t >= speakAt && !s.assistant).length;
     } else {
