@@ -67,7 +67,7 @@ clippy:
 
 test-native: setup
 	cargo test -q --workspace
-	node --test tests/worklets/
+	node --test tests/worklets/ tests/glue/
 
 test-browser: test-chrome test-firefox test-webkit
 

@@ -134,6 +134,7 @@ export function describeStatus(s, modeReason) {
         case "unsupported": return "Voice is not supported in this browser";
         case "network": return `Cannot reach the server${code}`;
         case "server": return `Server error${code}${s.detail ? `: ${words(DETAIL_WORDS, s.detail)}` : ""}`;
+        case "internal": return "Voice stopped after an internal error — reload the page";
         default: return `Failed: ${words(DETAIL_WORDS, s.reason ?? s.detail) || "unknown"}${code}`;
       }
     default: return s.state;

@@ -2,7 +2,7 @@
 export type VoiceState = "idle" | "connecting" | "connected" | "reconnecting" | "text" | "closed" | "failed";
 /** Why a session failed: rejected token, interview already connected elsewhere, the browser
  * cannot do it, the network, or the server. */
-export type FailReason = "auth" | "busy" | "unsupported" | "network" | "server";
+export type FailReason = "auth" | "busy" | "unsupported" | "network" | "server" | "internal";
 
 /** Options of `new VoiceClient(options)`. Validated at construction; a bad option throws an Error
  * whose message names it. */
@@ -161,7 +161,7 @@ export interface MetricsSnapshot {
   inputTokens: number; outputTokens: number;
 }
 export interface VoiceErrorEvent {
-  kind: "protocol" | "server" | "audio" | "http" | "token" | "tool" | "socket";
+  kind: "protocol" | "server" | "audio" | "http" | "token" | "tool" | "socket" | "internal";
   /** Stable code: `invalid_json`, `rate_limit_exceeded`, `invalid_audio_format`, `audio_overflow`, ... */
   code: string;
   message: string;

@@ -38,18 +38,24 @@ extern "C" {
     fn on_gesture(f: &JsValue) -> Function;
     #[wasm_bindgen(js_name = postJson)]
     fn post_json(url: &str, token: &str, body: &str) -> Promise;
+    #[wasm_bindgen(catch, js_name = client)]
+    fn client_js() -> Result<JsValue, JsValue>;
+    fn forget(js: &JsValue);
+    fn listen(js: &JsValue, name: &str, f: &Function);
+    fn unlisten(js: &JsValue, name: &str, f: &Function) -> bool;
+    #[wasm_bindgen(js_name = emit)]
+    fn emit_js(js: &JsValue, name: &str, json: &str);
+    #[wasm_bindgen(catch)]
+    fn pending(js: &JsValue) -> Result<js_sys::Array, JsValue>;
+    fn later(f: &JsValue, ms: f64) -> f64;
 }
 
 #[wasm_bindgen]
 extern "C" {
-    #[wasm_bindgen(js_name = setTimeout)]
-    fn set_timeout(f: &JsValue, ms: f64) -> f64;
     #[wasm_bindgen(js_name = clearTimeout)]
     fn clear_timeout(id: f64);
     #[wasm_bindgen(js_namespace = performance, js_name = now)]
     fn performance_now() -> f64;
-    #[wasm_bindgen(js_namespace = console, js_name = error)]
-    fn console_error(what: &str, error: &JsValue);
 }
 
 /// The events an app may listen to (`on(name, …)` refuses any other name).
@@ -87,7 +93,9 @@ struct Shell {
     sink_waiters: RefCell<Vec<(Function, Function)>>,
     /// The latest `Output::OpenMic`: a microphone opened for an older one is not used.
     mic_seq: Cell<u64>,
-    listeners: RefCell<Vec<(String, Function)>>,
+    /// The client's JS side (glue.js `client()`): the app's listeners and what the glue needs to
+    /// stop this client and tell the app when the wasm can no longer run.
+    js: JsValue,
     /// Registered tools: name, definition (JSON text), handler.
     tools: RefCell<Vec<(String, String, Function)>>,
     waiters: RefCell<Vec<(Function, Function)>>,
@@ -187,6 +195,7 @@ impl VoiceClient {
         );
         let lock_name =
             single_tab.then(|| concat(&[S("realtime-voice:"), S(&config.interview_id)]));
+        let js = client_js()?;
         let seed = (js_sys::Math::random() * 9.007_199_254_740_991e15) as u64 ^ now_ms();
         let shell = Rc::new_cyclic(|me| Shell {
             me: me.clone(),
@@ -203,7 +212,7 @@ impl VoiceClient {
             device_waiters: RefCell::new(Vec::new()),
             sink_waiters: RefCell::new(Vec::new()),
             mic_seq: Cell::new(0),
-            listeners: RefCell::new(Vec::new()),
+            js,
             tools: RefCell::new(Vec::new()),
             waiters: RefCell::new(Vec::new()),
             socket: RefCell::new(None),
@@ -237,9 +246,10 @@ impl VoiceClient {
             let value = JSON::parse(&AppEvent::Status(current).to_json()).unwrap_or(JsValue::NULL);
             return Promise::resolve(&value);
         }
-        let promise = Promise::new(&mut |resolve, reject| {
-            shell.waiters.borrow_mut().push((resolve, reject));
-        });
+        let promise = match shell.promise(&shell.waiters) {
+            Ok(p) => p,
+            Err(e) => return Promise::reject(&e),
+        };
         // Audio may only start inside the gesture: prepare the context now, before any await.
         if shell.core.borrow().mode() == crate::session::Mode::Voice
             && shell.graph.borrow().is_none()
@@ -406,10 +416,7 @@ impl VoiceClient {
             }
             return Err(js_error(&msg));
         }
-        self.shell
-            .listeners
-            .borrow_mut()
-            .push((event.to_string(), listener.clone()));
+        listen(&self.shell.js, event, &listener);
         if event == "event" {
             self.shell.core.borrow_mut().set_raw_events_wanted(true);
         }
@@ -676,34 +683,25 @@ impl Shell {
         self.emit(e.name(), &e.to_json());
     }
 
+    /// Hands an event to the app's listeners (glue.js parses it once, only when someone listens,
+    /// and logs a listener that throws).
     fn emit(&self, name: &str, json: &str) {
-        let targets: Vec<Function> = self
-            .listeners
-            .borrow()
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, f)| f.clone())
-            .collect();
-        if targets.is_empty() {
-            return;
-        }
-        let Ok(value) = JSON::parse(json) else { return };
-        for f in targets {
-            if let Err(err) = f.call1(&JsValue::NULL, &value) {
-                // A throwing listener must not break the session or the other listeners.
-                console_error("realtime-voice: a listener threw", &err);
-            }
-        }
+        emit_js(&self.js, name, json);
     }
 
     fn remove_listener(&self, name: &str, listener: &Function) {
-        let mut l = self.listeners.borrow_mut();
-        if let Some(i) = l.iter().position(|(n, f)| n == name && f == listener) {
-            l.remove(i);
-        }
-        let raw = l.iter().any(|(n, _)| n == "event");
-        drop(l);
+        let raw = unlisten(&self.js, name, listener);
         self.core.borrow_mut().set_raw_events_wanted(raw);
+    }
+
+    /// A promise whose resolve and reject go into `waiters` (glue.js rejects it if the wasm
+    /// aborts first); `Err` once it has.
+    fn promise(&self, waiters: &RefCell<Vec<(Function, Function)>>) -> Result<Promise, JsValue> {
+        let a = pending(&self.js)?;
+        waiters
+            .borrow_mut()
+            .push((a.get(1).unchecked_into(), a.get(2).unchecked_into()));
+        Ok(a.get(0).unchecked_into())
     }
 
     fn arm_timer(&self) {
@@ -736,7 +734,7 @@ impl Shell {
         let delay = at.saturating_sub(now_ms()).min(i32::MAX as u64) as f64;
         let cb = self.timer_cb.borrow();
         if let Some(cb) = cb.as_ref() {
-            *self.timer.borrow_mut() = Some((set_timeout(cb.as_ref(), delay), at));
+            *self.timer.borrow_mut() = Some((later(cb.as_ref(), delay), at));
         }
     }
 
@@ -911,9 +909,10 @@ impl Shell {
         waiters: &RefCell<Vec<(Function, Function)>>,
         f: impl FnOnce(&mut Session, u64),
     ) -> Promise {
-        let promise = Promise::new(&mut |resolve, reject| {
-            waiters.borrow_mut().push((resolve, reject));
-        });
+        let promise = match self.promise(waiters) {
+            Ok(p) => p,
+            Err(e) => return Promise::reject(&e),
+        };
         self.input(f);
         let left: Vec<_> = waiters.borrow_mut().drain(..).collect();
         settle_all(left, &Ok(()));
@@ -1179,6 +1178,7 @@ impl Drop for VoiceClient {
             let _ = off.call0(&JsValue::NULL);
         }
         self.shell.remove_gesture_listener();
+        forget(&self.shell.js);
     }
 }
 

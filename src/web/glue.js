@@ -15,18 +15,121 @@ const aecWorkletUrl = () => new URL("../../../../worklets/aec.js?no-inline", imp
 export function echoCancellerUrl() {
   return new URL("../../../../aec/realtime_voice_aec.wasm", import.meta.url).href;
 }
+// An exception that escapes the wasm — a trap (a Rust panic aborts) or a browser call that threw
+// through it — may leave the wasm's state with borrows never given back: every later call into it
+// would fail too, and the microphone and the socket would stay open behind a silent client. So
+// every callback from the browser into the wasm goes through `guard`, and the first exception that
+// escapes one aborts every client of the module at once: sockets closed (1000), microphones and
+// audio stopped, Web Locks let go, pending promises rejected, and each app told (an `error` of
+// kind `internal`, code `client_aborted`, then the status `failed` / `internal`). Nothing calls into
+// the wasm after that; a new client can only come from a reloaded page. The clients' listeners
+// live here for this.
+const live = { c: new Set(), ws: new Set(), g: new Set(), lock: new Set() };
+let aborted = false;
+const ABORTED = "realtime-voice stopped after an internal error";
+const guard = (f) => (...a) => {
+  if (aborted) return;
+  try {
+    f(...a);
+  } catch (e) {
+    abort(e);
+  }
+};
+
+function abort(e) {
+  aborted = true;
+  console.error("realtime-voice: " + ABORTED, e);
+  for (const ws of live.ws) socketClose(ws, 0, "", true);
+  for (const g of live.g) stop(g);
+  for (const release of live.lock) release();
+  for (const c of live.c) {
+    const err = new Error(ABORTED + " (" + e + "); reload the page");
+    for (const fail of c.p) fail(err);
+    to(c, "error", () => ({ kind: "internal", code: "client_aborted", message: err.message }));
+    const attempt = c.s ? JSON.parse(c.s).attempt : 0;
+    to(c, "status", () => ({ state: "failed", reason: "internal", detail: "client_aborted", closeCode: null, attempt }));
+  }
+  live.c.clear();
+}
+
+// A client's JS side: its listeners ([name, f]), the rejections of its pending promises and its
+// last status (JSON). Throws once the module has aborted.
+export function client() {
+  if (aborted) throw new Error(ABORTED + "; reload the page");
+  const c = { l: [], p: new Set(), s: null };
+  live.c.add(c);
+  return c;
+}
+export function forget(c) {
+  live.c.delete(c);
+}
+export function listen(c, name, f) {
+  c.l.push([name, f]);
+}
+// Removes a listener; returns whether a raw `event` listener is left.
+export function unlisten(c, name, f) {
+  const i = c.l.findIndex((x) => x[0] == name && x[1] == f);
+  if (i >= 0) c.l.splice(i, 1);
+  return c.l.some((x) => x[0] == "event");
+}
+// Calls the listeners of `name` with one value (made only when someone listens); a listener that
+// throws is logged and breaks nothing.
+function to(c, name, value) {
+  const fs = c.l.filter((x) => x[0] == name);
+  if (!fs.length) return;
+  const v = value();
+  for (const [, f] of fs) {
+    try {
+      f(v);
+    } catch (e) {
+      console.error("realtime-voice: a listener threw", e);
+    }
+  }
+}
+export function emit(c, name, json) {
+  if (name == "status") c.s = json;
+  to(c, name, () => JSON.parse(json));
+}
+// A promise the shell settles: [promise, resolve, reject]. Rejected if the module aborts first;
+// throws once it has.
+export function pending(c) {
+  if (aborted) throw new Error(ABORTED + "; reload the page");
+  let ok, fail;
+  const p = new Promise((a, b) => {
+    ok = a;
+    fail = b;
+  });
+  c.p.add(fail);
+  const done = (f) => (v) => {
+    c.p.delete(fail);
+    f(v);
+  };
+  return [p, done(ok), done(fail)];
+}
+// The shell's timer.
+export function later(f, ms) {
+  return setTimeout(guard(f), ms);
+}
+
 // Web Locks: one live connection per interview per browser. Calls onResult(true, release) when the
 // lock is held — release() lets it go and returns a Promise that settles once it is free —,
 // onResult(false) when another tab holds it, and onResult(null) where the API is absent (then
 // nothing is enforced).
 export function requestLock(name, onResult) {
+  onResult = guard(onResult);
   const locks = globalThis.navigator && navigator.locks;
   if (!locks || typeof locks.request !== "function") { onResult(null); return; }
   let release;
   const held = new Promise((r) => { release = r; });
   const done = locks.request(name, { ifAvailable: true }, (lock) => {
     if (!lock) { onResult(false); return undefined; }
-    onResult(true, () => { release(); return done.catch(() => undefined); });
+    const letGo = () => {
+      live.lock.delete(letGo);
+      release();
+      return done.catch(() => undefined);
+    };
+    live.lock.add(letGo);
+    onResult(true, letGo);
     return held;
   });
   done.catch(() => onResult(null));
@@ -35,6 +138,7 @@ export function requestLock(name, onResult) {
 // `p` fulfils, done(false, error) once it rejects; ok = false passes `p` on as the rejection. Never
 // synchronous, so a callback never runs inside the drain that asked for it.
 export function settle(ok, p, done) {
+  done = guard(done);
   (ok ? Promise.resolve(p) : Promise.reject(p)).then((v) => done(true, v), (e) => done(false, e));
 }
 
@@ -45,15 +149,19 @@ export function socketOpen(url, protocols, on) {
   const ws = protocols.length ? new WebSocket(url, protocols) : new WebSocket(url);
   let opened = false;
   // Every argument, typed: wasm-bindgen's debug builds check them.
-  const emit = (kind, text = null, n = 0) => on(kind, text, n, opened);
+  const tell = guard((kind, text = null, n = 0) => on(kind, text, n, opened));
+  live.ws.add(ws);
   ws.binaryType = "arraybuffer";
   ws.onopen = () => {
     opened = true;
-    emit(0);
+    tell(0);
   };
-  ws.onmessage = ({ data }) => (typeof data == "string" ? emit(1, data) : emit(2, null, data.byteLength | 0));
-  ws.onerror = () => emit(3);
-  ws.onclose = (e) => emit(4, e.reason, e.code);
+  ws.onmessage = ({ data }) => (typeof data == "string" ? tell(1, data) : tell(2, null, data.byteLength | 0));
+  ws.onerror = () => tell(3);
+  ws.onclose = (e) => {
+    live.ws.delete(ws);
+    tell(4, e.reason, e.code);
+  };
   return ws;
 }
 
@@ -74,6 +182,7 @@ export function socketBuffered(ws) {
 // Closes with `code` and `reason`; detach = true also detaches the handlers first (no event
 // after this) and closes with 1000 when `code` is 0.
 export function socketClose(ws, code, reason, detach) {
+  live.ws.delete(ws);
   if (detach) ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
   try {
     if (code) ws.close(code, reason);
@@ -84,6 +193,7 @@ export function socketClose(ws, code, reason, detach) {
 // The page's online / offline (on(0, online)) and visibility (on(1, visible)) changes, and
 // navigator.onLine now when it is false. Returns the function that stops listening.
 export function listenWindow(on) {
+  on = guard(on);
   const online = () => on(0, true);
   const offline = () => on(0, false);
   const visibility = () => on(1, document.visibilityState == "visible");
@@ -95,6 +205,7 @@ export function listenWindow(on) {
 
 // Calls f on the next click, tap or key press. Returns the function that stops listening.
 export function onGesture(f) {
+  f = guard(f);
   const names = ["pointerdown", "keydown", "touchend"];
   for (const n of names) document.addEventListener(n, f);
   return () => names.forEach((n) => document.removeEventListener(n, f));
@@ -135,7 +246,9 @@ export function unlock() {
     return 1;
   }
   quiet(c.resume());
-  return { c, e: new Audio() };
+  const g = { c, e: new Audio() };
+  live.g.add(g);
+  return g;
 }
 
 // The app's constraints with deviceId {exact: id}, or without any deviceId for null.
@@ -147,10 +260,15 @@ const withDevice = (c, id) => {
 };
 const gum = (c) => devices().getUserMedia({ audio: c });
 
-// Opens the microphone `id` (null: the default).
+// Opens the microphone `id` (null: the default); stopped again if the module aborted meanwhile.
 export async function openMic(c, id) {
-  return gum(withDevice(c, id));
+  return unlessAborted(await gum(withDevice(c, id)));
 }
+const unlessAborted = (s) => {
+  if (!aborted) return s;
+  stopTracks(s);
+  throw 2;
+};
 
 // Every track of `s` stopped (the microphone light goes off).
 export function stopTracks(s) {
@@ -164,7 +282,7 @@ export function stopTracks(s) {
 export async function start(g, captureUrl, playbackUrl, c, id, prebufferMs, aecUrl, report) {
   const ctx = g.c;
   // Every argument, typed: wasm-bindgen's debug builds check them.
-  const on = (kind, x = null, a = 0, b = 0, c = 0, d = 0, e = 0) => report(kind, x, a, b, c, d, e);
+  const on = guard((kind, x = null, a = 0, b = 0, c = 0, d = 0, e = 0) => report(kind, x, a, b, c, d, e));
   // A server without the wasm MIME type fails compileStreaming: compiled from the bytes then.
   const get = () => fetch(aecUrl).then((r) => (r.ok ? r.arrayBuffer() : Promise.reject(r.status)));
   const aec = aecUrl && WebAssembly.compileStreaming(fetch(aecUrl))
@@ -183,7 +301,7 @@ export async function start(g, captureUrl, playbackUrl, c, id, prebufferMs, aecU
       const u = captureUrl == captureWorkletUrl() ? aecWorkletUrl() : new URL("aec.js", captureUrl).href;
       await ctx.audioWorklet.addModule(u).catch(() => {});
     }
-    const s = await gum(id == null ? c : withDevice(c, id));
+    const s = unlessAborted(await gum(id == null ? c : withDevice(c, id)));
     let failure = 1;
     try {
       const cap = new AudioWorkletNode(ctx, "realtime-voice-capture");
@@ -311,6 +429,7 @@ export async function setSink(g, id) {
 // Stops the microphone, the worklets, the output element and the context (also of a graph
 // object that was never started).
 export function stop(g) {
+  live.g.delete(g);
   g.on = null;
   if (g.cap) {
     g.cap.port.postMessage("stop");

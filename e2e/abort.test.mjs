@@ -1,0 +1,62 @@
+// An exception out of the wasm mid-interview (here a browser call that throws inside it: the
+// playback worklet's port refuses the AI's audio; a Rust panic traps the same way). The wasm's
+// state can no longer be trusted, so the client stops everything at once: the socket closes, the
+// microphone goes off, and the page is told (an `error` `client_aborted`, the status `failed` /
+// `internal`) instead of sitting silent with the microphone open. The abort's bookkeeping is
+// tested in Node (tests/glue/abort.test.mjs); this is the page in each engine.
+import assert from "node:assert/strict";
+import { scenario, openPage, waitState, statusText, rvFacts, ENGINES } from "./support.mjs";
+
+/** Keeps every microphone stream and WebSocket the client opens. */
+const spy = () => {
+  const s = { streams: [], sockets: [] };
+  globalThis.__e2eSpy = s;
+  const p = MediaDevices.prototype, gum = p.getUserMedia;
+  p.getUserMedia = function (c) {
+    return gum.call(this, c).then((m) => { s.streams.push(m); return m; });
+  };
+  const W = WebSocket;
+  globalThis.WebSocket = class extends W {
+    constructor(...a) {
+      super(...a);
+      s.sockets.push(this);
+    }
+  };
+  return true;
+};
+
+scenario("abort", "an exception out of the wasm stops the client: socket closed, microphone off, the page told", async (b) => {
+  await openPage(b);
+  await b.eval(spy);
+  await b.click("[data-testid=voice-mode]");
+  await waitState(b, "connected", 20_000);
+  await b.waitFor(() => globalThis.__e2eSpy.streams.length >= 1 && window.__rv.inputLevels > 0, 15_000);
+
+  // From now on the playback worklet's port throws on the AI's audio, inside the wasm's call.
+  await b.eval(() => {
+    const p = MessagePort.prototype, post = p.postMessage;
+    p.postMessage = function (m, t) {
+      if (m && m.type === "push") throw new DOMException("injected by the test", "DataCloneError");
+      return post.call(this, m, t);
+    };
+    // The greeting's audio may still be coming; this turn brings an answer with audio anyway.
+    window.__rv.client.sendText("Tell me more.");
+    return true;
+  });
+
+  await waitState(b, "failed", 20_000);
+  const f = await rvFacts(b);
+  assert.equal(await b.eval(() => document.body.dataset.reason), "internal");
+  assert.deepEqual(f.statuses.at(-1).detail, "client_aborted");
+  assert.ok(f.errors.some((e) => e.kind === "internal" && e.code === "client_aborted"), `errors: ${JSON.stringify(f.errors)}`);
+  assert.match(await statusText(b), /internal error/);
+  const left = await b.waitFor(() => {
+    const s = globalThis.__e2eSpy;
+    const live = s.streams.flatMap((m) => m.getTracks()).filter((t) => t.readyState !== "ended").length
+      + s.sockets.filter((w) => w.readyState < 2).length;
+    return live === 0 && { streams: s.streams.length, sockets: s.sockets.length };
+  }, 5_000);
+  assert.ok(left.streams >= 1 && left.sockets >= 1, `every microphone track ended and every socket closed: ${JSON.stringify(left)}`);
+// Firefox: geckodriver runs scripts in a sandbox whose patches the page never sees; the abort
+// itself is engine-independent JS (tests/glue/abort.test.mjs).
+}, { engines: ENGINES.filter((e) => e !== "firefox") });
