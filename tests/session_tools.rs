@@ -363,3 +363,30 @@ fn tool_frames_have_the_official_shapes() {
     let keys: Vec<&str> = item.iter().map(|(k, _)| k.as_ref()).collect();
     assert_eq!(keys, ["type", "call_id", "output"]);
 }
+
+#[test]
+fn text_during_a_tool_call_is_answered_by_the_calls_continuation_or_the_next_response() {
+    let mut sim = with_tools("");
+    sim.msg(r#"{"type":"response.created","response":{"id":"r1"}}"#);
+    sim.msg(&ga_call("r1", "c1", "lookup", "{}"));
+    sim.s.send_text(sim.now, "typed meanwhile").unwrap();
+    let v = sim.msg(&done("r1"));
+    assert_eq!(creates(&v), 0, "the call's continuation is still to come");
+    sim.s.handle_tool_result(sim.now, "c1", Ok("{}".into()));
+    assert_eq!(creates(&sim.drain()), 1, "one continuation answers both");
+    sim.msg(r#"{"type":"response.created","response":{"id":"r2"}}"#);
+    assert_eq!(creates(&sim.msg(&done("r2"))), 0);
+
+    // The user barges in while a call runs: the server's own response sees the text.
+    sim.msg(r#"{"type":"response.created","response":{"id":"r3"}}"#);
+    sim.msg(&ga_call("r3", "c3", "lookup", "{}"));
+    sim.s.send_text(sim.now, "typed again").unwrap();
+    sim.msg(r#"{"type":"input_audio_buffer.speech_started","item_id":"u1"}"#);
+    assert_eq!(creates(&sim.msg(&done("r3"))), 0);
+    sim.msg(r#"{"type":"response.created","response":{"id":"r4"}}"#);
+    assert_eq!(
+        creates(&sim.msg(&done("r4"))),
+        0,
+        "r4 answered the text already"
+    );
+}

@@ -63,6 +63,11 @@ pub struct Session {
     pub(super) raw_events_wanted: bool,
     /// The response in progress (its id, or empty when the server gave none).
     pub(super) response_active: Option<String>,
+    /// A text message came while a response was in progress: the server refuses a second
+    /// `response.create` then (`conversation_already_has_active_response`), so it is sent once
+    /// that response is done, unless another response answers the message first (a tool call's
+    /// continuation, or the one that ends a turn the server's VAD started).
+    pub(super) text_awaits_response: bool,
 
     pub(super) up: Uplink,
     pub(super) devices: Devices,
@@ -136,6 +141,7 @@ impl Session {
             session_update: None,
             raw_events_wanted: true,
             response_active: None,
+            text_awaits_response: false,
             latency_mark: None,
             connect_called_at: None,
             next_metrics_at: None,
@@ -287,8 +293,9 @@ impl Session {
     }
 
     /// Sends a user text message: over the open socket (`conversation.item.create` +
-    /// `response.create`, text output in text mode, audio in voice mode), else over HTTP when
-    /// `httpFallback` is on and realtime is unusable.
+    /// `response.create`, text output in text mode, audio in voice mode; the `response.create`
+    /// waits for the end of a response in progress), else over HTTP when `httpFallback` is on and
+    /// realtime is unusable.
     pub fn send_text(&mut self, now_ms: u64, text: &str) -> Result<(), CommandError> {
         self.last_now = now_ms;
         let max = self.cfg.max_frame_bytes.saturating_sub(256);
@@ -301,13 +308,11 @@ impl Session {
         if self.is_open() {
             let item = ClientEvent::UserText { text }.to_json(self.cfg.shape);
             self.send_expecting_reply(item);
-            let output = if self.mode == Mode::Text {
-                OutputKind::Text
+            if self.response_active.is_some() {
+                self.text_awaits_response = true;
             } else {
-                OutputKind::Audio
-            };
-            let create = ClientEvent::ResponseCreate { output }.to_json(self.cfg.shape);
-            self.send_expecting_reply(create);
+                self.create_response();
+            }
             return Ok(());
         }
         let http_ok = self.cfg.http_fallback
@@ -332,6 +337,22 @@ impl Session {
         }
         self.queue_http(now_ms, text);
         Ok(())
+    }
+
+    /// Asks for a response (`response.create`: text output in text mode, audio in voice mode);
+    /// it answers a text message still waiting for one too.
+    pub(super) fn create_response(&mut self) {
+        self.text_awaits_response = false;
+        if !self.is_open() {
+            return;
+        }
+        let output = if self.mode == Mode::Text {
+            OutputKind::Text
+        } else {
+            OutputKind::Audio
+        };
+        let create = ClientEvent::ResponseCreate { output }.to_json(self.cfg.shape);
+        self.send_expecting_reply(create);
     }
 
     /// Interrupts the assistant on demand: flushes playback, truncates the playing item at the

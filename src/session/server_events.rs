@@ -126,6 +126,9 @@ impl Session {
             }
             ServerEvent::SpeechStarted { .. } => {
                 self.echo.guard.speech_started(self.play.assistant_speaking);
+                // The turn the server's VAD starts ends in a response that sees a waiting text
+                // message; asking for one now would answer while the user still speaks.
+                self.text_awaits_response = false;
                 self.push_event(AppEvent::Speech {
                     who: Role::User,
                     speaking: true,
@@ -145,6 +148,8 @@ impl Session {
             ServerEvent::ResponseCreated { response_id } => {
                 self.response_active =
                     Some(response_id.map(|r| r.into_owned()).unwrap_or_default());
+                // This response sees the text message that waited: it answers it.
+                self.text_awaits_response = false;
             }
             ServerEvent::ResponseDone {
                 usage,
@@ -157,6 +162,9 @@ impl Session {
                     self.add_usage(&u);
                 }
                 self.tools_response_done(now_ms, response_id.as_deref(), calls);
+                if self.text_awaits_response && !self.tools.waiting() {
+                    self.create_response();
+                }
             }
             ServerEvent::FunctionCall {
                 response_id,

@@ -9,9 +9,8 @@ use std::collections::VecDeque;
 use super::events::ErrorKind;
 use super::machine::Session;
 use super::output::{CommandError, Output};
-use super::status::Mode;
 use crate::protocol::json::{self, Value};
-use crate::protocol::{session_update_frame, ClientEvent, FunctionCall, OutputKind};
+use crate::protocol::{session_update_frame, ClientEvent, FunctionCall};
 use crate::text::{concat, Part::*};
 
 /// Calls in progress at once; more in one response are answered with an error at once.
@@ -48,6 +47,11 @@ pub(super) struct Tools {
 }
 
 impl Tools {
+    /// Whether a call is still waiting for its handler (its response's continuation follows).
+    pub fn waiting(&self) -> bool {
+        self.calls.iter().any(|c| !c.answered)
+    }
+
     /// The earliest deadline of a call still running (`Timer::Tool`).
     pub fn deadline(&self) -> Option<u64> {
         self.calls
@@ -403,15 +407,6 @@ impl Session {
         }
         t.calls.retain(|c| c.response_id != response_id);
         t.done_responses.retain(|r| r != response_id);
-        if !self.is_open() {
-            return;
-        }
-        let output = if self.mode == Mode::Text {
-            OutputKind::Text
-        } else {
-            OutputKind::Audio
-        };
-        let frame = ClientEvent::ResponseCreate { output }.to_json(self.cfg.shape);
-        self.send_expecting_reply(frame);
+        self.create_response();
     }
 }
