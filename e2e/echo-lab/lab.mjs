@@ -229,7 +229,7 @@ const openBrowser = () => open(ENGINE, { realDevices: true });
 // Installed in the page: timestamps (Date.now(), the same clock as this process) of the
 // interviewer's speech and of the server VAD's speech_started.
 const WATCH = () => {
-  const lab = { speech: [], started: [], assistant: false, pathSeen: false, ducks: [] };
+  const lab = { speech: [], started: [], assistant: false, pathSeen: false, pathAt: null, ducks: [] };
   window.__lab = lab;
   window.__rv.client.on("speech", (s) => {
     if (s.who !== "assistant") return;
@@ -246,7 +246,10 @@ const WATCH = () => {
   let ducks = 0;
   setInterval(() => {
     const m = window.__rv.client.metrics();
-    if (m.echoDelayMs != null) lab.pathSeen = true;
+    if (m.echoDelayMs != null && !lab.pathSeen) {
+      lab.pathSeen = true;
+      lab.pathAt = Date.now();
+    }
     if ((m.bargeInDucks ?? 0) > ducks) { ducks = m.bargeInDucks; lab.ducks.push(Date.now()); }
   }, 100);
   return true;
@@ -356,6 +359,10 @@ async function run(roomName, guard, kind, voice) {
     row.suspected = m.suspectedSelfInterruptions ?? null;
     row.ducks = m.bargeInDucks ?? null;
     row.pathSeen = lab.pathSeen;
+    // When the guard first had an echo path, and when each answer started (ms after the
+    // greeting's start): a self-interruption before the path is one the guard could not stop.
+    row.pathAtMs = lab.pathAt && lab.pathAt - speakAt;
+    row.answerAtMs = lab.speech.filter((s) => s.speaking).map((s) => s.t - speakAt);
     // Ducks, ms after the greeting's start (sampled: up to 100 ms late).
     row.duckAtMs = lab.ducks.map((t) => t - speakAt);
     if (WASM_AEC) {

@@ -600,10 +600,12 @@ impl EchoGuard {
     }
 
     /// The server's VAD started speech; returns whether it looks like a self-interruption:
-    /// the assistant was speaking and most of the last 200 ms of active audio was echo.
+    /// the assistant was speaking, an echo path is evidenced (before that the coupling is a guess
+    /// that explains almost anything), and most of the last 200 ms of active audio was echo.
     pub fn speech_started(&mut self, assistant_speaking: bool) -> bool {
         let active = self.recent.count_ones();
         let suspected = assistant_speaking
+            && self.path == EchoPath::Echo
             && active >= RECENT_FRAMES / 2
             && self.recent_explained.count_ones() * 5 >= active * 4;
         if suspected {
