@@ -19,7 +19,7 @@ pub enum Part<'a> {
 }
 
 /// Writes the pieces to `w` (a `String` or a `Formatter`).
-pub fn write_parts(w: &mut dyn fmt::Write, parts: &[Part<'_>]) -> fmt::Result {
+pub fn write_parts<W: fmt::Write + ?Sized>(w: &mut W, parts: &[Part<'_>]) -> fmt::Result {
     for p in parts {
         match *p {
             Part::S(s) => w.write_str(s)?,
@@ -41,6 +41,20 @@ pub fn write_parts(w: &mut dyn fmt::Write, parts: &[Part<'_>]) -> fmt::Result {
         }
     }
     Ok(())
+}
+
+/// An error's message, written without a `Formatter`: `to_string()` would build one and link
+/// `core::fmt::write` for every error type. `Display` writes it, so the text is the same.
+pub trait Message {
+    /// Appends the message to `out`.
+    fn write_message(&self, out: &mut String) -> fmt::Result;
+
+    /// The message as a new `String` (what `to_string()` gives).
+    fn message(&self) -> String {
+        let mut s = String::new();
+        let _ = self.write_message(&mut s);
+        s
+    }
 }
 
 /// The pieces as a new `String`.

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::text::{write_parts, Part::*};
+use crate::text::{write_parts, Message, Part::*};
 
 /// Shortest chunk the backend accepts at its rate limit, in ms.
 pub const MIN_CHUNK_MS: u32 = 100;
@@ -83,8 +83,8 @@ pub enum ChunkerError {
     },
 }
 
-impl fmt::Display for ChunkerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Message for ChunkerError {
+    fn write_message(&self, f: &mut String) -> fmt::Result {
         match *self {
             Self::UnsupportedSampleRate { rate } => write_parts(
                 f,
@@ -144,6 +144,12 @@ impl fmt::Display for ChunkerError {
                 ],
             ),
         }
+    }
+}
+
+impl fmt::Display for ChunkerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
     }
 }
 

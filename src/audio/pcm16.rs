@@ -7,9 +7,9 @@
 //! through small stack buffers: nothing is allocated per sample, and nothing at all when the
 //! destination already has the capacity.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
-use crate::text::{write_parts, Part::*};
+use crate::text::{write_parts, Message, Part::*};
 
 /// Converts one f32 sample to i16: clamps to ±1.0, maps NaN to 0, scales by 32767 and rounds to
 /// the nearest integer (ties away from zero).
@@ -56,8 +56,8 @@ pub enum Base64Error {
     },
 }
 
-impl fmt::Display for Base64Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Message for Base64Error {
+    fn write_message(&self, f: &mut String) -> fmt::Result {
         match *self {
             Self::InvalidByte { offset, byte } => write_parts(
                 f,
@@ -91,6 +91,12 @@ impl fmt::Display for Base64Error {
     }
 }
 
+impl fmt::Display for Base64Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
 impl std::error::Error for Base64Error {}
 
 /// Why a base64 PCM16 payload could not be turned into samples.
@@ -106,12 +112,12 @@ pub enum Pcm16Error {
     },
 }
 
-impl fmt::Display for Pcm16Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Message for Pcm16Error {
+    fn write_message(&self, f: &mut String) -> fmt::Result {
         match *self {
             Self::Base64(e) => {
                 f.write_str("PCM16 payload: ")?;
-                fmt::Display::fmt(&e, f)
+                e.write_message(f)
             }
             Self::OddByteCount { bytes } => write_parts(
                 f,
@@ -122,6 +128,12 @@ impl fmt::Display for Pcm16Error {
                 ],
             ),
         }
+    }
+}
+
+impl fmt::Display for Pcm16Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
     }
 }
 

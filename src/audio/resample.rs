@@ -18,7 +18,7 @@
 use std::f64::consts::PI;
 use std::fmt;
 
-use crate::text::{write_parts, Part::*};
+use crate::text::{write_parts, Message, Part::*};
 
 /// Lowest accepted sample rate, in Hz.
 pub const MIN_RATE: u32 = 8_000;
@@ -66,8 +66,8 @@ pub enum ResamplerError {
     },
 }
 
-impl fmt::Display for ResamplerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Message for ResamplerError {
+    fn write_message(&self, f: &mut String) -> fmt::Result {
         match *self {
             Self::UnsupportedRate { rate } => write_parts(
                 f,
@@ -112,6 +112,12 @@ impl fmt::Display for ResamplerError {
                 ],
             ),
         }
+    }
+}
+
+impl fmt::Display for ResamplerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
     }
 }
 

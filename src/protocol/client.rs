@@ -4,6 +4,8 @@
 //! the official example for its event (checked by `tests/protocol_fixtures.rs`).
 
 use super::json::{self, Value};
+use crate::text::Message;
+use std::fmt::Write as _;
 
 /// Which shape of the protocol to speak where beta and GA differ (`session.update`, `response.create`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -156,18 +158,24 @@ pub enum SessionUpdateError {
     },
 }
 
-impl std::fmt::Display for SessionUpdateError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl Message for SessionUpdateError {
+    fn write_message(&self, f: &mut String) -> std::fmt::Result {
         match self {
             SessionUpdateError::Json(e) => {
                 f.write_str("session update is not valid JSON: ")?;
-                std::fmt::Display::fmt(e, f)
+                e.write_message(f)
             }
             SessionUpdateError::NotAnObject { found } => {
                 f.write_str("session update must be a JSON object, found ")?;
                 f.write_str(found)
             }
         }
+    }
+}
+
+impl std::fmt::Display for SessionUpdateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message())
     }
 }
 

@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::text::{write_parts, Part::*};
+use crate::text::{write_parts, Message, Part::*};
 
 /// Maximum nesting of arrays and objects accepted by [`parse`]: realtime events nest about 6 deep.
 pub const MAX_DEPTH: usize = 64;
@@ -88,8 +88,8 @@ pub enum JsonError {
     },
 }
 
-impl fmt::Display for JsonError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Message for JsonError {
+    fn write_message(&self, f: &mut String) -> fmt::Result {
         let (what, offset) = match *self {
             JsonError::TooLarge { len, max } => {
                 return write_parts(
@@ -136,6 +136,12 @@ impl fmt::Display for JsonError {
             }
         };
         write_parts(f, &[S(what), S(" at byte "), N(offset as u64)])
+    }
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
     }
 }
 

@@ -15,9 +15,9 @@ pub mod server;
 pub use client::{session_update_frame, ApiShape, ClientEvent, OutputKind, SessionUpdateError};
 pub use server::{parse_server_frame, FunctionCall, ServerEvent, ServerFrame, Usage};
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
-use crate::text::{write_parts, Part::*};
+use crate::text::{write_parts, Message, Part::*};
 
 /// Why a server frame could not be understood.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,8 +81,8 @@ impl ProtocolError {
     }
 }
 
-impl fmt::Display for ProtocolError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Message for ProtocolError {
+    fn write_message(&self, f: &mut String) -> fmt::Result {
         match self {
             ProtocolError::FrameTooLarge { len, max } => write_parts(
                 f,
@@ -95,7 +95,7 @@ impl fmt::Display for ProtocolError {
             ),
             ProtocolError::Json(e) => {
                 f.write_str("server frame is not valid JSON: ")?;
-                fmt::Display::fmt(e, f)
+                e.write_message(f)
             }
             ProtocolError::NotAnObject { found } => write_parts(
                 f,
@@ -128,6 +128,12 @@ impl fmt::Display for ProtocolError {
                 write_parts(f, &[S(event), S(": invalid audio payload: "), S(reason)])
             }
         }
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
     }
 }
 

@@ -1,9 +1,9 @@
 //! Session options: parsed and validated from the JSON the web shell passes (the app's JS options
 //! object, `JSON.stringify`-ed), so every check is here and natively tested. Errors name the option.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
-use crate::text::{concat, write_parts, Part::*};
+use crate::text::{concat, write_parts, Message, Part::*};
 
 use super::backoff::Backoff;
 use super::cost::Prices;
@@ -215,12 +215,12 @@ pub enum ConfigError {
     TokenNotSubprotocolSafe,
 }
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Message for ConfigError {
+    fn write_message(&self, f: &mut String) -> fmt::Result {
         match self {
             ConfigError::InvalidJson(e) => {
                 f.write_str("options are not valid JSON: ")?;
-                fmt::Display::fmt(e, f)
+                e.write_message(f)
             }
             ConfigError::NotAnObject { found } => {
                 write_parts(f, &[S("options must be an object, got "), S(found)])
@@ -250,7 +250,7 @@ impl fmt::Display for ConfigError {
             ),
             ConfigError::InvalidUrl(e) => {
                 f.write_str("baseUrl ")?;
-                fmt::Display::fmt(e, f)
+                e.write_message(f)
             }
             ConfigError::Conflict(m) => f.write_str(m),
             ConfigError::UnknownOption { name } => {
@@ -260,6 +260,12 @@ impl fmt::Display for ConfigError {
                 "token contains characters not allowed in a WebSocket subprotocol; use authVia \"query\"",
             ),
         }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
     }
 }
 

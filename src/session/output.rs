@@ -1,13 +1,13 @@
 //! What the session asks the web shell to do ([`Output`]), and the typed inputs and errors of its
 //! commands ([`AudioFailure`], [`HttpFailure`], [`CommandError`]).
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use super::events::AppEvent;
 use super::status::State;
 use super::url::redact;
 use crate::protocol::SessionUpdateError;
-use crate::text::{concat, write_parts, Part::*};
+use crate::text::{concat, write_parts, Message, Part::*};
 
 /// One thing for the shell to do. Drain with `Session::poll_output` until `None`, in order.
 ///
@@ -326,8 +326,8 @@ pub enum CommandError {
     },
 }
 
-impl fmt::Display for CommandError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Message for CommandError {
+    fn write_message(&self, f: &mut String) -> fmt::Result {
         match self {
             CommandError::NoTextTransport { state } => write_parts(
                 f,
@@ -350,7 +350,7 @@ impl fmt::Display for CommandError {
             CommandError::QueueFull => {
                 f.write_str("too many text messages waiting for HTTP replies")
             }
-            CommandError::InvalidSessionUpdate(e) => e.fmt(f),
+            CommandError::InvalidSessionUpdate(e) => e.write_message(f),
             CommandError::InvalidTools(why) => {
                 write_parts(f, &[S("invalid tool definitions: "), S(why)])
             }
@@ -361,6 +361,12 @@ impl fmt::Display for CommandError {
                 write_parts(f, &[S("cannot send an event while "), S(state.as_str())])
             }
         }
+    }
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
     }
 }
 

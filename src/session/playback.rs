@@ -22,7 +22,7 @@ use super::uplink::Audio;
 use crate::audio::resample::MAX_RATE;
 use crate::audio::{conceal, measure_level, pcm16, Level, Resampler};
 use crate::protocol::ClientEvent;
-use crate::text::{concat, Part::*};
+use crate::text::{concat, Message, Part::*};
 
 /// Fade applied to playback on barge-in.
 pub const BARGE_IN_RAMP_MS: u32 = 8;
@@ -246,7 +246,7 @@ impl Session {
                 self.error(ErrorKind::Audio, "unsupported_audio_format", {
                     let mut m =
                         concat(&[S("cannot play at "), N(u64::from(sample_rate)), S(" Hz: ")]);
-                    m.push_str(&e.to_string());
+                    m.push_str(&e.message());
                     m
                 });
                 self.handle_audio_failed(now_ms, AudioFailure::AudioContextFailed);
@@ -412,9 +412,9 @@ impl Session {
                 self.play.recycle(buf);
                 let err = crate::protocol::ProtocolError::InvalidAudio {
                     event: kind.chars().take(64).collect(),
-                    reason: e.to_string(),
+                    reason: e.message(),
                 };
-                self.error(ErrorKind::Protocol, err.code(), err.to_string());
+                self.error(ErrorKind::Protocol, err.code(), err.message());
                 return;
             }
         };

@@ -7,7 +7,7 @@ use super::cost::Prices;
 use super::events::{AppEvent, ErrorKind, Role};
 use super::machine::Session;
 use crate::protocol::{parse_server_frame, ServerEvent, Usage};
-use crate::text::{concat, Part::*};
+use crate::text::{concat, Message, Part::*};
 
 impl Session {
     /// A text frame arrived. Malformed frames become an `error` event; the session goes on.
@@ -21,7 +21,7 @@ impl Session {
             Ok(f) => f,
             Err(e) => {
                 self.snap.protocol_errors += 1;
-                self.error(ErrorKind::Protocol, e.code(), e.to_string());
+                self.error(ErrorKind::Protocol, e.code(), e.message());
                 // Still a sign of life.
                 self.frame_arrived(now_ms);
                 return;

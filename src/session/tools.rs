@@ -11,7 +11,7 @@ use super::machine::Session;
 use super::output::{CommandError, Output};
 use crate::protocol::json::{self, Value};
 use crate::protocol::{session_update_frame, ClientEvent, FunctionCall};
-use crate::text::{concat, Part::*};
+use crate::text::{concat, Message, Part::*};
 
 /// Calls in progress at once; more in one response are answered with an error at once.
 const MAX_PENDING: usize = 16;
@@ -106,7 +106,7 @@ impl Session {
     pub fn set_tools(&mut self, now_ms: u64, tools_json: &str) -> Result<(), CommandError> {
         self.last_now = now_ms;
         let v = json::parse(tools_json, self.cfg.max_frame_bytes)
-            .map_err(|e| CommandError::InvalidTools(e.to_string()))?;
+            .map_err(|e| CommandError::InvalidTools(e.message()))?;
         let Value::Array(items) = &v else {
             return Err(CommandError::InvalidTools(concat(&[
                 S("expected an array, found "),
@@ -182,7 +182,7 @@ impl Session {
         session.push_str(if names.is_empty() { "none" } else { "auto" });
         session.push_str("\"}");
         let frame = session_update_frame(&session, self.cfg.shape, self.cfg.max_frame_bytes)
-            .map_err(|e| CommandError::InvalidTools(e.to_string()))?;
+            .map_err(|e| CommandError::InvalidTools(e.message()))?;
         if self.is_open() {
             self.send_expecting_reply(frame.clone());
         }
@@ -196,7 +196,7 @@ impl Session {
     pub fn send_event(&mut self, now_ms: u64, event_json: &str) -> Result<(), CommandError> {
         self.last_now = now_ms;
         let v = json::parse(event_json, self.cfg.max_frame_bytes)
-            .map_err(|e| CommandError::InvalidEvent(e.to_string()))?;
+            .map_err(|e| CommandError::InvalidEvent(e.message()))?;
         if !matches!(v, Value::Object(_)) {
             return Err(CommandError::InvalidEvent(concat(&[
                 S("expected an object, found "),

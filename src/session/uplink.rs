@@ -8,7 +8,7 @@ use super::machine::{Session, API_RATE};
 use super::output::{AudioFailure, Output};
 use super::status::{AudioState, FailReason, Mode};
 use crate::audio::{pcm16, Chunker, ChunkerConfig, Resampler};
-use crate::text::{concat, Part::*};
+use crate::text::{concat, Message, Part::*};
 
 /// Minimum spacing of `audio_overflow` error events.
 const OVERFLOW_EVENT_EVERY_MS: u64 = 1_000;
@@ -131,7 +131,7 @@ impl Session {
                         N(u64::from(channels)),
                         S(": "),
                     ]);
-                    m.push_str(&e.to_string());
+                    m.push_str(&e.message());
                     m
                 });
                 self.handle_audio_failed(now_ms, AudioFailure::AudioContextFailed);
@@ -217,7 +217,7 @@ impl Session {
         let n = match r.process_into(samples, &mut up.resampled) {
             Ok(n) => n,
             Err(e) => {
-                self.error(ErrorKind::Audio, "invalid_mic_block", e.to_string());
+                self.error(ErrorKind::Audio, "invalid_mic_block", e.message());
                 return;
             }
         };

@@ -1,9 +1,9 @@
 //! The backend's URLs: the realtime socket and the HTTP text endpoint, built from `baseUrl`, plus
 //! redaction so a URL with its token never reaches an event, an error or `Debug` output.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
-use crate::text::{write_parts, Part::*};
+use crate::text::{write_parts, Message, Part::*};
 
 /// A validated `baseUrl`: scheme mapped to ws/wss, host, optional path prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,8 +32,8 @@ pub enum UrlError {
     },
 }
 
-impl fmt::Display for UrlError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Message for UrlError {
+    fn write_message(&self, f: &mut String) -> fmt::Result {
         match self {
             UrlError::Scheme => f.write_str("must start with https://, wss://, http:// or ws://"),
             UrlError::NoHost => f.write_str("has no host"),
@@ -47,6 +47,12 @@ impl fmt::Display for UrlError {
                 ],
             ),
         }
+    }
+}
+
+impl fmt::Display for UrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
     }
 }
 

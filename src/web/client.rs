@@ -17,7 +17,7 @@ use crate::session::{
     AppEvent, AudioFailure, AudioState, EchoCanceller, HttpFailure, MicLoss, Output, Session,
     SessionConfig, State, TokenFailure, TokenSource,
 };
-use crate::text::{concat, Part::*};
+use crate::text::{concat, Message, Part::*};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_API: &str = include_str!("api.d.ts");
@@ -168,7 +168,7 @@ impl VoiceClient {
         };
         Reflect::delete_property(&copy, &"singleTab".into())?;
         let json: String = JSON::stringify(&copy)?.into();
-        let config = SessionConfig::from_json(&json).map_err(|e| js_error(&e.to_string()))?;
+        let config = SessionConfig::from_json(&json).map_err(|e| js_error(&e.message()))?;
         if token_provider.is_none() && matches!(config.token, TokenSource::Provider) {
             return Err(js_error(
                 "tokenProvider must be a function returning a token or a Promise of one",
@@ -338,7 +338,7 @@ impl VoiceClient {
     pub fn send_text(&self, text: &str) -> Result<(), JsValue> {
         let r = self.shell.core.borrow_mut().send_text(now_ms(), text);
         self.shell.pump();
-        r.map_err(|e| js_error(&e.to_string()))
+        r.map_err(|e| js_error(&e.message()))
     }
 
     /// Sends a `session.update` with the given session object (beta or GA shape per `protocol`).
@@ -350,7 +350,7 @@ impl VoiceClient {
         let json: String = JSON::stringify(session)?.into();
         let r = self.shell.core.borrow_mut().update_session(now_ms(), &json);
         self.shell.pump();
-        r.map_err(|e| js_error(&e.to_string()))
+        r.map_err(|e| js_error(&e.message()))
     }
 
     /// Gives the model a tool that runs in the page: `definition` is `{name, description?,
@@ -400,7 +400,7 @@ impl VoiceClient {
             .ok_or_else(|| js_error("invalid client event: not a JSON object"))?;
         let r = self.shell.core.borrow_mut().send_event(now_ms(), &json);
         self.shell.pump();
-        r.map_err(|e| js_error(&e.to_string()))
+        r.map_err(|e| js_error(&e.message()))
     }
 
     /// Adds a listener for `event`; returns a function that removes it.
@@ -616,7 +616,7 @@ impl Shell {
         }
         json.push(']');
         let r = self.core.borrow_mut().set_tools(now_ms(), &json);
-        r.map_err(|e| js_error(&e.to_string()))?;
+        r.map_err(|e| js_error(&e.message()))?;
         *self.tools.borrow_mut() = tools;
         self.pump();
         Ok(())
