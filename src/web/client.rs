@@ -659,7 +659,7 @@ impl Shell {
                 self.close_prepared();
             }
             if let Some(ok) = settle {
-                let waiters: Vec<_> = self.waiters.borrow_mut().drain(..).collect();
+                let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
                 if !waiters.is_empty() {
                     let value = JSON::parse(&e.to_json()).unwrap_or(JsValue::NULL);
                     for (resolve, reject) in waiters {
@@ -914,7 +914,7 @@ impl Shell {
             Err(e) => return Promise::reject(&e),
         };
         self.input(f);
-        let left: Vec<_> = waiters.borrow_mut().drain(..).collect();
+        let left = std::mem::take(&mut *waiters.borrow_mut());
         settle_all(left, &Ok(()));
         promise
     }
@@ -923,7 +923,7 @@ impl Shell {
     /// the outcome goes back with the request's `seq`.
     fn open_mic(&self, device_id: Option<String>, seq: u64) {
         self.mic_seq.set(seq);
-        let waiters: Vec<_> = self.device_waiters.borrow_mut().drain(..).collect();
+        let waiters = std::mem::take(&mut *self.device_waiters.borrow_mut());
         let me = self.me.clone();
         let constraints = self.mic_constraints();
         // The player's route follows the canceller the constraints are for.
@@ -975,7 +975,7 @@ impl Shell {
             }
             _ => JsValue::UNDEFINED,
         };
-        let waiters: Vec<_> = self.sink_waiters.borrow_mut().drain(..).collect();
+        let waiters = std::mem::take(&mut *self.sink_waiters.borrow_mut());
         let me = self.me.clone();
         then(Ok(set), move |r| {
             let result = r.map(|_| ()).map_err(|e| describe(&e));
@@ -1147,7 +1147,7 @@ impl Shell {
 
     /// Rejects `connect()` promises that no status event will settle.
     fn reject_waiters(&self, why: &str) {
-        let waiters: Vec<_> = self.waiters.borrow_mut().drain(..).collect();
+        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
         for (_, reject) in waiters {
             let _ = reject.call1(&JsValue::NULL, &js_sys::Error::new(why));
         }
