@@ -36,12 +36,23 @@ const guard = (f) => (...a) => {
   }
 };
 
+// Each step on its own: one that throws (the browser call at fault, say) must not keep the others
+// from running.
+const safely = (f) => {
+  try {
+    f();
+  } catch {}
+};
 function abort(e) {
   aborted = true;
   console.error("realtime-voice: " + ABORTED, e);
-  for (const ws of live.ws) socketClose(ws, 0, "", true);
-  for (const g of live.g) stop(g);
-  for (const release of live.lock) release();
+  for (const ws of live.ws) safely(() => socketClose(ws, 0, "", true));
+  for (const g of live.g) {
+    // The microphone first: the light goes off even if the rest of the graph cannot be stopped.
+    safely(() => g.s && stopTracks(g.s));
+    safely(() => stop(g));
+  }
+  for (const release of live.lock) safely(release);
   for (const c of live.c) {
     const err = new Error(ABORTED + " (" + e + "); reload the page");
     for (const fail of c.p) fail(err);

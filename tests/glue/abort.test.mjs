@@ -93,6 +93,13 @@ test("an exception out of the wasm stops every client, tells each app, and nothi
   const g = glue.unlock();
   const mic = track();
   g.s = { getTracks: () => [mic], getAudioTracks: () => [mic] };
+  // A graph that cannot be stopped (the browser call at fault) keeps nothing else from stopping.
+  const broken = glue.unlock();
+  const mic2 = track();
+  broken.s = { getTracks: () => [mic2], getAudioTracks: () => [mic2] };
+  broken.e.pause = () => {
+    throw new Error("broken");
+  };
   let timerRan = false;
   glue.later(() => (timerRan = true), 0);
   let settled = false;
@@ -105,6 +112,7 @@ test("an exception out of the wasm stops every client, tells each app, and nothi
   assert.equal(ws.closed, 1000, "the socket is closed");
   assert.equal(ws.onmessage, null, "and detached");
   assert.equal(mic.stopped, true, "the microphone is stopped");
+  assert.equal(mic2.stopped, true, "also the broken graph's");
   assert.equal(g.c.state, "closed", "the audio context is closed");
   assert.equal(errors.length, 1, "the abort is logged once");
   assert.deepEqual(seen.map(([k, v]) => [k, v.code ?? v.state]), [["error", "client_aborted"], ["status", "failed"]]);
