@@ -318,3 +318,17 @@ fn a_lost_link_forgets_the_waiting_request() {
     let v = sim.msg(r#"{"type":"response.done","response":{"id":"r1","status":"completed"}}"#);
     assert_eq!(response_creates(&v), 0, "not owed after the reconnect");
 }
+
+#[test]
+fn a_response_create_the_server_refuses_as_busy_is_sent_again_after_its_response() {
+    let mut sim = Sim::new("");
+    sim.connect_open();
+    // The server's VAD started a response we have not heard of yet: ours is refused.
+    sim.s.send_text(sim.now, "typed").unwrap();
+    assert_eq!(response_creates(&sim.drain()), 1);
+    // On the wire: its response.created (sent before our frames arrived), then the refusal.
+    sim.msg(r#"{"type":"response.created","response":{"id":"resp_1"}}"#);
+    sim.msg(r#"{"type":"error","error":{"type":"invalid_request_error","code":"conversation_already_has_active_response","message":"Conversation already has an active response in progress: resp_1"}}"#);
+    let v = sim.msg(r#"{"type":"response.done","response":{"id":"resp_1","status":"completed"}}"#);
+    assert_eq!(response_creates(&v), 1, "asked for again");
+}

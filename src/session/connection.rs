@@ -400,7 +400,7 @@ impl Session {
         self.token_outstanding = false;
         self.next_metrics_at = None;
         self.response_active = None;
-        self.text_awaits_response = false;
+        self.response_owed = false;
         self.tools.abandon();
         self.set_link(Link::Ended(end));
         self.set_status(Some(reason), code);
@@ -439,7 +439,7 @@ impl Session {
             self.attempts.outage_since = Some(now_ms);
         }
         self.response_active = None;
-        self.text_awaits_response = false;
+        self.response_owed = false;
         self.next_metrics_at = None;
         self.tools.abandon();
     }

@@ -63,11 +63,12 @@ pub struct Session {
     pub(super) raw_events_wanted: bool,
     /// The response in progress (its id, or empty when the server gave none).
     pub(super) response_active: Option<String>,
-    /// A text message came while a response was in progress: the server refuses a second
-    /// `response.create` then (`conversation_already_has_active_response`), so it is sent once
-    /// that response is done, unless another response answers the message first (a tool call's
-    /// continuation, or the one that ends a turn the server's VAD started).
-    pub(super) text_awaits_response: bool,
+    /// A `response.create` is owed: a text message came while a response was in progress, or
+    /// the server refused one of ours for that (`conversation_already_has_active_response`:
+    /// a response it started that we had not heard of yet). It is sent once that response is
+    /// done, unless another response answers first (a tool call's continuation, or the one that
+    /// ends a turn the server's VAD started).
+    pub(super) response_owed: bool,
 
     pub(super) up: Uplink,
     pub(super) devices: Devices,
@@ -141,7 +142,7 @@ impl Session {
             session_update: None,
             raw_events_wanted: true,
             response_active: None,
-            text_awaits_response: false,
+            response_owed: false,
             latency_mark: None,
             connect_called_at: None,
             next_metrics_at: None,
@@ -309,7 +310,7 @@ impl Session {
             let item = ClientEvent::UserText { text }.to_json(self.cfg.shape);
             self.send_expecting_reply(item);
             if self.response_active.is_some() {
-                self.text_awaits_response = true;
+                self.response_owed = true;
             } else {
                 self.create_response();
             }
@@ -342,7 +343,7 @@ impl Session {
     /// Asks for a response (`response.create`: text output in text mode, audio in voice mode);
     /// it answers a text message still waiting for one too.
     pub(super) fn create_response(&mut self) {
-        self.text_awaits_response = false;
+        self.response_owed = false;
         if !self.is_open() {
             return;
         }

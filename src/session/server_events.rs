@@ -128,7 +128,7 @@ impl Session {
                 self.echo.guard.speech_started(self.play.assistant_speaking);
                 // The turn the server's VAD starts ends in a response that sees a waiting text
                 // message; asking for one now would answer while the user still speaks.
-                self.text_awaits_response = false;
+                self.response_owed = false;
                 self.push_event(AppEvent::Speech {
                     who: Role::User,
                     speaking: true,
@@ -149,7 +149,7 @@ impl Session {
                 self.response_active =
                     Some(response_id.map(|r| r.into_owned()).unwrap_or_default());
                 // This response sees the text message that waited: it answers it.
-                self.text_awaits_response = false;
+                self.response_owed = false;
             }
             ServerEvent::ResponseDone {
                 usage,
@@ -162,7 +162,7 @@ impl Session {
                     self.add_usage(&u);
                 }
                 self.tools_response_done(now_ms, response_id.as_deref(), calls);
-                if self.text_awaits_response && !self.tools.waiting() {
+                if self.response_owed && !self.tools.waiting() {
                     self.create_response();
                 }
             }
@@ -187,6 +187,11 @@ impl Session {
                     .chars()
                     .take(500)
                     .collect();
+                if code == "conversation_already_has_active_response" {
+                    // Ours came while a response we had not heard of yet was starting (or still
+                    // being cancelled): asked for again once it is done.
+                    self.response_owed = true;
+                }
                 self.error(ErrorKind::Server, &code, message);
             }
             _ => {}
