@@ -256,19 +256,9 @@ fn connect_again_after_text_fallback_retries_voice() {
     assert_eq!(sim.state(), State::Connected);
 }
 
-/// `response.create` frames among `v`'s sends.
-fn response_creates(v: &[Output]) -> usize {
-    sends(v)
-        .iter()
-        .filter(|f| frame_type(f) == "response.create")
-        .count()
-}
-
 #[test]
 fn text_during_an_answer_gets_its_response_once_the_answer_is_done() {
-    let mut sim = Sim::new("");
-    sim.connect_open();
-    sim.msg(r#"{"type":"response.created","response":{"id":"r1"}}"#);
+    let mut sim = Sim::answering("");
     sim.drain();
     // The server would refuse a second response now: the item goes, the request waits.
     sim.s.send_text(sim.now, "one").unwrap();
@@ -279,7 +269,7 @@ fn text_during_an_answer_gets_its_response_once_the_answer_is_done() {
     assert!(f
         .iter()
         .all(|f| frame_type(f) == "conversation.item.create"));
-    let v = sim.msg(r#"{"type":"response.done","response":{"id":"r1","status":"completed"}}"#);
+    let v = sim.msg(r#"{"type":"response.done","response":{"id":"resp_1","status":"completed"}}"#);
     assert_eq!(response_creates(&v), 1, "one response for both messages");
     sim.msg(r#"{"type":"response.created","response":{"id":"r2"}}"#);
     let v = sim.msg(r#"{"type":"response.done","response":{"id":"r2","status":"completed"}}"#);
@@ -291,22 +281,18 @@ fn text_during_an_answer_gets_its_response_once_the_answer_is_done() {
 
 #[test]
 fn text_during_an_answer_cut_short_is_answered_after_the_cancel() {
-    let mut sim = Sim::new("");
-    sim.connect_open();
-    sim.msg(r#"{"type":"response.created","response":{"id":"r1"}}"#);
+    let mut sim = Sim::answering("");
     sim.s.send_text(sim.now, "stop, a question").unwrap();
     sim.s.interrupt(sim.now);
     let v = sim.drain();
     assert_eq!(response_creates(&v), 0);
-    let v = sim.msg(r#"{"type":"response.done","response":{"id":"r1","status":"cancelled"}}"#);
+    let v = sim.msg(r#"{"type":"response.done","response":{"id":"resp_1","status":"cancelled"}}"#);
     assert_eq!(response_creates(&v), 1);
 }
 
 #[test]
 fn a_lost_link_forgets_the_waiting_request() {
-    let mut sim = Sim::new("");
-    sim.connect_open();
-    sim.msg(r#"{"type":"response.created","response":{"id":"r1"}}"#);
+    let mut sim = Sim::answering("");
     sim.s.send_text(sim.now, "typed").unwrap();
     // The link is lost before the answer ends: the waiting request goes with it.
     sim.close(1006, true);
@@ -315,7 +301,7 @@ fn a_lost_link_forgets_the_waiting_request() {
     let now = sim.now;
     sim.opened(now);
     sim.drain();
-    let v = sim.msg(r#"{"type":"response.done","response":{"id":"r1","status":"completed"}}"#);
+    let v = sim.msg(r#"{"type":"response.done","response":{"id":"resp_1","status":"completed"}}"#);
     assert_eq!(response_creates(&v), 0, "not owed after the reconnect");
 }
 

@@ -64,13 +64,6 @@ fn outputs(v: &[Output]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn creates(v: &[Output]) -> usize {
-    sends(v)
-        .iter()
-        .filter(|f| frame_type(f) == "response.create")
-        .count()
-}
-
 fn tool_errors(v: &[Output]) -> Vec<String> {
     events(v)
         .iter()
@@ -183,16 +176,20 @@ fn parallel_calls_are_answered_then_one_response_create() {
     );
     // The response ends before the handlers answer: no continuation yet.
     let v = sim.msg(&done("r1"));
-    assert_eq!(creates(&v), 0);
+    assert_eq!(response_creates(&v), 0);
     sim.s
         .handle_tool_result(sim.now, "c2", Ok(r#"{"n":2}"#.into()));
     let v = sim.drain();
     assert_eq!(outputs(&v), [("c2".into(), r#"{"n":2}"#.into())]);
-    assert_eq!(creates(&v), 0, "c1 is still running");
+    assert_eq!(response_creates(&v), 0, "c1 is still running");
     sim.s.handle_tool_result(sim.now, "c1", Ok("true".into()));
     let v = sim.drain();
     assert_eq!(outputs(&v), [("c1".into(), "true".into())]);
-    assert_eq!(creates(&v), 1, "one response.create after all calls");
+    assert_eq!(
+        response_creates(&v),
+        1,
+        "one response.create after all calls"
+    );
     // A late duplicate result changes nothing.
     sim.s.handle_tool_result(sim.now, "c1", Ok("false".into()));
     assert!(sim.drain().is_empty());
@@ -212,7 +209,7 @@ fn a_call_reported_by_several_events_runs_once_and_beta_names_come_from_the_item
     sim.s.handle_tool_result(sim.now, "c1", Ok("{}".into()));
     let v = sim.drain();
     assert_eq!(outputs(&v).len(), 1);
-    assert_eq!(creates(&v), 1);
+    assert_eq!(response_creates(&v), 1);
     // A call seen only in response.done still runs.
     let v = sim.msg(r#"{"type":"response.done","response":{"id":"r2","output":[{"type":"function_call","call_id":"c9","name":"lookup","arguments":"{}"}]}}"#);
     assert_eq!(tool_calls(&v).len(), 1);
@@ -252,7 +249,7 @@ fn failures_still_give_the_model_an_output_and_the_app_an_error() {
             )
         ]
     );
-    assert_eq!(creates(&v), 0, "c3 still running");
+    assert_eq!(response_creates(&v), 0, "c3 still running");
     let v = sim.advance(2000);
     assert_eq!(
         outputs(&v),
@@ -261,7 +258,7 @@ fn failures_still_give_the_model_an_output_and_the_app_an_error() {
             r#"{"error":"tool_timeout","message":"no answer within 2000 ms"}"#.into()
         )]
     );
-    assert_eq!(creates(&v), 1);
+    assert_eq!(response_creates(&v), 1);
     let errs = tool_errors(&sim.log);
     for code in [
         "unknown_tool",
@@ -289,7 +286,7 @@ fn a_reconnect_or_a_barge_in_abandons_pending_calls() {
     // The handler answers after the reconnect: nothing goes into the new conversation.
     sim.s.handle_tool_result(sim.now, "c1", Ok("{}".into()));
     let v = sim.drain();
-    assert!(outputs(&v).is_empty() && creates(&v) == 0, "{v:?}");
+    assert!(outputs(&v).is_empty() && response_creates(&v) == 0, "{v:?}");
     assert_eq!(sim.s.timer(Timer::Tool), None, "no tool deadline is left");
 
     let v = sim.msg(&ga_call("r2", "c2", "lookup", "{}"));
@@ -371,21 +368,29 @@ fn text_during_a_tool_call_is_answered_by_the_calls_continuation_or_the_next_res
     sim.msg(&ga_call("r1", "c1", "lookup", "{}"));
     sim.s.send_text(sim.now, "typed meanwhile").unwrap();
     let v = sim.msg(&done("r1"));
-    assert_eq!(creates(&v), 0, "the call's continuation is still to come");
+    assert_eq!(
+        response_creates(&v),
+        0,
+        "the call's continuation is still to come"
+    );
     sim.s.handle_tool_result(sim.now, "c1", Ok("{}".into()));
-    assert_eq!(creates(&sim.drain()), 1, "one continuation answers both");
+    assert_eq!(
+        response_creates(&sim.drain()),
+        1,
+        "one continuation answers both"
+    );
     sim.msg(r#"{"type":"response.created","response":{"id":"r2"}}"#);
-    assert_eq!(creates(&sim.msg(&done("r2"))), 0);
+    assert_eq!(response_creates(&sim.msg(&done("r2"))), 0);
 
     // The user barges in while a call runs: the server's own response sees the text.
     sim.msg(r#"{"type":"response.created","response":{"id":"r3"}}"#);
     sim.msg(&ga_call("r3", "c3", "lookup", "{}"));
     sim.s.send_text(sim.now, "typed again").unwrap();
     sim.msg(r#"{"type":"input_audio_buffer.speech_started","item_id":"u1"}"#);
-    assert_eq!(creates(&sim.msg(&done("r3"))), 0);
+    assert_eq!(response_creates(&sim.msg(&done("r3"))), 0);
     sim.msg(r#"{"type":"response.created","response":{"id":"r4"}}"#);
     assert_eq!(
-        creates(&sim.msg(&done("r4"))),
+        response_creates(&sim.msg(&done("r4"))),
         0,
         "r4 answered the text already"
     );

@@ -174,6 +174,14 @@ pub fn truncates(v: &[Output]) -> Vec<String> {
         .collect()
 }
 
+/// `response.create` frames among `v`'s sends.
+pub fn response_creates(v: &[Output]) -> usize {
+    sends(v)
+        .iter()
+        .filter(|f| frame_type(f) == "response.create")
+        .count()
+}
+
 pub fn frame_type(frame: &str) -> String {
     json::parse(frame, 1 << 24)
         .ok()
