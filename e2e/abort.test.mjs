@@ -5,21 +5,16 @@
 // `internal`) instead of sitting silent with the microphone open. The abort's bookkeeping is
 // tested in Node (tests/glue/abort.test.mjs); this is the page in each engine.
 import assert from "node:assert/strict";
-import { scenario, openPage, waitState, statusText, rvFacts, ENGINES } from "./support.mjs";
+import { scenario, openPage, waitState, statusText, rvFacts, spyOnGetUserMedia, ENGINES } from "./support.mjs";
 
-/** Keeps every microphone stream and WebSocket the client opens. */
-const spy = () => {
-  const s = { streams: [], sockets: [] };
-  globalThis.__e2eSpy = s;
-  const p = MediaDevices.prototype, gum = p.getUserMedia;
-  p.getUserMedia = function (c) {
-    return gum.call(this, c).then((m) => { s.streams.push(m); return m; });
-  };
+/** Keeps every WebSocket the client opens in `__e2eSpy.sockets` (after spyOnGetUserMedia). */
+const spyOnSockets = () => {
+  const s = (globalThis.__e2eSpy.sockets = []);
   const W = WebSocket;
   globalThis.WebSocket = class extends W {
     constructor(...a) {
       super(...a);
-      s.sockets.push(this);
+      s.push(this);
     }
   };
   return true;
@@ -27,7 +22,8 @@ const spy = () => {
 
 scenario("abort", "an exception out of the wasm stops the client: socket closed, microphone off, the page told", async (b) => {
   await openPage(b);
-  await b.eval(spy);
+  await b.eval(spyOnGetUserMedia);
+  await b.eval(spyOnSockets);
   await b.click("[data-testid=voice-mode]");
   await waitState(b, "connected", 20_000);
   await b.waitFor(() => globalThis.__e2eSpy.streams.length >= 1 && window.__rv.inputLevels > 0, 15_000);

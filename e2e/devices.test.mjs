@@ -7,18 +7,7 @@
 // the AudioContext runs at the server's 44.1 kHz: the rate most voice clients fail on in Firefox.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { scenario, openPage, waitState, rvFacts, received, ENGINES } from "./support.mjs";
-
-/** Keeps every stream getUserMedia gives (on the prototype: WebKit may swap the wrapper). */
-const spyOnGetUserMedia = () => {
-  const p = MediaDevices.prototype;
-  const spy = { streams: [], gum: p.getUserMedia };
-  globalThis.__e2eSpy = spy;
-  p.getUserMedia = function (c) {
-    return spy.gum.call(this, c).then((s) => { spy.streams.push(s); return s; });
-  };
-  return true;
-};
+import { scenario, openPage, waitState, rvFacts, received, spyOnGetUserMedia, ENGINES } from "./support.mjs";
 
 /** Ends the microphone in use as an unplug does: the track stops and fires `ended`. */
 const endLatestTrack = () => {

@@ -100,6 +100,20 @@ export function scenario(name, title, body, { engines = ENGINES, timeoutMs = 60_
   }
 }
 
+/**
+ * For `b.eval`: keeps every stream getUserMedia gives in `__e2eSpy.streams` (on the prototype:
+ * WebKit may swap the wrapper). Firefox: geckodriver's sandbox patches nothing the page sees.
+ */
+export const spyOnGetUserMedia = () => {
+  const p = MediaDevices.prototype;
+  const spy = { streams: [], gum: p.getUserMedia };
+  globalThis.__e2eSpy = spy;
+  p.getUserMedia = function (c) {
+    return spy.gum.call(this, c).then((s) => { spy.streams.push(s); return s; });
+  };
+  return true;
+};
+
 /** Opens the page and waits until the client is constructed (`__rv.ready`). */
 export async function openPage(b, params = {}) {
   await b.goto(pageUrl(params));
