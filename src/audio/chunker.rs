@@ -84,10 +84,10 @@ pub enum ChunkerError {
 }
 
 impl Message for ChunkerError {
-    fn write_message(&self, f: &mut String) -> fmt::Result {
+    fn write_message(&self, out: &mut String) -> fmt::Result {
         match *self {
             Self::UnsupportedSampleRate { rate } => write_parts(
-                f,
+                out,
                 &[
                     S("chunker: unsupported sample rate "),
                     N(u64::from(rate)),
@@ -95,7 +95,7 @@ impl Message for ChunkerError {
                 ],
             ),
             Self::ChunkTooShort { chunk_ms, min_ms } => write_parts(
-                f,
+                out,
                 &[
                     S("chunker: chunk of "),
                     N(u64::from(chunk_ms)),
@@ -108,7 +108,7 @@ impl Message for ChunkerError {
                 max_chunk_ms,
                 chunk_ms,
             } => write_parts(
-                f,
+                out,
                 &[
                     S("chunker: max_chunk_ms "),
                     N(u64::from(max_chunk_ms)),
@@ -120,7 +120,7 @@ impl Message for ChunkerError {
                 max_chunks_per_second,
                 max_chunk_ms,
             } => write_parts(
-                f,
+                out,
                 &[
                     S("chunker: "),
                     N(u64::from(max_chunks_per_second)),
@@ -133,7 +133,7 @@ impl Message for ChunkerError {
                 max_backlog_ms,
                 max_chunk_ms,
             } => write_parts(
-                f,
+                out,
                 &[
                     S("chunker: max_backlog_ms "),
                     N(u64::from(max_backlog_ms)),

@@ -57,10 +57,10 @@ pub enum Base64Error {
 }
 
 impl Message for Base64Error {
-    fn write_message(&self, f: &mut String) -> fmt::Result {
+    fn write_message(&self, out: &mut String) -> fmt::Result {
         match *self {
             Self::InvalidByte { offset, byte } => write_parts(
-                f,
+                out,
                 &[
                     S("invalid base64 byte 0x"),
                     Hex(u64::from(byte), 2),
@@ -69,7 +69,7 @@ impl Message for Base64Error {
                 ],
             ),
             Self::InvalidLength { len } => write_parts(
-                f,
+                out,
                 &[
                     S("base64 length "),
                     N(len as u64),
@@ -77,11 +77,11 @@ impl Message for Base64Error {
                 ],
             ),
             Self::InvalidPadding { offset } => write_parts(
-                f,
+                out,
                 &[S("misplaced base64 padding at offset "), N(offset as u64)],
             ),
             Self::TrailingBits { offset } => write_parts(
-                f,
+                out,
                 &[
                     S("non-canonical base64: stray bits in the symbol at offset "),
                     N(offset as u64),
@@ -113,14 +113,14 @@ pub enum Pcm16Error {
 }
 
 impl Message for Pcm16Error {
-    fn write_message(&self, f: &mut String) -> fmt::Result {
+    fn write_message(&self, out: &mut String) -> fmt::Result {
         match *self {
             Self::Base64(e) => {
-                f.write_str("PCM16 payload: ")?;
-                e.write_message(f)
+                out.write_str("PCM16 payload: ")?;
+                e.write_message(out)
             }
             Self::OddByteCount { bytes } => write_parts(
-                f,
+                out,
                 &[
                     S("PCM16 payload has an odd byte count ("),
                     N(bytes as u64),

@@ -67,10 +67,10 @@ pub enum ResamplerError {
 }
 
 impl Message for ResamplerError {
-    fn write_message(&self, f: &mut String) -> fmt::Result {
+    fn write_message(&self, out: &mut String) -> fmt::Result {
         match *self {
             Self::UnsupportedRate { rate } => write_parts(
-                f,
+                out,
                 &[
                     S("unsupported sample rate "),
                     N(u64::from(rate)),
@@ -82,7 +82,7 @@ impl Message for ResamplerError {
                 ],
             ),
             Self::UnsupportedChannels { channels } => write_parts(
-                f,
+                out,
                 &[
                     S("unsupported channel count "),
                     N(u64::from(channels)),
@@ -92,7 +92,7 @@ impl Message for ResamplerError {
                 ],
             ),
             Self::OutputTooSmall { needed, got } => write_parts(
-                f,
+                out,
                 &[
                     S("output buffer too small: "),
                     N(needed as u64),
@@ -102,7 +102,7 @@ impl Message for ResamplerError {
                 ],
             ),
             Self::PartialFrame { samples, channels } => write_parts(
-                f,
+                out,
                 &[
                     S("input of "),
                     N(samples as u64),

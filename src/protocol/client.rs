@@ -159,15 +159,15 @@ pub enum SessionUpdateError {
 }
 
 impl Message for SessionUpdateError {
-    fn write_message(&self, f: &mut String) -> std::fmt::Result {
+    fn write_message(&self, out: &mut String) -> std::fmt::Result {
         match self {
             SessionUpdateError::Json(e) => {
-                f.write_str("session update is not valid JSON: ")?;
-                e.write_message(f)
+                out.write_str("session update is not valid JSON: ")?;
+                e.write_message(out)
             }
             SessionUpdateError::NotAnObject { found } => {
-                f.write_str("session update must be a JSON object, found ")?;
-                f.write_str(found)
+                out.write_str("session update must be a JSON object, found ")?;
+                out.write_str(found)
             }
         }
     }

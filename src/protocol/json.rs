@@ -89,11 +89,11 @@ pub enum JsonError {
 }
 
 impl Message for JsonError {
-    fn write_message(&self, f: &mut String) -> fmt::Result {
+    fn write_message(&self, out: &mut String) -> fmt::Result {
         let (what, offset) = match *self {
             JsonError::TooLarge { len, max } => {
                 return write_parts(
-                    f,
+                    out,
                     &[
                         S("JSON text of "),
                         N(len as u64),
@@ -105,7 +105,7 @@ impl Message for JsonError {
             }
             JsonError::UnexpectedChar { offset, found } => {
                 return write_parts(
-                    f,
+                    out,
                     &[
                         S("unexpected character U+"),
                         Hex(u64::from(u32::from(found)), 4),
@@ -116,7 +116,7 @@ impl Message for JsonError {
             }
             JsonError::TooDeep { offset } => {
                 return write_parts(
-                    f,
+                    out,
                     &[
                         S("nesting deeper than "),
                         N(MAX_DEPTH as u64),
@@ -135,7 +135,7 @@ impl Message for JsonError {
                 ("unexpected data after the JSON value", offset)
             }
         };
-        write_parts(f, &[S(what), S(" at byte "), N(offset as u64)])
+        write_parts(out, &[S(what), S(" at byte "), N(offset as u64)])
     }
 }
 

@@ -82,10 +82,10 @@ impl ProtocolError {
 }
 
 impl Message for ProtocolError {
-    fn write_message(&self, f: &mut String) -> fmt::Result {
+    fn write_message(&self, out: &mut String) -> fmt::Result {
         match self {
             ProtocolError::FrameTooLarge { len, max } => write_parts(
-                f,
+                out,
                 &[
                     S("server frame of "),
                     N(*len as u64),
@@ -94,16 +94,16 @@ impl Message for ProtocolError {
                 ],
             ),
             ProtocolError::Json(e) => {
-                f.write_str("server frame is not valid JSON: ")?;
-                e.write_message(f)
+                out.write_str("server frame is not valid JSON: ")?;
+                e.write_message(out)
             }
             ProtocolError::NotAnObject { found } => write_parts(
-                f,
+                out,
                 &[S("server frame is a JSON "), S(found), S(", not an object")],
             ),
-            ProtocolError::MissingType => f.write_str("server frame has no \"type\" field"),
+            ProtocolError::MissingType => out.write_str("server frame has no \"type\" field"),
             ProtocolError::MissingField { event, field } => write_parts(
-                f,
+                out,
                 &[S(event), S(" event lacks the \""), S(field), S("\" field")],
             ),
             ProtocolError::WrongType {
@@ -112,7 +112,7 @@ impl Message for ProtocolError {
                 expected,
                 found,
             } => write_parts(
-                f,
+                out,
                 &[
                     S(event),
                     S(if event.is_empty() { "" } else { ": " }),
@@ -125,7 +125,7 @@ impl Message for ProtocolError {
                 ],
             ),
             ProtocolError::InvalidAudio { event, reason } => {
-                write_parts(f, &[S(event), S(": invalid audio payload: "), S(reason)])
+                write_parts(out, &[S(event), S(": invalid audio payload: "), S(reason)])
             }
         }
     }

@@ -216,24 +216,24 @@ pub enum ConfigError {
 }
 
 impl Message for ConfigError {
-    fn write_message(&self, f: &mut String) -> fmt::Result {
+    fn write_message(&self, out: &mut String) -> fmt::Result {
         match self {
             ConfigError::InvalidJson(e) => {
-                f.write_str("options are not valid JSON: ")?;
-                e.write_message(f)
+                out.write_str("options are not valid JSON: ")?;
+                e.write_message(out)
             }
             ConfigError::NotAnObject { found } => {
-                write_parts(f, &[S("options must be an object, got "), S(found)])
+                write_parts(out, &[S("options must be an object, got "), S(found)])
             }
             ConfigError::NonEmptyString { option, found } => write_parts(
-                f,
+                out,
                 &[S(option), S(" must be a non-empty string (got "), S(found), S(")")],
             ),
             ConfigError::WrongType { option, expected, found } => {
-                write_parts(f, &[S(option), S(" must be "), S(expected), S(", got "), S(found)])
+                write_parts(out, &[S(option), S(" must be "), S(expected), S(", got "), S(found)])
             }
             ConfigError::OutOfRange { option, value, min, max } => write_parts(
-                f,
+                out,
                 &[
                     S(option),
                     S(" must be an integer from "),
@@ -245,18 +245,18 @@ impl Message for ConfigError {
                 ],
             ),
             ConfigError::UnknownValue { option, value, allowed } => write_parts(
-                f,
+                out,
                 &[S(option), S(" must be one of "), S(allowed), S(", got \""), S(value), S("\"")],
             ),
             ConfigError::InvalidUrl(e) => {
-                f.write_str("baseUrl ")?;
-                e.write_message(f)
+                out.write_str("baseUrl ")?;
+                e.write_message(out)
             }
-            ConfigError::Conflict(m) => f.write_str(m),
+            ConfigError::Conflict(m) => out.write_str(m),
             ConfigError::UnknownOption { name } => {
-                write_parts(f, &[S("unknown option \""), S(name), S("\"")])
+                write_parts(out, &[S("unknown option \""), S(name), S("\"")])
             }
-            ConfigError::TokenNotSubprotocolSafe => f.write_str(
+            ConfigError::TokenNotSubprotocolSafe => out.write_str(
                 "token contains characters not allowed in a WebSocket subprotocol; use authVia \"query\"",
             ),
         }

@@ -327,10 +327,10 @@ pub enum CommandError {
 }
 
 impl Message for CommandError {
-    fn write_message(&self, f: &mut String) -> fmt::Result {
+    fn write_message(&self, out: &mut String) -> fmt::Result {
         match self {
             CommandError::NoTextTransport { state } => write_parts(
-                f,
+                out,
                 &[
                     S("cannot send text while "),
                     S(state.as_str()),
@@ -338,7 +338,7 @@ impl Message for CommandError {
                 ],
             ),
             CommandError::TooLong { len, max } => write_parts(
-                f,
+                out,
                 &[
                     S("text of "),
                     N(*len as u64),
@@ -348,17 +348,17 @@ impl Message for CommandError {
                 ],
             ),
             CommandError::QueueFull => {
-                f.write_str("too many text messages waiting for HTTP replies")
+                out.write_str("too many text messages waiting for HTTP replies")
             }
-            CommandError::InvalidSessionUpdate(e) => e.write_message(f),
+            CommandError::InvalidSessionUpdate(e) => e.write_message(out),
             CommandError::InvalidTools(why) => {
-                write_parts(f, &[S("invalid tool definitions: "), S(why)])
+                write_parts(out, &[S("invalid tool definitions: "), S(why)])
             }
             CommandError::InvalidEvent(why) => {
-                write_parts(f, &[S("invalid client event: "), S(why)])
+                write_parts(out, &[S("invalid client event: "), S(why)])
             }
             CommandError::NotConnected { state } => {
-                write_parts(f, &[S("cannot send an event while "), S(state.as_str())])
+                write_parts(out, &[S("cannot send an event while "), S(state.as_str())])
             }
         }
     }

@@ -33,13 +33,13 @@ pub enum UrlError {
 }
 
 impl Message for UrlError {
-    fn write_message(&self, f: &mut String) -> fmt::Result {
+    fn write_message(&self, out: &mut String) -> fmt::Result {
         match self {
-            UrlError::Scheme => f.write_str("must start with https://, wss://, http:// or ws://"),
-            UrlError::NoHost => f.write_str("has no host"),
-            UrlError::Extra(what) => write_parts(f, &[S("must not contain "), S(what)]),
+            UrlError::Scheme => out.write_str("must start with https://, wss://, http:// or ws://"),
+            UrlError::NoHost => out.write_str("has no host"),
+            UrlError::Extra(what) => write_parts(out, &[S("must not contain "), S(what)]),
             UrlError::Insecure { host } => write_parts(
-                f,
+                out,
                 &[
                     S("uses an unencrypted scheme for host "),
                     S(host),

@@ -27,6 +27,9 @@ export function echoCancellerUrl() {
 const live = { c: new Set(), ws: new Set(), g: new Set(), lock: new Set() };
 let aborted = false;
 const ABORTED = "realtime-voice stopped after an internal error";
+const refuseOnceAborted = () => {
+  if (aborted) throw new Error(ABORTED + "; reload the page");
+};
 const guard = (f) => (...a) => {
   if (aborted) return;
   try {
@@ -66,7 +69,7 @@ function abort(e) {
 // A client's JS side: its listeners ([name, f]), the rejections of its pending promises and its
 // last status (JSON). Throws once the module has aborted.
 export function client() {
-  if (aborted) throw new Error(ABORTED + "; reload the page");
+  refuseOnceAborted();
   const c = { l: [], p: new Set(), s: null };
   live.c.add(c);
   return c;
@@ -104,7 +107,7 @@ export function emit(c, name, json) {
 // A promise the shell settles: [promise, resolve, reject]. Rejected if the module aborts first;
 // throws once it has.
 export function pending(c) {
-  if (aborted) throw new Error(ABORTED + "; reload the page");
+  refuseOnceAborted();
   let ok, fail;
   const p = new Promise((a, b) => {
     ok = a;
