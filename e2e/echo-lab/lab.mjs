@@ -19,7 +19,9 @@
 // DUCK=off: the client's ducking off (`bargeInDuck: "off"`; default: the client's default, on).
 // DUCK=shadow: the client decides and counts its ducks, but the page never turns the output down
 // (its "duck" messages to the playback worklet are dropped): leaks that would duck, unducked.
-// CAPTURE=raw: the browser's echo cancellation, noise suppression and gain control off.
+// CAPTURE=raw: the browser's echo cancellation, noise suppression and gain control off;
+// CAPTURE=ec, ec+ns, ec+agc …: only the named ones on (ec echo cancellation, ns noise
+// suppression, agc automatic gain control).
 // VOICE_GAIN_DB=n: the barge-in voice n dB louder.
 // ANSWERS=n: echo runs go on for n − 1 more answers in the same session (typed turns); the row's
 // `ducksPerAnswer` has the client's ducks per answer, the greeting's first.
@@ -52,7 +54,10 @@ const RATE = 48000;
 const RECORD = process.env.RECORD ?? "";
 /** CAPTURE=raw turns the browser's echo cancellation, noise suppression and gain control off
  *  (getUserMedia's constraints rewritten in the page), so the guard alone meets the echo. */
-const RAW_CAPTURE = process.env.CAPTURE === "raw";
+const CAPTURE = process.env.CAPTURE ?? "";
+const RAW_CAPTURE = CAPTURE === "raw";
+/** The browser's processing left on: null for the client's own constraints. */
+const CAPTURE_ON = CAPTURE ? (RAW_CAPTURE ? [] : CAPTURE.split("+")) : null;
 const WASM_AEC = process.env.CANCELLER === "wasm";
 /** VOICE_GAIN_DB=6: the barge-in voice that much louder (espeak-ng's level is −21.6 dBFS RMS,
  *  3 dB under the echo of the page's greeting at 0 dB coupling). */
@@ -80,11 +85,11 @@ const KEEP_AUDIO_ELEMENTS = () => {
   const A = window.Audio;
   window.Audio = function (...a) { const e = new A(...a); (window.__labAudio ??= []).push(e); return e; };
 };
-const RAW_GUM = () => {
+const CAPTURE_GUM = (on) => {
   const md = navigator.mediaDevices;
   const gum = md.getUserMedia.bind(md);
   md.getUserMedia = (c) => {
-    const off = { echoCancellation: false, noiseSuppression: false, autoGainControl: false };
+    const off = { echoCancellation: on.includes("ec"), noiseSuppression: on.includes("ns"), autoGainControl: on.includes("agc") };
     const audio = c?.audio && typeof c.audio === "object" ? { ...c.audio, ...off } : off;
     return gum({ ...c, audio });
   };
@@ -275,6 +280,42 @@ function firstLoudMs(b64, fromMs) {
 }
 
 /**
+ * Where the judge's rule (15 frames of 10 ms above −40 dBFS within the last 20) is first met in
+ * the received audio from `fromMs` on: the end of that frame, ms of received audio. Against
+ * `latencyMs` it splits a barge-in's latency into the voice (until the judge could fire) and the
+ * delivery (the chunk waiting to fill, the socket, the event back).
+ */
+function judgeFiresMs(b64, fromMs) {
+  const buf = Buffer.from(b64 ?? "", "base64");
+  const n = buf.length >> 1;
+  const thr = (32768 * 10 ** (-40 / 20)) ** 2 * 240;
+  let recent = 0;
+  for (let f = Math.max(0, Math.floor(fromMs / 10)); (f + 1) * 240 <= n; f++) {
+    let s = 0;
+    for (let i = f * 240; i < (f + 1) * 240; i++) { const v = buf.readInt16LE(2 * i); s += v * v; }
+    recent = ((recent << 1) | (s > thr ? 1 : 0)) & 0xfffff;
+    let loud = 0;
+    for (let b = recent; b; b &= b - 1) loud++;
+    if (loud >= 15) return (f + 1) * 10;
+  }
+  return null;
+}
+
+/** The received audio's 10 ms frames from `fromMs` for `spanMs`: `#` above −40 dBFS, `.` below. */
+function loudFrames(b64, fromMs, spanMs) {
+  const buf = Buffer.from(b64 ?? "", "base64");
+  const n = buf.length >> 1;
+  const thr = (32768 * 10 ** (-40 / 20)) ** 2 * 240;
+  let out = "";
+  for (let f = Math.max(0, Math.floor(fromMs / 10)); f < Math.floor((fromMs + spanMs) / 10) && (f + 1) * 240 <= n; f++) {
+    let s = 0;
+    for (let i = f * 240; i < (f + 1) * 240; i++) { const v = buf.readInt16LE(2 * i); s += v * v; }
+    out += s > thr ? "#" : ".";
+  }
+  return out;
+}
+
+/**
  * ANSWERS=n: after the greeting's watch, n − 1 more answers in the same session, each asked for
  * with a typed turn and watched until the assistant stopped and its tail died down. Returns the
  * client's ducks during each answer, the greeting's first (shorter when a typed turn got no
@@ -304,7 +345,7 @@ async function moreAnswers(d) {
 }
 
 async function run(roomName, guard, kind, voice) {
-  const row = { room: roomName, guard, kind, engine: ENGINE, load1: loadavg()[0], ...(RAW_CAPTURE ? { capture: "raw" } : {}),
+  const row = { room: roomName, guard, kind, engine: ENGINE, load1: loadavg()[0], ...(CAPTURE ? { capture: CAPTURE } : {}),
     ...(VOICE_GAIN_DB ? { voiceGainDb: VOICE_GAIN_DB } : {}),
     ...(WASM_AEC ? { canceller: "wasm" } : {}), ...(DUCK_MODE ? { duck: DUCK_MODE } : {}) };
   let d = null;
@@ -315,7 +356,7 @@ async function run(roomName, guard, kind, voice) {
     await d.goto(`${SERVER}/?echoGuard=${guard}${WASM_AEC ? "&echoCanceller=wasm" : ""}${CLIENT_DUCK ? `&bargeInDuck=${CLIENT_DUCK}` : ""}`);
     await d.waitFor(() => document.body.dataset.wasm === "ready", 20_000);
     // Before the click: the client asks for the microphone when voice mode starts.
-    if (RAW_CAPTURE) await d.eval(RAW_GUM);
+    if (CAPTURE_ON) await d.eval(CAPTURE_GUM, CAPTURE_ON);
     if (DUCK_DB) await d.eval(KEEP_AUDIO_ELEMENTS);
     if (SHADOW_DUCK) await d.eval(DROP_DUCKS);
     await d.eval(WATCH);
@@ -387,6 +428,9 @@ async function run(roomName, guard, kind, voice) {
       const at = row.onsetCapturedMs - row.receivedLagMs;
       const loud = firstLoudMs(rec?.pcm16_base64, at - 100);
       row.firstWordMs = loud == null ? null : loud - at;
+      const fires = judgeFiresMs(rec?.pcm16_base64, at - 100);
+      row.judgeMs = fires == null ? null : fires - at;
+      row.loudFrames = loudFrames(rec?.pcm16_base64, at, 1000);
     }
   } catch (e) {
     row.error = String(e?.message ?? e).slice(0, 300);
@@ -447,7 +491,7 @@ function report(rooms, rows) {
   const by = (r, g, k) => rows.filter((x) => x.room === r && x.guard === g && x.kind === k && !x.error);
   const fmt = (v, d = 0) => (v == null || Number.isNaN(v) ? "—" : Number(v).toFixed(d));
   const lines = [
-    `# Echo lab: self-interruptions and barge-in per room (headless ${ENGINE}, real PulseAudio loop${RAW_CAPTURE ? "; capture raw: the browser's EC/NS/AGC off" : ""}${WASM_AEC ? "; echo canceller: wasm (AEC3 in the capture worklet, the browser's EC/NS/AGC off)" : ""})`,
+    `# Echo lab: self-interruptions and barge-in per room (headless ${ENGINE}, real PulseAudio loop${RAW_CAPTURE ? "; capture raw: the browser's EC/NS/AGC off" : CAPTURE ? `; capture: only ${CAPTURE} of the browser's EC/NS/AGC on` : ""}${WASM_AEC ? "; echo canceller: wasm (AEC3 in the capture worklet, the browser's EC/NS/AGC off)" : ""})`,
     "",
     `Run ${new Date().toISOString()}. Judge: the reference server's VAD (15 frames of 10 ms above −40 dBFS within 20). Self-interruption: \`speech_started\` while the greeting plays with no user voice in the room (truncates: how many \`conversation.item.truncate\` the server got, the cross-check); phantom turn: \`speech_started\` after the greeting ended, with nobody talking (its tail or a leak). Barge-in: a user voice (espeak-ng) into the room ${BARGE_AFTER_MS} ms into the greeting; OK when \`speech_started\` follows its onset and the greeting is truncated; latency from the voice's onset; first word: where the server's audio first exceeds −40 dBFS, relative to the onset (negative: the echo already was there). Delay: the room's loop as the page meets it (an AudioContext's output → PulseAudio's room → the raw microphone in the same context), by a noise burst when the room starts and before each run; tail: the echo's level 300 ms after the burst against its peak. Load: 1-minute load average of this 2-core machine during the runs.`,
     "",
