@@ -195,6 +195,88 @@ fn with_an_echo_path_a_voice_over_the_echo_gets_through_with_its_first_word() {
     }
 }
 
+/// A user who talks over the first response before the echo path is evidenced, at espeak-ng's
+/// default level (the talk fixtures' voice 10 dB down): the ducker turns the assistant down
+/// 40 ms into the voice (the echo falls 15 dB once the 150 ms ramp and the room's 80 ms are
+/// over) and holds it for its longest, 3 s. Where the path is evidenced during the voice, the
+/// voice must not be taken for echo: the guard's prediction follows the duck, and the voice
+/// does not raise the coupling.
+#[test]
+fn a_voice_under_way_when_the_echo_path_is_evidenced_is_not_held_back() {
+    let onset = USER_ONSET_MS as usize * 24;
+    let (duck, undo) = (onset + 40 * 24, onset + 3_000 * 24);
+    let heard = duck..undo + 80 * 24;
+    let reference: Vec<f32> = wav("assistant.wav")
+        .iter()
+        .map(|&s| f32::from(s) / 32768.0)
+        .collect();
+    let mut evidenced_rooms = 0;
+    for (room, _) in ROOMS {
+        let echo = wav(&format!("{room}-echo.wav"));
+        let voice: Vec<i16> = wav(&format!("{room}-talk.wav"))
+            .iter()
+            .zip(&echo)
+            .map(|(&t, &e)| ((f32::from(t) - f32::from(e)) * 0.316_227_8).round() as i16)
+            .collect();
+        let mic: Vec<i16> = voice
+            .iter()
+            .zip(&echo)
+            .enumerate()
+            .map(|(k, (&v, &e))| {
+                let ducked = k >= heard.start + 230 * 24 && heard.contains(&k);
+                let e = if ducked {
+                    f32::from(e) * 0.177_827_9
+                } else {
+                    f32::from(e)
+                };
+                (f32::from(v) + e).round().clamp(-32768.0, 32767.0) as i16
+            })
+            .collect();
+        let mut g = EchoGuard::new(true);
+        g.push_reference("greeting", &reference);
+        let (mut out, mut evidenced) = (Vec::new(), None);
+        for (i, block) in mic.chunks(FRAME).enumerate() {
+            let at = i * FRAME;
+            if (at..at + FRAME).contains(&duck) {
+                g.set_ducked(true);
+            }
+            if (at..at + FRAME).contains(&undo) {
+                g.set_ducked(false);
+            }
+            if i % 2 == 1 {
+                g.played("greeting", ((i + 1) * FRAME).min(reference.len()) as u64);
+            }
+            g.process(block, &mut out);
+            if evidenced.is_none() && g.stats().path == EchoPath::Echo {
+                evidenced = Some(at);
+            }
+        }
+        let Some(from) = evidenced.filter(|&at| at < undo) else {
+            continue;
+        };
+        evidenced_rooms += 1;
+        // Frames where the voice alone is loud enough for the VAD, after the evidence, that
+        // left as silence.
+        let silenced = (from / FRAME..undo / FRAME)
+            .filter(|&f| {
+                let span = f * FRAME..(f + 1) * FRAME;
+                frame_db(&voice[span.clone()]) > -40.0
+                    && out.get(span).is_none_or(|o| o.iter().all(|&s| s == 0))
+            })
+            .count();
+        assert!(
+            silenced <= 2,
+            "{room}: {silenced} frames of the voice silenced after the evidence at {} ms: {:?}",
+            from / 24,
+            g.stats()
+        );
+    }
+    assert!(
+        evidenced_rooms > 0,
+        "no room evidenced its path during the voice"
+    );
+}
+
 /// Without an echo path the output is the input, sample for sample and without delay, and the
 /// gate never leaves Idle.
 fn assert_passthrough(what: &str, g: &EchoGuard, mic: &[i16], r: &Run) {

@@ -11,7 +11,7 @@ mod echo_support;
 
 use echo_support::wav;
 use realtime_voice::audio::pcm16;
-use realtime_voice::session::SessionConfig;
+use realtime_voice::session::{Output, SessionConfig};
 use session_support::*;
 
 /// A connected voice session at 24 kHz mono, the assistant's item_a playing (the lab's
@@ -41,17 +41,39 @@ fn echo_run(opts: &str) -> (Sim, Vec<i16>, Vec<i16>) {
     }
     let slot = sim.slot("item_a");
     let mut log = Vec::new();
+    // The player's ducks (the echo trips the ducker: no canceller here), as the room hears
+    // them: the echo falls 15 dB once the 150 ms ramp is over and comes back on release, each
+    // 80 ms (the room's delay) later.
+    let mut ducks: Vec<(u64, u32)> = Vec::new();
+    let mut seen = 0;
+    let mut captured_ducked = Vec::with_capacity(captured.len());
     for (step, block) in captured.chunks(480).enumerate() {
         sim.advance(20);
         let at = ((step + 1) * 480).min(played.len());
         sim.s.handle_playback_progress(sim.now, slot, at as u64, 0);
-        let mic: Vec<f32> = block.iter().map(|&v| f32::from(v) / 32_768.0).collect();
+        let heard = ducks
+            .iter()
+            .rev()
+            .find(|&&(t, db)| sim.now >= t + 80 + if db > 0 { 150 } else { 0 })
+            .map_or(0, |&(_, db)| db);
+        let gain = 10f32.powf(-(heard as f32) / 20.0);
+        let mic: Vec<f32> = block
+            .iter()
+            .map(|&v| gain * f32::from(v) / 32_768.0)
+            .collect();
+        captured_ducked.extend(mic.iter().map(|&v| pcm16::f32_to_i16(v)));
         sim.s.handle_mic_samples(sim.now, &mic);
         log.extend(sim.drain());
+        for o in &sim.log[seen..] {
+            if let Output::DuckPlayback { db } = o {
+                ducks.push((sim.now, *db));
+            }
+        }
+        seen = sim.log.len();
         check_mic_accounting(&sim.s, &step);
     }
     log.extend(sim.advance(1000));
-    (sim, appended_samples(&log).0, captured)
+    (sim, appended_samples(&log).0, captured_ducked)
 }
 
 #[test]

@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! reference: decoded assistant audio ─► energy frames per item ─► placed on the mic timeline
-//!            when the player reports them played (`played`) ─► three envelopes, peak holds
+//!            when the player reports them played (`played`; 15 dB down while the ducker
+//!            holds the assistant down, `set_ducked`) ─► three envelopes, peak holds
 //!            falling like a short, a medium and a long room tail (T60 0.85, 1.9, 6.8 s)
 //! mic 24 kHz ─► log energy m
 //!   path: the correlation of m with each envelope at each lag 0–400 ms (~2.6 s memory, learnt
@@ -18,7 +19,7 @@
 //!   predicted echo = that envelope at that lag (the loudest within ±20 ms: progress reports
 //!         jitter; the longest tail once playback pauses: the room rings on) + coupling, a
 //!         peak hold of m − envelope over the frames the gate kept back, starting from the one
-//!         learnt while the evidence grew
+//!         learnt while the evidence grew (neither moves while the ducker suspects a voice)
 //!         (a browser canceller leaks as loud as the raw echo now and then: the guard expects
 //!         the leaks, not the typical residue)
 //!   gate: Idle  (nothing playing, or no echo path: audio passes unchanged, undelayed)
@@ -92,6 +93,11 @@ const ITEM_FRAMES: usize = 6000;
 const LOG_FLOOR: f32 = -90.0;
 /// Recent decisions remembered for `speech_started` (200 ms).
 const RECENT_FRAMES: u32 = 20;
+/// What a duck leaves of the played energy: −[`DUCK_DB`](super::duck::DUCK_DB) (15 dB), once
+/// the player's ramp down (150 ms, `DUCK_RAMP_FRAMES`) is over; until then the reference is
+/// taken at full level, so the prediction never falls short of the echo.
+const DUCKED_ENERGY: f32 = 0.031_622_78;
+const DUCK_RAMP_FRAMES: u64 = 15;
 
 /// The gate's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,6 +254,8 @@ pub struct EchoGuard {
     recent_explained: u32,
     guarded_samples: u64,
     suspected: u64,
+    /// The mic frame from which the ducker has turned the assistant down, while it does.
+    ducked_since: Option<u64>,
 }
 
 /// 10·log10 of an energy, floored; a bit-level log2 with a cubic for the mantissa (error
@@ -303,7 +311,18 @@ impl EchoGuard {
             recent_explained: 0,
             guarded_samples: 0,
             suspected: 0,
+            ducked_since: None,
         }
+    }
+
+    /// The ducker turned the assistant down (`true`) or back up. While it is down, what plays
+    /// is quieter than the decoded reference (frames played from the end of the ramp on are
+    /// placed at the ducked level), and the ducker suspects a voice over it: the coupling is
+    /// held where it was, so a voice does not raise it (it would then be explained as echo
+    /// and held back). The path's correlation goes on learning: a voice does not follow the
+    /// reference, and lowers it.
+    pub fn set_ducked(&mut self, ducked: bool) {
+        self.ducked_since = ducked.then(|| self.ducked_since.unwrap_or(self.mic_frames));
     }
 
     /// Assistant audio of `item_id` as decoded (24 kHz, in the item's order), before it plays.
@@ -358,8 +377,12 @@ impl EchoGuard {
         let k = total - it.placed;
         it.placed = total;
         let now = self.mic_frames;
+        let gain = match self.ducked_since {
+            Some(since) if now >= since + DUCK_RAMP_FRAMES => DUCKED_ENERGY,
+            _ => 1.0,
+        };
         for j in (0..k).rev() {
-            let e = it.frames.get(it.next).copied().unwrap_or(0.0);
+            let e = gain * it.frames.get(it.next).copied().unwrap_or(0.0);
             it.next += 1;
             if j >= RING as u64 || j > now {
                 continue;
@@ -462,7 +485,7 @@ impl EchoGuard {
             if self.line_len == PREROLL_FRAMES {
                 // The oldest frame leaves as silence, teaching the coupling what echo is.
                 let old = self.held[self.line_head];
-                if old.env_db > ENV_FLOOR && old.playing {
+                if old.env_db > ENV_FLOOR && old.playing && self.ducked_since.is_none() {
                     self.coupling = (old.level_db - old.env_db)
                         .max(self.coupling - COUPLING_RELEASE_DB)
                         .clamp(COUPLING_MIN_DB, COUPLING_MAX_DB);
@@ -556,9 +579,12 @@ impl EchoGuard {
                 if rho > best.2 {
                     best = (t, d, rho);
                 }
-                // What the coupling would be with this tail at its best lag.
-                let c = &mut self.shadow[t];
-                *c = (m - x[t][d]).max(*c - COUPLING_RELEASE_DB);
+                // What the coupling would be with this tail at its best lag (held while
+                // the ducker suspects a voice: see `set_ducked`).
+                if self.ducked_since.is_none() {
+                    let c = &mut self.shadow[t];
+                    *c = (m - x[t][d]).max(*c - COUPLING_RELEASE_DB);
+                }
             }
             let (t, d, rho) = best;
             self.evidence =
@@ -636,6 +662,12 @@ impl EchoGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ducked_reference_is_as_far_down_as_the_duck() {
+        let db = super::super::duck::DUCK_DB as f32;
+        assert!((10f32.powf(-db / 10.0) - DUCKED_ENERGY).abs() < 1e-6);
+    }
 
     /// A tone loud or quiet by turns, each spell 50–150 ms (irregular, as speech is: a
     /// periodic envelope would match at several lags).

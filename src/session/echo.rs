@@ -97,6 +97,7 @@ impl EchoPath {
         if let Some(d) = self.ducker.as_mut() {
             d.reset();
         }
+        self.guard.set_ducked(false);
     }
 
     /// Adds the guard's figures to a metrics snapshot.
@@ -123,6 +124,7 @@ impl Session {
         let pcm = &self.up.pcm;
         let change = self.echo.ducker.as_mut().and_then(|d| d.push(pcm, armed));
         if let Some(on) = change {
+            self.echo.guard.set_ducked(on);
             let db = if on { DUCK_DB } else { 0 };
             self.out.push_back(Output::DuckPlayback { db });
         }
@@ -141,6 +143,7 @@ impl Session {
     /// The assistant back at full level (interrupted, done, the microphone muted or stopped).
     pub(super) fn release_duck(&mut self) {
         if self.echo.ducker.as_mut().is_some_and(Ducker::reset) {
+            self.echo.guard.set_ducked(false);
             self.out.push_back(Output::DuckPlayback { db: 0 });
         }
     }
