@@ -377,16 +377,23 @@ impl VoiceClient {
                 S(" is already registered"),
             ])));
         }
-        let mut next = shell.tools.borrow().clone();
-        next.push((name.clone(), def, handler.clone()));
-        shell.set_tools(next)?;
+        shell
+            .tools
+            .borrow_mut()
+            .push((name.clone(), def, handler.clone()));
+        if let Err(e) = shell.set_tools() {
+            shell.tools.borrow_mut().pop();
+            return Err(e);
+        }
         let me = shell.me.clone();
         let off = Closure::once_into_js(move || {
             if let Some(shell) = me.upgrade() {
-                let mut next = shell.tools.borrow().clone();
-                next.retain(|(n, _, h)| !(*n == name && *h == handler));
+                shell
+                    .tools
+                    .borrow_mut()
+                    .retain(|(n, _, h)| !(*n == name && *h == handler));
                 // The remaining definitions were valid a moment ago.
-                let _ = shell.set_tools(next);
+                let _ = shell.set_tools();
             }
         });
         Ok(off.unchecked_into())
@@ -605,10 +612,10 @@ impl Shell {
         }
     }
 
-    /// Hands the tool set to the core (which sends it to the model) and keeps it.
-    fn set_tools(&self, tools: Vec<(String, String, Function)>) -> Result<(), JsValue> {
+    /// Hands the registered tools to the core (which sends them to the model).
+    fn set_tools(&self) -> Result<(), JsValue> {
         let mut json = String::from("[");
-        for (i, (_, def, _)) in tools.iter().enumerate() {
+        for (i, (_, def, _)) in self.tools.borrow().iter().enumerate() {
             if i > 0 {
                 json.push(',');
             }
@@ -617,7 +624,6 @@ impl Shell {
         json.push(']');
         let r = self.core.borrow_mut().set_tools(now_ms(), &json);
         r.map_err(|e| js_error(&e.message()))?;
-        *self.tools.borrow_mut() = tools;
         self.pump();
         Ok(())
     }

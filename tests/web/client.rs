@@ -863,6 +863,37 @@ fn register_show_question(client: &VoiceClient, throws: bool) -> Rc<RefCell<Vec<
     seen
 }
 
+/// The page's tool registry: a definition the core refuses is not kept, a name is registered
+/// once, and the function `registerTool` returns takes the tool back.
+#[wasm_bindgen_test]
+fn a_refused_tool_is_not_kept_and_an_unregistered_one_can_come_back() {
+    let client = text_client("tool-registry", "token", &[]);
+    let handler: Function = Function::new_no_args("return 1");
+    let def =
+        |name: &str| js_sys::JSON::parse(&format!(r#"{{"name":"{name}"}}"#)).expect("definition");
+    let refused = |name: &str| -> String {
+        let err = client
+            .register_tool(&def(name), handler.clone())
+            .expect_err(name);
+        js_sys::Error::from(err).message().into()
+    };
+    let msg = refused("bad name");
+    assert!(msg.starts_with("invalid tool definitions"), "{msg}");
+    // Had the refused one been kept, every later set would be refused too.
+    let off = client
+        .register_tool(&def("show_card"), handler.clone())
+        .expect("a valid tool after a refused one");
+    let msg = refused("show_card");
+    assert!(
+        msg.contains("already registered"),
+        "the same name twice: {msg}"
+    );
+    off.call0(&JsValue::UNDEFINED).expect("unregister");
+    client
+        .register_tool(&def("show_card"), handler)
+        .expect("registered again once taken back");
+}
+
 #[wasm_bindgen_test]
 async fn the_interviewer_calls_a_tool_in_the_page_before_each_question() {
     let (token, interview) = dev_token().await;
