@@ -94,8 +94,9 @@ const LOG_FLOOR: f32 = -90.0;
 /// Recent decisions remembered for `speech_started` (200 ms).
 const RECENT_FRAMES: u32 = 20;
 /// What a duck leaves of the played energy: −[`DUCK_DB`](super::duck::DUCK_DB) (15 dB), once
-/// the player's ramp down (150 ms, `DUCK_RAMP_FRAMES`) is over; until then the reference is
-/// taken at full level, so the prediction never falls short of the echo.
+/// the playback worklet's ramp down (its `DUCK_DOWN_MS`, 150 ms: `DUCK_RAMP_FRAMES`) is over.
+/// Until then, and from the release on (the worklet ramps back up), the reference is taken at
+/// full level, so the prediction never falls short of the echo.
 const DUCKED_ENERGY: f32 = 0.031_622_78;
 const DUCK_RAMP_FRAMES: u64 = 15;
 
