@@ -87,8 +87,23 @@ impl EchoPath {
     /// the guard is guarding).
     pub fn gate(&mut self, pcm: &[i16]) -> &[i16] {
         self.out.clear();
+        self.sync_duck();
         self.guard.process(pcm, &mut self.out);
         &self.out
+    }
+
+    /// The player has played `played_total` samples (24 kHz) of `item_id`: the guard places
+    /// them on its reference (at the level the ducker leaves them).
+    pub fn played(&mut self, item_id: &str, played_total: u64) {
+        self.sync_duck();
+        self.guard.played(item_id, played_total);
+    }
+
+    /// The guard told whether the ducker holds the assistant down: the ducker's state is the
+    /// one source, read before each input the guard judges by it.
+    fn sync_duck(&mut self) {
+        let ducked = self.ducker.as_ref().is_some_and(Ducker::ducked);
+        self.guard.set_ducked(ducked);
     }
 
     /// The ducker back to watching without telling the player: it is stopping, or new and at
@@ -97,7 +112,6 @@ impl EchoPath {
         if let Some(d) = self.ducker.as_mut() {
             d.reset();
         }
-        self.guard.set_ducked(false);
     }
 
     /// Adds the guard's figures to a metrics snapshot.
@@ -124,7 +138,6 @@ impl Session {
         let pcm = &self.up.pcm;
         let change = self.echo.ducker.as_mut().and_then(|d| d.push(pcm, armed));
         if let Some(on) = change {
-            self.echo.guard.set_ducked(on);
             let db = if on { DUCK_DB } else { 0 };
             self.out.push_back(Output::DuckPlayback { db });
         }
@@ -143,7 +156,6 @@ impl Session {
     /// The assistant back at full level (interrupted, done, the microphone muted or stopped).
     pub(super) fn release_duck(&mut self) {
         if self.echo.ducker.as_mut().is_some_and(Ducker::reset) {
-            self.echo.guard.set_ducked(false);
             self.out.push_back(Output::DuckPlayback { db: 0 });
         }
     }

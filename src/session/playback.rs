@@ -298,7 +298,7 @@ impl Session {
         if let Some(it) = p.item(item) {
             let played = it.base + played_frames * u64::from(API_RATE) / rate;
             it.played = it.played.max(played.min(it.received));
-            self.echo.guard.played(&it.item_id, it.played);
+            self.echo.played(&it.item_id, it.played);
         }
         self.check_assistant_done();
     }
