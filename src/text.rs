@@ -57,6 +57,19 @@ pub trait Message {
     }
 }
 
+/// `Display` for an error type whose text is its [`Message`]: the same text, for `{}` and
+/// `to_string()` in native code (the wasm package calls `message()`).
+macro_rules! display_by_message {
+    ($t:ty) => {
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&$crate::text::Message::message(self))
+            }
+        }
+    };
+}
+pub(crate) use display_by_message;
+
 /// The pieces as a new `String`.
 pub fn concat(parts: &[Part<'_>]) -> String {
     let mut s = String::new();

@@ -147,11 +147,7 @@ impl Message for ChunkerError {
     }
 }
 
-impl fmt::Display for ChunkerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message())
-    }
-}
+crate::text::display_by_message!(ChunkerError);
 
 impl std::error::Error for ChunkerError {}
 

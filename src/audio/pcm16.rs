@@ -91,11 +91,7 @@ impl Message for Base64Error {
     }
 }
 
-impl fmt::Display for Base64Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message())
-    }
-}
+crate::text::display_by_message!(Base64Error);
 
 impl std::error::Error for Base64Error {}
 
@@ -131,11 +127,7 @@ impl Message for Pcm16Error {
     }
 }
 
-impl fmt::Display for Pcm16Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message())
-    }
-}
+crate::text::display_by_message!(Pcm16Error);
 
 impl std::error::Error for Pcm16Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {

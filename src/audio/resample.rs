@@ -115,11 +115,7 @@ impl Message for ResamplerError {
     }
 }
 
-impl fmt::Display for ResamplerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message())
-    }
-}
+crate::text::display_by_message!(ResamplerError);
 
 impl std::error::Error for ResamplerError {}
 

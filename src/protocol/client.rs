@@ -173,11 +173,7 @@ impl Message for SessionUpdateError {
     }
 }
 
-impl std::fmt::Display for SessionUpdateError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message())
-    }
-}
+crate::text::display_by_message!(SessionUpdateError);
 
 impl std::error::Error for SessionUpdateError {}
 

@@ -139,11 +139,7 @@ impl Message for JsonError {
     }
 }
 
-impl fmt::Display for JsonError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message())
-    }
-}
+crate::text::display_by_message!(JsonError);
 
 impl std::error::Error for JsonError {}
 

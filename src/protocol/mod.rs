@@ -131,10 +131,6 @@ impl Message for ProtocolError {
     }
 }
 
-impl fmt::Display for ProtocolError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message())
-    }
-}
+crate::text::display_by_message!(ProtocolError);
 
 impl std::error::Error for ProtocolError {}

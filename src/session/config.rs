@@ -263,11 +263,7 @@ impl Message for ConfigError {
     }
 }
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message())
-    }
-}
+crate::text::display_by_message!(ConfigError);
 
 impl std::error::Error for ConfigError {}
 

@@ -364,10 +364,6 @@ impl Message for CommandError {
     }
 }
 
-impl fmt::Display for CommandError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message())
-    }
-}
+crate::text::display_by_message!(CommandError);
 
 impl std::error::Error for CommandError {}

@@ -50,11 +50,7 @@ impl Message for UrlError {
     }
 }
 
-impl fmt::Display for UrlError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message())
-    }
-}
+crate::text::display_by_message!(UrlError);
 
 impl std::error::Error for UrlError {}
 
