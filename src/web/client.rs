@@ -246,10 +246,7 @@ impl VoiceClient {
             let value = JSON::parse(&AppEvent::Status(current).to_json()).unwrap_or(JsValue::NULL);
             return Promise::resolve(&value);
         }
-        let promise = match shell.promise(&shell.waiters) {
-            Ok(p) => p,
-            Err(e) => return Promise::reject(&e),
-        };
+        let promise = shell.promise(&shell.waiters);
         // Audio may only start inside the gesture: prepare the context now, before any await.
         if shell.core.borrow().mode() == crate::session::Mode::Voice
             && shell.graph.borrow().is_none()
@@ -701,13 +698,17 @@ impl Shell {
     }
 
     /// A promise whose resolve and reject go into `waiters` (glue.js rejects it if the wasm
-    /// aborts first); `Err` once it has.
-    fn promise(&self, waiters: &RefCell<Vec<(Function, Function)>>) -> Result<Promise, JsValue> {
-        let a = pending(&self.js)?;
-        waiters
-            .borrow_mut()
-            .push((a.get(1).unchecked_into(), a.get(2).unchecked_into()));
-        Ok(a.get(0).unchecked_into())
+    /// aborts first); a rejected one once it has.
+    fn promise(&self, waiters: &RefCell<Vec<(Function, Function)>>) -> Promise {
+        match pending(&self.js) {
+            Ok(a) => {
+                waiters
+                    .borrow_mut()
+                    .push((a.get(1).unchecked_into(), a.get(2).unchecked_into()));
+                a.get(0).unchecked_into()
+            }
+            Err(e) => Promise::reject(&e),
+        }
     }
 
     fn arm_timer(&self) {
@@ -915,10 +916,7 @@ impl Shell {
         waiters: &RefCell<Vec<(Function, Function)>>,
         f: impl FnOnce(&mut Session, u64),
     ) -> Promise {
-        let promise = match self.promise(waiters) {
-            Ok(p) => p,
-            Err(e) => return Promise::reject(&e),
-        };
+        let promise = self.promise(waiters);
         self.input(f);
         let left = std::mem::take(&mut *waiters.borrow_mut());
         settle_all(left, &Ok(()));
