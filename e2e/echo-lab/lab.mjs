@@ -265,18 +265,24 @@ async function received(id) {
   return r.ok ? r.json() : null;
 }
 
-/** Where the received audio first has a 10 ms frame above -40 dBFS (the VAD's threshold) at
- *  or after `fromMs` (24 kHz PCM16 base64), in ms of input audio. */
-function firstLoudMs(b64, fromMs) {
+/** The received audio (24 kHz PCM16 base64) per 10 ms frame: whether it is above −40 dBFS, the
+ *  VAD's threshold. */
+function loudness(b64) {
   const buf = Buffer.from(b64 ?? "", "base64");
-  const n = buf.length >> 1;
-  const thr = 32768 * 10 ** (-40 / 20);
-  for (let f = Math.max(0, Math.floor(fromMs / 10)); (f + 1) * 240 <= n; f++) {
+  const thr = (32768 * 10 ** (-40 / 20)) ** 2 * 240;
+  const loud = [];
+  for (let f = 0; (f + 1) * 480 <= buf.length; f++) {
     let s = 0;
     for (let i = f * 240; i < (f + 1) * 240; i++) { const v = buf.readInt16LE(2 * i); s += v * v; }
-    if (Math.sqrt(s / 240) > thr) return f * 10;
+    loud.push(s > thr);
   }
-  return null;
+  return loud;
+}
+
+/** Where the received audio first has a loud frame at or after `fromMs`, in ms of input audio. */
+function firstLoudMs(loud, fromMs) {
+  const f = loud.indexOf(true, Math.max(0, Math.floor(fromMs / 10)));
+  return f < 0 ? null : f * 10;
 }
 
 /**
@@ -285,34 +291,21 @@ function firstLoudMs(b64, fromMs) {
  * `latencyMs` it splits a barge-in's latency into the voice (until the judge could fire) and the
  * delivery (the chunk waiting to fill, the socket, the event back).
  */
-function judgeFiresMs(b64, fromMs) {
-  const buf = Buffer.from(b64 ?? "", "base64");
-  const n = buf.length >> 1;
-  const thr = (32768 * 10 ** (-40 / 20)) ** 2 * 240;
+function judgeFiresMs(loud, fromMs) {
   let recent = 0;
-  for (let f = Math.max(0, Math.floor(fromMs / 10)); (f + 1) * 240 <= n; f++) {
-    let s = 0;
-    for (let i = f * 240; i < (f + 1) * 240; i++) { const v = buf.readInt16LE(2 * i); s += v * v; }
-    recent = ((recent << 1) | (s > thr ? 1 : 0)) & 0xfffff;
-    let loud = 0;
-    for (let b = recent; b; b &= b - 1) loud++;
-    if (loud >= 15) return (f + 1) * 10;
+  for (let f = Math.max(0, Math.floor(fromMs / 10)); f < loud.length; f++) {
+    recent = ((recent << 1) | (loud[f] ? 1 : 0)) & 0xfffff;
+    let n = 0;
+    for (let b = recent; b; b &= b - 1) n++;
+    if (n >= 15) return (f + 1) * 10;
   }
   return null;
 }
 
-/** The received audio's 10 ms frames from `fromMs` for `spanMs`: `#` above −40 dBFS, `.` below. */
-function loudFrames(b64, fromMs, spanMs) {
-  const buf = Buffer.from(b64 ?? "", "base64");
-  const n = buf.length >> 1;
-  const thr = (32768 * 10 ** (-40 / 20)) ** 2 * 240;
-  let out = "";
-  for (let f = Math.max(0, Math.floor(fromMs / 10)); f < Math.floor((fromMs + spanMs) / 10) && (f + 1) * 240 <= n; f++) {
-    let s = 0;
-    for (let i = f * 240; i < (f + 1) * 240; i++) { const v = buf.readInt16LE(2 * i); s += v * v; }
-    out += s > thr ? "#" : ".";
-  }
-  return out;
+/** The received audio's 10 ms frames from `fromMs` for `spanMs`: `#` loud, `.` not. */
+function loudFrames(loud, fromMs, spanMs) {
+  const from = Math.max(0, Math.floor(fromMs / 10));
+  return loud.slice(from, Math.floor((fromMs + spanMs) / 10)).map((l) => (l ? "#" : ".")).join("");
 }
 
 /**
@@ -426,11 +419,12 @@ async function run(roomName, guard, kind, voice) {
       row.bargeIn = after.length > 0 && (row.truncates ?? 0) > 0;
       row.latencyMs = after.length ? after[0].t - onset : null;
       const at = row.onsetCapturedMs - row.receivedLagMs;
-      const loud = firstLoudMs(rec?.pcm16_base64, at - 100);
+      const frames = loudness(rec?.pcm16_base64);
+      const loud = firstLoudMs(frames, at - 100);
       row.firstWordMs = loud == null ? null : loud - at;
-      const fires = judgeFiresMs(rec?.pcm16_base64, at - 100);
+      const fires = judgeFiresMs(frames, at - 100);
       row.judgeMs = fires == null ? null : fires - at;
-      row.loudFrames = loudFrames(rec?.pcm16_base64, at, 1000);
+      row.loudFrames = loudFrames(frames, at, 1000);
     }
   } catch (e) {
     row.error = String(e?.message ?? e).slice(0, 300);
