@@ -72,11 +72,18 @@ const DUCK_AT_MS = Number(process.env.DUCK_AT_MS ?? 60);
 const DUCK_MODE = process.env.DUCK ?? "";
 const SHADOW_DUCK = DUCK_MODE === "shadow";
 const CLIENT_DUCK = SHADOW_DUCK ? "" : DUCK_MODE;
-/** Drops the page's "duck" messages to the playback worklet (DUCK=shadow). */
-const DROP_DUCKS = () => {
+/**
+ * Logs the page's "duck" messages to the playback worklet (time, dB) in `__labDuckMsgs`, and drops
+ * them with `drop` (DUCK=shadow).
+ */
+const WATCH_DUCKS = (drop) => {
   const post = MessagePort.prototype.postMessage;
+  window.__labDuckMsgs = [];
   MessagePort.prototype.postMessage = function (m, ...rest) {
-    if (m && m.type === "duck") return undefined;
+    if (m && m.type === "duck") {
+      window.__labDuckMsgs.push([Date.now(), m.db]);
+      if (drop) return undefined;
+    }
     return post.call(this, m, ...rest);
   };
   return true;
@@ -269,14 +276,14 @@ async function received(id) {
  *  VAD's threshold. */
 function loudness(b64) {
   const buf = Buffer.from(b64 ?? "", "base64");
-  const thr = (32768 * 10 ** (-40 / 20)) ** 2 * 240;
   const loud = [];
   for (let f = 0; (f + 1) * 480 <= buf.length; f++) {
     let s = 0;
     for (let i = f * 240; i < (f + 1) * 240; i++) { const v = buf.readInt16LE(2 * i); s += v * v; }
-    loud.push(s > thr);
+    loud.push(10 * Math.log10(s / 240 / 32768 ** 2 + 1e-12));
   }
-  return loud;
+  // Each frame's level, dBFS; `loud` above −40 dBFS (the judge's threshold).
+  return Object.assign(loud.map((db) => db > -40), { db: loud });
 }
 
 /** Where the received audio first has a loud frame at or after `fromMs`, in ms of input audio. */
@@ -306,6 +313,16 @@ function judgeFiresMs(loud, fromMs) {
 function loudFrames(loud, fromMs, spanMs) {
   const from = Math.max(0, Math.floor(fromMs / 10));
   return loud.slice(from, Math.floor((fromMs + spanMs) / 10)).map((l) => (l ? "#" : ".")).join("");
+}
+
+/**
+ * The same frames by level: `#` above −40 dBFS, `+` −45 to −40, `-` −50 to −45, `:` −60 to −50,
+ * `.` below: whether a voice the canceller holds under the judge's threshold is still there.
+ */
+function levelFrames(loud, fromMs, spanMs) {
+  const from = Math.max(0, Math.floor(fromMs / 10));
+  const mark = (db) => (db > -40 ? "#" : db > -45 ? "+" : db > -50 ? "-" : db > -60 ? ":" : ".");
+  return loud.db.slice(from, Math.floor((fromMs + spanMs) / 10)).map(mark).join("");
 }
 
 /**
@@ -351,7 +368,7 @@ async function run(roomName, guard, kind, voice) {
     // Before the click: the client asks for the microphone when voice mode starts.
     if (CAPTURE_ON) await d.eval(CAPTURE_GUM, CAPTURE_ON);
     if (DUCK_DB) await d.eval(KEEP_AUDIO_ELEMENTS);
-    if (SHADOW_DUCK) await d.eval(DROP_DUCKS);
+    await d.eval(WATCH_DUCKS, SHADOW_DUCK);
     await d.eval(WATCH);
     const id = await d.eval(() => window.__rv.interviewId);
     const mon = RECORD ? record("page_out.monitor") : null;
@@ -379,6 +396,7 @@ async function run(roomName, guard, kind, voice) {
       if (ANSWERS > 1) row.ducksPerAnswer = await moreAnswers(d);
     }
     const lab = await d.eval(() => window.__lab);
+    const duckMsgs = await d.eval(() => window.__labDuckMsgs ?? []);
     const m = await d.eval(() => window.__rv.client.metrics());
     const anchor = { t: Date.now(), micMs: m.capturedAudioMs + (m.echoHeldMs ?? 0) };
     const rec = await received(id);
@@ -399,6 +417,8 @@ async function run(roomName, guard, kind, voice) {
     row.answerAtMs = lab.speech.filter((s) => s.speaking).map((s) => s.t - speakAt);
     // Ducks, ms after the greeting's start (sampled: up to 100 ms late).
     row.duckAtMs = lab.ducks.map((t) => t - speakAt);
+    // The page's duck messages to the player: [ms after the greeting's start, dB] (exact).
+    row.duckMsgs = duckMsgs.map(([t, db]) => [t - speakAt, db]);
     if (WASM_AEC) {
       row.cancellerInUse = m.echoCanceller;
       row.aecAttenuationDb = m.aecAttenuationDb ?? null;
@@ -425,6 +445,7 @@ async function run(roomName, guard, kind, voice) {
       const fires = judgeFiresMs(frames, at - 100);
       row.judgeMs = fires == null ? null : fires - at;
       row.loudFrames = loudFrames(frames, at, 1000);
+      row.levelFrames = levelFrames(frames, at - 300, 1300);
     }
   } catch (e) {
     row.error = String(e?.message ?? e).slice(0, 300);
