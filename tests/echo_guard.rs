@@ -13,6 +13,7 @@
 mod echo_support;
 
 use echo_support::{wav, wav_at};
+use realtime_voice::audio::duck::DUCK_DB;
 use realtime_voice::audio::echo_guard::{EchoGuard, EchoPath, GateState, FRAME};
 
 /// Where the user's first sound is in the talk fixtures, ms (1.2 s of padding + espeak's lead).
@@ -197,7 +198,7 @@ fn with_an_echo_path_a_voice_over_the_echo_gets_through_with_its_first_word() {
 
 /// A user who talks over the first response before the echo path is evidenced, at espeak-ng's
 /// default level (the talk fixtures' voice 10 dB down): the ducker turns the assistant down
-/// 40 ms into the voice (the echo falls 15 dB once the 150 ms ramp and the room's 80 ms are
+/// 40 ms into the voice (the echo falls `DUCK_DB` once the 150 ms ramp and the room's 80 ms are
 /// over) and holds it for its longest, 3 s. Where the path is evidenced during the voice, the
 /// voice must not be taken for echo: the guard's prediction follows the duck, and the voice
 /// does not raise the coupling.
@@ -225,7 +226,7 @@ fn a_voice_under_way_when_the_echo_path_is_evidenced_is_not_held_back() {
             .map(|(k, (&v, &e))| {
                 let ducked = k >= heard.start + 230 * 24 && heard.contains(&k);
                 let e = if ducked {
-                    f32::from(e) * 0.177_827_9
+                    f32::from(e) * 10f32.powf(-(DUCK_DB as f32) / 20.0)
                 } else {
                     f32::from(e)
                 };

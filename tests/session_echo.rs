@@ -42,7 +42,7 @@ fn echo_run(opts: &str) -> (Sim, Vec<i16>, Vec<i16>) {
     let slot = sim.slot("item_a");
     let mut log = Vec::new();
     // The player's ducks (the echo trips the ducker: no canceller here), as the room hears
-    // them: the echo falls 15 dB once the 150 ms ramp is over and comes back on release, each
+    // them: the echo falls by the duck once the 150 ms ramp is over and comes back on release, each
     // 80 ms (the room's delay) later.
     let mut ducks: Vec<(u64, u32)> = Vec::new();
     let mut seen = 0;

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! reference: decoded assistant audio ─► energy frames per item ─► placed on the mic timeline
-//!            when the player reports them played (`played`; 15 dB down while the ducker
+//!            when the player reports them played (`played`; 25 dB down while the ducker
 //!            holds the assistant down, `set_ducked`) ─► three envelopes, peak holds
 //!            falling like a short, a medium and a long room tail (T60 0.85, 1.9, 6.8 s)
 //! mic 24 kHz ─► log energy m
@@ -93,11 +93,11 @@ const ITEM_FRAMES: usize = 6000;
 const LOG_FLOOR: f32 = -90.0;
 /// Recent decisions remembered for `speech_started` (200 ms).
 const RECENT_FRAMES: u32 = 20;
-/// What a duck leaves of the played energy: −[`DUCK_DB`](super::duck::DUCK_DB) (15 dB), once
+/// What a duck leaves of the played energy: −[`DUCK_DB`](super::duck::DUCK_DB) (25 dB), once
 /// the playback worklet's ramp down (its `DUCK_DOWN_MS`, 150 ms: `DUCK_RAMP_FRAMES`) is over.
 /// Until then, and from the release on (the worklet ramps back up), the reference is taken at
 /// full level, so the prediction never falls short of the echo.
-const DUCKED_ENERGY: f32 = 0.031_622_78;
+const DUCKED_ENERGY: f32 = 0.003_162_278;
 const DUCK_RAMP_FRAMES: u64 = 15;
 
 /// The gate's state.
