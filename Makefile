@@ -15,7 +15,7 @@ SERVER_BIN := target/debug/realtime-voice-server
 WITH_SERVER := TEST_PORT=$(TEST_PORT) scripts/with-server.sh
 XVFB := xvfb-run -a -s "-screen 0 1280x1024x24"
 
-.PHONY: help setup demo test lint fmt-check clippy test-native pkg server webdriver \
+.PHONY: help setup demo test lint fmt-check clippy test-native pkg server webdriver size-echo-guard \
         test-browser test-chrome test-firefox test-webkit test-package test-e2e size size-check \
         latency-report pkg-debug fault-proxy test-faults server-load-two soak-report
 
@@ -125,6 +125,10 @@ size: pkg
 
 size-check: pkg
 	@bash scripts/size.sh --check $$(cat size-budget)
+
+# What the echo guard costs in the package (issue 16: ≤ 3 KB gzip), against a build without it.
+size-echo-guard: pkg
+	@bash scripts/echo-guard-size.sh
 
 # The 200-session load run split over two server instances behind a round-robin proxy, with
 # private Redis and Postgres (server/tests/multi_instance.rs): a report for docs/SERVER.md, not
