@@ -42,8 +42,8 @@ fn echo_run(opts: &str) -> (Sim, Vec<i16>, Vec<i16>) {
     let slot = sim.slot("item_a");
     let mut log = Vec::new();
     // The player's ducks (the echo trips the ducker: no canceller here), as the room hears
-    // them: the echo falls by the duck once the 150 ms ramp is over and comes back on release, each
-    // 80 ms (the room's delay) later.
+    // them: the echo falls by the duck's depth once the 150 ms ramp is over and comes back on
+    // release, each 80 ms (the room's delay) later.
     let mut ducks: Vec<(u64, u32)> = Vec::new();
     let mut seen = 0;
     let mut captured_ducked = Vec::with_capacity(captured.len());

@@ -273,7 +273,7 @@ async function received(id) {
 }
 
 /** The received audio (24 kHz PCM16 base64) per 10 ms frame: whether it is above −40 dBFS, the
- *  VAD's threshold. */
+ *  VAD's threshold, and (`.db`) its level in dBFS. */
 function loudness(b64) {
   const buf = Buffer.from(b64 ?? "", "base64");
   const loud = [];
@@ -282,7 +282,6 @@ function loudness(b64) {
     for (let i = f * 240; i < (f + 1) * 240; i++) { const v = buf.readInt16LE(2 * i); s += v * v; }
     loud.push(10 * Math.log10(s / 240 / 32768 ** 2 + 1e-12));
   }
-  // Each frame's level, dBFS; `loud` above −40 dBFS (the judge's threshold).
   return Object.assign(loud.map((db) => db > -40), { db: loud });
 }
 

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! reference: decoded assistant audio ─► energy frames per item ─► placed on the mic timeline
-//!            when the player reports them played (`played`; 25 dB down while the ducker
+//!            when the player reports them played (`played`; `DUCK_DB` down while the ducker
 //!            holds the assistant down, `set_ducked`) ─► three envelopes, peak holds
 //!            falling like a short, a medium and a long room tail (T60 0.85, 1.9, 6.8 s)
 //! mic 24 kHz ─► log energy m

@@ -20,8 +20,8 @@
 //      its end marker; {type:"overflow", frames} when the ring refused audio.
 const SEGS = 64; // item segments queued at most (an item switch starts one)
 const HOLD_MS = 40, FADE_MS = 120; // concealment: full level, then a linear fade to silence
-// Ducking ramps (linear in amplitude). Down over 150 ms, not at once: a far end that falls 15 dB
-// within 20 ms made the browser's echo canceller leak loud enough to interrupt the assistant.
+// Ducking ramps (linear in amplitude). Down over 150 ms, not at once: a far end that falls within
+// 20 ms makes the browser's echo canceller leak loud enough to interrupt the assistant.
 // The echo guard takes the reference as ducked once the ramp down is over (its DUCK_RAMP_FRAMES).
 const DUCK_DOWN_MS = 150, DUCK_UP_MS = 300;
 class RealtimeVoicePlayback extends AudioWorkletProcessor {
