@@ -40,6 +40,17 @@ const WARMUP_FRAMES: u32 = 150;
 /// against 81 %, docs/AUDIO.md); a false alarm takes the assistant as far down, briefly.
 pub const DUCK_DB: u32 = 25;
 
+/// What a duck leaves of the played energy, 10^(−[`DUCK_DB`]/10): derived here (no libm in a
+/// const), so the echo guard's ducked reference cannot part from the duck.
+pub const DUCK_ENERGY: f32 = {
+    let (mut e, mut db) = (1.0f32, 0);
+    while db < DUCK_DB {
+        e *= 0.794_328_2; // 10^(−0.1): one dB of energy
+        db += 1;
+    }
+    e
+};
+
 /// Where the ducker is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {

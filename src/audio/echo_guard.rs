@@ -93,11 +93,11 @@ const ITEM_FRAMES: usize = 6000;
 const LOG_FLOOR: f32 = -90.0;
 /// Recent decisions remembered for `speech_started` (200 ms).
 const RECENT_FRAMES: u32 = 20;
-/// What a duck leaves of the played energy: −[`DUCK_DB`](super::duck::DUCK_DB) (25 dB), once
-/// the playback worklet's ramp down (its `DUCK_DOWN_MS`, 150 ms: `DUCK_RAMP_FRAMES`) is over.
-/// Until then, and from the release on (the worklet ramps back up), the reference is taken at
-/// full level, so the prediction never falls short of the echo.
-const DUCKED_ENERGY: f32 = 0.003_162_278;
+/// Frames of the playback worklet's ramp down (its `DUCK_DOWN_MS`, 150 ms): once it is over,
+/// played frames are placed at what the duck leaves of them
+/// ([`DUCK_ENERGY`](super::duck::DUCK_ENERGY)). Until then, and from the release on (the
+/// worklet ramps back up), the reference is taken at full level, so the prediction never falls
+/// short of the echo.
 const DUCK_RAMP_FRAMES: u64 = 15;
 
 /// The gate's state.
@@ -379,7 +379,7 @@ impl EchoGuard {
         it.placed = total;
         let now = self.mic_frames;
         let gain = match self.ducked_since {
-            Some(since) if now >= since + DUCK_RAMP_FRAMES => DUCKED_ENERGY,
+            Some(since) if now >= since + DUCK_RAMP_FRAMES => super::duck::DUCK_ENERGY,
             _ => 1.0,
         };
         for j in (0..k).rev() {
@@ -667,7 +667,7 @@ mod tests {
     #[test]
     fn the_ducked_reference_is_as_far_down_as_the_duck() {
         let db = super::super::duck::DUCK_DB as f32;
-        assert!((10f32.powf(-db / 10.0) - DUCKED_ENERGY).abs() < 1e-6);
+        assert!((10f32.powf(-db / 10.0) - super::super::duck::DUCK_ENERGY).abs() < 1e-6);
     }
 
     /// A tone loud or quiet by turns, each spell 50–150 ms (irregular, as speech is: a
