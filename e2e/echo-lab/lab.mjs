@@ -241,7 +241,7 @@ const openBrowser = () => open(ENGINE, { realDevices: true });
 // Installed in the page: timestamps (Date.now(), the same clock as this process) of the
 // interviewer's speech and of the server VAD's speech_started.
 const WATCH = () => {
-  const lab = { speech: [], started: [], assistant: false, pathSeen: false, pathAt: null, ducks: [] };
+  const lab = { speech: [], started: [], assistant: false, pathSeen: false, pathAt: null };
   window.__lab = lab;
   window.__rv.client.on("speech", (s) => {
     if (s.who !== "assistant") return;
@@ -254,15 +254,12 @@ const WATCH = () => {
   });
   // Whether the guard ever had an echo path: it can find one and give it up within a run, and
   // the metrics read at the end show only the last state.
-  // When the client ducked (its count sampled every 100 ms).
-  let ducks = 0;
   setInterval(() => {
     const m = window.__rv.client.metrics();
     if (m.echoDelayMs != null && !lab.pathSeen) {
       lab.pathSeen = true;
       lab.pathAt = Date.now();
     }
-    if ((m.bargeInDucks ?? 0) > ducks) { ducks = m.bargeInDucks; lab.ducks.push(Date.now()); }
   }, 100);
   return true;
 };
@@ -414,10 +411,10 @@ async function run(roomName, guard, kind, voice) {
     // greeting's start): a self-interruption before the path is one the guard could not stop.
     row.pathAtMs = lab.pathAt && lab.pathAt - speakAt;
     row.answerAtMs = lab.speech.filter((s) => s.speaking).map((s) => s.t - speakAt);
-    // Ducks, ms after the greeting's start (sampled: up to 100 ms late).
-    row.duckAtMs = lab.ducks.map((t) => t - speakAt);
-    // The page's duck messages to the player: [ms after the greeting's start, dB] (exact).
+    // The page's duck messages to the player: [ms after the greeting's start, dB]; the ducks
+    // among them (dB > 0), ms after the greeting's start.
     row.duckMsgs = duckMsgs.map(([t, db]) => [t - speakAt, db]);
+    row.duckAtMs = row.duckMsgs.filter(([, db]) => db > 0).map(([t]) => t);
     if (WASM_AEC) {
       row.cancellerInUse = m.echoCanceller;
       row.aecAttenuationDb = m.aecAttenuationDb ?? null;
