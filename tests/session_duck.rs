@@ -2,8 +2,11 @@
 //! loud over it, and back up when the microphone is quiet again, the assistant is interrupted or
 //! done, or the microphone muted; never while the assistant is silent; "off" never ducks.
 
+#[path = "session_support/properties.rs"]
+mod properties;
 mod session_support;
 
+use properties::check_mic_accounting;
 use realtime_voice::audio::duck::DUCK_DB;
 use realtime_voice::session::Output;
 use session_support::*;
@@ -113,4 +116,46 @@ fn off_never_ducks_and_bad_values_are_refused() {
     );
     let e = bad.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(e.contains("bargeInDuck"), "{e}");
+}
+
+/// 10 ms frames of `pcm` (24 kHz) above `dbfs` RMS.
+fn frames_above(pcm: &[i16], dbfs: f64) -> usize {
+    let min = 32768.0 * 10f64.powf(dbfs / 20.0);
+    pcm.chunks(240)
+        .filter(|f| {
+            let e = f.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / f.len() as f64;
+            e.sqrt() > min
+        })
+        .count()
+}
+
+#[test]
+fn a_leak_that_falls_with_the_duck_reaches_the_server_as_silence_and_a_voice_whole() {
+    // 160 ms over the assistant at −25 dBFS duck it; then either the echo falls with the duck
+    // (a canceller's leak: −50 dBFS) or the voice goes on (−30 dBFS).
+    for (after_dbfs, voice) in [(-50.0, false), (-30.0, true)] {
+        let mut sim = speaking_sim("");
+        talk(&mut sim, 400, -60.0);
+        let mut out = talk(&mut sim, 160, -25.0);
+        assert_eq!(ducks(&out), vec![DUCK_DB]);
+        out.extend(talk(&mut sim, 100, after_dbfs));
+        // Held while the probe waits for the duck's effect, and counted.
+        let held = sim.s.metrics().echo_held_ms;
+        assert!(held >= 200, "{held} ms held");
+        check_mic_accounting(&sim.s, &"probing");
+        out.extend(talk(&mut sim, 500, after_dbfs));
+        check_mic_accounting(&sim.s, &"judged");
+        // Quiet after it, so that all of it is sent.
+        out.extend(talk(&mut sim, 1000, -60.0));
+        let (sent, _) = appended_samples(&out);
+        let loud = frames_above(&sent, -40.0);
+        if voice {
+            // All 76 frames of it, delayed by the probe and then at once.
+            assert!(loud >= 74, "{loud} frames of the voice sent");
+        } else {
+            // The frames that ducked left before the duck (the resampler's delay straddles
+            // them over three); the other 13 went as silence.
+            assert!(loud <= 3, "{loud} frames of the leak sent");
+        }
+    }
 }

@@ -28,6 +28,9 @@
 //!         Pass  (5 frames above the prediction + 4 dB, one below taking one back: the
 //!               pre-roll line and all that follows pass unchanged until 300 ms are explained
 //!               by echo again)
+//!         Probe (the ducker turned the assistant down while the gate was idle: audio is held
+//!               until the duck's effect is heard, 300–400 ms on; loud then is a voice and all
+//!               of it leaves unchanged, quiet is echo and what was loud leaves as silence)
 //! ```
 //!
 //! Guarded audio is replaced by digital silence, not left out: the server's input timeline
@@ -47,6 +50,17 @@ const MAX_LAG: usize = 40;
 const RING: usize = 128;
 /// Pre-roll held while guarding, frames (300 ms): the onset of a word that opens the gate.
 pub const PREROLL_FRAMES: usize = 30;
+/// The duck as a probe: frames after a duck before its effect is judged (300 ms: the player's
+/// 150 ms ramp, then the loop back to the microphone), and frames judged after that (100 ms).
+/// Echo falls with the duck; a voice does not.
+const PROBE_SETTLE: u64 = 30;
+const PROBE_JUDGE: u64 = 10;
+/// A judged frame is a voice's when above this (dBFS, the server VAD's threshold: what stays
+/// under it cannot start a turn anyway); two such frames make the verdict.
+const PROBE_LOUD_DB: f32 = -40.0;
+const PROBE_VOICE_FRAMES: u32 = 2;
+/// Frames the line holds: a whole probe.
+const LINE_FRAMES: usize = (PROBE_SETTLE + PROBE_JUDGE) as usize;
 /// Frames above the predicted echo that open the gate (50 ms, one frame below takes one back):
 /// a browser canceller's leaks rarely stay above the prediction that long, a voice does.
 const OPEN_FRAMES: u32 = 5;
@@ -110,6 +124,10 @@ pub enum GateState {
     Guard,
     /// Someone talks over the echo: audio passes unchanged.
     Pass,
+    /// The ducker turned the assistant down for loud audio: it is held until the duck shows
+    /// whether it was echo (it falls with the duck: it leaves as silence) or a voice (it does
+    /// not: it leaves unchanged).
+    Probe,
 }
 
 /// Whether the captured audio has been shown to follow what is played.
@@ -166,6 +184,17 @@ struct Held {
     env_db: f32,
     playing: bool,
     explained: bool,
+}
+
+/// The ducker's duck as the guard sees it, and the probe of it.
+#[derive(Debug, Clone, Copy)]
+struct Duck {
+    /// The mic frame from which the assistant is turned down.
+    since: u64,
+    /// Whether the probe has given its verdict (or did not run: the gate was not idle).
+    judged: bool,
+    /// Judged frames loud enough for a voice.
+    voiced: u32,
 }
 
 /// Exponentially weighted correlation statistics of the mic envelope with a reference
@@ -246,8 +275,8 @@ pub struct EchoGuard {
     state: GateState,
     run: u32,
     /// The pre-roll line: frames in a ring (oldest at `line_head`), and what was known of each.
-    line: Box<[[i16; FRAME]; PREROLL_FRAMES]>,
-    held: [Held; PREROLL_FRAMES],
+    line: Box<[[i16; FRAME]; LINE_FRAMES]>,
+    held: [Held; LINE_FRAMES],
     line_head: usize,
     line_len: usize,
     /// Recent active frames and how many of them were explained (a shift register).
@@ -255,8 +284,8 @@ pub struct EchoGuard {
     recent_explained: u32,
     guarded_samples: u64,
     suspected: u64,
-    /// The mic frame from which the ducker has turned the assistant down, while it does.
-    ducked_since: Option<u64>,
+    /// The ducker's duck, while the assistant is turned down.
+    duck: Option<Duck>,
 }
 
 /// 10·log10 of an energy, floored; a bit-level log2 with a cubic for the mantissa (error
@@ -304,15 +333,15 @@ impl EchoGuard {
             shadow: [COUPLING_MIN_DB; TAILS.len()],
             state: GateState::Idle,
             run: 0,
-            line: Box::new([[0; FRAME]; PREROLL_FRAMES]),
-            held: [Held::default(); PREROLL_FRAMES],
+            line: Box::new([[0; FRAME]; LINE_FRAMES]),
+            held: [Held::default(); LINE_FRAMES],
             line_head: 0,
             line_len: 0,
             recent: 0,
             recent_explained: 0,
             guarded_samples: 0,
             suspected: 0,
-            ducked_since: None,
+            duck: None,
         }
     }
 
@@ -321,9 +350,15 @@ impl EchoGuard {
     /// placed at the ducked level), and the ducker suspects a voice over it: the coupling is
     /// held where it was, so a voice does not raise it (it would then be explained as echo
     /// and held back). The path's correlation goes on learning: a voice does not follow the
-    /// reference, and lowers it.
+    /// reference, and lowers it. A duck that finds the gate idle is probed (`GateState::Probe`).
     pub fn set_ducked(&mut self, ducked: bool) {
-        self.ducked_since = ducked.then(|| self.ducked_since.unwrap_or(self.mic_frames));
+        self.duck = ducked.then(|| {
+            self.duck.unwrap_or(Duck {
+                since: self.mic_frames,
+                judged: false,
+                voiced: 0,
+            })
+        });
     }
 
     /// Assistant audio of `item_id` as decoded (24 kHz, in the item's order), before it plays.
@@ -378,8 +413,8 @@ impl EchoGuard {
         let k = total - it.placed;
         it.placed = total;
         let now = self.mic_frames;
-        let gain = match self.ducked_since {
-            Some(since) if now >= since + DUCK_RAMP_FRAMES => super::duck::DUCK_ENERGY,
+        let gain = match self.duck {
+            Some(d) if now >= d.since + DUCK_RAMP_FRAMES => super::duck::DUCK_ENERGY,
             _ => 1.0,
         };
         for j in (0..k).rev() {
@@ -413,8 +448,8 @@ impl EchoGuard {
         let mut rest = mic;
         while !rest.is_empty() {
             let take = (FRAME - self.acc_len).min(rest.len());
-            // Unless guarding, audio leaves as it comes (the frame is only analysed).
-            if !self.gating || self.state != GateState::Guard {
+            // Unless holding, audio leaves as it comes (the frame is only analysed).
+            if !self.holding() {
                 out.extend_from_slice(&rest[..take]);
             }
             self.acc[self.acc_len..self.acc_len + take].copy_from_slice(&rest[..take]);
@@ -460,6 +495,9 @@ impl EchoGuard {
         let mask = (1u32 << RECENT_FRAMES) - 1;
         self.recent &= mask;
         self.recent_explained &= mask;
+        if self.gating && self.probe(f, &frame, held, out) {
+            return;
+        }
         // Guarding, `run` counts frames above the prediction (a frame below takes one back:
         // a voice's syllables dip); passing, it counts explained frames in a row.
         self.run = match (self.state == GateState::Pass, explained) {
@@ -483,10 +521,10 @@ impl EchoGuard {
         let gating = self.gating;
         let left = self.state != GateState::Guard;
         if next == GateState::Guard && !left {
-            if self.line_len == PREROLL_FRAMES {
+            if self.line_len >= PREROLL_FRAMES {
                 // The oldest frame leaves as silence, teaching the coupling what echo is.
                 let old = self.held[self.line_head];
-                if old.env_db > ENV_FLOOR && old.playing && self.ducked_since.is_none() {
+                if old.env_db > ENV_FLOOR && old.playing && self.duck.is_none() {
                     self.coupling = (old.level_db - old.env_db)
                         .max(self.coupling - COUPLING_RELEASE_DB)
                         .clamp(COUPLING_MIN_DB, COUPLING_MAX_DB);
@@ -495,36 +533,97 @@ impl EchoGuard {
                     out.resize(out.len() + FRAME, 0);
                     self.guarded_samples += FRAME as u64;
                 }
-                self.line_head = (self.line_head + 1) % PREROLL_FRAMES;
+                self.line_head = (self.line_head + 1) % LINE_FRAMES;
                 self.line_len -= 1;
             }
-            let slot = (self.line_head + self.line_len) % PREROLL_FRAMES;
-            self.line[slot] = frame;
-            self.held[slot] = held;
-            self.line_len += 1;
+            self.hold(&frame, held);
         } else if next != GateState::Guard {
             // Passing, the pre-roll holds the start of the voice that opened the gate: all of
             // it goes. Idle, echo is over: what is still held leaves, frames the echo
             // explained as silence.
-            for k in 0..self.line_len {
-                let slot = (self.line_head + k) % PREROLL_FRAMES;
-                if !gating {
-                    continue;
-                }
-                if next == GateState::Idle && self.held[slot].explained {
-                    out.resize(out.len() + FRAME, 0);
-                    self.guarded_samples += FRAME as u64;
-                } else {
-                    out.extend_from_slice(&self.line[slot]);
-                }
-            }
-            self.line_head = 0;
-            self.line_len = 0;
+            self.flush(next == GateState::Idle, out);
         }
         if gating && !left && next != GateState::Guard {
             out.extend_from_slice(&frame);
         }
         self.state = next;
+    }
+
+    /// Whether captured audio is being held back (guarding or probing a duck).
+    fn holding(&self) -> bool {
+        self.gating && matches!(self.state, GateState::Guard | GateState::Probe)
+    }
+
+    /// Appends a frame to the pre-roll line (it has room: guarding keeps [`PREROLL_FRAMES`],
+    /// a probe ends within [`LINE_FRAMES`]).
+    fn hold(&mut self, frame: &[i16; FRAME], held: Held) {
+        let slot = (self.line_head + self.line_len) % LINE_FRAMES;
+        self.line[slot] = *frame;
+        self.held[slot] = held;
+        self.line_len += 1;
+    }
+
+    /// The line leaves at once (in shadow mode it has left already): unchanged, or with the
+    /// frames marked explained as silence when `echo`.
+    fn flush(&mut self, echo: bool, out: &mut Vec<i16>) {
+        for k in 0..self.line_len {
+            let slot = (self.line_head + k) % LINE_FRAMES;
+            if !self.gating {
+                continue;
+            }
+            if echo && self.held[slot].explained {
+                out.resize(out.len() + FRAME, 0);
+                self.guarded_samples += FRAME as u64;
+            } else {
+                out.extend_from_slice(&self.line[slot]);
+            }
+        }
+        self.line_head = 0;
+        self.line_len = 0;
+    }
+
+    /// The duck as a probe, for mic frame `f` (gating only). A duck that finds the gate idle
+    /// holds the audio from its next frame on. Echo falls with the duck; a voice does not: two
+    /// frames after [`PROBE_SETTLE`] above [`PROBE_LOUD_DB`] are a voice, and the line leaves
+    /// unchanged; none by the end of [`PROBE_JUDGE`] is echo, and its loud frames leave as
+    /// silence. A duck that ends first is judged by the frame that ends it: quiet (the ducker
+    /// released it on quiet) is echo, loud (the assistant stopped while someone talks) a voice.
+    /// Returns whether the frame was handled here.
+    fn probe(&mut self, f: u64, frame: &[i16; FRAME], held: Held, out: &mut Vec<i16>) -> bool {
+        // Held in a probe, a frame loud enough for the server's VAD is what an echo verdict
+        // silences.
+        let loud = held.level_db > PROBE_LOUD_DB;
+        let held = Held {
+            explained: loud,
+            ..held
+        };
+        let probing = self.state == GateState::Probe;
+        // The verdict, once there is one: whether it was echo.
+        let echo = match self.duck.as_mut().filter(|d| !d.judged) {
+            None if probing => Some(!loud),
+            None => return false,
+            Some(d) if !probing => {
+                // This frame has left; from the next on the audio is held, if the gate is idle.
+                d.judged = self.state != GateState::Idle;
+                if !d.judged {
+                    self.state = GateState::Probe;
+                }
+                return !d.judged;
+            }
+            Some(d) => {
+                let age = f.saturating_sub(d.since);
+                d.voiced += u32::from(loud && age >= PROBE_SETTLE);
+                let voice = d.voiced >= PROBE_VOICE_FRAMES;
+                d.judged = voice || age + 1 >= PROBE_SETTLE + PROBE_JUDGE;
+                d.judged.then_some(!voice)
+            }
+        };
+        self.hold(frame, held);
+        if let Some(echo) = echo {
+            self.flush(echo, out);
+            self.state = GateState::Idle;
+        }
+        true
     }
 
     /// Mic frame `f` at `level_db` against the reference: whether echo is possible now (the
@@ -582,7 +681,7 @@ impl EchoGuard {
                 }
                 // What the coupling would be with this tail at its best lag (held while
                 // the ducker suspects a voice: see `set_ducked`).
-                if self.ducked_since.is_none() {
+                if self.duck.is_none() {
                     let c = &mut self.shadow[t];
                     *c = (m - x[t][d]).max(*c - COUPLING_RELEASE_DB);
                 }
@@ -648,7 +747,7 @@ impl EchoGuard {
             return_loss_db: echo.then_some(-self.coupling),
             delay_ms: echo.then_some(self.lag as u32 * 10),
             guarded_ms: self.guarded_samples / 24,
-            held_ms: if self.gating && self.state == GateState::Guard {
+            held_ms: if self.holding() {
                 (self.line_len * FRAME + self.acc_len) as u64 / 24
             } else {
                 0
@@ -742,6 +841,83 @@ mod tests {
         assert!(matches!(s.delay_ms, Some(70..=90)), "{s:?}");
         assert_eq!(out.len(), mic.len() + 600 * FRAME, "{s:?}");
         assert!(s.guarded_ms >= 1_000, "{s:?}");
+    }
+
+    /// One 10 ms frame of a 220 Hz tone at `dbfs` RMS.
+    fn frame_at(dbfs: f32) -> Vec<i16> {
+        let amp = 32768.0 * 10f32.powf(dbfs / 20.0) * std::f32::consts::SQRT_2;
+        (0..FRAME)
+            .map(|i| (amp * (i as f32 * 0.0576).sin()) as i16)
+            .collect()
+    }
+
+    /// Levels per 10 ms frame from (frames, dBFS) spells.
+    fn spells(s: &[(usize, f32)]) -> Vec<f32> {
+        s.iter()
+            .flat_map(|&(n, l)| std::iter::repeat_n(l, n))
+            .collect()
+    }
+
+    /// Feeds `levels` (dBFS per 10 ms frame) to a guard with no echo path, ducked over the
+    /// frames `duck`; returns the input and what left.
+    fn probe_run(levels: &[f32], duck: std::ops::Range<usize>) -> (Vec<i16>, Vec<i16>) {
+        let mut g = EchoGuard::new(true);
+        let (mut input, mut out) = (Vec::new(), Vec::new());
+        for (i, &l) in levels.iter().enumerate() {
+            g.set_ducked(duck.contains(&i));
+            let f = frame_at(l);
+            g.process(&f, &mut out);
+            input.extend_from_slice(&f);
+        }
+        assert_eq!(g.stats().state, GateState::Idle);
+        (input, out)
+    }
+
+    #[test]
+    fn a_leak_that_falls_with_the_duck_leaves_as_silence() {
+        // Quiet, a 150 ms leak at −25 dBFS ducked after 20 ms, quiet again; then 200 ms of
+        // echo that the duck takes 25 dB down once its ramp and the loop are over.
+        let levels = spells(&[
+            (50, -60.0),
+            (15, -25.0),
+            (100, -60.0),
+            (20, -25.0),
+            (60, -50.0),
+        ]);
+        let (input, out) = probe_run(&levels, 52..110);
+        assert_eq!(out.len(), input.len(), "every frame left, in order");
+        // What left before the duck, and the quiet, is unchanged; the leak after the duck's
+        // first frame is silence.
+        assert_eq!(out[..53 * FRAME], input[..53 * FRAME]);
+        assert!(out[53 * FRAME..65 * FRAME].iter().all(|&s| s == 0));
+        assert_eq!(out[65 * FRAME..165 * FRAME], input[65 * FRAME..165 * FRAME]);
+        let (input, out) = probe_run(&levels, 167..240);
+        assert!(out[168 * FRAME..185 * FRAME].iter().all(|&s| s == 0));
+        assert_eq!(out[185 * FRAME..], input[185 * FRAME..]);
+    }
+
+    #[test]
+    fn a_voice_that_does_not_fall_with_the_duck_leaves_whole() {
+        // A voice at −30 dBFS for 800 ms, ducked 20 ms in, which dips to −38 after the duck:
+        // held until the probe hears it go on, then all of it leaves, unchanged.
+        let levels = spells(&[(20, -60.0), (30, -30.0), (50, -38.0), (50, -60.0)]);
+        let (input, out) = probe_run(&levels, 22..130);
+        assert_eq!(out, input);
+        // The duck ends before the verdict (the assistant stopped) while the voice goes on:
+        // unchanged too.
+        let (input, out) = probe_run(&levels, 22..40);
+        assert_eq!(out, input);
+    }
+
+    #[test]
+    fn a_duck_that_ends_on_quiet_silences_what_it_held() {
+        // The ducker releases after 250 ms of quiet, before the probe's verdict.
+        let levels = spells(&[(20, -60.0), (4, -25.0), (60, -60.0)]);
+        let (input, out) = probe_run(&levels, 22..50);
+        assert_eq!(out.len(), input.len());
+        assert!(out[23 * FRAME..24 * FRAME].iter().all(|&s| s == 0));
+        assert_eq!(out[24 * FRAME..], input[24 * FRAME..]);
+        assert_eq!(out[..23 * FRAME], input[..23 * FRAME]);
     }
 
     #[test]
