@@ -44,7 +44,7 @@ async function openChromium({ realDevices }) {
   watch(pages[0]);
   let page = pages[0];
   return {
-    engine: "chromium", logs,
+    engine: "chromium", logs, engineLog: () => "",
     goto: (url) => page.goto(url),
     async newTab() { page = await context.newPage(); watch(page); pages.push(page); },
     switchTab(i) { page = pages[i]; },
@@ -92,10 +92,14 @@ async function openWebDriver(engine, { realDevices }) {
       args: ["--automation", "--enable-media-stream=true", "--enable-mock-capture-devices=true", "--autoplay-policy=allow"] } };
     driver = await new Builder().usingServer(await webkitDriverUrl()).withCapabilities(caps).build();
   }
+  const driverLog = webkitDriverLog;
   const tabs = [await driver.getWindowHandle()];
   const toFn = (fn) => `return (${fn})(...arguments)`;
   return {
     engine, logs: [],
+    // What WebKitWebDriver and the MiniBrowser it started wrote to stderr (the web process's
+    // crash messages among them); empty for Firefox.
+    engineLog: () => driverLog?.text ?? "",
     goto: (url) => driver.get(url),
     async newTab() {
       // WebKitGTK's MiniBrowser cannot screenshot a second tab: it gets a window of its own.
@@ -129,11 +133,16 @@ async function openWebDriver(engine, { realDevices }) {
 // WebKitWebDriver needs an X display (MiniBrowser has no headless mode): the Makefile runs the E2E
 // suite under xvfb-run. It is started here on a free port and stopped on close.
 let webkitDriver = null;
+let webkitDriverLog = null;
 async function webkitDriverUrl() {
   const { spawn } = await import("node:child_process");
   const net = await import("node:net");
   const port = await new Promise((res) => { const s = net.createServer(); s.listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => res(p)); }); });
-  webkitDriver = spawn("/usr/bin/WebKitWebDriver", [`--port=${port}`], { stdio: "ignore" });
+  webkitDriver = spawn("/usr/bin/WebKitWebDriver", [`--port=${port}`], { stdio: ["ignore", "ignore", "pipe"] });
+  const log = { text: "" };
+  webkitDriverLog = log;
+  webkitDriver.stderr.setEncoding("utf8");
+  webkitDriver.stderr.on("data", (d) => { log.text = (log.text + d).slice(-16_384); }); // the tail only: bounded
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 100; i++) {
     try { const r = await fetch(`${url}/status`); if (r.ok) return url; } catch { /* not up yet */ }

@@ -70,33 +70,54 @@ export const facts = () => {
 /**
  * Declares one test per engine running `body(b, engine)` on a fresh browser. The final state is
  * screenshotted as e2e/output/<name>-<engine>.png whatever the outcome; on failure the page's
- * facts and console are added to the error. `browser` is passed to `open` (e.g. `realDevices`).
+ * facts, its console and the engine's own stderr are added to the error. `browser` is passed to
+ * `open` (e.g. `realDevices`).
+ *
+ * A WebKit run whose web process aborted in GLib's setuid check (the engine race
+ * scripts/retry-engine-crash.sh describes) runs once more on a fresh browser; any other failure
+ * fails at once.
  */
 export function scenario(name, title, body, { engines = ENGINES, timeoutMs = 60_000, browser = {} } = {}) {
   for (const engine of engines) {
-    test(`${engine}: ${title}`, { timeout: timeoutMs }, async () => {
-      const b = await open(engine, browser);
-      try {
-        await rm(join(OUTPUT, `${name}-${engine}-FAILED.png`), { force: true });
-        // Give up a little before the test's own timeout, so the browser is still closed below.
-        let timer;
-        const giveUp = new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`scenario still running after ${timeoutMs - 5000} ms`)), timeoutMs - 5000);
-        });
-        try { await Promise.race([body(b, engine), giveUp]); } finally { clearTimeout(timer); }
-        if (b.finalShot !== false) await b.screenshot(`${name}-${engine}`);
-      } catch (e) {
-        let page = "";
-        try { page = JSON.stringify(await b.eval(facts), null, 1); } catch (f) { page = `(facts unavailable: ${f})`; }
+    test(`${engine}: ${title}`, { timeout: engine === "webkit" ? 2 * timeoutMs : timeoutMs }, async (t) => {
+      for (let attempt = 1; ; attempt++) {
         try {
-          await Promise.race([b.screenshot(`${name}-${engine}-FAILED`), new Promise((r) => setTimeout(r, 5000))]);
-        } catch { /* the browser may be gone */ }
-        e.message += `\npage facts: ${page}\nconsole:\n${b.logs.slice(-30).join("\n")}`;
-        throw e;
-      } finally {
-        await b.close();
+          return await runScenario(name, engine, body, timeoutMs, browser);
+        } catch (e) {
+          if (attempt > 1 || !ENGINE_RACE.test(e.engineLog ?? "")) throw e;
+          t.diagnostic(`WebKit's web process aborted in GLib (getauxval): the scenario runs once more`);
+        }
       }
     });
+  }
+}
+
+const ENGINE_RACE = /getauxval \(\) failed/;
+
+async function runScenario(name, engine, body, timeoutMs, browser) {
+  const b = await open(engine, browser);
+  try {
+    await rm(join(OUTPUT, `${name}-${engine}-FAILED.png`), { force: true });
+    // Give up a little before the test's own timeout, so the browser is still closed below.
+    let timer;
+    const giveUp = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`scenario still running after ${timeoutMs - 5000} ms`)), timeoutMs - 5000);
+    });
+    try { await Promise.race([body(b, engine), giveUp]); } finally { clearTimeout(timer); }
+    if (b.finalShot !== false) await b.screenshot(`${name}-${engine}`);
+  } catch (e) {
+    let page = "";
+    try { page = JSON.stringify(await b.eval(facts), null, 1); } catch (f) { page = `(facts unavailable: ${f})`; }
+    try {
+      await Promise.race([b.screenshot(`${name}-${engine}-FAILED`), new Promise((r) => setTimeout(r, 5000))]);
+    } catch { /* the browser may be gone */ }
+    const engineLog = b.engineLog();
+    e.message += `\npage facts: ${page}\nconsole:\n${b.logs.slice(-30).join("\n")}`;
+    if (engineLog) e.message += `\nengine stderr (tail):\n${engineLog.slice(-2000)}`;
+    if (e && typeof e === "object") e.engineLog = engineLog;
+    throw e;
+  } finally {
+    await b.close();
   }
 }
 
