@@ -61,6 +61,10 @@ if [ "$target" = web ]; then
     { echo "build-pkg: the glue's import object has changed shape; update the module rename" >&2; exit 1; }
   sed -i 's|"./realtime_voice_bg.js": import0|a: import0|' "$out/realtime_voice.js"
 fi
+# Every call into the wasm, the app's method calls too, goes through the glue's `shield`: an
+# exception out of one aborts the client at once (glue.js, docs/ARCHITECTURE.md).
+if [ "$target" = bundler ]; then entry="$out/realtime_voice_bg.js"; else entry="$out/realtime_voice.js"; fi
+node scripts/shield-wasm-exports.mjs "$entry"
 mkdir -p "$out/worklets"
 cp src/web/worklets/capture.js src/web/worklets/playback.js src/web/worklets/aec.js "$out/worklets/"
 # Minify every shipped JS file in place, one by one (no bundling: imports, exports, literal

@@ -47,6 +47,7 @@ const safely = (f) => {
   } catch {}
 };
 function abort(e) {
+  if (aborted) return;
   aborted = true;
   console.error("realtime-voice: " + ABORTED, e);
   for (const ws of live.ws) safely(() => socketClose(ws, 0, "", true));
@@ -64,6 +65,36 @@ function abort(e) {
     to(c, "status", () => ({ state: "failed", reason: "internal", detail: "client_aborted", closeCode: null, attempt }));
   }
   live.c.clear();
+}
+
+// The app's calls into the wasm are guarded too: build-pkg.sh (scripts/shield-wasm-exports.mjs)
+// hands the module's exports to `shield` once instantiated, and wasm-bindgen's JS calls the
+// wrapped ones. An exception out of an export aborts at once, so a method the app calls that traps
+// stops every client then, not at the next callback. An error the API returns (a JsError for bad
+// input) is thrown by wasm-bindgen's JS after the export has returned: it aborts nothing. Once
+// aborted, an export throws (reload the page), except those the finalizers call (`quiet`), which
+// do nothing, and `disconnect()` resolves: everything is closed already.
+export function shield(exports, quiet, Client) {
+  const p = Client.prototype, disconnect = p.disconnect;
+  p.disconnect = function () {
+    return aborted ? Promise.resolve() : disconnect.call(this);
+  };
+  const out = {};
+  for (const [k, f] of Object.entries(exports)) {
+    out[k] = typeof f != "function" ? f : (...a) => {
+      if (aborted) {
+        if (quiet.includes(k)) return;
+        refuseOnceAborted();
+      }
+      try {
+        return f(...a);
+      } catch (e) {
+        abort(e);
+        throw e;
+      }
+    };
+  }
+  return out;
 }
 
 // A client's JS side: its listeners ([name, f]), the rejections of its pending promises and its
