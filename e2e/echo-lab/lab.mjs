@@ -31,6 +31,9 @@
 // holds: every run completed, each room's loop was measured, in every barge-in run the user's
 // voice reached the server, and where the guard found no echo path it held back no more than its
 // ducks' probes can (each holds 400 ms at most and sends only what was loud in it as silence).
+// TRACE=1: the guard's counters (`echoHeldMs`, `echoGuardedMs`, whether it has an echo path)
+// sampled every 20 ms in the page; each self-interruption's row entry `siTrace` says what the
+// guard was doing in the 700 ms before it (held: guarding or probing; guarded: sent as silence).
 // RECORD=dir saves each run's received audio, the page's output and the room's microphone as
 // 24 kHz WAVs (their timelines are only as good as PulseAudio's recorders: the native test
 // fixtures are rendered offline instead, scripts/echo-lab/render-fixtures.sh).
@@ -53,6 +56,7 @@ const KINDS = list(process.env.KINDS, "echo,barge");
 const RUNS = Number(process.env.RUNS ?? 2);
 const RATE = 48000;
 const RECORD = process.env.RECORD ?? "";
+const TRACE = process.env.TRACE === "1";
 /** CAPTURE=raw turns the browser's echo cancellation, noise suppression and gain control off
  *  (getUserMedia's constraints rewritten in the page), so the guard alone meets the echo. */
 const CAPTURE = process.env.CAPTURE ?? "";
@@ -241,8 +245,8 @@ const openBrowser = () => open(ENGINE, { realDevices: true });
 
 // Installed in the page: timestamps (Date.now(), the same clock as this process) of the
 // interviewer's speech and of the server VAD's speech_started.
-const WATCH = () => {
-  const lab = { speech: [], started: [], assistant: false, pathSeen: false, pathAt: null };
+const WATCH = (trace) => {
+  const lab = { speech: [], started: [], assistant: false, pathSeen: false, pathAt: null, trace: [] };
   window.__lab = lab;
   window.__rv.client.on("speech", (s) => {
     if (s.who !== "assistant") return;
@@ -262,8 +266,24 @@ const WATCH = () => {
       lab.pathAt = Date.now();
     }
   }, 100);
+  // TRACE=1: [t, held ms, guarded ms, path] every 20 ms, the last 60 s.
+  if (trace) setInterval(() => {
+    const m = window.__rv.client.metrics();
+    lab.trace.push([Date.now(), m.echoHeldMs ?? 0, m.echoGuardedMs ?? 0, m.echoDelayMs != null]);
+    if (lab.trace.length > 3000) lab.trace.shift();
+  }, 20);
   return true;
 };
+
+/** What the guard did in the 700 ms before `t` (TRACE=1): the most it held, how much it sent as
+ *  silence, whether it had an echo path, and how long before `t` the last duck was. */
+function traceBefore(trace, t, duckAt) {
+  const w = trace.filter(([s]) => s >= t - 700 && s <= t);
+  if (!w.length) return null;
+  const duck = duckAt.filter((d) => d <= t).at(-1);
+  return { heldMaxMs: Math.max(...w.map((x) => x[1])), guardedMs: w.at(-1)[2] - w[0][2],
+    path: w.some((x) => x[3]), sinceDuckMs: duck == null ? null : t - duck };
+}
 
 async function received(id) {
   const r = await fetch(`${SERVER}/dev/interviews/${encodeURIComponent(id)}/received`);
@@ -366,7 +386,7 @@ async function run(roomName, guard, kind, voice) {
     if (CAPTURE_ON) await d.eval(CAPTURE_GUM, CAPTURE_ON);
     if (DUCK_DB) await d.eval(KEEP_AUDIO_ELEMENTS);
     await d.eval(WATCH_DUCKS, SHADOW_DUCK);
-    await d.eval(WATCH);
+    await d.eval(WATCH, TRACE);
     const id = await d.eval(() => window.__rv.interviewId);
     const mon = RECORD ? record("page_out.monitor") : null;
     const raw = RECORD ? record("mic") : null;
@@ -426,6 +446,7 @@ async function run(roomName, guard, kind, voice) {
       row.selfInterruptions = self.length;
       // When, ms after the greeting's start (beside duckAtMs: does a self-interruption follow a duck?).
       row.selfInterruptAtMs = self.map((s) => s.t - speakAt);
+      if (TRACE) row.siTrace = self.map((s) => traceBefore(lab.trace, s.t, duckMsgs.filter(([, db]) => db > 0).map(([t]) => t)));
       // After the greeting ended: its tail or a leak made a phantom user turn.
       row.phantomTurns = lab.started.filter((s) => s.t >= speakAt && !s.assistant).length;
     } else {
