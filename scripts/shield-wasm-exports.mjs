@@ -17,14 +17,16 @@ const quiet = [...js.matchAll(/new FinalizationRegistry\(\w+ => wasm\.(\w+)\(/g)
 if (quiet.length === 0) fail("no FinalizationRegistry calling an export");
 const classes = [...js.matchAll(/^export class (\w+) \{/gm)].map((m) => m[1]);
 if (classes.length !== 1) fail(`${classes.length} exported classes, not one`);
-const assignments = [/^( *)wasm = instance\.exports;$/m, /^( *)wasm = val;$/m].filter((re) => re.test(js));
+// The web flavour assigns `instance.exports`, the bundler flavour `val`.
+const assignments = [
+  [/^( *)wasm = instance\.exports;$/m, "instance.exports"],
+  [/^( *)wasm = val;$/m, "val"],
+].filter(([re]) => re.test(js));
 if (assignments.length !== 1) fail("no single assignment of the exports");
-const [assignment] = assignments;
-const exportsExpr = assignment.source.includes("instance") ? "instance.exports" : "val";
+const [[assignment, exportsExpr]] = assignments;
 js = js.replace(assignment, `$1wasm = shield(${exportsExpr}, ${JSON.stringify(quiet)}, ${classes[0]});`);
-// Into wasm-bindgen's own named import of the glue when there is one (fewer bytes), else beside it.
+// Into wasm-bindgen's own named import of the glue.
 const named = new RegExp(`^import \\{ (.*) \\} from '${glue.replace(/[.]/g, "\\.")}';$`, "m");
-js = named.test(js)
-  ? js.replace(named, (line, names) => line.replace(names, `shield, ${names}`))
-  : js.replace(/^import /m, `import { shield } from '${glue}';\nimport `);
+if (!named.test(js)) fail("no named import of the glue");
+js = js.replace(named, (line, names) => line.replace(names, `shield, ${names}`));
 writeFileSync(file, js);

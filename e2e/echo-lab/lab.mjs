@@ -276,13 +276,14 @@ const WATCH = (trace) => {
 };
 
 /** What the guard did in the 700 ms before `t` (TRACE=1): the most it held, how much it sent as
- *  silence, whether it had an echo path, and how long before `t` the last duck was. */
-function traceBefore(trace, t, duckAt) {
+ *  silence, whether it had an echo path, and how long before it the last duck was (`atMs` and
+ *  `duckAtMs`: ms after the greeting's start). */
+function traceBefore(trace, t, atMs, duckAtMs) {
   const w = trace.filter(([s]) => s >= t - 700 && s <= t);
   if (!w.length) return null;
-  const duck = duckAt.filter((d) => d <= t).at(-1);
+  const duck = duckAtMs.filter((d) => d <= atMs).at(-1);
   return { heldMaxMs: Math.max(...w.map((x) => x[1])), guardedMs: w.at(-1)[2] - w[0][2],
-    path: w.some((x) => x[3]), sinceDuckMs: duck == null ? null : t - duck };
+    path: w.some((x) => x[3]), sinceDuckMs: duck == null ? null : atMs - duck };
 }
 
 async function received(id) {
@@ -446,7 +447,7 @@ async function run(roomName, guard, kind, voice) {
       row.selfInterruptions = self.length;
       // When, ms after the greeting's start (beside duckAtMs: does a self-interruption follow a duck?).
       row.selfInterruptAtMs = self.map((s) => s.t - speakAt);
-      if (TRACE) row.siTrace = self.map((s) => traceBefore(lab.trace, s.t, duckMsgs.filter(([, db]) => db > 0).map(([t]) => t)));
+      if (TRACE) row.siTrace = self.map((s, i) => traceBefore(lab.trace, s.t, row.selfInterruptAtMs[i], row.duckAtMs));
       // After the greeting ended: its tail or a leak made a phantom user turn.
       row.phantomTurns = lab.started.filter((s) => s.t >= speakAt && !s.assistant).length;
     } else {
