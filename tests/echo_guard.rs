@@ -177,23 +177,29 @@ fn with_an_echo_path_a_voice_over_the_echo_gets_through_with_its_first_word() {
         let mic = wav(&format!("{room}-talk.wav"));
         let (mut g, _, _) = primed(room, true);
         let r = respond(&mut g, "third", &mic);
-        let starts = vad_starts(&r.out);
-        let first = *starts
-            .first()
-            .unwrap_or_else(|| panic!("{room}: the voice never reached the VAD: {:?}", g.stats()));
-        assert!(
-            first + 50 >= USER_ONSET_MS && first <= USER_ONSET_MS + 300,
-            "{room}: VAD starts {starts:?} ms, the voice starts at {USER_ONSET_MS} ms"
-        );
-        // The first word is sent as captured, from its onset (the pre-roll), not silenced.
-        let at = (USER_ONSET_MS as usize * 24 / FRAME) * FRAME;
-        let word = at..at + 10 * FRAME;
-        assert_eq!(
-            &r.out[word.clone()],
-            &mic[word],
-            "{room}: first 100 ms of the voice"
-        );
+        assert_first_word(room, &g, &r, &mic, 50);
     }
+}
+
+/// The talk fixture's voice reached the VAD within 300 ms of its onset (or up to `early_ms`
+/// before it: the pre-roll's echo adds to its first syllable), and its first 100 ms were sent
+/// as captured, from the onset (the pre-roll), not silenced.
+fn assert_first_word(room: &str, g: &EchoGuard, r: &Run, mic: &[i16], early_ms: u64) {
+    let starts = vad_starts(&r.out);
+    let first = *starts
+        .first()
+        .unwrap_or_else(|| panic!("{room}: the voice never reached the VAD: {:?}", g.stats()));
+    assert!(
+        first + early_ms >= USER_ONSET_MS && first <= USER_ONSET_MS + 300,
+        "{room}: VAD starts {starts:?} ms, the voice starts at {USER_ONSET_MS} ms"
+    );
+    let at = (USER_ONSET_MS as usize * 24 / FRAME) * FRAME;
+    let word = at..at + 10 * FRAME;
+    assert_eq!(
+        &r.out[word.clone()],
+        &mic[word],
+        "{room}: first 100 ms of the voice"
+    );
 }
 
 /// A user who talks over the first response before the echo path is evidenced, at espeak-ng's
@@ -287,27 +293,46 @@ fn assert_passthrough(what: &str, g: &EchoGuard, mic: &[i16], r: &Run) {
     assert_eq!(r.out, mic, "{what}: not sample for sample as it came");
 }
 
-#[test]
-fn without_an_echo_path_a_voice_is_never_held_back() {
+/// Chromium's fake microphone's file (tests/fixtures/mic.wav), twice in a row.
+fn fake_mic_twice() -> Vec<i16> {
     let fake = wav_at(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/mic.wav"
     ));
-    let looped: Vec<i16> = fake.iter().chain(&fake).copied().collect();
+    fake.iter().chain(&fake).copied().collect()
+}
+
+/// Chromium's fake microphone (tests/fixtures/mic.wav: speech that has nothing to do with what
+/// is played) against the assistant's voice, three responses in a row through a guard made by
+/// `guard`, each at another offset into the looped file (13 starts, 0.5 s apart; 1.7 s on per
+/// response): `check(guard, response index, what, mic, run)` after each.
+fn over_the_fake_mic(
+    guard: fn(bool) -> EchoGuard,
+    mut check: impl FnMut(&EchoGuard, usize, &str, &[i16], &Run),
+) {
+    let looped = fake_mic_twice();
+    let len = looped.len() / 2;
     let n = wav("assistant.wav").len();
-    // The fake microphone's speech against the assistant's, three responses in a row, each
-    // at another offset into the looped file (13 starts, 0.5 s apart; 1.7 s on per response).
     for k in 0..13 {
-        let mut g = EchoGuard::new(true);
+        let mut g = guard(true);
         for (j, item) in ["greeting", "second", "third"].into_iter().enumerate() {
-            let off = (k * 12_000 + j * 40_800) % fake.len();
+            let off = (k * 12_000 + j * 40_800) % len;
             let mic = &looped[off..off + n];
             let r = respond(&mut g, item, mic);
-            assert_passthrough(&format!("offset {off}, {item}"), &g, mic, &r);
-            assert!(!vad_starts(&r.out).is_empty(), "the voice reaches the VAD");
+            check(&g, j, &format!("start {k}, offset {off}, {item}"), mic, &r);
             pause(&mut g);
         }
     }
+}
+
+#[test]
+fn without_an_echo_path_a_voice_is_never_held_back() {
+    over_the_fake_mic(EchoGuard::new, |g, _, what, mic, r| {
+        assert_passthrough(what, g, mic, r);
+        assert!(!vad_starts(&r.out).is_empty(), "the voice reaches the VAD");
+    });
+    let looped = fake_mic_twice();
+    let n = wav("assistant.wav").len();
     // A headset: nothing but the line's noise (−70 dBFS) while the assistant speaks, then a
     // voice over its second response.
     let mut x = 1u32;
@@ -334,4 +359,60 @@ fn shadow_mode_measures_but_sends_everything_at_once() {
     assert_eq!(g.stats().guarded_ms, 0);
     assert_eq!(g.stats().path, EchoPath::Echo);
     assert!(g.stats().delay_ms.is_some() && g.stats().return_loss_db.is_some());
+}
+
+/// Raw capture (`echoCanceller: "none"`, `EchoGuard::raw`): the first response is guarded
+/// from its first echo on, before any path is evidenced, and none of it reaches the VAD; nor
+/// does the second.
+#[test]
+fn on_raw_capture_echo_alone_never_reaches_the_servers_vad_from_the_first_response() {
+    for (room, _) in ROOMS {
+        let mic = wav(&format!("{room}-echo.wav"));
+        let mut g = EchoGuard::raw(true);
+        for item in ["greeting", "second"] {
+            let r = respond(&mut g, item, &mic);
+            println!(
+                "{room} {item}: path at {:?} ms, {:?}",
+                r.echo_at_ms,
+                g.stats()
+            );
+            assert_eq!(vad_starts(&r.out), Vec::<u64>::new(), "{room} {item}");
+            assert!(!r.states.contains(&GateState::Pass), "{room} {item}");
+            assert_eq!(
+                r.out.len() as u64 + g.stats().held_ms * 24,
+                mic.len() as u64,
+                "{room} {item}: nothing lost or added"
+            );
+            pause(&mut g);
+        }
+    }
+}
+
+/// Raw capture: a voice louder than the echo (the talk fixtures') over the very first
+/// response reaches the VAD at its onset, its first word as captured.
+#[test]
+fn on_raw_capture_a_voice_over_the_first_response_gets_through_with_its_first_word() {
+    for (room, _) in ROOMS {
+        let mic = wav(&format!("{room}-talk.wav"));
+        let mut g = EchoGuard::raw(true);
+        let r = respond(&mut g, "greeting", &mic);
+        assert_first_word(room, &g, &r, &mic, 150);
+    }
+}
+
+/// Raw capture with a headset or a fake microphone (speech that does not follow what is
+/// played): the guard holds it back only until it gives up on a path, within the first two
+/// responses; from then on nothing is held and every sample leaves as it came.
+#[test]
+fn on_raw_capture_without_an_echo_path_the_guard_lets_go_within_two_responses() {
+    over_the_fake_mic(EchoGuard::raw, |g, j, what, mic, r| {
+        let what = format!("{what}: {:?}", g.stats());
+        assert_eq!(r.echo_at_ms, None, "{what}: taken for an echo path");
+        if j == 1 {
+            assert_eq!(g.stats().path, EchoPath::None, "{what}");
+        } else if j == 2 {
+            assert!(r.states.iter().all(|&s| s == GateState::Idle), "{what}");
+            assert_eq!(r.out, mic, "{what}: not sample for sample as it came");
+        }
+    });
 }

@@ -108,6 +108,25 @@ fn echo_is_sent_as_silence_once_its_path_is_evidenced_and_unchanged_with_off() {
 }
 
 #[test]
+fn on_the_raw_microphone_no_echo_reaches_the_socket_and_nothing_ducks() {
+    // `echoCanceller: "none"`: no canceller before the guard, so it guards from the first
+    // echo on; there is no suppressor for a duck to open, so the ducker is off.
+    let (sim, sent, captured) = echo_run(r#","echoCanceller":"none""#);
+    let m = sim.s.metrics();
+    assert!(matches!(m.echo_delay_ms, Some(60..=90)), "{m:?}");
+    let loud = |pcm: &[i16]| pcm.iter().filter(|s| s.abs() > 1_000).count();
+    assert!(loud(&captured) > 20_000);
+    assert_eq!(loud(&sent), 0, "echo reached the socket: {m:?}");
+    assert_eq!(m.barge_in_ducks, 0);
+    assert!(!sim
+        .log
+        .iter()
+        .any(|o| matches!(o, Output::DuckPlayback { .. })));
+    let json = m.to_json();
+    assert!(json.contains(r#""echoCanceller":"none""#), "{json}");
+}
+
+#[test]
 fn speech_started_on_echo_is_counted_as_a_suspected_self_interruption() {
     let (mut sim, _, _) = echo_run(r#","echoGuard":"off""#);
     // Still speaking (the item is not done): the VAD fires on what the guard judged echo.

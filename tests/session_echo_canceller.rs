@@ -22,12 +22,13 @@ fn metrics_json(sim: &Sim) -> String {
 }
 
 #[test]
-fn the_option_takes_browser_or_wasm_and_a_module_url() {
+fn the_option_takes_browser_wasm_or_none_and_a_module_url() {
     let base = format!("{{{BASE}");
     for (v, want) in [
         ("", EchoCanceller::Browser),
         (r#","echoCanceller":"browser""#, EchoCanceller::Browser),
         (r#","echoCanceller":"wasm""#, EchoCanceller::Wasm),
+        (r#","echoCanceller":"none""#, EchoCanceller::None),
     ] {
         let cfg = SessionConfig::from_json(&format!("{base}{v}}}")).expect("valid");
         assert_eq!(cfg.echo_canceller, want, "{v}");
@@ -148,6 +149,18 @@ fn a_module_that_does_not_load_while_audio_starts_gives_the_browsers_canceller()
     }
     let (_, chunks) = appended_samples(&v);
     assert!(chunks >= 9, "{chunks} chunks sent");
+}
+
+#[test]
+fn without_a_canceller_a_failure_report_changes_nothing() {
+    let mut sim = Sim::new(r#","echoCanceller":"none""#);
+    sim.connect_open();
+    sim.s.handle_audio_started(sim.now, 48_000, 1);
+    sim.drain();
+    sim.s.handle_echo_canceller_failed(sim.now);
+    let v = sim.drain();
+    assert!(v.is_empty(), "{v:?}");
+    assert_eq!(sim.s.echo_canceller(), EchoCanceller::None);
 }
 
 #[test]

@@ -26,7 +26,8 @@
 // ANSWERS=n: echo runs go on for n − 1 more answers in the same session (typed turns); the row's
 // `ducksPerAnswer` has the client's ducks per answer, the greeting's first.
 // CANCELLER=wasm: the client's opt-in echo canceller (`echoCanceller: "wasm"`, WebRTC's AEC3 in
-// the capture worklet; the browser's EC/NS/AGC off).
+// the capture worklet; the browser's EC/NS/AGC off). CANCELLER=none: `echoCanceller: "none"`
+// (raw capture, the echo guard alone).
 // CHECK=1 (the short run in `make test`) fails the run unless what holds on a loaded machine
 // holds: every run completed, each room's loop was measured, in every barge-in run the user's
 // voice reached the server, and where the guard found no echo path it held back no more than its
@@ -63,7 +64,8 @@ const CAPTURE = process.env.CAPTURE ?? "";
 const RAW_CAPTURE = CAPTURE === "raw";
 /** The browser's processing left on: null for the client's own constraints. */
 const CAPTURE_ON = CAPTURE ? (RAW_CAPTURE ? [] : CAPTURE.split("+")) : null;
-const WASM_AEC = process.env.CANCELLER === "wasm";
+const CANCELLER = process.env.CANCELLER ?? "";
+const WASM_AEC = CANCELLER === "wasm";
 /** VOICE_GAIN_DB=6: the barge-in voice that much louder (espeak-ng's level is −21.6 dBFS RMS,
  *  3 dB under the echo of the page's greeting at 0 dB coupling). */
 const VOICE_GAIN_DB = Number(process.env.VOICE_GAIN_DB ?? 0);
@@ -375,13 +377,13 @@ async function moreAnswers(d) {
 async function run(roomName, guard, kind, voice) {
   const row = { room: roomName, guard, kind, engine: ENGINE, load1: loadavg()[0], ...(CAPTURE ? { capture: CAPTURE } : {}),
     ...(VOICE_GAIN_DB ? { voiceGainDb: VOICE_GAIN_DB } : {}),
-    ...(WASM_AEC ? { canceller: "wasm" } : {}), ...(DUCK_MODE ? { duck: DUCK_MODE } : {}) };
+    ...(CANCELLER ? { canceller: CANCELLER } : {}), ...(DUCK_MODE ? { duck: DUCK_MODE } : {}) };
   let d = null;
   try {
     d = await openBrowser();
     const before = await measureRoom(d, 1);
     row.roomDelayMs = before.delayMs;
-    await d.goto(`${SERVER}/?echoGuard=${guard}${WASM_AEC ? "&echoCanceller=wasm" : ""}${CLIENT_DUCK ? `&bargeInDuck=${CLIENT_DUCK}` : ""}`);
+    await d.goto(`${SERVER}/?echoGuard=${guard}${CANCELLER ? `&echoCanceller=${CANCELLER}` : ""}${CLIENT_DUCK ? `&bargeInDuck=${CLIENT_DUCK}` : ""}`);
     await d.waitFor(() => document.body.dataset.wasm === "ready", 20_000);
     // Before the click: the client asks for the microphone when voice mode starts.
     if (CAPTURE_ON) await d.eval(CAPTURE_GUM, CAPTURE_ON);
@@ -525,7 +527,7 @@ function report(rooms, rows) {
   const by = (r, g, k) => rows.filter((x) => x.room === r && x.guard === g && x.kind === k && !x.error);
   const fmt = (v, d = 0) => (v == null || Number.isNaN(v) ? "—" : Number(v).toFixed(d));
   const lines = [
-    `# Echo lab: self-interruptions and barge-in per room (headless ${ENGINE}, real PulseAudio loop${RAW_CAPTURE ? "; capture raw: the browser's EC/NS/AGC off" : CAPTURE ? `; capture: only ${CAPTURE} of the browser's EC/NS/AGC on` : ""}${WASM_AEC ? "; echo canceller: wasm (AEC3 in the capture worklet, the browser's EC/NS/AGC off)" : ""})`,
+    `# Echo lab: self-interruptions and barge-in per room (headless ${ENGINE}, real PulseAudio loop${RAW_CAPTURE ? "; capture raw: the browser's EC/NS/AGC off" : CAPTURE ? `; capture: only ${CAPTURE} of the browser's EC/NS/AGC on` : ""}${WASM_AEC ? "; echo canceller: wasm (AEC3 in the capture worklet, the browser's EC/NS/AGC off)" : CANCELLER === "none" ? "; echo canceller: none (raw capture, the guard alone)" : ""})`,
     "",
     `Run ${new Date().toISOString()}. Judge: the reference server's VAD (15 frames of 10 ms above −40 dBFS within 20). Self-interruption: \`speech_started\` while the greeting plays with no user voice in the room (truncates: how many \`conversation.item.truncate\` the server got, the cross-check); phantom turn: \`speech_started\` after the greeting ended, with nobody talking (its tail or a leak). Barge-in: a user voice (espeak-ng) into the room ${BARGE_AFTER_MS} ms into the greeting; OK when \`speech_started\` follows its onset and the greeting is truncated; latency from the voice's onset; first word: where the server's audio first exceeds −40 dBFS, relative to the onset (negative: the echo already was there). Delay: the room's loop as the page meets it (an AudioContext's output → PulseAudio's room → the raw microphone in the same context), by a noise burst when the room starts and before each run; tail: the echo's level 300 ms after the burst against its peak. Load: 1-minute load average of this 2-core machine during the runs.`,
     "",

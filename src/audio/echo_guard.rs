@@ -13,7 +13,8 @@
 //!   path: the correlation of m with each envelope at each lag 0–400 ms (~2.6 s memory, learnt
 //!         while every lag sees audio being played and no voice holds the gate open)
 //!         Unknown ─► Echo  the best (tail, lag) correlates ≥ 0.5, at a stable lag, for
-//!                          300 ms, after 1.5 s of playback learnt
+//!                          300 ms, after 1.5 s of playback learnt (raw capture: learnt from
+//!                          the first played frame, after 500 ms)
 //!                 ─► None  the best correlates < 0.3 (a headset, a silent or a fake
 //!                          microphone: nothing is ever held back), or from Echo after 1.5 s so
 //!   predicted echo = that envelope at that lag (the loudest within ±20 ms: progress reports
@@ -22,6 +23,8 @@
 //!         learnt while the evidence grew (neither moves while the ducker suspects a voice)
 //!         (a browser canceller leaks as loud as the raw echo now and then: the guard expects
 //!         the leaks, not the typical residue)
+//!   (raw capture, `EchoGuard::raw`: while the path is Unknown the prediction is the longest
+//!         tail at its loudest lag, and the gate guards: the echo is as loud as played)
 //!   gate: Idle  (nothing playing, or no echo path: audio passes unchanged, undelayed)
 //!         Guard (playing, echo path: audio goes through a 300 ms pre-roll line and leaves as
 //!               silence)
@@ -93,6 +96,14 @@ const MIN_FRAMES: u32 = 150;
 const RHO_ECHO: f32 = 0.5;
 const EVIDENCE_FRAMES: u32 = 30;
 const RHO_NONE: f32 = 0.3;
+/// On raw capture, frames learnt before an echo path may be evidenced (500 ms): learning
+/// starts with playback, so the echo's onset against the silence before it shows the lag.
+const MIN_FRAMES_RAW: u32 = 50;
+/// On raw capture, the correlation that evidences the path: the raw echo follows what is
+/// played closely (0.95–0.99 on the lab's rooms), speech that does not has reached 0.91
+/// against it within a response.
+const RHO_ECHO_RAW: f32 = 0.93;
+
 /// Coupling (echo level over the path's envelope, dB): where it starts before any evidence —
 /// the echo may be as loud as what is played, plus a browser's gain control — its bounds, and
 /// how fast it is forgotten per frame learnt.
@@ -198,14 +209,16 @@ struct Duck {
 }
 
 /// Exponentially weighted correlation statistics of the mic envelope with a reference
-/// envelope at every lag (each lag sees the same reference shifted: one mean and variance of
-/// it serve them all).
+/// envelope at every lag. Learnt only while every lag sees audio being played, each lag sees
+/// the same reference shifted, and lag 0's mean and variance serve them all; learnt from the
+/// start of playback on (raw capture), the lags see different stretches of it and each has
+/// its own.
 #[derive(Debug, Clone, Copy)]
 struct Moments {
     mean_m: f32,
     var_m: f32,
-    mean_x: f32,
-    var_x: f32,
+    mean_x: [f32; MAX_LAG + 1],
+    var_x: [f32; MAX_LAG + 1],
     cov: [f32; MAX_LAG + 1],
 }
 
@@ -213,26 +226,29 @@ impl Moments {
     const ZERO: Moments = Moments {
         mean_m: 0.0,
         var_m: 0.0,
-        mean_x: 0.0,
-        var_x: 0.0,
+        mean_x: [0.0; MAX_LAG + 1],
+        var_x: [0.0; MAX_LAG + 1],
         cov: [0.0; MAX_LAG + 1],
     };
 
-    /// Adds frame `m` against the envelope `x` per lag with weight `a`; returns the best lag
-    /// and its correlation.
-    fn add(&mut self, a: f32, m: f32, x: &[f32; MAX_LAG + 1]) -> (usize, f32) {
+    /// Adds frame `m` against the envelope `x` per lag with weight `a` (`per_lag`: each lag's
+    /// own mean and variance); returns the best lag and its correlation.
+    fn add(&mut self, a: f32, m: f32, x: &[f32; MAX_LAG + 1], per_lag: bool) -> (usize, f32) {
         self.mean_m += a * (m - self.mean_m);
-        self.mean_x += a * (x[0] - self.mean_x);
         let dm = m - self.mean_m;
-        let dx = x[0] - self.mean_x;
         self.var_m += a * (dm * dm - self.var_m);
-        self.var_x += a * (dx * dx - self.var_x);
-        let norm = (self.var_m * self.var_x).max(1e-3).sqrt();
         let mut best = (0, f32::MIN);
-        for (d, (c, &xd)) in self.cov.iter_mut().zip(x).enumerate() {
-            *c += a * (dm * (xd - self.mean_x) - *c);
-            if *c / norm > best.1 {
-                best = (d, *c / norm);
+        for (d, &xd) in x.iter().enumerate() {
+            let k = if per_lag { d } else { 0 };
+            if d == k {
+                self.mean_x[d] += a * (xd - self.mean_x[d]);
+                let dx = xd - self.mean_x[d];
+                self.var_x[d] += a * (dx * dx - self.var_x[d]);
+            }
+            self.cov[d] += a * (dm * (xd - self.mean_x[k]) - self.cov[d]);
+            let rho = self.cov[d] / (self.var_m * self.var_x[k]).max(1e-3).sqrt();
+            if rho > best.1 {
+                best = (d, rho);
             }
         }
         best
@@ -243,6 +259,8 @@ impl Moments {
 #[derive(Debug)]
 pub struct EchoGuard {
     gating: bool,
+    /// The capture has no echo canceller before the guard (`EchoGuard::raw`).
+    raw: bool,
     items: Vec<RefItem>,
     /// Reference energy on the mic timeline: (frame index + 1, energy) by index % RING (0:
     /// nothing placed).
@@ -310,8 +328,13 @@ impl EchoGuard {
 
     /// A guard; with `gating` false it only measures (shadow mode).
     pub fn new(gating: bool) -> EchoGuard {
+        EchoGuard::with_capture(gating, false)
+    }
+
+    fn with_capture(gating: bool, raw: bool) -> EchoGuard {
         EchoGuard {
             gating,
+            raw,
             items: Vec::with_capacity(ITEMS),
             ring: [(0, 0.0); RING],
             env: [[0.0; TAILS.len()]; RING],
@@ -343,6 +366,17 @@ impl EchoGuard {
             suspected: 0,
             duck: None,
         }
+    }
+
+    /// A guard for raw capture (no echo canceller before it, `echoCanceller: "none"`): the
+    /// echo arrives as loud as played, and starts the server's VAD within the first 300 ms of
+    /// an answer, before any path could be evidenced. So it guards from the first echo on
+    /// (predicted as the longest tail at its loudest lag until the path is known), learns the
+    /// path from the first played frame (evidenced after 500 ms at the earliest), and gives
+    /// up on a path only after 1.5 s of doubt. A voice gets through where it is louder than
+    /// the echo: there is no canceller to take the echo out from under it.
+    pub fn raw(gating: bool) -> EchoGuard {
+        EchoGuard::with_capture(gating, true)
     }
 
     /// The ducker turned the assistant down (`true`) or back up. While it is down, what plays
@@ -507,7 +541,7 @@ impl EchoGuard {
             (false, false) => self.run + 1,
         };
         let next = match self.state {
-            _ if !active || self.path != EchoPath::Echo => GateState::Idle,
+            _ if !active || !self.guards_path() => GateState::Idle,
             GateState::Idle => GateState::Guard,
             GateState::Guard if self.run >= OPEN_FRAMES => GateState::Pass,
             GateState::Pass if self.run >= CLOSE_FRAMES => GateState::Guard,
@@ -524,7 +558,11 @@ impl EchoGuard {
             if self.line_len >= PREROLL_FRAMES {
                 // The oldest frame leaves as silence, teaching the coupling what echo is.
                 let old = self.held[self.line_head];
-                if old.env_db > ENV_FLOOR && old.playing && self.duck.is_none() {
+                if old.env_db > ENV_FLOOR
+                    && old.playing
+                    && self.duck.is_none()
+                    && self.path == EchoPath::Echo
+                {
                     self.coupling = (old.level_db - old.env_db)
                         .max(self.coupling - COUPLING_RELEASE_DB)
                         .clamp(COUPLING_MIN_DB, COUPLING_MAX_DB);
@@ -547,6 +585,12 @@ impl EchoGuard {
             out.extend_from_slice(&frame);
         }
         self.state = next;
+    }
+
+    /// Whether the path calls for guarding while echo is possible: an evidenced echo path, or
+    /// (raw capture) a path not yet known.
+    fn guards_path(&self) -> bool {
+        self.path == EchoPath::Echo || (self.raw && self.path == EchoPath::Unknown)
     }
 
     /// Whether captured audio is being held back (guarding or probing a duck).
@@ -668,14 +712,17 @@ impl EchoGuard {
         } else {
             0
         };
-        if self.playing > MAX_LAG as u32 && self.state != GateState::Pass {
+        let fast = self.raw && self.path == EchoPath::Unknown;
+        if (self.playing > MAX_LAG as u32 || (fast && self.playing > 0))
+            && self.state != GateState::Pass
+        {
             self.learnt = self.learnt.saturating_add(1);
             // A plain mean for the first frames (no start-up bias), then forgetting.
             let a = (1.0 / self.learnt as f32).max(ALPHA_PATH);
             let m = level_db.max(ENV_FLOOR);
             let mut best = (0, 0, f32::MIN);
             for (t, s) in self.stats.iter_mut().enumerate() {
-                let (d, rho) = s.add(a, m, &x[t]);
+                let (d, rho) = s.add(a, m, &x[t], self.raw);
                 if rho > best.2 {
                     best = (t, d, rho);
                 }
@@ -687,15 +734,19 @@ impl EchoGuard {
                 }
             }
             let (t, d, rho) = best;
-            self.evidence =
-                if rho >= RHO_ECHO && t == self.candidate.0 && d.abs_diff(self.candidate.1) <= 2 {
-                    self.evidence + 1
-                } else {
-                    0
-                };
+            self.evidence = if rho >= if fast { RHO_ECHO_RAW } else { RHO_ECHO }
+                && t == self.candidate.0
+                && d.abs_diff(self.candidate.1) <= 2
+            {
+                self.evidence + 1
+            } else {
+                0
+            };
             self.candidate = (t, d);
-            self.doubt = if rho < RHO_NONE { self.doubt + 1 } else { 0 };
-            if self.learnt >= MIN_FRAMES {
+            // Raw capture doubts on what would not evidence an echo path at all: 1.5 s of it.
+            let none = if self.raw { RHO_ECHO } else { RHO_NONE };
+            self.doubt = if rho < none { self.doubt + 1 } else { 0 };
+            if self.learnt >= if fast { MIN_FRAMES_RAW } else { MIN_FRAMES } {
                 if self.evidence >= EVIDENCE_FRAMES {
                     if self.path != EchoPath::Echo || self.tail != t {
                         // The coupling starts as learnt while the evidence grew.
@@ -703,12 +754,13 @@ impl EchoGuard {
                     }
                     self.path = EchoPath::Echo;
                     (self.tail, self.lag) = (t, d);
-                } else if self.doubt
-                    >= if self.path == EchoPath::Echo {
-                        MIN_FRAMES
-                    } else {
-                        1
-                    }
+                } else if self.learnt >= MIN_FRAMES
+                    && self.doubt
+                        >= if self.path == EchoPath::Echo || self.raw {
+                            MIN_FRAMES
+                        } else {
+                            1
+                        }
                 {
                     self.path = EchoPath::None;
                 }
@@ -720,7 +772,11 @@ impl EchoGuard {
         } else {
             self.tail
         };
-        let near = &x[tail][self.lag.saturating_sub(2)..(self.lag + 3).min(MAX_LAG + 1)];
+        let near = if self.path == EchoPath::Unknown {
+            &x[TAILS.len() - 1][..]
+        } else {
+            &x[tail][self.lag.saturating_sub(2)..(self.lag + 3).min(MAX_LAG + 1)]
+        };
         let env = near.iter().fold(ENV_FLOOR, |a, &b| a.max(b));
         (self.peak > ACTIVE_FLOOR_DB, env)
     }

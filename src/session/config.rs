@@ -143,6 +143,10 @@ pub enum EchoCanceller {
     /// browser's own processing off. A separately loaded module (`aec/`), never in the default
     /// download: for rooms where the browser's canceller lets the agent hear itself.
     Wasm,
+    /// None: the microphone raw (the browser's processing off), the echo guard alone holding
+    /// the echo back — from the first echo on, and keying the ducker — for rooms where the
+    /// browser's canceller leaks (docs/AUDIO.md, Raw capture).
+    None,
 }
 
 impl EchoCanceller {
@@ -151,6 +155,7 @@ impl EchoCanceller {
         match self {
             EchoCanceller::Browser => "browser",
             EchoCanceller::Wasm => "wasm",
+            EchoCanceller::None => "none",
         }
     }
 }
@@ -465,10 +470,11 @@ impl SessionConfig {
         let echo_guard = o.choice("echoGuard", &["auto", "off"], "\"auto\" or \"off\"") != Some(1);
         let echo_canceller = match o.choice(
             "echoCanceller",
-            &["browser", "wasm"],
-            "\"browser\" or \"wasm\"",
+            &["browser", "wasm", "none"],
+            "\"browser\", \"wasm\" or \"none\"",
         ) {
             Some(1) => EchoCanceller::Wasm,
+            Some(2) => EchoCanceller::None,
             _ => EchoCanceller::Browser,
         };
         let echo_canceller_url = o.opt_str("echoCancellerUrl");

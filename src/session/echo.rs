@@ -39,7 +39,11 @@ pub(super) struct EchoPath {
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Canceller {
     Browser,
-    Wasm { stats: Option<AecStats> },
+    /// None: the raw microphone, the guard alone against the echo.
+    None,
+    Wasm {
+        stats: Option<AecStats>,
+    },
 }
 
 impl Canceller {
@@ -47,6 +51,7 @@ impl Canceller {
     fn kind(self) -> EchoCanceller {
         match self {
             Canceller::Browser => EchoCanceller::Browser,
+            Canceller::None => EchoCanceller::None,
             Canceller::Wasm { .. } => EchoCanceller::Wasm,
         }
     }
@@ -54,7 +59,7 @@ impl Canceller {
     /// The wasm canceller's last figures; none for the browser's.
     fn stats(self) -> Option<AecStats> {
         match self {
-            Canceller::Browser => None,
+            Canceller::Browser | Canceller::None => None,
             Canceller::Wasm { stats } => stats,
         }
     }
@@ -72,12 +77,18 @@ pub(super) struct AecStats {
 impl EchoPath {
     pub fn new(gating: bool, canceller: EchoCanceller, duck: bool) -> EchoPath {
         EchoPath {
-            guard: EchoGuard::new(gating),
+            guard: match canceller {
+                EchoCanceller::None => EchoGuard::raw(gating),
+                _ => EchoGuard::new(gating),
+            },
             out: Vec::new(),
-            ducker: duck.then(Ducker::new),
+            // Without a canceller there is no suppressor for a duck to open; ducking on the
+            // raw echo (always loud) would only pump the assistant's voice.
+            ducker: (duck && canceller != EchoCanceller::None).then(Ducker::new),
             server_interrupts: true,
             canceller: match canceller {
                 EchoCanceller::Wasm => Canceller::Wasm { stats: None },
+                EchoCanceller::None => Canceller::None,
                 _ => Canceller::Browser,
             },
         }
@@ -189,7 +200,7 @@ impl Session {
     /// session; an open already in flight is asked again; an error event says why.
     pub fn handle_echo_canceller_failed(&mut self, now_ms: u64) {
         self.last_now = now_ms;
-        if let Canceller::Browser = self.echo.canceller {
+        if !matches!(self.echo.canceller, Canceller::Wasm { .. }) {
             return;
         }
         self.echo.canceller = Canceller::Browser;

@@ -42,7 +42,7 @@ export interface VoiceClientOptions {
    * its reference and the browser's processing off; a separate module (≈ 220 KB gzip) fetched
    * only then. If it cannot load or run, the microphone is reopened with the browser's canceller
    * (`error` `echo_canceller_failed`, then an `audio` event with that reason). */
-  echoCanceller?: "browser" | "wasm";
+  echoCanceller?: "browser" | "wasm" | "none";
   /** "auto" (default): the assistant is turned down 20 dB the moment the microphone gets loud
    * over it (20 ms of voice), so that the echo canceller lets the user's barge-in through to the
    * server's VAD; back up after 500 ms of quiet (at most 3 s). "off": never. */
@@ -140,7 +140,7 @@ export interface MetricsSnapshot {
   /** The echo canceller in use ("browser" again after the "wasm" one failed), and the wasm one's
    * figures: how much quieter its output was than the microphone over the last second (dB) and
    * its estimate of the echo path's delay (ms). */
-  echoCanceller: "browser" | "wasm"; aecAttenuationDb: number | null; aecDelayMs: number | null;
+  echoCanceller: "browser" | "wasm" | "none"; aecAttenuationDb: number | null; aecDelayMs: number | null;
   /** The playout delay at answer starts (the latency playback adds), p50 / p95 over 256 answers. */
   prebufferP50Ms: number | null; prebufferP95Ms: number | null;
   /** Late deltas bridged by repeating the last pitch period instead of a gap (not underruns). */

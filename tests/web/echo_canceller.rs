@@ -131,3 +131,38 @@ async fn a_canceller_that_cannot_load_gives_way_to_the_browsers_and_voice_goes_o
         "opened without the browser's canceller, then reopened with it"
     );
 }
+
+#[wasm_bindgen_test]
+async fn none_opens_the_raw_microphone_and_it_reaches_the_server() {
+    spy_on_get_user_media();
+    let (token, interview) = dev_token().await;
+    let extra = [
+        ("echoCanceller", JsValue::from_str("none")),
+        ("micConstraints", Object::new().into()),
+    ];
+    let client = VoiceClient::new(&options(&interview, Some(&token), &extra)).expect("client");
+    let rec = Recorder::attach(&client);
+    connect(&client).await.expect("connect resolves");
+    rec.wait_for(30_000, "10 s of microphone audio sent", |l| {
+        l.iter()
+            .any(|(n, e, _)| n == "metrics" && num(e, "framesSent") >= 100.0)
+    })
+    .await;
+    let metrics = client.metrics();
+    assert_eq!(
+        prop(&metrics, "echoCanceller").as_string().as_deref(),
+        Some("none")
+    );
+    end(&client).await;
+    assert_eq!(
+        echo_cancellation_asked().last().map(String::as_str),
+        Some("false"),
+        "the browser's canceller is off"
+    );
+    assert!(rec.of("error").is_empty(), "{}", rec.summary());
+    // The fake microphone does not hear the page: the guard gives up on an echo path within
+    // the greeting's first seconds, and from then on the microphone goes out as captured.
+    let pcm = received(&interview).await;
+    assert!(pcm.len() >= 24_000 * 9, "{} samples received", pcm.len());
+    check_mic_reached_server(&pcm[24_000 * 6..], 0.8);
+}
