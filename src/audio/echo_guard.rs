@@ -331,7 +331,8 @@ impl EchoGuard {
         EchoGuard::with_capture(gating, false)
     }
 
-    fn with_capture(gating: bool, raw: bool) -> EchoGuard {
+    /// [`EchoGuard::raw`] when `raw`, else [`EchoGuard::new`].
+    pub fn with_capture(gating: bool, raw: bool) -> EchoGuard {
         EchoGuard {
             gating,
             raw,

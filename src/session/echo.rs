@@ -76,15 +76,13 @@ pub(super) struct AecStats {
 
 impl EchoPath {
     pub fn new(gating: bool, canceller: EchoCanceller, duck: bool) -> EchoPath {
+        let raw = canceller == EchoCanceller::None;
         EchoPath {
-            guard: match canceller {
-                EchoCanceller::None => EchoGuard::raw(gating),
-                _ => EchoGuard::new(gating),
-            },
+            guard: EchoGuard::with_capture(gating, raw),
             out: Vec::new(),
             // Without a canceller there is no suppressor for a duck to open; ducking on the
             // raw echo (always loud) would only pump the assistant's voice.
-            ducker: (duck && canceller != EchoCanceller::None).then(Ducker::new),
+            ducker: (duck && !raw).then(Ducker::new),
             server_interrupts: true,
             canceller: match canceller {
                 EchoCanceller::Wasm => Canceller::Wasm { stats: None },
