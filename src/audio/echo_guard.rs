@@ -17,6 +17,7 @@
 //!                          the first played frame, after 500 ms)
 //!                 ─► None  the best correlates < 0.3 (a headset, a silent or a fake
 //!                          microphone: nothing is ever held back), or from Echo after 1.5 s so
+//!                          (raw capture: after 1.5 s below 0.5, from Unknown too)
 //!   predicted echo = that envelope at that lag (the loudest within ±20 ms: progress reports
 //!         jitter; the longest tail once playback pauses: the room rings on) + coupling, a
 //!         peak hold of m − envelope over the frames the gate kept back, starting from the one
@@ -100,8 +101,9 @@ const RHO_NONE: f32 = 0.3;
 /// starts with playback, so the echo's onset against the silence before it shows the lag.
 const MIN_FRAMES_RAW: u32 = 50;
 /// On raw capture, the correlation that evidences the path: the raw echo follows what is
-/// played closely (0.95–0.99 on the lab's rooms), speech that does not has reached 0.91
-/// against it within a response.
+/// played closely (0.95–0.99 on the rendered rooms of tests/fixtures/echo), speech that does
+/// not has reached 0.91 against it within a response. Below it the path stays Unknown, and
+/// guarded (the live lab's dry and mild loops, whose timing jitters by a frame or two).
 const RHO_ECHO_RAW: f32 = 0.93;
 
 /// Coupling (echo level over the path's envelope, dB): where it starts before any evidence —

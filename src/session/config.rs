@@ -144,8 +144,9 @@ pub enum EchoCanceller {
     /// download: for rooms where the browser's canceller lets the agent hear itself.
     Wasm,
     /// None: the microphone raw (the browser's processing off), the echo guard alone holding
-    /// the echo back — from the first echo on, and keying the ducker — for rooms where the
-    /// browser's canceller leaks (docs/AUDIO.md, Raw capture).
+    /// the echo back from the first echo on, and no ducker: for speakers in rooms where the
+    /// browser's canceller leaks, at the price of barge-in by voice (docs/AUDIO.md, "Raw
+    /// capture: the guard alone").
     None,
 }
 
