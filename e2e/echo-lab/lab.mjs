@@ -23,6 +23,7 @@
 // CAPTURE=ec, ec+ns, ec+agc …: only the named ones on (ec echo cancellation, ns noise
 // suppression, agc automatic gain control).
 // VOICE_GAIN_DB=n: the barge-in voice n dB louder.
+// BARGE_AFTER_MS=n: the barge-in voice n ms into the greeting (default 1500).
 // ANSWERS=n: echo runs go on for n − 1 more answers in the same session (typed turns); the row's
 // `ducksPerAnswer` has the client's ducks per answer, the greeting's first.
 // CANCELLER=wasm: the client's opt-in echo canceller (`echoCanceller: "wasm"`, WebRTC's AEC3 in
@@ -112,7 +113,9 @@ const CAPTURE_GUM = (on) => {
 const ECHO_WATCH_MS = 12_000;
 /** ANSWERS=n (echo runs): the greeting and n − 1 more answers in one session (moreAnswers). */
 const ANSWERS = Number(process.env.ANSWERS ?? 1);
-const BARGE_AFTER_MS = 1_500;
+/** BARGE_AFTER_MS=n: the barge-in voice n ms into the greeting (default 1500, where the ducker's
+ *  1.5 s warm-up ends). */
+const BARGE_AFTER_MS = Number(process.env.BARGE_AFTER_MS ?? 1_500);
 const BARGE_WATCH_MS = 5_000;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms)); // lab pacing (audio plays in real time)
@@ -376,7 +379,7 @@ async function moreAnswers(d) {
 
 async function run(roomName, guard, kind, voice) {
   const row = { room: roomName, guard, kind, engine: ENGINE, load1: loadavg()[0], ...(CAPTURE ? { capture: CAPTURE } : {}),
-    ...(VOICE_GAIN_DB ? { voiceGainDb: VOICE_GAIN_DB } : {}),
+    ...(VOICE_GAIN_DB ? { voiceGainDb: VOICE_GAIN_DB } : {}), ...(BARGE_AFTER_MS !== 1_500 ? { bargeAfterMs: BARGE_AFTER_MS } : {}),
     ...(CANCELLER ? { canceller: CANCELLER } : {}), ...(DUCK_MODE ? { duck: DUCK_MODE } : {}) };
   let d = null;
   try {
