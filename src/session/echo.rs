@@ -195,7 +195,8 @@ impl Session {
     /// The wasm echo canceller could not be loaded or stopped working. The microphone it ran
     /// on has the browser's processing off, so it is reopened (reason `echo_canceller_failed`
     /// on the `audio` event) with the browser's canceller, which stays for the rest of the
-    /// session; an open already in flight is asked again; an error event says why.
+    /// session; an open already in flight is asked again; an error event says why. Ignored
+    /// unless the wasm canceller is the one in use.
     pub fn handle_echo_canceller_failed(&mut self, now_ms: u64) {
         self.last_now = now_ms;
         if !matches!(self.echo.canceller, Canceller::Wasm { .. }) {

@@ -38,6 +38,25 @@ fn echo_cancellation_asked() -> Vec<String> {
         .collect()
 }
 
+/// Ends a session whose microphone was opened with the browser's processing off and that
+/// reported no error; what the server received (at least 9 s of it).
+async fn end_on_the_raw_microphone(
+    client: &VoiceClient,
+    rec: &Recorder,
+    interview: &str,
+) -> Vec<f32> {
+    end(client).await;
+    assert_eq!(
+        echo_cancellation_asked().last().map(String::as_str),
+        Some("false"),
+        "the browser's canceller is off"
+    );
+    assert!(rec.of("error").is_empty(), "{}", rec.summary());
+    let pcm = received(interview).await;
+    assert!(pcm.len() >= 24_000 * 9, "{} samples received", pcm.len());
+    pcm
+}
+
 /// 3 s of the session's microphone audio as the server received it (after `end`).
 async fn received(interview: &str) -> Vec<f32> {
     let r = get_json(&format!("/dev/interviews/{interview}/received"))
@@ -67,15 +86,7 @@ async fn the_wasm_canceller_runs_in_the_capture_worklet_and_the_mic_reaches_the_
             .any(|(n, e, _)| n == "metrics" && num(e, "framesSent") >= 100.0)
     })
     .await;
-    end(&client).await;
-    assert_eq!(
-        echo_cancellation_asked().last().map(String::as_str),
-        Some("false"),
-        "the browser's canceller is off while ours runs"
-    );
-    assert!(rec.of("error").is_empty(), "{}", rec.summary());
-    let pcm = received(&interview).await;
-    assert!(pcm.len() >= 24_000 * 9, "{} samples received", pcm.len());
+    let pcm = end_on_the_raw_microphone(&client, &rec, &interview).await;
     // No echo path here (the fake microphone does not hear the page). While the greeting plays
     // in its first seconds, AEC3 holds the microphone down and reshapes it (it assumes an echo
     // path until it has learnt there is none): the WAV's first pass (4 s of speech, then 2 s of
@@ -153,16 +164,8 @@ async fn none_opens_the_raw_microphone_and_it_reaches_the_server() {
         prop(&metrics, "echoCanceller").as_string().as_deref(),
         Some("none")
     );
-    end(&client).await;
-    assert_eq!(
-        echo_cancellation_asked().last().map(String::as_str),
-        Some("false"),
-        "the browser's canceller is off"
-    );
-    assert!(rec.of("error").is_empty(), "{}", rec.summary());
+    let pcm = end_on_the_raw_microphone(&client, &rec, &interview).await;
     // The fake microphone does not hear the page: the guard gives up on an echo path within
     // the greeting's first seconds, and from then on the microphone goes out as captured.
-    let pcm = received(&interview).await;
-    assert!(pcm.len() >= 24_000 * 9, "{} samples received", pcm.len());
     check_mic_reached_server(&pcm[24_000 * 6..], 0.8);
 }
