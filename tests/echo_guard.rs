@@ -171,13 +171,18 @@ fn with_an_echo_path_echo_alone_never_reaches_the_servers_vad() {
     }
 }
 
+/// And again in the next responses: a voice that the guard held back for its first frames
+/// does not raise the bar for the next one.
 #[test]
 fn with_an_echo_path_a_voice_over_the_echo_gets_through_with_its_first_word() {
     for (room, _) in ROOMS {
         let mic = wav(&format!("{room}-talk.wav"));
         let (mut g, _, _) = primed(room, true);
-        let r = respond(&mut g, "third", &mic);
-        assert_first_word(room, &g, &r, &mic, 50);
+        for item in ["third", "fourth", "fifth"] {
+            let r = respond(&mut g, item, &mic);
+            assert_first_word(&format!("{room}, {item} response"), &g, &r, &mic, 50);
+            pause(&mut g);
+        }
     }
 }
 

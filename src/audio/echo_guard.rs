@@ -21,7 +21,8 @@
 //!   predicted echo = that envelope at that lag (the loudest within ±20 ms: progress reports
 //!         jitter; the longest tail once playback pauses: the room rings on) + coupling, a
 //!         peak hold of m − envelope over the frames the gate kept back, starting from the one
-//!         learnt while the evidence grew (neither moves while the ducker suspects a voice)
+//!         learnt while the evidence grew, moved by the tails' difference when the path
+//!         changes tail (neither moves while the ducker suspects a voice)
 //!         (a browser canceller leaks as loud as the raw echo now and then: the guard expects
 //!         the leaks, not the typical residue)
 //!   (raw capture, `EchoGuard::raw`: while the path is Unknown the prediction is the longest
@@ -308,18 +309,9 @@ pub struct EchoGuard {
     duck: Option<Duck>,
 }
 
-/// 10·log10 of an energy, floored; a bit-level log2 with a cubic for the mantissa (error
-/// below 0.05 dB), so no libm code lands in the wasm package.
+/// 10·log10 of an energy, floored.
 fn db(energy: f32) -> f32 {
-    if energy <= 1e-9 || !energy.is_finite() {
-        return LOG_FLOOR;
-    }
-    let bits = energy.to_bits();
-    let exp = ((bits >> 23) & 0xff) as i32 - 127;
-    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000); // mantissa in [1, 2)
-    let log2_m = (((0.160_964_2 * m - 1.051_966_8) * m + 3.048_224) * m) - 2.157_079;
-    // 10·log10(2) = 3.0103
-    (3.010_3 * (exp as f32 + log2_m)).max(LOG_FLOOR)
+    super::level::power_db(energy).max(LOG_FLOOR)
 }
 
 impl EchoGuard {
@@ -751,10 +743,15 @@ impl EchoGuard {
             self.doubt = if rho < none { self.doubt + 1 } else { 0 };
             if self.learnt >= if fast { MIN_FRAMES_RAW } else { MIN_FRAMES } {
                 if self.evidence >= EVIDENCE_FRAMES {
-                    if self.path != EchoPath::Echo || self.tail != t {
-                        // The coupling starts as learnt while the evidence grew.
-                        self.coupling = self.shadow[t].clamp(COUPLING_MIN_DB, COUPLING_MAX_DB);
-                    }
+                    // The coupling starts as learnt while the evidence grew; on a change of
+                    // tail it moves by the difference of the two tails' (a voice over the echo
+                    // raises both alike).
+                    let c = if self.path != EchoPath::Echo {
+                        self.shadow[t]
+                    } else {
+                        self.coupling + self.shadow[t] - self.shadow[self.tail]
+                    };
+                    self.coupling = c.clamp(COUPLING_MIN_DB, COUPLING_MAX_DB);
                     self.path = EchoPath::Echo;
                     (self.tail, self.lag) = (t, d);
                 } else if self.learnt >= MIN_FRAMES
