@@ -64,8 +64,11 @@ const PROBE_JUDGE: u64 = 10;
 /// under it cannot start a turn anyway); two such frames make the verdict.
 const PROBE_LOUD_DB: f32 = -40.0;
 const PROBE_VOICE_FRAMES: u32 = 2;
-/// Frames the line holds: a whole probe.
-const LINE_FRAMES: usize = (PROBE_SETTLE + PROBE_JUDGE) as usize;
+/// Slots of the pre-roll line: room for a whole probe, a power of two (the ring's index is a
+/// mask).
+const LINE_FRAMES: usize = 64;
+const _: () =
+    assert!(LINE_FRAMES >= (PROBE_SETTLE + PROBE_JUDGE) as usize && LINE_FRAMES.is_power_of_two());
 /// Frames above the predicted echo that open the gate (50 ms, one frame below takes one back):
 /// a browser canceller's leaks rarely stay above the prediction that long, a voice does.
 const OPEN_FRAMES: u32 = 5;
@@ -242,12 +245,11 @@ impl Moments {
         self.var_m += a * (dm * dm - self.var_m);
         let mut best = (0, f32::MIN);
         for (d, &xd) in x.iter().enumerate() {
+            // Every lag's own are kept; without `per_lag` lag 0's serve all.
+            self.mean_x[d] += a * (xd - self.mean_x[d]);
+            let dx = xd - self.mean_x[d];
+            self.var_x[d] += a * (dx * dx - self.var_x[d]);
             let k = if per_lag { d } else { 0 };
-            if d == k {
-                self.mean_x[d] += a * (xd - self.mean_x[d]);
-                let dx = xd - self.mean_x[d];
-                self.var_x[d] += a * (dx * dx - self.var_x[d]);
-            }
             self.cov[d] += a * (dm * (xd - self.mean_x[k]) - self.cov[d]);
             let rho = self.cov[d] / (self.var_m * self.var_x[k]).max(1e-3).sqrt();
             if rho > best.1 {
@@ -381,13 +383,15 @@ impl EchoGuard {
     /// and held back). The path's correlation goes on learning: a voice does not follow the
     /// reference, and lowers it. A duck that finds the gate idle is probed (`GateState::Probe`).
     pub fn set_ducked(&mut self, ducked: bool) {
-        self.duck = ducked.then(|| {
-            self.duck.unwrap_or(Duck {
+        if !ducked {
+            self.duck = None;
+        } else if self.duck.is_none() {
+            self.duck = Some(Duck {
                 since: self.mic_frames,
                 judged: false,
                 voiced: 0,
-            })
-        });
+            });
+        }
     }
 
     /// Assistant audio of `item_id` as decoded (24 kHz, in the item's order), before it plays.
@@ -416,7 +420,9 @@ impl EchoGuard {
             if n == FRAME {
                 if it.frames.len() == ITEM_FRAMES && it.next > 0 {
                     // Played frames make room (a long item keeps its unplayed ones).
-                    it.frames.drain(..it.next.min(ITEM_FRAMES));
+                    let k = it.next.min(ITEM_FRAMES);
+                    it.frames.copy_within(k.., 0);
+                    it.frames.truncate(ITEM_FRAMES - k);
                     it.next = 0;
                 }
                 if it.frames.len() < ITEM_FRAMES {
