@@ -59,6 +59,10 @@ const RUNS = Number(process.env.RUNS ?? 2);
 const RATE = 48000;
 const RECORD = process.env.RECORD ?? "";
 const TRACE = process.env.TRACE === "1";
+/** RECORD_FULL=1 also saves the whole run's page output and room microphone as the recorders
+ *  took them (both started together; 24 kHz): for replaying a long session through the guard
+ *  offline, where the server's first 10 s of received audio are not enough. */
+const RECORD_FULL = process.env.RECORD_FULL === "1";
 /** CAPTURE=raw turns the browser's echo cancellation, noise suppression and gain control off
  *  (getUserMedia's constraints rewritten in the page), so the guard alone meets the echo. */
 const CAPTURE = process.env.CAPTURE ?? "";
@@ -274,7 +278,8 @@ const WATCH = (trace) => {
   // TRACE=1: [t, held ms, guarded ms, path] every 20 ms, the last 60 s.
   if (trace) setInterval(() => {
     const m = window.__rv.client.metrics();
-    lab.trace.push([Date.now(), m.echoHeldMs ?? 0, m.echoGuardedMs ?? 0, m.echoDelayMs != null]);
+    lab.trace.push([Date.now(), m.echoHeldMs ?? 0, m.echoGuardedMs ?? 0, m.echoDelayMs != null,
+      m.echoDelayMs ?? null, m.echoReturnLossDb ?? null]);
     if (lab.trace.length > 3000) lab.trace.shift();
   }, 20);
   return true;
@@ -288,7 +293,10 @@ function traceBefore(trace, t, atMs, duckAtMs) {
   if (!w.length) return null;
   const duck = duckAtMs.filter((d) => d <= atMs).at(-1);
   return { heldMaxMs: Math.max(...w.map((x) => x[1])), guardedMs: w.at(-1)[2] - w[0][2],
-    path: w.some((x) => x[3]), sinceDuckMs: duck == null ? null : atMs - duck };
+    path: w.some((x) => x[3]), sinceDuckMs: duck == null ? null : atMs - duck,
+    // The path's delay and return loss over those 700 ms, every 100 ms.
+    delayMs: w.filter((_, i) => i % 5 === 0).map((x) => x[4]),
+    returnLossDb: w.filter((_, i) => i % 5 === 0).map((x) => x[5]) };
 }
 
 async function received(id) {
@@ -426,7 +434,11 @@ async function run(roomName, guard, kind, voice) {
     // The capture counter runs ahead of what the server received by what never left the page.
     row.unsentMs = Math.round(m.capturedAudioMs - m.sentAudioMs);
     row.receivedLagMs = Math.round(m.sentAudioMs - (rec?.samples ?? 0) / 24);
-    if (mon) await saveRecording(roomName, guard, kind, await mon.stop(), recordedFrom, lab.speech.find((s) => s.speaking), anchor, rec, row, await raw.stop());
+    if (mon) {
+      const [out, room] = [await mon.stop(), await raw.stop()];
+      if (RECORD_FULL) await saveWhole(roomName, guard, kind, out, room, row);
+      await saveRecording(roomName, guard, kind, out, recordedFrom, lab.speech.find((s) => s.speaking), anchor, rec, row, room);
+    }
     row.truncates = rec?.truncates?.length ?? null;
     row.echoReturnLossDb = m.echoReturnLossDb ?? null;
     row.echoDelayMs = m.echoDelayMs ?? null;
@@ -509,13 +521,7 @@ async function saveRecording(roomName, guard, kind, mon, recordedFrom, speech, a
     return pcm;
   };
   const ref = aligned(mon);
-  const wav = (pcm) => {
-    const h = Buffer.alloc(44);
-    h.write("RIFF", 0); h.writeUInt32LE(36 + pcm.length, 4); h.write("WAVEfmt ", 8);
-    h.writeUInt32LE(16, 16); h.writeUInt16LE(1, 20); h.writeUInt16LE(1, 22); h.writeUInt32LE(24000, 24);
-    h.writeUInt32LE(48000, 28); h.writeUInt16LE(2, 32); h.writeUInt16LE(16, 34); h.write("data", 36); h.writeUInt32LE(pcm.length, 40);
-    return Buffer.concat([h, pcm]);
-  };
+  const wav = wavFile;
   await mkdir(RECORD, { recursive: true });
   const base = join(RECORD, `${roomName}-${guard}-${kind}-${Date.now() % 100000}`);
   await writeFile(`${base}-mic.wav`, wav(mic.subarray(from * 2, (from + len) * 2)));
@@ -523,6 +529,33 @@ async function saveRecording(roomName, guard, kind, mon, recordedFrom, speech, a
   if (rawMic) await writeFile(`${base}-room.wav`, wav(aligned(rawMic)));
   if (row.onsetCapturedMs != null) row.recordedOnsetMs = row.onsetCapturedMs - shift - from / 24;
   row.recorded = base;
+}
+
+/** The page's output and the room's microphone of the whole run, decimated to 24 kHz, as WAVs
+ *  `<room>-<guard>-<kind>-<n>-full-{ref,room}.wav` in RECORD. */
+async function saveWhole(roomName, guard, kind, out, room, row) {
+  const pcm = (src) => {
+    const n = src.length >> 1, b = Buffer.alloc(n * 2);
+    for (let i = 0; i < n; i++) {
+      const v = Math.round(((src[2 * i] + src[2 * i + 1]) / 2) * 32768);
+      b.writeInt16LE(Math.max(-32768, Math.min(32767, v)), 2 * i);
+    }
+    return b;
+  };
+  await mkdir(RECORD, { recursive: true });
+  const base = join(RECORD, `${roomName}-${guard}-${kind}-${Date.now() % 100000}-full`);
+  await writeFile(`${base}-ref.wav`, wavFile(pcm(out)));
+  await writeFile(`${base}-room.wav`, wavFile(pcm(room)));
+  row.recordedFull = base;
+}
+
+/** A 24 kHz mono PCM16 WAV of `pcm`. */
+function wavFile(pcm) {
+  const h = Buffer.alloc(44);
+  h.write("RIFF", 0); h.writeUInt32LE(36 + pcm.length, 4); h.write("WAVEfmt ", 8);
+  h.writeUInt32LE(16, 16); h.writeUInt16LE(1, 20); h.writeUInt16LE(1, 22); h.writeUInt32LE(24000, 24);
+  h.writeUInt32LE(48000, 28); h.writeUInt16LE(2, 32); h.writeUInt16LE(16, 34); h.write("data", 36); h.writeUInt32LE(pcm.length, 40);
+  return Buffer.concat([h, pcm]);
 }
 
 // ---- the report -----------------------------------------------------------------------------

@@ -17,9 +17,11 @@
 //!                          the first played frame, after 500 ms)
 //!                 ─► None  the best correlates < 0.3 (a headset, a silent or a fake
 //!                          microphone: nothing is ever held back), or from Echo after 1.5 s so
-//!                          (raw capture: after 1.5 s below 0.5, from Unknown too)
+//!                          (raw capture: after 1.5 s below 0.5, from Unknown too; an echo
+//!                          path doubted so goes back to Unknown, still guarded)
 //!   predicted echo = that envelope at that lag (the loudest within ±20 ms: progress reports
-//!         jitter; the longest tail once playback pauses: the room rings on) + coupling, a
+//!         jitter; the longest tail once playback pauses, until the echo of what plays next
+//!         can have arrived: the room rings on) + coupling, a
 //!         peak hold of m − envelope over the frames the gate kept back, starting from the one
 //!         learnt while the evidence grew, moved by the tails' difference when the path
 //!         changes tail (neither moves while the ducker suspects a voice)
@@ -30,9 +32,9 @@
 //!   gate: Idle  (nothing playing, or no echo path: audio passes unchanged, undelayed)
 //!         Guard (playing, echo path: audio goes through a 300 ms pre-roll line and leaves as
 //!               silence)
-//!         Pass  (5 frames above the prediction + 4 dB, one below taking one back: the
-//!               pre-roll line and all that follows pass unchanged until 300 ms are explained
-//!               by echo again)
+//!         Pass  (5 frames above the prediction + 4 dB and the mic's noise floor + 4 dB, one
+//!               below taking one back: the pre-roll line and all that follows pass unchanged
+//!               until 300 ms are explained by echo again)
 //!         Probe (the ducker turned the assistant down while the gate was idle: audio is held
 //!               until the duck's effect is heard, 300–400 ms on; loud then is a voice and all
 //!               of it leaves unchanged, quiet is echo and what was loud leaves as silence)
@@ -78,6 +80,9 @@ const CLOSE_FRAMES: u32 = 30;
 const MARGIN_DB: f32 = 4.0;
 /// Frames below this level (dBFS) are never taken for a voice.
 const VOICE_FLOOR_DB: f32 = -50.0;
+/// The microphone's noise floor follows its level down at once and up by this per frame (5 dB
+/// a second): frames within [`MARGIN_DB`] of it are a room's steady noise, never a voice.
+const NOISE_RISE_DB: f32 = 0.05;
 /// Echo is possible while the reference's peak, falling 0.1 dB per frame (10 dB/s), is above
 /// this (dBFS).
 const ACTIVE_FLOOR_DB: f32 = -60.0;
@@ -277,6 +282,8 @@ pub struct EchoGuard {
     mic_frames: u64,
     acc: [i16; FRAME],
     acc_len: usize,
+    /// The microphone's noise floor, dB ([`NOISE_RISE_DB`]).
+    noise: f32,
     /// The reference's decaying peak, dB (echo is possible while it is up), and the frames it
     /// has been played in a row.
     peak: f32,
@@ -339,6 +346,7 @@ impl EchoGuard {
             mic_frames: 0,
             acc: [0; FRAME],
             acc_len: 0,
+            noise: VOICE_FLOOR_DB - MARGIN_DB,
             peak: ENV_FLOOR,
             playing: 0,
             stats: [Moments::ZERO; TAILS.len()],
@@ -511,9 +519,11 @@ impl EchoGuard {
         let f = self.mic_frames;
         self.mic_frames += 1;
         let level_db = db(e_m);
+        self.noise = level_db.min(self.noise + NOISE_RISE_DB);
+        let floor = self.noise.max(VOICE_FLOOR_DB - MARGIN_DB);
         let (active, env_db) = self.analyse(f, level_db);
         let explained =
-            level_db <= VOICE_FLOOR_DB || level_db <= env_db + self.coupling + MARGIN_DB;
+            level_db <= floor + MARGIN_DB || level_db <= env_db + self.coupling + MARGIN_DB;
         let held = Held {
             level_db,
             env_db,
@@ -768,12 +778,20 @@ impl EchoGuard {
                             1
                         }
                 {
-                    self.path = EchoPath::None;
+                    // Raw capture doubts an echo path back to Unknown, still guarded (the
+                    // echo is as loud as played), and lets go only from there.
+                    self.path = if self.raw && self.path == EchoPath::Echo {
+                        self.doubt = 0;
+                        EchoPath::Unknown
+                    } else {
+                        EchoPath::None
+                    };
                 }
             }
         }
-        // Once playback pauses, the room's tail rings on: judged against the longest.
-        let tail = if self.playing == 0 {
+        // Once playback pauses, the room's tail rings on: judged against the longest, until
+        // the echo of what plays again can have arrived.
+        let tail = if self.playing <= self.lag as u32 {
             TAILS.len() - 1
         } else {
             self.tail
