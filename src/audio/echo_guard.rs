@@ -200,11 +200,10 @@ struct RefItem {
 /// What the gate knew of a frame in the pre-roll line.
 #[derive(Debug, Clone, Copy, Default)]
 struct Held {
-    level_db: f32,
-    /// The path's envelope (dB) the frame was judged on, and whether the reference was being
-    /// played (the coupling is learnt then, not from the room's tail).
-    env_db: f32,
-    playing: bool,
+    /// The frame's level over the path's envelope it was judged on, dB, where the coupling
+    /// may learn from it (the reference was being played, not only the room's tail ringing,
+    /// and the envelope was above its floor); `f32::NEG_INFINITY` where not.
+    over_db: f32,
     explained: bool,
 }
 
@@ -525,9 +524,11 @@ impl EchoGuard {
         let explained =
             level_db <= floor + MARGIN_DB || level_db <= env_db + self.coupling + MARGIN_DB;
         let held = Held {
-            level_db,
-            env_db,
-            playing: self.playing > 0,
+            over_db: if env_db > ENV_FLOOR && self.playing > 0 {
+                level_db - env_db
+            } else {
+                f32::NEG_INFINITY
+            },
             explained,
         };
         if active {
@@ -540,7 +541,7 @@ impl EchoGuard {
         let mask = (1u32 << RECENT_FRAMES) - 1;
         self.recent &= mask;
         self.recent_explained &= mask;
-        if self.gating && self.probe(f, &frame, held, out) {
+        if self.gating && self.probe(f, &frame, level_db, held, out) {
             return;
         }
         // Guarding, `run` counts frames above the prediction (a frame below takes one back:
@@ -569,12 +570,12 @@ impl EchoGuard {
             if self.line_len >= PREROLL_FRAMES {
                 // The oldest frame leaves as silence, teaching the coupling what echo is.
                 let old = self.held[self.line_head];
-                if old.env_db > ENV_FLOOR
-                    && old.playing
+                if old.over_db > f32::NEG_INFINITY
                     && self.duck.is_none()
                     && self.path == EchoPath::Echo
                 {
-                    self.coupling = (old.level_db - old.env_db)
+                    self.coupling = old
+                        .over_db
                         .max(self.coupling - COUPLING_RELEASE_DB)
                         .clamp(COUPLING_MIN_DB, COUPLING_MAX_DB);
                 }
@@ -644,10 +645,17 @@ impl EchoGuard {
     /// silence. A duck that ends first is judged by the frame that ends it: quiet (the ducker
     /// released it on quiet) is echo, loud (the assistant stopped while someone talks) a voice.
     /// Returns whether the frame was handled here.
-    fn probe(&mut self, f: u64, frame: &[i16; FRAME], held: Held, out: &mut Vec<i16>) -> bool {
+    fn probe(
+        &mut self,
+        f: u64,
+        frame: &[i16; FRAME],
+        level_db: f32,
+        held: Held,
+        out: &mut Vec<i16>,
+    ) -> bool {
         // Held in a probe, a frame loud enough for the server's VAD is what an echo verdict
         // silences.
-        let loud = held.level_db > PROBE_LOUD_DB;
+        let loud = level_db > PROBE_LOUD_DB;
         let held = Held {
             explained: loud,
             ..held
@@ -780,8 +788,8 @@ impl EchoGuard {
                 {
                     // Raw capture doubts an echo path back to Unknown, still guarded (the
                     // echo is as loud as played), and lets go only from there.
+                    self.doubt = 0;
                     self.path = if self.raw && self.path == EchoPath::Echo {
-                        self.doubt = 0;
                         EchoPath::Unknown
                     } else {
                         EchoPath::None
