@@ -1,23 +1,29 @@
 //! `examples/resample_wav.rs` converts WAVs made with sox (16-bit PCM and 32-bit float, mono
 //! and stereo, 8 to 96 kHz) to 24 kHz mono PCM16 of the same duration and content, and refuses
 //! bad input with a message and a non-zero exit. Without sox, the inputs are written here.
+//! `examples/echo_replay.rs` replays the echo fixtures through the guard.
 
 use std::f64::consts::PI;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The example binary: built next to this test by `cargo test`, or built here if absent.
+/// The resample_wav example's binary.
 fn example() -> PathBuf {
+    example_named("resample_wav")
+}
+
+/// An example's binary: built next to this test by `cargo test`, or built here if absent.
+fn example_named(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/this-test → target/<profile>/examples/resample_wav
+    // target/<profile>/deps/this-test → target/<profile>/examples/<name>
     let profile_dir = exe.parent().and_then(Path::parent).unwrap();
     let bin = profile_dir
         .join("examples")
-        .join(format!("resample_wav{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     if !bin.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--example", "resample_wav"]);
+        cmd.args(["build", "--example", name]);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
@@ -26,7 +32,7 @@ fn example() -> PathBuf {
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .unwrap();
-        assert!(status.success(), "building the resample_wav example failed");
+        assert!(status.success(), "building the {name} example failed");
     }
     bin
 }
@@ -244,4 +250,37 @@ fn refuses_bad_input_with_a_message() {
     let usage = Command::new(&bin).output().unwrap();
     assert_eq!(usage.status.code(), Some(2));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The echo fixtures replayed: the harsh room's echo alone starts no speech on raw capture,
+/// the voice over it does, at its onset (1.21 s); bad input is refused.
+#[test]
+fn echo_replay_replays_the_fixtures_through_the_guard() {
+    let bin = example_named("echo_replay");
+    let fixture = |f: &str| format!("{}/tests/fixtures/echo/{f}", env!("CARGO_MANIFEST_DIR"));
+    let replay = |room: &str| {
+        let run = Command::new(&bin)
+            .args([fixture("assistant.wav"), fixture(room), "--raw".into()])
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{room}");
+        String::from_utf8_lossy(&run.stdout).into_owned()
+    };
+    let echo = replay("harsh-echo.wav");
+    assert!(!echo.contains("speech starts"), "{echo}");
+    assert!(echo.contains("path: Echo"), "{echo}");
+    let talk = replay("harsh-talk.wav");
+    let first = talk
+        .lines()
+        .find_map(|l| l.strip_prefix("speech starts at "))
+        .and_then(|l| l.strip_suffix(" ms"))
+        .and_then(|ms| ms.parse::<u64>().ok());
+    assert!(matches!(first, Some(1_060..=1_510)), "{talk}");
+    let not_wav = Command::new(&bin)
+        .args([fixture("assistant.wav"), "Cargo.toml".into()])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(not_wav.status.code(), Some(1));
+    assert_eq!(Command::new(&bin).output().unwrap().status.code(), Some(2));
 }
