@@ -521,12 +521,11 @@ async function saveRecording(roomName, guard, kind, mon, recordedFrom, speech, a
     return pcm;
   };
   const ref = aligned(mon);
-  const wav = wavFile;
   await mkdir(RECORD, { recursive: true });
   const base = join(RECORD, `${roomName}-${guard}-${kind}-${Date.now() % 100000}`);
-  await writeFile(`${base}-mic.wav`, wav(mic.subarray(from * 2, (from + len) * 2)));
-  await writeFile(`${base}-ref.wav`, wav(ref));
-  if (rawMic) await writeFile(`${base}-room.wav`, wav(aligned(rawMic)));
+  await writeFile(`${base}-mic.wav`, wavFile(mic.subarray(from * 2, (from + len) * 2)));
+  await writeFile(`${base}-ref.wav`, wavFile(ref));
+  if (rawMic) await writeFile(`${base}-room.wav`, wavFile(aligned(rawMic)));
   if (row.onsetCapturedMs != null) row.recordedOnsetMs = row.onsetCapturedMs - shift - from / 24;
   row.recorded = base;
 }
