@@ -1,8 +1,8 @@
 //! Replays a recorded echo-lab run through the echo guard, offline: the page's output as the
 //! reference (reported played every 20 ms) and the room's microphone, delayed by `--delay-ms`
 //! (the browser's output and input buffers delay it so in the page; the lab's recorders sit
-//! outside them). Both 24 kHz mono PCM16 WAVs, as the lab writes them with
-//! `RECORD=dir RECORD_FULL=1` (`<run>-full-ref.wav`, `<run>-full-room.wav`).
+//! outside them). Both 24 kHz mono WAVs, 16-bit PCM as the lab writes them with
+//! `RECORD=dir RECORD_FULL=1` (`<run>-full-ref.wav`, `<run>-full-room.wav`) or 32-bit float.
 //!
 //! ```text
 //! cargo run --release --example echo_replay -- REF.wav ROOM.wav [--raw] [--delay-ms 140]
@@ -16,34 +16,32 @@
 use realtime_voice::audio::echo_guard::{EchoGuard, FRAME};
 use std::process::ExitCode;
 
-/// The samples of a 24 kHz mono PCM16 WAV file, or what is wrong with it.
-fn read_wav(path: &str) -> Result<Vec<i16>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
-    if bytes.len() < 12 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
-        return Err(format!("{path}: not a WAV file"));
+#[path = "common/wav.rs"]
+mod wav;
+
+/// The sample rate the lab records at and the guard works at.
+const RATE: u32 = 24_000;
+
+/// The samples of a 24 kHz mono WAV file (16-bit PCM or 32-bit float) as f32, or what is wrong
+/// with it.
+fn read_wav(path: &str) -> Result<Vec<f32>, String> {
+    let error = |e: wav::WavError| format!("{path}: {e}");
+    let bytes = wav::read(path).map_err(error)?;
+    let wav = wav::parse(&bytes).map_err(error)?;
+    if wav.rate != RATE || wav.channels != 1 {
+        return Err(format!(
+            "{path}: {} Hz, {} channels: echo_replay wants 24 kHz mono \
+             (the resample_wav example converts to that)",
+            wav.rate, wav.channels
+        ));
     }
-    let (mut at, mut format_ok, mut data) = (12, false, None);
-    while at + 8 <= bytes.len() {
-        let id = &bytes[at..at + 4];
-        let len = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
-        let body = &bytes[at + 8..(at + 8 + len as usize).min(bytes.len())];
-        if id == b"fmt " && body.len() >= 16 {
-            let u16_at = |i: usize| u16::from_le_bytes([body[i], body[i + 1]]);
-            let rate = u32::from_le_bytes([body[4], body[5], body[6], body[7]]);
-            format_ok = u16_at(0) == 1 && u16_at(2) == 1 && rate == 24_000 && u16_at(14) == 16;
-        } else if id == b"data" {
-            data = Some(body);
-        }
-        at += 8 + len as usize + (len as usize & 1);
-    }
-    if !format_ok {
-        return Err(format!("{path}: not 24 kHz mono 16-bit PCM"));
-    }
-    let data = data.ok_or_else(|| format!("{path}: no data chunk"))?;
-    Ok(data
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect())
+    Ok(wav::samples(&wav))
+}
+
+/// The inverse of `pcm16::i16_to_f32` (scale by 32768, not `f32_to_i16`'s 32767), so a
+/// 16-bit file's samples come back exactly; float samples round, and saturate past full scale.
+fn to_i16(x: f32) -> i16 {
+    (x * 32768.0).round() as i16
 }
 
 fn main() -> ExitCode {
@@ -69,15 +67,15 @@ fn main() -> ExitCode {
         eprintln!("usage: echo_replay REF.wav ROOM.wav [--raw] [--delay-ms N]");
         return ExitCode::from(2);
     };
-    let (reference, mut mic) = match (read_wav(reference), read_wav(room)) {
+    let (reference, mic) = match (read_wav(reference), read_wav(room)) {
         (Ok(r), Ok(m)) => (r, m),
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
+    let mut mic: Vec<i16> = mic.into_iter().map(to_i16).collect();
     mic.splice(0..0, std::iter::repeat_n(0, delay_ms * 24));
-    let reference: Vec<f32> = reference.iter().map(|&s| f32::from(s) / 32768.0).collect();
     let mut guard = if raw {
         EchoGuard::raw(true)
     } else {

@@ -9,161 +9,41 @@
 //! 192 kHz, 1 to 32 channels. Anything else is refused with a message and exit status 1
 //! (2 for bad usage).
 
-use realtime_voice::audio::{pcm16, Resampler};
+use realtime_voice::audio::{pcm16, Resampler, ResamplerError};
 use std::fmt;
 use std::process::ExitCode;
+
+#[path = "common/wav.rs"]
+mod wav;
 
 const OUT_RATE: u32 = 24_000;
 const BLOCK_FRAMES: usize = 4096;
 
-/// What was wrong with the input file.
+/// Why a conversion failed: the input file (or writing the output), or the resampler.
 #[derive(Debug)]
-enum WavError {
-    Io(std::io::Error),
-    NotRiffWave,
-    MissingChunk(&'static str),
-    TruncatedChunk {
-        id: String,
-        declared: usize,
-        present: usize,
-    },
-    UnsupportedFormat {
-        tag: u16,
-        bits: u16,
-    },
-    BadHeader(String),
-    Resampler(realtime_voice::audio::ResamplerError),
+enum Error {
+    Wav(wav::WavError),
+    Resampler(ResamplerError),
 }
 
-impl fmt::Display for WavError {
+impl From<wav::WavError> for Error {
+    fn from(e: wav::WavError) -> Self {
+        Self::Wav(e)
+    }
+}
+
+impl From<ResamplerError> for Error {
+    fn from(e: ResamplerError) -> Self {
+        Self::Resampler(e)
+    }
+}
+
+impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Io(e) => write!(f, "cannot read or write the file: {e}"),
-            Self::NotRiffWave => write!(f, "not a WAV file (no RIFF/WAVE header)"),
-            Self::MissingChunk(id) => write!(f, "WAV file has no '{id}' chunk"),
-            Self::TruncatedChunk {
-                id,
-                declared,
-                present,
-            } => write!(
-                f,
-                "WAV chunk '{id}' declares {declared} bytes but only {present} are present"
-            ),
-            Self::UnsupportedFormat { tag, bits } => write!(
-                f,
-                "unsupported WAV sample format (format tag {tag}, {bits} bits): \
-                 only 16-bit PCM and 32-bit float are supported"
-            ),
-            Self::BadHeader(what) => write!(f, "invalid WAV header: {what}"),
+            Self::Wav(e) => write!(f, "{e}"),
             Self::Resampler(e) => write!(f, "{e}"),
         }
-    }
-}
-
-/// The parts of a WAV file the conversion needs.
-#[derive(Debug)]
-struct Wav<'a> {
-    rate: u32,
-    channels: u16,
-    float: bool,
-    data: &'a [u8],
-}
-
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn parse(file: &[u8]) -> Result<Wav<'_>, WavError> {
-    if file.len() < 12 || &file[..4] != b"RIFF" || &file[8..12] != b"WAVE" {
-        return Err(WavError::NotRiffWave);
-    }
-    let (mut fmt, mut data) = (None, None);
-    let mut at = 12;
-    while at + 8 <= file.len() {
-        let id = &file[at..at + 4];
-        let declared = u32_at(file, at + 4) as usize;
-        let body = &file[at + 8..];
-        let len = if id == b"data" {
-            // Streaming writers may leave the size at 0 or 0xFFFFFFFF: take what is there.
-            if declared == 0 || declared > body.len() {
-                body.len()
-            } else {
-                declared
-            }
-        } else {
-            declared
-        };
-        if len > body.len() {
-            return Err(WavError::TruncatedChunk {
-                id: String::from_utf8_lossy(id).into_owned(),
-                declared,
-                present: body.len(),
-            });
-        }
-        match id {
-            b"fmt " => fmt = Some(&body[..len]),
-            b"data" => data = Some(&body[..len]),
-            _ => {}
-        }
-        at += 8 + len + (len & 1);
-    }
-    let fmt = fmt.ok_or(WavError::MissingChunk("fmt "))?;
-    let data = data.ok_or(WavError::MissingChunk("data"))?;
-    if fmt.len() < 16 {
-        return Err(WavError::BadHeader(format!(
-            "'fmt ' chunk of {} bytes",
-            fmt.len()
-        )));
-    }
-    let mut tag = u16_at(fmt, 0);
-    let channels = u16_at(fmt, 2);
-    let rate = u32_at(fmt, 4);
-    let align = u16_at(fmt, 12);
-    let bits = u16_at(fmt, 14);
-    if tag == 0xFFFE {
-        // WAVE_FORMAT_EXTENSIBLE: the real tag is the first two bytes of the sub-format GUID.
-        if fmt.len() < 26 {
-            return Err(WavError::BadHeader(
-                "short WAVE_FORMAT_EXTENSIBLE header".into(),
-            ));
-        }
-        tag = u16_at(fmt, 24);
-    }
-    let float = match (tag, bits) {
-        (1, 16) => false,
-        (3, 32) => true,
-        _ => return Err(WavError::UnsupportedFormat { tag, bits }),
-    };
-    if channels == 0 || u32::from(align) != u32::from(channels) * u32::from(bits / 8) {
-        return Err(WavError::BadHeader(format!(
-            "{channels} channels with a block align of {align}"
-        )));
-    }
-    Ok(Wav {
-        rate,
-        channels,
-        float,
-        data,
-    })
-}
-
-/// Samples of the whole file as f32, interleaved (a trailing partial frame is ignored).
-fn samples(wav: &Wav<'_>) -> Vec<f32> {
-    let frame_bytes = usize::from(wav.channels) * if wav.float { 4 } else { 2 };
-    let whole = wav.data.len() / frame_bytes * frame_bytes;
-    let data = &wav.data[..whole];
-    if wav.float {
-        data.chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()
-    } else {
-        data.chunks_exact(2)
-            .map(|b| pcm16::i16_to_f32(i16::from_le_bytes([b[0], b[1]])))
-            .collect()
     }
 }
 
@@ -188,12 +68,12 @@ fn wav_pcm16_mono(rate: u32, samples: &[i16]) -> Vec<u8> {
     out
 }
 
-fn convert(input: &str, output: &str) -> Result<String, WavError> {
-    let file = std::fs::read(input).map_err(WavError::Io)?;
-    let wav = parse(&file)?;
-    let mut r = Resampler::new(wav.rate, OUT_RATE, wav.channels).map_err(WavError::Resampler)?;
+fn convert(input: &str, output: &str) -> Result<String, Error> {
+    let file = wav::read(input)?;
+    let wav = wav::parse(&file)?;
+    let mut r = Resampler::new(wav.rate, OUT_RATE, wav.channels)?;
     let ch = usize::from(wav.channels);
-    let mut input_samples = samples(&wav);
+    let mut input_samples = wav::samples(&wav);
     let frames = input_samples.len() / ch;
     // Push the filter's delay worth of silence so the tail comes out too: the output then
     // covers exactly the input's duration.
@@ -202,12 +82,10 @@ fn convert(input: &str, output: &str) -> Result<String, WavError> {
     let mut block_out = vec![0.0f32; r.max_output_capacity(BLOCK_FRAMES)];
     let mut out = Vec::with_capacity(frames * OUT_RATE as usize / wav.rate as usize + 2);
     for block in input_samples.chunks(BLOCK_FRAMES * ch) {
-        let n = r
-            .process_into(block, &mut block_out)
-            .map_err(WavError::Resampler)?;
+        let n = r.process_into(block, &mut block_out)?;
         out.extend(block_out[..n].iter().map(|&x| pcm16::f32_to_i16(x)));
     }
-    std::fs::write(output, wav_pcm16_mono(OUT_RATE, &out)).map_err(WavError::Io)?;
+    std::fs::write(output, wav_pcm16_mono(OUT_RATE, &out)).map_err(wav::WavError::Io)?;
     Ok(format!(
         "{input}: {} Hz, {} ch, {} -> {output}: {OUT_RATE} Hz mono PCM16, {} samples \
          ({:.3} s, filter delay {:.2} ms)",
