@@ -1,7 +1,9 @@
 //! The echo guard's cost per 10 ms frame, natively: four seconds of captured audio (the
 //! assistant's, 80 ms later and 6 dB down) through a fresh guard with the assistant's audio
 //! played alongside (20 ms progress steps, 10 ms mic blocks): the path's evidence is learnt in
-//! the first ~2.5 s, then the prediction and the pre-roll line run too.
+//! the first ~2.5 s, then the prediction and the pre-roll line run too. Behind a browser's
+//! canceller (`EchoGuard::new`) and on raw capture (`EchoGuard::raw`: the band filters run on
+//! the reference and the microphone too).
 //!
 //! Run: `nice cargo bench --bench echo_guard` (criterion prints the time per 4 s of audio:
 //! divide by 400 for a frame). The wasm figure: `benches/wasm/echo.mjs` (docs/AUDIO.md, Echo).
@@ -38,17 +40,36 @@ fn inputs() -> (Vec<f32>, Vec<i16>) {
 fn bench(c: &mut Criterion) {
     let (reference, mic) = inputs();
     let mut out = Vec::with_capacity(48_000);
-    c.bench_function("echo guard, 4 s of audio (400 frames)", |b| {
+    for (name, guard) in [
+        (
+            "echo guard, 4 s of audio (400 frames)",
+            EchoGuard::new as fn(bool) -> EchoGuard,
+        ),
+        ("echo guard on raw capture, 4 s of audio", EchoGuard::raw),
+    ] {
+        bench_guard(c, name, guard, &reference, &mic, &mut out);
+    }
+}
+
+fn bench_guard(
+    c: &mut Criterion,
+    name: &str,
+    guard: fn(bool) -> EchoGuard,
+    reference: &[f32],
+    mic: &[i16],
+    out: &mut Vec<i16>,
+) {
+    c.bench_function(name, |b| {
         b.iter(|| {
-            let mut g = EchoGuard::new(true);
-            g.push_reference("a", &reference);
+            let mut g = guard(true);
+            g.push_reference("a", reference);
             let mut sent = 0usize;
             for (i, block) in mic.chunks(FRAME).enumerate() {
                 if i % 2 == 1 {
                     g.played("a", ((i + 1) * FRAME) as u64);
                 }
                 out.clear();
-                g.process(black_box(block), &mut out);
+                g.process(black_box(block), out);
                 sent += out.len();
             }
             assert!(g.stats().guarded_ms > 0, "the gate ran");

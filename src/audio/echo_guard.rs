@@ -2,7 +2,8 @@
 //! server's voice activity detection, while a person talking over the assistant gets through.
 //!
 //! The client knows what it plays and when; a browser echo canceller does not know which of its
-//! residue is worth a turn. Everything here works on 10 ms log-energy envelopes at 24 kHz.
+//! residue is worth a turn. Everything here works on 10 ms log-energy envelopes at 24 kHz,
+//! broadband and in four bands (250, 700, 2000, 5600 Hz).
 //!
 //! ```text
 //! reference: decoded assistant audio ─► energy frames per item ─► placed on the mic timeline
@@ -28,7 +29,11 @@
 //!         (a browser canceller leaks as loud as the raw echo now and then: the guard expects
 //!         the leaks, not the typical residue)
 //!   (raw capture, `EchoGuard::raw`: while the path is Unknown the prediction is the longest
-//!         tail at its loudest lag, and the gate guards: the echo is as loud as played)
+//!         tail at its loudest lag, and the gate guards: the echo is as loud as played; with
+//!         an echo path each band has its own prediction and coupling, learnt as the
+//!         broadband's, and a frame is a voice's where a band is 8 dB above its prediction
+//!         too: broadband a voice is barely louder than the raw echo, but two voices' spectra
+//!         differ)
 //!   gate: Idle  (nothing playing, or no echo path: audio passes unchanged, undelayed)
 //!         Guard (playing, echo path: audio goes through a 300 ms pre-roll line and leaves as
 //!               silence)
@@ -127,6 +132,19 @@ const ITEMS: usize = 4;
 const ITEM_FRAMES: usize = 6000;
 /// Floor of `db`, dB.
 const LOG_FLOOR: f32 = -90.0;
+/// The band filters (RBJ band-pass, 0 dB at the centre, Q 0.95, at 24 kHz; centred at 250,
+/// 700, 2000 and 5600 Hz) as (b0, a1, a2), with b1 = 0 and b2 = −b0. On raw capture a voice
+/// over the echo is about as loud as the echo broadband, but two voices' spectra differ at any
+/// moment: in some band it stands well above the echo predicted there.
+const BANDS: [(f32, f32, f32); 4] = [
+    (0.033_277, -1.929_306, 0.933_446),
+    (0.087_519, -1.794_403, 0.824_962),
+    (0.208_333, -1.371_207, 0.583_333),
+    (0.343_588, -0.137_228, 0.312_825),
+];
+/// How far above its predicted echo a band must be to count as someone talking, dB (raw
+/// capture with an echo path).
+const BAND_MARGIN_DB: f32 = 8.0;
 /// Recent decisions remembered for `speech_started` (200 ms).
 const RECENT_FRAMES: u32 = 20;
 /// Frames of the playback worklet's ramp down (its `DUCK_DOWN_MS`, 150 ms): once it is over,
@@ -189,10 +207,11 @@ pub struct EchoStats {
 #[derive(Debug)]
 struct RefItem {
     id: String,
-    frames: Vec<f32>,
+    frames: Vec<Bands>,
     next: usize,
-    /// Energy sum and count of the samples after the last whole frame.
-    partial: (f32, usize),
+    /// Energy sums and count of the samples after the last whole frame, and the band filters.
+    partial: (Bands, usize),
+    split: Split,
     /// Frames of this item already placed on the mic timeline.
     placed: u64,
 }
@@ -200,10 +219,11 @@ struct RefItem {
 /// What the gate knew of a frame in the pre-roll line.
 #[derive(Debug, Clone, Copy, Default)]
 struct Held {
-    /// The frame's level over the path's envelope it was judged on, dB, where the coupling
-    /// may learn from it (the reference was being played, not only the room's tail ringing,
-    /// and the envelope was above its floor); `f32::NEG_INFINITY` where not.
-    over_db: f32,
+    /// The frame's level over the path's envelope it was judged on, dB, broadband and per
+    /// band, where the coupling may learn from it (the reference was being played, not only
+    /// the room's tail ringing, and the envelope was above its floor); `f32::NEG_INFINITY`
+    /// where not.
+    over: Bands,
     explained: bool,
 }
 
@@ -271,16 +291,18 @@ pub struct EchoGuard {
     /// The capture has no echo canceller before the guard (`EchoGuard::raw`).
     raw: bool,
     items: Vec<RefItem>,
-    /// Reference energy on the mic timeline: (frame index + 1, energy) by index % RING (0:
+    /// Reference energy on the mic timeline: (frame index + 1, energies) by index % RING (0:
     /// nothing placed).
-    ring: [(u64, f32); RING],
-    /// The reference's envelopes (energy, per tail) by index % RING, settled up to `settled`.
-    env: [[f32; TAILS.len()]; RING],
+    ring: [(u64, Bands); RING],
+    /// The reference's envelopes (energies, per tail) by index % RING, settled up to `settled`.
+    env: [[Bands; TAILS.len()]; RING],
     settled: u64,
     /// Mic frames completed so far (the mic timeline).
     mic_frames: u64,
     acc: [i16; FRAME],
     acc_len: usize,
+    /// The microphone's band filters.
+    split: Split,
     /// The microphone's noise floor, dB ([`NOISE_RISE_DB`]).
     noise: f32,
     /// The reference's decaying peak, dB (echo is possible while it is up), and the frames it
@@ -297,10 +319,11 @@ pub struct EchoGuard {
     path: EchoPath,
     tail: usize,
     lag: usize,
-    coupling: f32,
+    /// Broadband, then per band.
+    coupling: Bands,
     /// The coupling learnt per tail while the evidence grows (a peak hold of the capture over
     /// the envelope at the best lag).
-    shadow: [f32; TAILS.len()],
+    shadow: [Bands; TAILS.len()],
     state: GateState,
     run: u32,
     /// The pre-roll line: frames in a ring (oldest at `line_head`), and what was known of each.
@@ -315,6 +338,33 @@ pub struct EchoGuard {
     suspected: u64,
     /// The ducker's duck, while the assistant is turned down.
     duck: Option<Duck>,
+}
+
+/// Energies of a frame: broadband, then per band of [`BANDS`].
+type Bands = [f32; BANDS.len() + 1];
+/// The band filters' state.
+type Split = [[f32; 2]; BANDS.len()];
+
+/// Adds sample `x`'s energy, broadband and (`bands`) per band, to `acc` (filter state `z`).
+/// Only raw capture consults the bands: behind a canceller they are left at zero.
+fn split(z: &mut Split, x: f32, acc: &mut Bands, bands: bool) {
+    acc[0] += x * x;
+    if !bands {
+        return;
+    }
+    for ((&(b0, a1, a2), z), e) in BANDS.iter().zip(z).zip(&mut acc[1..]) {
+        let y = b0 * x + z[0];
+        z[0] = z[1] - a1 * y;
+        z[1] = -b0 * x - a2 * y;
+        *e += y * y;
+    }
+}
+
+/// A peak hold falling by `k` per frame, `h`, after frame `e` (per band).
+fn decay(h: &mut [f32], e: &[f32], k: f32) {
+    for (h, e) in h.iter_mut().zip(e) {
+        *h = e.max(*h * k);
+    }
 }
 
 /// 10·log10 of an energy, floored.
@@ -339,12 +389,13 @@ impl EchoGuard {
             gating,
             raw,
             items: Vec::with_capacity(ITEMS),
-            ring: [(0, 0.0); RING],
-            env: [[0.0; TAILS.len()]; RING],
+            ring: [(0, [0.0; BANDS.len() + 1]); RING],
+            env: [[[0.0; BANDS.len() + 1]; TAILS.len()]; RING],
             settled: 0,
             mic_frames: 0,
             acc: [0; FRAME],
             acc_len: 0,
+            split: [[0.0; 2]; BANDS.len()],
             noise: VOICE_FLOOR_DB - MARGIN_DB,
             peak: ENV_FLOOR,
             playing: 0,
@@ -356,8 +407,8 @@ impl EchoGuard {
             path: EchoPath::Unknown,
             tail: 0,
             lag: 0,
-            coupling: COUPLING_START_DB,
-            shadow: [COUPLING_MIN_DB; TAILS.len()],
+            coupling: [COUPLING_START_DB; BANDS.len() + 1],
+            shadow: [[COUPLING_MIN_DB; BANDS.len() + 1]; TAILS.len()],
             state: GateState::Idle,
             run: 0,
             line: Box::new([[0; FRAME]; LINE_FRAMES]),
@@ -413,7 +464,8 @@ impl EchoGuard {
                     id: item_id.to_string(),
                     frames: Vec::new(),
                     next: 0,
-                    partial: (0.0, 0),
+                    partial: ([0.0; BANDS.len() + 1], 0),
+                    split: [[0.0; 2]; BANDS.len()],
                     placed: 0,
                 });
                 self.items.len() - 1
@@ -422,7 +474,7 @@ impl EchoGuard {
         let it = &mut self.items[idx];
         let (mut sum, mut n) = it.partial;
         for &x in samples {
-            sum += x * x;
+            split(&mut it.split, x, &mut sum, self.raw);
             n += 1;
             if n == FRAME {
                 if it.frames.len() == ITEM_FRAMES && it.next > 0 {
@@ -433,9 +485,9 @@ impl EchoGuard {
                     it.next = 0;
                 }
                 if it.frames.len() < ITEM_FRAMES {
-                    it.frames.push(sum / FRAME as f32);
+                    it.frames.push(sum.map(|e| e / FRAME as f32));
                 }
-                sum = 0.0;
+                sum = [0.0; BANDS.len() + 1];
                 n = 0;
             }
         }
@@ -460,27 +512,28 @@ impl EchoGuard {
             _ => 1.0,
         };
         for j in (0..k).rev() {
-            let e = gain * it.frames.get(it.next).copied().unwrap_or(0.0);
+            let e = it.frames.get(it.next).copied().unwrap_or_default();
             it.next += 1;
             if j >= RING as u64 || j > now {
                 continue;
             }
             let pos = now - j;
             let slot = &mut self.ring[(pos % RING as u64) as usize];
-            *slot = if slot.0 == pos + 1 {
-                (pos + 1, slot.1.max(e))
-            } else {
-                (pos + 1, e)
-            };
+            if slot.0 != pos + 1 {
+                *slot = (pos + 1, [0.0; BANDS.len() + 1]);
+            }
+            for (s, e) in slot.1.iter_mut().zip(e) {
+                *s = s.max(gain * e);
+            }
         }
     }
 
-    fn reference_at(&self, pos: u64) -> f32 {
+    fn reference_at(&self, pos: u64) -> Bands {
         let slot = self.ring[(pos % RING as u64) as usize];
         if slot.0 == pos + 1 {
             slot.1
         } else {
-            0.0
+            [0.0; BANDS.len() + 1]
         }
     }
 
@@ -507,30 +560,32 @@ impl EchoGuard {
     /// One whole mic frame (in `acc`) through the estimate and the gate.
     fn frame(&mut self, out: &mut Vec<i16>) {
         let frame = self.acc;
-        let e_m = frame
-            .iter()
-            .map(|&s| {
-                let x = f32::from(s) / 32768.0;
-                x * x
-            })
-            .sum::<f32>()
-            / FRAME as f32;
+        let mut e = [0.0; BANDS.len() + 1];
+        for &s in &frame {
+            split(&mut self.split, f32::from(s) / 32768.0, &mut e, self.raw);
+        }
+        let m = e.map(|e| db(e / FRAME as f32));
+        let level_db = m[0];
         let f = self.mic_frames;
         self.mic_frames += 1;
-        let level_db = db(e_m);
         self.noise = level_db.min(self.noise + NOISE_RISE_DB);
         let floor = self.noise.max(VOICE_FLOOR_DB - MARGIN_DB);
-        let (active, env_db) = self.analyse(f, level_db);
-        let explained =
-            level_db <= floor + MARGIN_DB || level_db <= env_db + self.coupling + MARGIN_DB;
-        let held = Held {
-            over_db: if env_db > ENV_FLOOR && self.playing > 0 {
-                level_db - env_db
-            } else {
-                f32::NEG_INFINITY
-            },
-            explained,
-        };
+        let (active, env) = self.analyse(f, &m);
+        // Broadband within the margin of the prediction; on raw capture with an echo path,
+        // every band whose envelope says anything within its own.
+        let bands = self.raw && self.path == EchoPath::Echo;
+        let mut over = [f32::NEG_INFINITY; BANDS.len() + 1];
+        let mut voice = false;
+        for b in 0..over.len() {
+            let said = env[b] > ENV_FLOOR;
+            if said && self.playing > 0 {
+                over[b] = m[b] - env[b];
+            }
+            let margin = if b == 0 { MARGIN_DB } else { BAND_MARGIN_DB };
+            voice |= (b == 0 || (bands && said)) && m[b] > env[b] + self.coupling[b] + margin;
+        }
+        let explained = level_db <= floor + MARGIN_DB || !voice;
+        let held = Held { over, explained };
         if active {
             self.recent = (self.recent << 1) | 1;
             self.recent_explained = (self.recent_explained << 1) | u32::from(explained);
@@ -570,14 +625,15 @@ impl EchoGuard {
             if self.line_len >= PREROLL_FRAMES {
                 // The oldest frame leaves as silence, teaching the coupling what echo is.
                 let old = self.held[self.line_head];
-                if old.over_db > f32::NEG_INFINITY
+                if old.over[0] > f32::NEG_INFINITY
                     && self.duck.is_none()
                     && self.path == EchoPath::Echo
                 {
-                    self.coupling = old
-                        .over_db
-                        .max(self.coupling - COUPLING_RELEASE_DB)
-                        .clamp(COUPLING_MIN_DB, COUPLING_MAX_DB);
+                    for (c, o) in self.coupling.iter_mut().zip(old.over) {
+                        *c = o
+                            .max(*c - COUPLING_RELEASE_DB)
+                            .clamp(COUPLING_MIN_DB, COUPLING_MAX_DB);
+                    }
                 }
                 if gating {
                     out.resize(out.len() + FRAME, 0);
@@ -689,39 +745,46 @@ impl EchoGuard {
         true
     }
 
-    /// Mic frame `f` at `level_db` against the reference: whether echo is possible now (the
-    /// assistant's audio plays or its tail still rings), and the path's envelope (dB) the
-    /// frame is judged against. Learns the path's evidence.
-    fn analyse(&mut self, f: u64, level_db: f32) -> (bool, f32) {
+    /// Mic frame `f` at levels `m` (dB, broadband and per band) against the reference:
+    /// whether echo is possible now (the assistant's audio plays or its tail still rings), and
+    /// the path's envelopes (dB, broadband and per band) the frame is judged against. Learns
+    /// the path's evidence.
+    fn analyse(&mut self, f: u64, m: &Bands) -> (bool, Bands) {
+        // Behind a canceller the bands are zero (`split`): only the broadband is followed.
+        let n = if self.raw { BANDS.len() + 1 } else { 1 };
         while self.settled + SETTLE as u64 <= f {
             let p = self.settled;
             let e = self.reference_at(p);
             let prev = self.env[(p.wrapping_sub(1) % RING as u64) as usize];
             let slot = &mut self.env[(p % RING as u64) as usize];
-            for ((s, &q), k) in slot.iter_mut().zip(&prev).zip(TAILS) {
-                *s = e.max(q * k);
+            for ((s, q), k) in slot.iter_mut().zip(prev).zip(TAILS) {
+                *s = q;
+                decay(&mut s[..n], &e, k);
             }
             self.settled += 1;
         }
         // The envelopes per lag: settled ones as kept, the newest run on from them.
         let mut x = [[ENV_FLOOR; MAX_LAG + 1]; TAILS.len()];
-        let mut h = [0.0f32; TAILS.len()];
+        let mut lin = [[[0.0; BANDS.len() + 1]; MAX_LAG + 1]; TAILS.len()];
+        let mut h = [[0.0f32; BANDS.len() + 1]; TAILS.len()];
         let mut newest = 0.0f32;
         for d in (0..=MAX_LAG.min(f as usize)).rev() {
             let p = f - d as u64;
             let e = self.reference_at(p);
             for (t, k) in TAILS.iter().enumerate() {
-                h[t] = if d >= SETTLE {
-                    self.env[(p % RING as u64) as usize][t]
+                if d >= SETTLE {
+                    h[t] = self.env[(p % RING as u64) as usize][t];
                 } else {
-                    e.max(h[t] * k)
-                };
-                x[t][d] = db(h[t]).max(ENV_FLOOR);
+                    decay(&mut h[t][..n], &e, *k);
+                }
+                lin[t][d] = h[t];
+                x[t][d] = db(h[t][0]).max(ENV_FLOOR);
             }
             if d < 30 {
-                newest = newest.max(e);
+                newest = newest.max(e[0]);
             }
         }
+        let level_db = m[0];
         self.peak = x[0][0].max(self.peak - 0.1);
         // Learnt while every lag sees audio being played (the start or end of playback
         // against the silence around it would correlate with any sound that starts or ends a
@@ -738,18 +801,19 @@ impl EchoGuard {
             self.learnt = self.learnt.saturating_add(1);
             // A plain mean for the first frames (no start-up bias), then forgetting.
             let a = (1.0 / self.learnt as f32).max(ALPHA_PATH);
-            let m = level_db.max(ENV_FLOOR);
             let mut best = (0, 0, f32::MIN);
             for (t, s) in self.stats.iter_mut().enumerate() {
-                let (d, rho) = s.add(a, m, &x[t], self.raw);
+                let (d, rho) = s.add(a, level_db.max(ENV_FLOOR), &x[t], self.raw);
                 if rho > best.2 {
                     best = (t, d, rho);
                 }
                 // What the coupling would be with this tail at its best lag (held while
                 // the ducker suspects a voice: see `set_ducked`).
                 if self.duck.is_none() {
-                    let c = &mut self.shadow[t];
-                    *c = (m - x[t][d]).max(*c - COUPLING_RELEASE_DB);
+                    for ((c, m), e) in self.shadow[t].iter_mut().zip(m).zip(lin[t][d]) {
+                        *c =
+                            (m.max(ENV_FLOOR) - db(e).max(ENV_FLOOR)).max(*c - COUPLING_RELEASE_DB);
+                    }
                 }
             }
             let (t, d, rho) = best;
@@ -770,12 +834,16 @@ impl EchoGuard {
                     // The coupling starts as learnt while the evidence grew; on a change of
                     // tail it moves by the difference of the two tails' (a voice over the echo
                     // raises both alike).
-                    let c = if self.path != EchoPath::Echo {
-                        self.shadow[t]
-                    } else {
-                        self.coupling + self.shadow[t] - self.shadow[self.tail]
-                    };
-                    self.coupling = c.clamp(COUPLING_MIN_DB, COUPLING_MAX_DB);
+                    let moved = self.path == EchoPath::Echo;
+                    for (b, c) in self.coupling.iter_mut().enumerate() {
+                        let s = self.shadow[t][b];
+                        *c = if moved {
+                            *c + s - self.shadow[self.tail][b]
+                        } else {
+                            s
+                        }
+                        .clamp(COUPLING_MIN_DB, COUPLING_MAX_DB);
+                    }
                     self.path = EchoPath::Echo;
                     (self.tail, self.lag) = (t, d);
                 } else if self.learnt >= MIN_FRAMES
@@ -805,12 +873,20 @@ impl EchoGuard {
             self.tail
         };
         let near = if self.path == EchoPath::Unknown {
-            &x[TAILS.len() - 1][..]
+            &lin[TAILS.len() - 1][..]
         } else {
-            &x[tail][self.lag.saturating_sub(2)..(self.lag + 3).min(MAX_LAG + 1)]
+            &lin[tail][self.lag.saturating_sub(2)..(self.lag + 3).min(MAX_LAG + 1)]
         };
-        let env = near.iter().fold(ENV_FLOOR, |a, &b| a.max(b));
-        (self.peak > ACTIVE_FLOOR_DB, env)
+        let mut env = [0.0f32; BANDS.len() + 1];
+        for h in near {
+            for (a, &b) in env.iter_mut().zip(h) {
+                *a = a.max(b);
+            }
+        }
+        (
+            self.peak > ACTIVE_FLOOR_DB,
+            env.map(|e| db(e).max(ENV_FLOOR)),
+        )
     }
 
     /// The server's VAD started speech; returns whether it looks like a self-interruption:
@@ -832,7 +908,7 @@ impl EchoGuard {
     pub fn stats(&self) -> EchoStats {
         let echo = self.path == EchoPath::Echo;
         EchoStats {
-            return_loss_db: echo.then_some(-self.coupling),
+            return_loss_db: echo.then_some(-self.coupling[0]),
             delay_ms: echo.then_some(self.lag as u32 * 10),
             guarded_ms: self.guarded_samples / 24,
             held_ms: if self.holding() {
@@ -872,6 +948,33 @@ mod tests {
                 amp * (i as f32 * 0.07).sin() * if loud { 1.0 } else { 0.1 }
             })
             .collect()
+    }
+
+    /// Each band passes a tone at its centre whole (±0.5 dB), takes its neighbours' centres at
+    /// least 8 dB down and the others' at least 17 dB: a voice's energy lands in its band.
+    #[test]
+    fn each_band_passes_its_centre_and_rejects_the_others() {
+        let centres = [250.0f32, 700.0, 2000.0, 5600.0];
+        for (k, &hz) in centres.iter().enumerate() {
+            let mut z = [[0.0; 2]; BANDS.len()];
+            let mut e = [0.0; BANDS.len() + 1];
+            for n in 0..24_000 {
+                let x = (n as f32 * hz * std::f32::consts::TAU / 24_000.0).sin();
+                if n == 12_000 {
+                    e = [0.0; BANDS.len() + 1];
+                }
+                split(&mut z, x, &mut e, true);
+            }
+            for (b, &band) in e[1..].iter().enumerate() {
+                let gain = 10.0 * (band / e[0]).log10();
+                if b == k {
+                    assert!(gain.abs() < 0.5, "{hz} Hz in its own band: {gain} dB");
+                } else {
+                    let floor = if b.abs_diff(k) == 1 { -8.0 } else { -17.0 };
+                    assert!(gain < floor, "{hz} Hz in band {b}: {gain} dB");
+                }
+            }
+        }
     }
 
     #[test]

@@ -114,7 +114,10 @@ mod echo_exports {
                 noise * if (i / 4_800) % 2 == 0 { 0.4 } else { 0.02 }
             })
             .collect();
-        let mic = reference.iter().map(|&v| (v * 0.5 * 32767.0) as i16).collect();
+        let mic = reference
+            .iter()
+            .map(|&v| (v * 0.5 * 32767.0) as i16)
+            .collect();
         ECHO.with(|e| {
             *e.borrow_mut() = Some(EchoBench {
                 reference,
@@ -125,15 +128,21 @@ mod echo_exports {
         (24_000 / FRAME) as u32
     }
 
-    /// Runs `seconds` of audio through a fresh guard; returns the samples sent.
+    /// Runs `seconds` of audio through a fresh guard (raw capture's when `raw` is not 0);
+    /// returns the samples sent.
     #[no_mangle]
-    pub extern "C" fn echo_run(seconds: u32) -> u32 {
+    pub extern "C" fn echo_run(seconds: u32, raw: u32) -> u32 {
         ECHO.with(|e| {
             let mut e = e.borrow_mut();
-            let Some(EchoBench { reference, mic, out }) = e.as_mut() else {
+            let Some(EchoBench {
+                reference,
+                mic,
+                out,
+            }) = e.as_mut()
+            else {
                 return 0;
             };
-            let mut g = EchoGuard::new(true);
+            let mut g = EchoGuard::with_capture(true, raw != 0);
             let mut sent = 0u32;
             for s in 0..seconds {
                 // A new item each second: an item's progress only moves forward.
