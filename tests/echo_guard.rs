@@ -524,6 +524,11 @@ fn on_raw_capture_a_voice_gets_through_where_its_bands_stand_out_over_the_echo()
             pause(&mut g);
         }
         for item in ["third", "fourth", "fifth"] {
+            assert_eq!(
+                g.stats().path,
+                EchoPath::Echo,
+                "{room}, {item}: the path is known"
+            );
             let r = respond(&mut g, item, &mic);
             // The pre-roll leaves whole, its echo as loud as played: up to 150 ms early.
             assert_first_word(&format!("{room}, {item} response"), &g, &r, &mic, 150);

@@ -3,7 +3,7 @@
 //!
 //! The client knows what it plays and when; a browser echo canceller does not know which of its
 //! residue is worth a turn. Everything here works on 10 ms log-energy envelopes at 24 kHz,
-//! broadband and in four bands (250, 700, 2000, 5600 Hz).
+//! broadband and, on raw capture, in four bands too (250, 700, 2000, 5600 Hz).
 //!
 //! ```text
 //! reference: decoded assistant audio ─► energy frames per item ─► placed on the mic timeline
@@ -31,9 +31,9 @@
 //!   (raw capture, `EchoGuard::raw`: while the path is Unknown the prediction is the longest
 //!         tail at its loudest lag, and the gate guards: the echo is as loud as played; with
 //!         an echo path each band has its own prediction and coupling, learnt as the
-//!         broadband's, and a frame is a voice's where a band is 8 dB above its prediction
-//!         too: broadband a voice is barely louder than the raw echo, but two voices' spectra
-//!         differ)
+//!         broadband's (a band whose envelope says nothing only forgets), and a frame is a
+//!         voice's where a band is 8 dB above its prediction too: broadband a voice is barely
+//!         louder than the raw echo, but two voices' spectra differ)
 //!   gate: Idle  (nothing playing, or no echo path: audio passes unchanged, undelayed)
 //!         Guard (playing, echo path: audio goes through a 300 ms pre-roll line and leaves as
 //!               silence)
@@ -50,8 +50,9 @@
 //! silence that ends a user turn. With gating off the guard still estimates and counts (shadow
 //! mode) but sends the audio unchanged and undelayed.
 //!
-//! Memory is fixed after construction (the per-item reference queues are bounded); `process`
-//! does not allocate once its output vector has grown to the largest block.
+//! Memory is bounded: fixed after construction but for the per-item reference queues, at most
+//! `ITEMS` × `ITEM_FRAMES` frames of 20 B (about 640 KiB with the vectors' growth);
+//! `process` does not allocate once its output vector has grown to the largest block.
 
 /// Samples per analysis frame: 10 ms at 24 kHz.
 pub const FRAME: usize = 240;
@@ -209,8 +210,9 @@ struct RefItem {
     id: String,
     frames: Vec<Bands>,
     next: usize,
-    /// Energy sums and count of the samples after the last whole frame, and the band filters.
+    /// Energy sums and count of the samples after the last whole frame.
     partial: (Bands, usize),
+    /// The band filters' state, carried across pushes.
     split: Split,
     /// Frames of this item already placed on the mic timeline.
     placed: u64,
@@ -360,6 +362,16 @@ fn split(z: &mut Split, x: f32, acc: &mut Bands, bands: bool) {
     }
 }
 
+/// Sets filter state that has decayed to nothing to zero: after digital silence the filters
+/// would otherwise ring on in subnormal numbers, which some CPUs handle many times slower.
+fn clear_denormals(z: &mut Split) {
+    for v in z.iter_mut().flatten() {
+        if v.abs() < 1e-20 {
+            *v = 0.0;
+        }
+    }
+}
+
 /// A peak hold falling by `k` per frame, `h`, after frame `e` (per band).
 fn decay(h: &mut [f32], e: &[f32], k: f32) {
     for (h, e) in h.iter_mut().zip(e) {
@@ -429,7 +441,8 @@ impl EchoGuard {
     /// (predicted as the longest tail at its loudest lag until the path is known), learns the
     /// path from the first played frame (evidenced after 500 ms at the earliest), and gives
     /// up on a path only after 1.5 s of doubt. A voice gets through where it is louder than
-    /// the echo: there is no canceller to take the echo out from under it.
+    /// the echo (there is no canceller to take the echo out from under it), or, once the path
+    /// is known, where a band of it stands 8 dB over the echo predicted there.
     pub fn raw(gating: bool) -> EchoGuard {
         EchoGuard::with_capture(gating, true)
     }
@@ -492,6 +505,7 @@ impl EchoGuard {
             }
         }
         it.partial = (sum, n);
+        clear_denormals(&mut it.split);
     }
 
     /// The player has played `played_total` samples (24 kHz) of `item_id`: the frames played
@@ -564,6 +578,7 @@ impl EchoGuard {
         for &s in &frame {
             split(&mut self.split, f32::from(s) / 32768.0, &mut e, self.raw);
         }
+        clear_denormals(&mut self.split);
         let m = e.map(|e| db(e / FRAME as f32));
         let level_db = m[0];
         let f = self.mic_frames;
@@ -951,7 +966,8 @@ mod tests {
     }
 
     /// Each band passes a tone at its centre whole (±0.5 dB), takes its neighbours' centres at
-    /// least 8 dB down and the others' at least 17 dB: a voice's energy lands in its band.
+    /// least 8 dB down and the others' at least 17 dB: what stands out in a band is mostly
+    /// that band's.
     #[test]
     fn each_band_passes_its_centre_and_rejects_the_others() {
         let centres = [250.0f32, 700.0, 2000.0, 5600.0];
