@@ -8,7 +8,7 @@
 //! cargo run --release --example echo_replay -- REF.wav ROOM.wav [--raw] [--delay-ms 140]
 //! ```
 //!
-//! Prints where the echo lab's judge (15 of the last 20 frames of 10 ms above −40 dBFS) would
+//! Prints where the echo lab's judge, the reference server's VAD (its `vad.rs`, included), would
 //! start speech in what the guard sends, and the guard's stats at the end. `--raw` replays
 //! through `EchoGuard::raw` (`echoCanceller: "none"`), else `EchoGuard::new`. Session 17 found
 //! the guard's harsh-room faults this way (docs/AUDIO.md).
@@ -18,6 +18,11 @@ use std::process::ExitCode;
 
 #[path = "common/wav.rs"]
 mod wav;
+
+/// The reference server's VAD itself, the lab's judge (only its start is used here).
+#[allow(dead_code)]
+#[path = "../server/src/upstream/simulated/vad.rs"]
+mod vad;
 
 /// The sample rate the lab records at and the guard works at.
 const RATE: u32 = 24_000;
@@ -89,22 +94,14 @@ fn main() -> ExitCode {
         }
         guard.process(block, &mut sent);
     }
-    let (mut recent, mut quiet, mut speaking) = (0u32, 0, false);
-    for (i, frame) in sent.chunks_exact(FRAME).enumerate() {
-        let energy = frame
-            .iter()
-            .map(|&s| (f64::from(s) / 32768.0).powi(2))
-            .sum::<f64>()
-            / FRAME as f64;
-        let loud = 10.0 * energy.max(1e-12).log10() > -40.0;
-        recent = ((recent << 1) | u32::from(loud)) & 0xf_ffff;
-        quiet = if loud { 0 } else { quiet + 1 };
-        if quiet >= 50 {
-            speaking = false;
-        }
-        if !speaking && recent.count_ones() >= 15 {
-            speaking = true;
-            println!("speech starts at {} ms", i * 10);
+    let mut judge = vad::Vad::new(vad::VadParams::default());
+    let mut events = Vec::new();
+    for (i, frame) in sent.chunks(FRAME).enumerate() {
+        judge.push(frame.iter().copied(), &mut events);
+        for event in events.drain(..) {
+            if matches!(event, vad::VadEvent::Started { .. }) {
+                println!("speech starts at {} ms", i * 10);
+            }
         }
     }
     println!("{:?}", guard.stats());
