@@ -14,7 +14,7 @@ mod echo_support;
 
 use echo_support::{wav, wav_at};
 use realtime_voice::audio::duck::DUCK_DB;
-use realtime_voice::audio::echo_guard::{EchoGuard, EchoPath, GateState, FRAME};
+use realtime_voice::audio::echo_guard::{Capture, EchoGuard, EchoPath, GateState, FRAME};
 
 /// Where the user's first sound is in the talk fixtures, ms (1.2 s of padding + espeak's lead).
 const USER_ONSET_MS: u64 = 1_212;
@@ -32,6 +32,12 @@ struct Run {
 
 /// Plays assistant.wav as item `item` while `mic` is captured, through `g`.
 fn respond(g: &mut EchoGuard, item: &str, mic: &[i16]) -> Run {
+    respond_pair(g, item, mic, mic)
+}
+
+/// As [`respond`], the microphone captured as a pair: `heard` judged, `sent` sent.
+fn respond_pair(g: &mut EchoGuard, item: &str, heard: &[i16], sent: &[i16]) -> Run {
+    let mic = sent;
     let reference: Vec<f32> = wav("assistant.wav")
         .iter()
         .map(|&s| f32::from(s) / 32768.0)
@@ -43,11 +49,11 @@ fn respond(g: &mut EchoGuard, item: &str, mic: &[i16]) -> Run {
         paths: Vec::new(),
         echo_at_ms: None,
     };
-    for (i, block) in mic.chunks(FRAME).enumerate() {
+    for (i, (block, h)) in mic.chunks(FRAME).zip(heard.chunks(FRAME)).enumerate() {
         if i % 2 == 1 {
             g.played(item, ((i + 1) * FRAME).min(reference.len()) as u64);
         }
-        g.process(block, &mut r.out);
+        g.process_pair(h, block, &mut r.out);
         r.states.push(g.stats().state);
         r.paths.push(g.stats().path);
         if r.echo_at_ms.is_none() && g.stats().path == EchoPath::Echo {
@@ -55,6 +61,50 @@ fn respond(g: &mut EchoGuard, item: &str, mic: &[i16]) -> Run {
         }
     }
     r
+}
+
+/// Plays assistant.wav as item `item` while `mic` is captured, through `g`, the ducker turning
+/// it down at sample `ducked.start` and back up at `ducked.end`: what `g` sent, and the sample
+/// where the echo path was first evidenced.
+fn respond_ducked(
+    g: &mut EchoGuard,
+    item: &str,
+    mic: &[i16],
+    ducked: std::ops::Range<usize>,
+) -> (Vec<i16>, Option<usize>) {
+    let reference: Vec<f32> = wav("assistant.wav")
+        .iter()
+        .map(|&s| f32::from(s) / 32768.0)
+        .collect();
+    g.push_reference(item, &reference);
+    let (mut out, mut evidenced) = (Vec::new(), None);
+    for (i, block) in mic.chunks(FRAME).enumerate() {
+        let at = i * FRAME;
+        if (at..at + FRAME).contains(&ducked.start) {
+            g.set_ducked(true);
+        }
+        if (at..at + FRAME).contains(&ducked.end) {
+            g.set_ducked(false);
+        }
+        if i % 2 == 1 {
+            g.played(item, ((i + 1) * FRAME).min(reference.len()) as u64);
+        }
+        g.process(block, &mut out);
+        if evidenced.is_none() && g.stats().path == EchoPath::Echo {
+            evidenced = Some(at);
+        }
+    }
+    (out, evidenced)
+}
+
+/// A raw capture's guard that has heard `echo` over two responses (its path known).
+fn raw_primed(echo: &[i16]) -> EchoGuard {
+    let mut g = EchoGuard::raw(true);
+    for item in ["greeting", "second"] {
+        respond(&mut g, item, echo);
+        pause(&mut g);
+    }
+    g
 }
 
 /// 5 s without playback or echo (the room's tail dies, the gate goes idle).
@@ -311,10 +361,6 @@ fn a_voice_under_way_when_the_echo_path_is_evidenced_is_not_held_back() {
     let onset = USER_ONSET_MS as usize * 24;
     let (duck, undo) = (onset + 40 * 24, onset + 3_000 * 24);
     let heard = duck..undo + 80 * 24;
-    let reference: Vec<f32> = wav("assistant.wav")
-        .iter()
-        .map(|&s| f32::from(s) / 32768.0)
-        .collect();
     let mut evidenced_rooms = 0;
     for (room, _) in ROOMS {
         let echo = wav(&format!("{room}-echo.wav"));
@@ -338,24 +384,7 @@ fn a_voice_under_way_when_the_echo_path_is_evidenced_is_not_held_back() {
             })
             .collect();
         let mut g = EchoGuard::new(true);
-        g.push_reference("greeting", &reference);
-        let (mut out, mut evidenced) = (Vec::new(), None);
-        for (i, block) in mic.chunks(FRAME).enumerate() {
-            let at = i * FRAME;
-            if (at..at + FRAME).contains(&duck) {
-                g.set_ducked(true);
-            }
-            if (at..at + FRAME).contains(&undo) {
-                g.set_ducked(false);
-            }
-            if i % 2 == 1 {
-                g.played("greeting", ((i + 1) * FRAME).min(reference.len()) as u64);
-            }
-            g.process(block, &mut out);
-            if evidenced.is_none() && g.stats().path == EchoPath::Echo {
-                evidenced = Some(at);
-            }
-        }
+        let (out, evidenced) = respond_ducked(&mut g, "greeting", &mic, duck..undo);
         let Some(from) = evidenced.filter(|&at| at < undo) else {
             continue;
         };
@@ -428,6 +457,10 @@ fn without_an_echo_path_a_voice_is_never_held_back() {
     over_the_fake_mic(EchoGuard::new, |g, _, what, mic, r| {
         assert_passthrough(what, g, mic, r);
         assert!(!vad_starts(&r.out).is_empty(), "the voice reaches the VAD");
+    });
+    // Judged on a raw capture beside the processed one (the same here): no path, nothing held.
+    over_the_fake_mic(pair, |g, _, what, mic, r| {
+        assert_passthrough(&format!("pair, {what}"), g, mic, r);
     });
     let looped = fake_mic_twice();
     let n = wav("assistant.wav").len();
@@ -518,11 +551,7 @@ fn on_raw_capture_a_voice_gets_through_where_its_bands_stand_out_over_the_echo()
                     .clamp(-32768.0, 32767.0) as i16
             })
             .collect();
-        let mut g = EchoGuard::raw(true);
-        for item in ["greeting", "second"] {
-            respond(&mut g, item, &echo);
-            pause(&mut g);
-        }
+        let mut g = raw_primed(&echo);
         for item in ["third", "fourth", "fifth"] {
             assert_eq!(
                 g.stats().path,
@@ -587,4 +616,137 @@ fn on_raw_capture_without_an_echo_path_the_guard_lets_go_within_two_responses() 
             assert_eq!(r.out, mic, "{what}: not sample for sample as it came");
         }
     });
+}
+
+/// What a browser's canceller makes of `echo` in a reverberant room: the echo 40 dB down, but
+/// leaking through 250 ms of every 800 ms at its own level plus 6 dB (the gain control), as
+/// the lab measured behind Chromium's canceller; `voice` (if any) passes untouched.
+fn leaky_canceller(echo: &[i16], voice: Option<&[i16]>) -> Vec<i16> {
+    echo.iter()
+        .enumerate()
+        .map(|(i, &e)| {
+            let leak = (i / 24) % 800 >= 550;
+            let e = f32::from(e) * if leak { 2.0 } else { 0.01 };
+            let v = voice.map_or(0.0, |v| f32::from(v[i]));
+            (e + v).round().clamp(-32768.0, 32767.0) as i16
+        })
+        .collect()
+}
+
+/// A guard judging a raw capture beside the processed one it sends (`echoGuard: "raw"`).
+fn pair(gating: bool) -> EchoGuard {
+    EchoGuard::for_capture(gating, Capture::Pair)
+}
+
+/// The microphone captured as a pair (`echoGuard: "raw"`): once the raw capture has shown
+/// the echo path, a canceller's leaks, loud enough for the server's VAD, never reach it,
+/// because the raw capture shows the echo explains them; before that nothing is held (what is
+/// sent is the canceller's). Every sample sent is the processed one, none lost.
+#[test]
+fn judged_by_the_raw_capture_a_cancellers_leaks_never_reach_the_vad() {
+    for (room, _) in ROOMS {
+        let heard = wav(&format!("{room}-echo.wav"));
+        let sent = leaky_canceller(&heard, None);
+        assert!(
+            !vad_starts(&sent).is_empty(),
+            "{room}: the leaks alone start the VAD"
+        );
+        let mut g = pair(true);
+        for item in ["greeting", "second", "third"] {
+            let known = g.stats().path == EchoPath::Echo;
+            assert!(
+                known || item != "third",
+                "{room}: the path is known by the third"
+            );
+            let r = respond_pair(&mut g, item, &heard, &sent);
+            let evidenced = r.echo_at_ms.map(|t| t as usize * 24).unwrap_or(sent.len());
+            if known {
+                assert_eq!(vad_starts(&r.out), Vec::<u64>::new(), "{room} {item}");
+            } else {
+                assert_eq!(
+                    r.out[..evidenced],
+                    sent[..evidenced],
+                    "{room} {item}: not held"
+                );
+            }
+            assert_eq!(
+                r.out.len() as u64 + g.stats().held_ms * 24,
+                sent.len() as u64,
+                "{room} {item}: nothing lost or added"
+            );
+            for (k, (o, s)) in r.out.chunks(FRAME).zip(sent.chunks(FRAME)).enumerate() {
+                assert!(
+                    o == s || o.iter().all(|&x| x == 0),
+                    "{room} {item}: frame {k} is neither the processed capture nor silence"
+                );
+            }
+            pause(&mut g);
+        }
+        assert_eq!(g.stats().path, EchoPath::Echo, "{room}");
+    }
+}
+
+/// Captured as a pair with the echo path known: a voice over the echo (the talk fixtures')
+/// opens the gate on the raw capture, and what reaches the server from its onset is the
+/// processed capture (the voice without the echo), its first word whole.
+#[test]
+fn judged_by_the_raw_capture_a_voice_gets_through_as_the_canceller_cleaned_it() {
+    for (room, _) in ROOMS {
+        let echo = wav(&format!("{room}-echo.wav"));
+        let talk = wav(&format!("{room}-talk.wav"));
+        let voice: Vec<i16> = talk
+            .iter()
+            .zip(&echo)
+            .map(|(&t, &e)| (i32::from(t) - i32::from(e)).clamp(-32768, 32767) as i16)
+            .collect();
+        let sent = leaky_canceller(&echo, Some(&voice));
+        let mut g = pair(true);
+        for item in ["greeting", "second"] {
+            respond_pair(&mut g, item, &echo, &leaky_canceller(&echo, None));
+            pause(&mut g);
+        }
+        assert_eq!(g.stats().path, EchoPath::Echo, "{room}: the path is known");
+        let r = respond_pair(&mut g, "third", &talk, &sent);
+        assert_first_word(&format!("{room}, pair"), &g, &r, &sent, 150);
+    }
+}
+
+/// Raw capture with the echo path known, the ducker turning the assistant down for 1.5 s in
+/// each of three responses: when the duck ends the echo comes back at full level, here 60 ms
+/// sooner than the path's lag says and with the room's tail of the ducked audio at full level
+/// too (the lag's estimate and the player's ramp are no more certain than that). It is never
+/// taken for a voice: nothing reaches the VAD.
+#[test]
+fn on_raw_capture_the_echo_returning_after_a_duck_is_not_taken_for_a_voice() {
+    let (duck, undo) = (1_000 * 24, 2_500 * 24);
+    for (room, delay_ms) in ROOMS {
+        let echo = wav(&format!("{room}-echo.wav"));
+        let delay = delay_ms as usize * 24;
+        // Down once the 150 ms ramp and the room's delay are over; back 60 ms early.
+        let down = duck + (150 * 24) + delay..undo + delay - 60 * 24;
+        let mic: Vec<i16> = echo
+            .iter()
+            .enumerate()
+            .map(|(k, &e)| {
+                let g = if down.contains(&k) {
+                    10f32.powf(-(DUCK_DB as f32) / 20.0)
+                } else {
+                    1.0
+                };
+                (f32::from(e) * g).round() as i16
+            })
+            .collect();
+        let mut g = raw_primed(&echo);
+        for item in ["third", "fourth", "fifth"] {
+            assert_eq!(g.stats().path, EchoPath::Echo, "{room} {item}");
+            let (mut out, _) = respond_ducked(&mut g, item, &mic, duck..undo);
+            assert_eq!(
+                vad_starts(&out),
+                Vec::<u64>::new(),
+                "{room} {item}: {:?}",
+                g.stats()
+            );
+            out.extend(pause(&mut g));
+        }
+    }
 }

@@ -18,6 +18,13 @@ use session_support::*;
 /// interviewer twice: 6 s received), and its echo in the lab's mild room captured (80 ms later,
 /// a short reverb) while progress is reported every 20 ms; then 1.5 s of the room's tail.
 fn echo_run(opts: &str) -> (Sim, Vec<i16>, Vec<i16>) {
+    echo_run_as(opts, false)
+}
+
+/// As [`echo_run`]; with `pair`, the microphone is delivered as a pair: the room's capture raw
+/// beside what a leaky canceller makes of it (the echo 40 dB down but for 250 ms of every
+/// 800 ms, let through 6 dB louder), and the processed capture is what is returned as captured.
+fn echo_run_as(opts: &str, pair: bool) -> (Sim, Vec<i16>, Vec<i16>) {
     let mut sim = Sim::new(opts);
     sim.connect_open();
     sim.s.handle_audio_started(sim.now, 24_000, 1);
@@ -43,7 +50,8 @@ fn echo_run(opts: &str) -> (Sim, Vec<i16>, Vec<i16>) {
     let mut log = Vec::new();
     // The player's ducks (the echo trips the ducker: no canceller here), as the room hears
     // them: the echo falls by the duck's depth once the 150 ms ramp is over and comes back on
-    // release, each 80 ms (the room's delay) later.
+    // release, each 80 ms (the room's delay) after the audio played from the end of the block
+    // that asked for it (the player has played up to there when the block is captured).
     let mut ducks: Vec<(u64, u32)> = Vec::new();
     let mut seen = 0;
     let mut captured_ducked = Vec::with_capacity(captured.len());
@@ -54,15 +62,28 @@ fn echo_run(opts: &str) -> (Sim, Vec<i16>, Vec<i16>) {
         let heard = ducks
             .iter()
             .rev()
-            .find(|&&(t, db)| sim.now >= t + 80 + if db > 0 { 150 } else { 0 })
+            .find(|&&(t, db)| sim.now >= t + 20 + 80 + if db > 0 { 150 } else { 0 })
             .map_or(0, |&(_, db)| db);
         let gain = 10f32.powf(-(heard as f32) / 20.0);
         let mic: Vec<f32> = block
             .iter()
             .map(|&v| gain * f32::from(v) / 32_768.0)
             .collect();
-        captured_ducked.extend(mic.iter().map(|&v| pcm16::f32_to_i16(v)));
-        sim.s.handle_mic_samples(sim.now, &mic);
+        if pair {
+            let processed: Vec<f32> = mic
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| {
+                    let leak = ((step * 480 + i) / 24) % 800 >= 550;
+                    v * if leak { 2.0 } else { 0.01 }
+                })
+                .collect();
+            captured_ducked.extend(processed.iter().map(|&v| pcm16::f32_to_i16(v)));
+            sim.s.handle_mic_pair(sim.now, &processed, &mic);
+        } else {
+            captured_ducked.extend(mic.iter().map(|&v| pcm16::f32_to_i16(v)));
+            sim.s.handle_mic_samples(sim.now, &mic);
+        }
         log.extend(sim.drain());
         for o in &sim.log[seen..] {
             if let Output::DuckPlayback { db } = o {
@@ -124,6 +145,56 @@ fn on_the_raw_microphone_no_echo_reaches_the_socket_and_nothing_ducks() {
         .any(|o| matches!(o, Output::DuckPlayback { .. })));
     let json = m.to_json();
     assert!(json.contains(r#""echoCanceller":"none""#), "{json}");
+    assert!(json.contains(r#""echoGuardRaw":true"#), "{json}");
+}
+
+#[test]
+fn judged_by_a_raw_capture_no_leak_reaches_the_socket_once_its_path_is_known() {
+    let (mut sim, sent, processed) = echo_run_as(r#","echoGuard":"raw""#, true);
+    assert!(sim.s.echo_hears_raw());
+    let m = sim.s.metrics();
+    assert!(m.echo_guard_raw);
+    assert!(m.to_json().contains(r#""echoGuardRaw":true"#));
+    assert!(matches!(m.echo_delay_ms, Some(60..=90)), "{m:?}");
+    let loud = |pcm: &[i16]| pcm.iter().filter(|s| s.abs() > 1_000).count();
+    assert!(loud(&processed) > 10_000, "the leaks are loud");
+    // Once the raw capture has shown the path (~1 s in), no leak reaches the socket; before,
+    // nothing was held.
+    assert!(loud(&processed[..24_000]) > 1_000, "a leak before the path");
+    assert_eq!(
+        sent[..12_000],
+        processed[..12_000],
+        "not held before the path"
+    );
+    assert_eq!(loud(&sent[48_000..]), 0, "a leak reached the socket: {m:?}");
+    // What leaves is the processed capture, frame for frame, or silence.
+    for (k, (o, p)) in sent.chunks(240).zip(processed.chunks(240)).enumerate() {
+        assert!(o == p || o.iter().all(|&x| x == 0), "frame {k}");
+    }
+    // Blocks without the raw capture (a new microphone came alone): judged as captured again,
+    // by a guard that has no path yet, so they go out unchanged after what the pre-roll held
+    // (a duck still on is probed first: a steady sound is a voice).
+    let mut after = Vec::new();
+    for k in 0..50 {
+        sim.s.handle_mic_samples(sim.now, &[0.2f32; 480]);
+        assert_eq!(sim.s.metrics().echo_delay_ms, None);
+        after.extend(appended_samples(&sim.advance(20)).0);
+        check_mic_accounting(&sim.s, &k);
+    }
+    after.extend(appended_samples(&sim.advance(1000)).0);
+    let x = pcm16::f32_to_i16(0.2);
+    // Sent whole chunks; the rest waits in the chunker.
+    let tail = after.iter().rev().take_while(|&&s| s == x).count() as u64;
+    let buffered = sim.s.metrics().buffered_audio_ms * 24;
+    assert_eq!(tail + buffered, 50 * 480, "the blocks went out unchanged");
+    assert!(!sim.s.metrics().echo_guard_raw);
+
+    // Only with the browser's canceller: the others have no processed capture to pair.
+    for c in ["wasm", "none"] {
+        let sim = Sim::new(&format!(r#","echoGuard":"raw","echoCanceller":"{c}""#));
+        assert!(!sim.s.echo_hears_raw(), "{c}");
+    }
+    assert!(!Sim::new("").s.echo_hears_raw());
 }
 
 #[test]
@@ -145,12 +216,13 @@ fn speech_started_on_echo_is_counted_as_a_suspected_self_interruption() {
 }
 
 #[test]
-fn the_option_takes_auto_or_off() {
+fn the_option_takes_auto_off_or_raw() {
     let base = format!("{{{BASE}");
     for (v, gating) in [
         ("", true),
         (r#","echoGuard":"auto""#, true),
         (r#","echoGuard":"off""#, false),
+        (r#","echoGuard":"raw""#, true),
     ] {
         let cfg = SessionConfig::from_json(&format!("{base}{v}}}")).expect("valid");
         assert_eq!(cfg.echo_guard, gating, "{v}");

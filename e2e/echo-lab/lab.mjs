@@ -104,6 +104,45 @@ const KEEP_AUDIO_ELEMENTS = () => {
   const A = window.Audio;
   window.Audio = function (...a) { const e = new A(...a); (window.__labAudio ??= []).push(e); return e; };
 };
+/** PAIR_RECORD=dir: the page also records the microphone as the browser's processing gives it
+ *  (the client's own constraints: the same source) and raw, side by side at 24 kHz, for the
+ *  whole run: `<room>-<guard>-<kind>-<n>-pair-{processed,raw}.wav` in dir (with RECORD=dir,
+ *  RECORD_FULL=1 the page's output and the room's microphone beside them). */
+const PAIR_RECORD = process.env.PAIR_RECORD ?? "";
+const PAIR_START = async () => {
+  const gum = (c) => navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, ...c } });
+  const p = await gum({ echoCancellation: true, noiseSuppression: true, autoGainControl: true });
+  const r = await gum({ echoCancellation: false, noiseSuppression: false, autoGainControl: false });
+  const ctx = new AudioContext({ sampleRate: 24000 });
+  const m = ctx.createChannelMerger(2);
+  ctx.createMediaStreamSource(p).connect(m, 0, 0);
+  ctx.createMediaStreamSource(r).connect(m, 0, 1);
+  const sp = ctx.createScriptProcessor(4096, 2, 1);
+  const rec = (window.__labPair = { p: [], r: [], ctx, streams: [p, r] });
+  sp.onaudioprocess = (e) => {
+    rec.p.push(new Float32Array(e.inputBuffer.getChannelData(0)));
+    rec.r.push(new Float32Array(e.inputBuffer.getChannelData(1)));
+  };
+  m.connect(sp);
+  sp.connect(ctx.destination);
+  await ctx.resume();
+};
+/** The pair recorded, as base64 of 16-bit PCM per channel; the recorder stopped. */
+const PAIR_STOP = () => {
+  const rec = window.__labPair;
+  rec.ctx.close();
+  for (const s of rec.streams) for (const t of s.getTracks()) t.stop();
+  const b64 = (chunks) => {
+    const n = chunks.reduce((a, c) => a + c.length, 0), out = new Int16Array(n);
+    let k = 0;
+    for (const c of chunks) for (const v of c) out[k++] = Math.max(-32768, Math.min(32767, Math.round(v * 32768)));
+    let s = "";
+    const u8 = new Uint8Array(out.buffer);
+    for (let i = 0; i < u8.length; i += 0x8000) s += String.fromCharCode(...u8.subarray(i, i + 0x8000));
+    return btoa(s);
+  };
+  return [b64(rec.p), b64(rec.r)];
+};
 const CAPTURE_GUM = (on) => {
   const md = navigator.mediaDevices;
   const gum = md.getUserMedia.bind(md);
@@ -405,6 +444,8 @@ async function run(roomName, guard, kind, voice) {
     const mon = RECORD ? record("page_out.monitor") : null;
     const raw = RECORD ? record("mic") : null;
     const recordedFrom = Date.now();
+    const pairFrom = Date.now();
+    if (PAIR_RECORD) await d.eval(PAIR_START);
     await d.click("[data-testid=voice-mode]");
     await d.waitFor(() => document.body.dataset.state === "connected", 20_000);
     const speakAt = await d.waitFor(() => window.__lab.speech.find((s) => s.speaking)?.t, 15_000);
@@ -425,6 +466,16 @@ async function run(roomName, guard, kind, voice) {
     } else {
       await sleep(ECHO_WATCH_MS);
       if (ANSWERS > 1) row.ducksPerAnswer = await moreAnswers(d);
+    }
+    if (PAIR_RECORD) {
+      const [p, r] = await d.eval(PAIR_STOP);
+      await mkdir(PAIR_RECORD, { recursive: true });
+      const base = join(PAIR_RECORD, `${roomName}-${guard}-${kind}-${Date.now() % 100000}-pair`);
+      await writeFile(`${base}-processed.wav`, wavFile(Buffer.from(p, "base64")));
+      await writeFile(`${base}-raw.wav`, wavFile(Buffer.from(r, "base64")));
+      row.recordedPair = base;
+      // The voice's onset on the pair's timeline (as the page's clock allows: ±50 ms).
+      if (onset) row.pairOnsetMs = onset - pairFrom;
     }
     const lab = await d.eval(() => window.__lab);
     const duckMsgs = await d.eval(() => window.__labDuckMsgs ?? []);

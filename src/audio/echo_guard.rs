@@ -72,6 +72,9 @@ const PROBE_JUDGE: u64 = 10;
 /// under it cannot start a turn anyway); two such frames make the verdict.
 const PROBE_LOUD_DB: f32 = -40.0;
 const PROBE_VOICE_FRAMES: u32 = 2;
+/// Raw capture: frames beyond the path's lag after a duck ends in which the echo's return is
+/// not taken for a voice (the lag's estimate and the player's ramp are that uncertain).
+const RELEASE_FRAMES: usize = 30;
 /// Slots of the pre-roll line: room for a whole probe, a power of two (the ring's index is a
 /// mask).
 const LINE_FRAMES: usize = 64;
@@ -171,6 +174,20 @@ pub enum GateState {
     Probe,
 }
 
+/// What the guard judges, and what leaves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capture {
+    /// Behind an echo canceller: judged and sent as captured.
+    Processed,
+    /// No canceller before it (`echoCanceller: "none"`): the echo as loud as played, guarded
+    /// from the first echo on, before its path is known ([`EchoGuard::raw`]).
+    Raw,
+    /// Judged on a raw capture of the microphone, the processed capture beside it sent
+    /// ([`EchoGuard::process_pair`]): raw capture's path and bars, but nothing held while the
+    /// path is unknown (what is sent has the canceller's cleaning).
+    Pair,
+}
+
 /// Whether the captured audio has been shown to follow what is played.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -202,6 +219,8 @@ pub struct EchoStats {
     pub state: GateState,
     /// The echo path's evidence now.
     pub path: EchoPath,
+    /// Whether it judges raw capture (no canceller before it, or the raw one of a pair).
+    pub raw: bool,
 }
 
 /// Reference energy frames of one assistant item; those before `next` were played.
@@ -290,8 +309,8 @@ impl Moments {
 #[derive(Debug)]
 pub struct EchoGuard {
     gating: bool,
-    /// The capture has no echo canceller before the guard (`EchoGuard::raw`).
-    raw: bool,
+    /// What the guard judges and what it sends.
+    capture: Capture,
     items: Vec<RefItem>,
     /// Reference energy on the mic timeline: (frame index + 1, energies) by index % RING (0:
     /// nothing placed).
@@ -301,7 +320,10 @@ pub struct EchoGuard {
     settled: u64,
     /// Mic frames completed so far (the mic timeline).
     mic_frames: u64,
+    /// The frame being captured, as judged.
     acc: [i16; FRAME],
+    /// The frame's audio as it is sent (the same as `acc` unless captured as a pair).
+    acc_sent: [i16; FRAME],
     acc_len: usize,
     /// The microphone's band filters.
     split: Split,
@@ -340,6 +362,9 @@ pub struct EchoGuard {
     suspected: u64,
     /// The ducker's duck, while the assistant is turned down.
     duck: Option<Duck>,
+    /// Raw capture: until this mic frame, the echo of the audio played since a duck ended
+    /// may still be arriving ([`RELEASE_FRAMES`]).
+    undone: u64,
 }
 
 /// Energies of a frame: broadband, then per band of [`BANDS`].
@@ -397,15 +422,28 @@ impl EchoGuard {
 
     /// [`EchoGuard::raw`] when `raw`, else [`EchoGuard::new`].
     pub fn with_capture(gating: bool, raw: bool) -> EchoGuard {
+        EchoGuard::for_capture(
+            gating,
+            if raw {
+                Capture::Raw
+            } else {
+                Capture::Processed
+            },
+        )
+    }
+
+    /// A guard for `capture`; with `gating` false it only measures.
+    pub fn for_capture(gating: bool, capture: Capture) -> EchoGuard {
         EchoGuard {
             gating,
-            raw,
+            capture,
             items: Vec::with_capacity(ITEMS),
             ring: [(0, [0.0; BANDS.len() + 1]); RING],
             env: [[[0.0; BANDS.len() + 1]; TAILS.len()]; RING],
             settled: 0,
             mic_frames: 0,
             acc: [0; FRAME],
+            acc_sent: [0; FRAME],
             acc_len: 0,
             split: [[0.0; 2]; BANDS.len()],
             noise: VOICE_FLOOR_DB - MARGIN_DB,
@@ -432,6 +470,7 @@ impl EchoGuard {
             guarded_samples: 0,
             suspected: 0,
             duck: None,
+            undone: 0,
         }
     }
 
@@ -447,6 +486,33 @@ impl EchoGuard {
         EchoGuard::with_capture(gating, true)
     }
 
+    /// Judges and sends as `capture` says from now on: the microphone came as a pair, or
+    /// stopped coming as one. The reference, the mic timeline and the counters are kept; the
+    /// path, its coupling and the gate start again, and what the pre-roll line holds leaves
+    /// unchanged into `out`. Reference pushed while judging processed capture has no bands:
+    /// they say nothing until the next item.
+    pub fn set_capture(&mut self, capture: Capture, out: &mut Vec<i16>) {
+        if capture == self.capture {
+            return;
+        }
+        self.flush(false, out);
+        let mut g = EchoGuard::for_capture(self.gating, capture);
+        g.items = std::mem::take(&mut self.items);
+        (g.ring, g.env, g.settled, g.mic_frames) =
+            (self.ring, self.env, self.settled, self.mic_frames);
+        (g.acc, g.acc_sent, g.acc_len, g.split) =
+            (self.acc, self.acc_sent, self.acc_len, self.split);
+        (g.noise, g.peak, g.playing) = (self.noise, self.peak, self.playing);
+        (g.guarded_samples, g.suspected, g.duck) =
+            (self.guarded_samples, self.suspected, self.duck);
+        *self = g;
+    }
+
+    /// Whether it judges raw capture (the bands, the fast path, the raw bars).
+    fn judges_raw(&self) -> bool {
+        self.capture != Capture::Processed
+    }
+
     /// The ducker turned the assistant down (`true`) or back up. While it is down, what plays
     /// is quieter than the decoded reference (frames played from the end of the ramp on are
     /// placed at the ducked level), and the ducker suspects a voice over it: the coupling is
@@ -455,7 +521,9 @@ impl EchoGuard {
     /// reference, and lowers it. A duck that finds the gate idle is probed (`GateState::Probe`).
     pub fn set_ducked(&mut self, ducked: bool) {
         if !ducked {
-            self.duck = None;
+            if self.duck.take().is_some() {
+                self.undone = self.mic_frames + (self.lag + RELEASE_FRAMES) as u64;
+            }
         } else if self.duck.is_none() {
             self.duck = Some(Duck {
                 since: self.mic_frames,
@@ -484,10 +552,11 @@ impl EchoGuard {
                 self.items.len() - 1
             }
         };
+        let raw = self.judges_raw();
         let it = &mut self.items[idx];
         let (mut sum, mut n) = it.partial;
         for &x in samples {
-            split(&mut it.split, x, &mut sum, self.raw);
+            split(&mut it.split, x, &mut sum, raw);
             n += 1;
             if n == FRAME {
                 if it.frames.len() == ITEM_FRAMES && it.next > 0 {
@@ -554,16 +623,31 @@ impl EchoGuard {
     /// Captured audio (24 kHz mono PCM16, after the capture resampler): appends to `out` what
     /// goes to the server, delayed by the pre-roll and silenced while guarding.
     pub fn process(&mut self, mic: &[i16], out: &mut Vec<i16>) {
-        let mut rest = mic;
-        while !rest.is_empty() {
-            let take = (FRAME - self.acc_len).min(rest.len());
+        self.process_pair(mic, mic, out);
+    }
+
+    /// As [`EchoGuard::process`], but judged on `heard` while `sent` is what leaves: the same
+    /// microphone captured twice on one timeline (sample `i` of each at the same instant), raw
+    /// to judge by and cleaned by the browser's processing to send. A canceller's residue
+    /// leaks as loud as a voice in reverberant rooms and does not follow what is played; the
+    /// raw capture does, so the echo path and every decision come from it (a guard made with
+    /// `raw`), and the server gets the canceller's cleaner audio. Every sample of `sent`
+    /// leaves; a `heard` shorter than it is taken as silence where it ends (two resamplers in
+    /// step differ by a sample at most).
+    pub fn process_pair(&mut self, heard: &[i16], sent: &[i16], out: &mut Vec<i16>) {
+        let mut at = 0;
+        while at < sent.len() {
+            let take = (FRAME - self.acc_len).min(sent.len() - at);
             // Unless holding, audio leaves as it comes (the frame is only analysed).
             if !self.holding() {
-                out.extend_from_slice(&rest[..take]);
+                out.extend_from_slice(&sent[at..at + take]);
             }
-            self.acc[self.acc_len..self.acc_len + take].copy_from_slice(&rest[..take]);
+            for k in 0..take {
+                self.acc[self.acc_len + k] = heard.get(at + k).copied().unwrap_or(0);
+            }
+            self.acc_sent[self.acc_len..self.acc_len + take].copy_from_slice(&sent[at..at + take]);
             self.acc_len += take;
-            rest = &rest[take..];
+            at += take;
             if self.acc_len == FRAME {
                 self.acc_len = 0;
                 self.frame(out);
@@ -571,12 +655,14 @@ impl EchoGuard {
         }
     }
 
-    /// One whole mic frame (in `acc`) through the estimate and the gate.
+    /// One whole mic frame (heard in `acc`, sent in `acc_sent`) through the estimate and the
+    /// gate.
     fn frame(&mut self, out: &mut Vec<i16>) {
-        let frame = self.acc;
+        let frame = self.acc_sent;
         let mut e = [0.0; BANDS.len() + 1];
-        for &s in &frame {
-            split(&mut self.split, f32::from(s) / 32768.0, &mut e, self.raw);
+        let raw = self.judges_raw();
+        for &s in &self.acc {
+            split(&mut self.split, f32::from(s) / 32768.0, &mut e, raw);
         }
         clear_denormals(&mut self.split);
         let m = e.map(|e| db(e / FRAME as f32));
@@ -588,7 +674,7 @@ impl EchoGuard {
         let (active, env) = self.analyse(f, &m);
         // Broadband within the margin of the prediction; on raw capture with an echo path,
         // every band whose envelope says anything within its own.
-        let bands = self.raw && self.path == EchoPath::Echo;
+        let bands = self.judges_raw() && self.path == EchoPath::Echo;
         let mut over = [f32::NEG_INFINITY; BANDS.len() + 1];
         let mut voice = false;
         for b in 0..over.len() {
@@ -599,6 +685,10 @@ impl EchoGuard {
             let margin = if b == 0 { MARGIN_DB } else { BAND_MARGIN_DB };
             voice |= (b == 0 || (bands && said)) && m[b] > env[b] + self.coupling[b] + margin;
         }
+        // On raw capture, the echo comes back at full level after a duck ends, sooner or later
+        // than the path's lag says: no voice is taken from it (the ducker lets go only after
+        // a quiet spell, so no voice is under way).
+        let voice = voice && !(self.judges_raw() && f < self.undone);
         let explained = level_db <= floor + MARGIN_DB || !voice;
         let held = Held { over, explained };
         if active {
@@ -673,7 +763,8 @@ impl EchoGuard {
     /// Whether the path calls for guarding while echo is possible: an evidenced echo path, or
     /// (raw capture) a path not yet known.
     fn guards_path(&self) -> bool {
-        self.path == EchoPath::Echo || (self.raw && self.path == EchoPath::Unknown)
+        self.path == EchoPath::Echo
+            || (self.capture == Capture::Raw && self.path == EchoPath::Unknown)
     }
 
     /// Whether captured audio is being held back (guarding or probing a duck).
@@ -766,7 +857,11 @@ impl EchoGuard {
     /// the path's evidence.
     fn analyse(&mut self, f: u64, m: &Bands) -> (bool, Bands) {
         // Behind a canceller the bands are zero (`split`): only the broadband is followed.
-        let n = if self.raw { BANDS.len() + 1 } else { 1 };
+        let n = if self.judges_raw() {
+            BANDS.len() + 1
+        } else {
+            1
+        };
         while self.settled + SETTLE as u64 <= f {
             let p = self.settled;
             let e = self.reference_at(p);
@@ -809,7 +904,7 @@ impl EchoGuard {
         } else {
             0
         };
-        let fast = self.raw && self.path == EchoPath::Unknown;
+        let fast = self.judges_raw() && self.path == EchoPath::Unknown;
         if (self.playing > MAX_LAG as u32 || (fast && self.playing > 0))
             && self.state != GateState::Pass
         {
@@ -817,8 +912,9 @@ impl EchoGuard {
             // A plain mean for the first frames (no start-up bias), then forgetting.
             let a = (1.0 / self.learnt as f32).max(ALPHA_PATH);
             let mut best = (0, 0, f32::MIN);
+            let raw = self.judges_raw();
             for (t, s) in self.stats.iter_mut().enumerate() {
-                let (d, rho) = s.add(a, level_db.max(ENV_FLOOR), &x[t], self.raw);
+                let (d, rho) = s.add(a, level_db.max(ENV_FLOOR), &x[t], raw);
                 if rho > best.2 {
                     best = (t, d, rho);
                 }
@@ -842,7 +938,11 @@ impl EchoGuard {
             };
             self.candidate = (t, d);
             // Raw capture doubts on what would not evidence an echo path at all: 1.5 s of it.
-            let none = if self.raw { RHO_ECHO } else { RHO_NONE };
+            let none = if self.judges_raw() {
+                RHO_ECHO
+            } else {
+                RHO_NONE
+            };
             self.doubt = if rho < none { self.doubt + 1 } else { 0 };
             if self.learnt >= if fast { MIN_FRAMES_RAW } else { MIN_FRAMES } {
                 if self.evidence >= EVIDENCE_FRAMES {
@@ -863,7 +963,7 @@ impl EchoGuard {
                     (self.tail, self.lag) = (t, d);
                 } else if self.learnt >= MIN_FRAMES
                     && self.doubt
-                        >= if self.path == EchoPath::Echo || self.raw {
+                        >= if self.path == EchoPath::Echo || self.judges_raw() {
                             MIN_FRAMES
                         } else {
                             1
@@ -872,7 +972,7 @@ impl EchoGuard {
                     // Raw capture doubts an echo path back to Unknown, still guarded (the
                     // echo is as loud as played), and lets go only from there.
                     self.doubt = 0;
-                    self.path = if self.raw && self.path == EchoPath::Echo {
+                    self.path = if self.judges_raw() && self.path == EchoPath::Echo {
                         EchoPath::Unknown
                     } else {
                         EchoPath::None
@@ -934,6 +1034,7 @@ impl EchoGuard {
             suspected_self_interruptions: self.suspected,
             state: self.state,
             path: self.path,
+            raw: self.judges_raw(),
         }
     }
 }

@@ -122,6 +122,12 @@ pub struct SessionConfig {
     /// Hold back microphone audio that the assistant's own echo explains (`echoGuard: "auto"`,
     /// the default; only once an echo path is evidenced, docs/AUDIO.md, Echo). Off measures only.
     pub echo_guard: bool,
+    /// Judge by a raw capture of the microphone beside the browser's processed one
+    /// (`echoGuard: "raw"`, with the browser's canceller only): the echo path is found and
+    /// every decision made on the raw capture, where the echo follows what is played, while
+    /// the processed audio is what the server gets. Where the browser cannot capture both, as
+    /// "auto" (docs/AUDIO.md, "The raw capture beside the browser's").
+    pub echo_guard_hears_raw: bool,
     /// Which echo canceller cleans the microphone (`echoCanceller`, default the browser's).
     pub echo_canceller: EchoCanceller,
     /// Shell pass-through: URL of the opt-in echo canceller's wasm module.
@@ -468,7 +474,12 @@ impl SessionConfig {
         let capture_worklet_url = o.opt_str("captureWorkletUrl");
         let playback_worklet_url = o.opt_str("playbackWorkletUrl");
         let sink_id = o.opt_str("sinkId");
-        let echo_guard = o.choice("echoGuard", &["auto", "off"], "\"auto\" or \"off\"") != Some(1);
+        let guard = o.choice(
+            "echoGuard",
+            &["auto", "off", "raw"],
+            "\"auto\", \"off\" or \"raw\"",
+        );
+        let echo_guard = guard != Some(1);
         let echo_canceller = match o.choice(
             "echoCanceller",
             &["browser", "wasm", "none"],
@@ -519,6 +530,7 @@ impl SessionConfig {
             playback_worklet_url: playback_worklet_url.map(str::to_string),
             sink_id: sink_id.map(str::to_string),
             echo_guard,
+            echo_guard_hears_raw: guard == Some(2),
             echo_canceller,
             echo_canceller_url: echo_canceller_url.map(str::to_string),
             barge_in_duck,

@@ -18,7 +18,7 @@ use super::machine::Session;
 use super::metrics::MetricsSnapshot;
 use super::output::Output;
 use crate::audio::duck::{Ducker, DUCK_DB};
-use crate::audio::echo_guard::EchoGuard;
+use crate::audio::echo_guard::{Capture, EchoGuard};
 
 /// The guard and its output buffer (reused: no allocation per block once grown), and the
 /// echo canceller in use.
@@ -26,6 +26,9 @@ use crate::audio::echo_guard::EchoGuard;
 pub(super) struct EchoPath {
     pub guard: EchoGuard,
     out: Vec<i16>,
+    /// Whether the shell is asked to capture the microphone raw beside the processed capture
+    /// for the guard to judge by (the guard is [`EchoGuard::raw`] while it does).
+    hears_raw: bool,
     pub canceller: Canceller,
     /// The ducker, unless `bargeInDuck` is "off".
     pub ducker: Option<Ducker>,
@@ -75,11 +78,22 @@ pub(super) struct AecStats {
 }
 
 impl EchoPath {
-    pub fn new(gating: bool, canceller: EchoCanceller, duck: bool) -> EchoPath {
+    pub fn new(gating: bool, canceller: EchoCanceller, duck: bool, hears_raw: bool) -> EchoPath {
         let raw = canceller == EchoCanceller::None;
+        let hears_raw = hears_raw && canceller == EchoCanceller::Browser;
         EchoPath {
-            guard: EchoGuard::with_capture(gating, raw),
+            // Judging raw capture from the start where the pair is asked for: its reference
+            // then has bands from the first item.
+            guard: EchoGuard::for_capture(
+                gating,
+                match (raw, hears_raw) {
+                    (true, _) => Capture::Raw,
+                    (_, true) => Capture::Pair,
+                    _ => Capture::Processed,
+                },
+            ),
             out: Vec::new(),
+            hears_raw,
             // Without a canceller there is no suppressor for a duck to open; ducking on the
             // raw echo (always loud) would only pump the assistant's voice.
             ducker: (duck && !raw).then(Ducker::new),
@@ -93,11 +107,20 @@ impl EchoPath {
     }
 
     /// Captured 24 kHz audio in, what goes on to the chunker out (the same, at once, unless
-    /// the guard is guarding).
-    pub fn gate(&mut self, pcm: &[i16]) -> &[i16] {
+    /// the guard is guarding); `heard`: the raw capture beside it, judged instead.
+    pub fn gate(&mut self, pcm: &[i16], heard: Option<&[i16]>) -> &[i16] {
         self.out.clear();
+        let capture = match (heard, self.canceller) {
+            (Some(_), _) => Capture::Pair,
+            (None, Canceller::None) => Capture::Raw,
+            _ => Capture::Processed,
+        };
+        self.guard.set_capture(capture, &mut self.out);
         self.sync_duck();
-        self.guard.process(pcm, &mut self.out);
+        match heard {
+            Some(h) => self.guard.process_pair(h, pcm, &mut self.out),
+            None => self.guard.process(pcm, &mut self.out),
+        }
         &self.out
     }
 
@@ -131,6 +154,7 @@ impl EchoPath {
         m.echo_guarded_ms = s.guarded_ms;
         m.echo_held_ms = s.held_ms;
         m.suspected_self_interruptions = s.suspected_self_interruptions;
+        m.echo_guard_raw = s.raw;
         m.echo_canceller = self.canceller.kind();
         let stats = self.canceller.stats();
         m.aec_attenuation_db = stats.map(|a| f64::from(a.attenuation_db));
@@ -173,6 +197,13 @@ impl Session {
     /// `Output::OpenMic`): the wasm one with the browser's processing off, or the browser's.
     pub fn echo_canceller(&self) -> EchoCanceller {
         self.echo.canceller.kind()
+    }
+
+    /// Whether the shell captures the raw microphone beside the processed one for the echo
+    /// guard (`echoGuard: "raw"` with the browser's canceller) and delivers the two with
+    /// [`Session::handle_mic_pair`].
+    pub fn echo_hears_raw(&self) -> bool {
+        self.echo.hears_raw
     }
 
     /// The wasm echo canceller's figures (it reports them about once a second): how much

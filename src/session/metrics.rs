@@ -152,6 +152,9 @@ pub struct MetricsSnapshot {
     pub echo_held_ms: u64,
     /// The server's VAD started speech while the assistant spoke and the audio was echo.
     pub suspected_self_interruptions: u64,
+    /// Echo guard: whether it judges the raw microphone (`echoCanceller: "none"`, or
+    /// `echoGuard: "raw"` while the browser captures it beside the processed one).
+    pub echo_guard_raw: bool,
     /// The echo canceller in use: `browser` or `wasm` (`echoCanceller`; `browser` again after
     /// the wasm one failed).
     pub echo_canceller: EchoCanceller,
@@ -267,6 +270,11 @@ impl MetricsSnapshot {
             ",\"suspectedSelfInterruptions\":",
             Some(self.suspected_self_interruptions),
         );
+        s.push_str(if self.echo_guard_raw {
+            ",\"echoGuardRaw\":true"
+        } else {
+            ",\"echoGuardRaw\":false"
+        });
         s.push_str(",\"echoCanceller\":\"");
         s.push_str(self.echo_canceller.as_str());
         s.push_str("\",\"aecAttenuationDb\":");

@@ -26,6 +26,25 @@ pub(super) enum Audio {
     Running(Resampler),
 }
 
+/// `samples` through the capture resampler `r` into `pcm` (24 kHz PCM16), `resampled` its
+/// reused working buffer.
+fn resample(
+    r: &mut Resampler,
+    samples: &[f32],
+    resampled: &mut Vec<f32>,
+    pcm: &mut Vec<i16>,
+) -> Result<(), crate::audio::ResamplerError> {
+    let frames = samples.len() / usize::from(r.channels());
+    let need = r.output_capacity(frames);
+    if resampled.len() < need {
+        resampled.resize(need, 0.0);
+    }
+    let n = r.process_into(samples, resampled)?;
+    pcm.clear();
+    pcm.extend(resampled[..n].iter().map(|&x| pcm16::f32_to_i16(x)));
+    Ok(())
+}
+
 /// The microphone path's state.
 #[derive(Debug)]
 pub(super) struct Uplink {
@@ -37,6 +56,10 @@ pub(super) struct Uplink {
     resampled: Vec<f32>,
     /// The last microphone block at 24 kHz (a reused buffer): what the ducker and the guard see.
     pub pcm: Vec<i16>,
+    /// The raw capture's resampler and last block (24 kHz), while the shell delivers the
+    /// microphone as a pair (`Session::handle_mic_pair`).
+    raw: Option<Resampler>,
+    raw_pcm: Vec<i16>,
     chunk: Vec<i16>,
     /// Microphone samples (24 kHz) taken in and handed to the socket, in total: their
     /// difference is the backlog plus what overflowed.
@@ -78,6 +101,8 @@ impl Uplink {
             chunker,
             resampled: Vec::new(),
             pcm: Vec::new(),
+            raw: None,
+            raw_pcm: Vec::new(),
             captured_samples: 0,
             sent_samples: 0,
             dropped_reported: 0,
@@ -200,6 +225,21 @@ impl Session {
     /// Microphone samples, interleaved at the device rate given to `handle_audio_started`.
     /// Dropped while muted, in text mode or before audio started.
     pub fn handle_mic_samples(&mut self, now_ms: u64, samples: &[f32]) {
+        self.mic_block(now_ms, samples, None);
+    }
+
+    /// The microphone captured twice (`Output::StartAudio` with `raw_beside`): `sent` as the
+    /// browser processed it and `heard` raw, mono each, at the device rate given to
+    /// `handle_audio_started` (with one channel), sample `i` of each at the same instant. The
+    /// echo guard judges by `heard`; `sent` goes on as [`Session::handle_mic_samples`] sends
+    /// its samples. A block without the raw capture (it could not be opened, or a new
+    /// microphone came without it) goes to `handle_mic_samples`: the guard then judges by the
+    /// processed capture again.
+    pub fn handle_mic_pair(&mut self, now_ms: u64, sent: &[f32], heard: &[f32]) {
+        self.mic_block(now_ms, sent, Some(heard));
+    }
+
+    fn mic_block(&mut self, now_ms: u64, samples: &[f32], heard: Option<&[f32]>) {
         self.last_now = now_ms;
         self.input_level(now_ms, samples);
         if self.up.muted || self.mode != Mode::Voice {
@@ -209,24 +249,30 @@ impl Session {
         let Audio::Running(r) = &mut up.audio else {
             return;
         };
-        let frames = samples.len() / usize::from(r.channels());
-        let need = r.output_capacity(frames);
-        if up.resampled.len() < need {
-            up.resampled.resize(need, 0.0);
+        let mut n = resample(r, samples, &mut up.resampled, &mut up.pcm);
+        if let (Ok(_), Some(h)) = (&n, heard) {
+            // The raw capture's resampler runs beside the processed one's from the first pair
+            // on (both at the device rate, mono).
+            let raw = match up.raw.take() {
+                Some(q) if q.input_rate() == r.input_rate() && q.channels() == 1 => Ok(q),
+                _ => Resampler::new(r.input_rate(), API_RATE, 1),
+            };
+            n = raw.and_then(|mut q| {
+                let n = resample(&mut q, h, &mut up.resampled, &mut up.raw_pcm);
+                up.raw = Some(q);
+                n
+            });
+        } else if heard.is_none() {
+            up.raw = None;
         }
-        let n = match r.process_into(samples, &mut up.resampled) {
-            Ok(n) => n,
-            Err(e) => {
-                self.error(ErrorKind::Audio, "invalid_mic_block", e.message());
-                return;
-            }
-        };
-        up.pcm.clear();
-        up.pcm
-            .extend(up.resampled[..n].iter().map(|&x| pcm16::f32_to_i16(x)));
+        if let Err(e) = n {
+            self.error(ErrorKind::Audio, "invalid_mic_block", e.message());
+            return;
+        }
         self.duck_on_mic();
         let up = &mut self.up;
-        let sent = self.echo.gate(&up.pcm);
+        let heard = up.raw.is_some().then_some(&up.raw_pcm[..]);
+        let sent = self.echo.gate(&up.pcm, heard);
         up.captured_samples += sent.len() as u64;
         up.chunker.push(now_ms, sent);
         self.pump_audio(now_ms);

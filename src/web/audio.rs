@@ -38,6 +38,7 @@ extern "C" {
         device_id: Option<&str>,
         prebuffer_ms: u32,
         aec_url: Option<&str>,
+        raw_beside: bool,
         on: &JsValue,
     ) -> Promise;
     #[wasm_bindgen(catch, js_name = attach)]
@@ -65,8 +66,13 @@ extern "C" {
 /// What the graph reports to the shell.
 #[derive(Debug)]
 pub enum AudioEvent {
-    /// Interleaved microphone frames at the context rate.
-    Frames { frames: Float32Array, channels: u32 },
+    /// Interleaved microphone frames at the context rate; `pair`: two channels, the processed
+    /// capture and the raw one beside it ([`AudioOptions::raw_beside`]).
+    Frames {
+        frames: Float32Array,
+        channels: u32,
+        pair: bool,
+    },
     /// The playback worklet's progress for `item` (the core's number for it): frames played of
     /// it (context rate), total underruns and concealed late deltas, and the output level
     /// (linear RMS, peak) of the period.
@@ -111,6 +117,9 @@ pub struct AudioOptions {
     pub prebuffer_ms: u32,
     /// The echo canceller module to run in the capture worklet (`None`: the browser's).
     pub echo_canceller_url: Option<String>,
+    /// Also capture the microphone raw (the browser's processing off) beside the processed
+    /// capture, for the echo guard; where the browser cannot, the processed capture alone.
+    pub raw_beside: bool,
 }
 
 /// The events' callback, called by `glue.js` as `on(kind, x, a, b, c, d, e)`.
@@ -177,6 +186,7 @@ impl AudioGraph {
                     Ok(frames) => AudioEvent::Frames {
                         frames,
                         channels: a as u32,
+                        pair: b != 0.0,
                     },
                     Err(_) => return,
                 },
@@ -208,6 +218,7 @@ impl AudioGraph {
             options.device_id.as_deref(),
             options.prebuffer_ms,
             options.echo_canceller_url.as_deref(),
+            options.raw_beside,
             on.as_ref(),
         );
         then(Ok(started.into()), move |r| {

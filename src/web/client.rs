@@ -106,8 +106,11 @@ struct Shell {
     prepared: RefCell<Option<JsValue>>,
     audio_epoch: Cell<u32>,
     mic_buf: RefCell<Vec<f32>>,
+    /// The raw capture's samples of a pair block (reused).
+    mic_raw: RefCell<Vec<f32>>,
     ctx_rate: Cell<u32>,
-    mic_channels: Cell<u32>,
+    /// The microphone blocks' channels and whether they come as a pair (0: none yet).
+    mic_format: Cell<(u32, bool)>,
     lock: RefCell<LockState>,
     lock_released: RefCell<Option<Promise>>,
     timer: RefCell<Option<(f64, u64)>>,
@@ -221,8 +224,9 @@ impl VoiceClient {
             prepared: RefCell::new(None),
             audio_epoch: Cell::new(0),
             mic_buf: RefCell::new(Vec::new()),
+            mic_raw: RefCell::new(Vec::new()),
             ctx_rate: Cell::new(0),
-            mic_channels: Cell::new(0),
+            mic_format: Cell::new((0, false)),
             lock: RefCell::new(LockState::None),
             lock_released: RefCell::new(None),
             timer: RefCell::new(None),
@@ -850,6 +854,7 @@ impl Shell {
             prebuffer_ms: core.prebuffer_ms(),
             echo_canceller_url: (core.echo_canceller() == EchoCanceller::Wasm)
                 .then(|| self.worklets.2.clone()),
+            raw_beside: core.echo_hears_raw(),
         };
         drop(core);
         let me = self.me.clone();
@@ -885,7 +890,7 @@ impl Shell {
                         if sink_failed {
                             shell.input(|s, now| s.handle_sink_failed(now));
                         }
-                        shell.mic_channels.set(0);
+                        shell.mic_format.set((0, false));
                         shell.on_audio(AudioEvent::ContextState(state));
                     };
                     let set = sink_id
@@ -1001,21 +1006,40 @@ impl Shell {
 
     fn on_audio(&self, ev: AudioEvent) {
         match ev {
-            AudioEvent::Frames { frames, channels } => {
+            AudioEvent::Frames {
+                frames,
+                channels,
+                pair,
+            } => {
                 let mut buf = self.mic_buf.borrow_mut();
                 buf.resize(frames.length() as usize, 0.0);
                 // glue.js hands the buffer back to the worklet once this returns.
                 frames.copy_to(&mut buf);
+                // A pair is two mono captures: the session sees one channel of each.
+                let pair = pair && channels == 2;
+                let format = (if pair { 1 } else { channels }, pair);
                 // The channel count is known from the first frames: that is when the session
                 // learns the format (again if a new device changes it).
-                if self.mic_channels.get() != channels {
-                    self.mic_channels.set(channels);
+                if self.mic_format.get() != format {
+                    self.mic_format.set(format);
                     let rate = self.ctx_rate.get();
                     self.core
                         .borrow_mut()
-                        .handle_audio_started(now_ms(), rate, channels as u16);
+                        .handle_audio_started(now_ms(), rate, format.0 as u16);
                 }
-                self.core.borrow_mut().handle_mic_samples(now_ms(), &buf);
+                if pair {
+                    let mut raw = self.mic_raw.borrow_mut();
+                    raw.clear();
+                    raw.extend(buf.iter().skip(1).step_by(2));
+                    let mut k = 0;
+                    buf.retain(|_| {
+                        k += 1;
+                        k % 2 == 1
+                    });
+                    self.core.borrow_mut().handle_mic_pair(now_ms(), &buf, &raw);
+                } else {
+                    self.core.borrow_mut().handle_mic_samples(now_ms(), &buf);
+                }
                 drop(buf);
                 self.pump();
             }

@@ -54,6 +54,7 @@ function abort(e) {
   for (const g of live.g) {
     // The microphone first: the light goes off even if the rest of the graph cannot be stopped.
     safely(() => g.s && stopTracks(g.s));
+    safely(() => g.r && stopTracks(g.r));
     safely(() => stop(g));
   }
   for (const release of live.lock) safely(release);
@@ -324,7 +325,10 @@ export function stopTracks(s) {
 // everything and starts reporting to `on`. With `aecUrl`, compiles the echo canceller meanwhile
 // and hands it to the capture worklet, which reports whether it runs (event 7). Resolves with
 // [sampleRate, state]; rejects (after closing the context) with 1, 2 or getUserMedia's error.
-export async function start(g, captureUrl, playbackUrl, c, id, prebufferMs, aecUrl, report) {
+// With `raw`, the same microphone is also opened with the browser's processing off and the
+// capture worklet gets the two as one stereo input (processed, raw) where the browser keeps
+// them apart (Chromium); elsewhere the processed one alone.
+export async function start(g, captureUrl, playbackUrl, c, id, prebufferMs, aecUrl, raw, report) {
   const ctx = g.c;
   // Every argument, typed: wasm-bindgen's debug builds check them.
   const on = guard((kind, x = null, a = 0, b = 0, c = 0, d = 0, e = 0) => report(kind, x, a, b, c, d, e));
@@ -347,6 +351,7 @@ export async function start(g, captureUrl, playbackUrl, c, id, prebufferMs, aecU
       await ctx.audioWorklet.addModule(u).catch(() => {});
     }
     const s = unlessAborted(await gum(id == null ? c : withDevice(c, id)));
+    const r = raw ? await rawBeside(s) : null;
     let failure = 1;
     try {
       const cap = new AudioWorkletNode(ctx, "realtime-voice-capture");
@@ -361,9 +366,10 @@ export async function start(g, captureUrl, playbackUrl, c, id, prebufferMs, aecU
       // The capture node outputs silence; connecting it keeps it pulled in every engine.
       cap.connect(ctx.destination);
       g.cap = cap;
-      attach(g, s);
+      attach(g, s, r);
     } catch {
       stopTracks(s);
+      if (r) stopTracks(r);
       throw failure;
     }
     g.on = on;
@@ -374,7 +380,7 @@ export async function start(g, captureUrl, playbackUrl, c, id, prebufferMs, aecU
         on(7, d.error ?? null, d.attenuation || 0, d.delay || 0);
         return;
       }
-      on(0, f, d.channels);
+      on(0, f, d.channels, g.r ? 1 : 0);
       // Copied out by now: the buffer goes back to the worklet's pool (transferred).
       g.cap.port.postMessage({ type: "recycle", buffer: f.buffer }, [f.buffer]);
     };
@@ -418,26 +424,60 @@ export function route(g, direct) {
   }
 }
 
-// Connects the stream `s` to the capture worklet, then retires the previous one; throws (with
-// `s` stopped, the previous stream still running) when it cannot be connected.
-export function attach(g, s) {
+// The microphone of `s` opened again with the browser's processing off, if the browser gives
+// both at once: the processed track must still say its canceller is on and the new one that
+// its is off (a browser that reconfigures the device for the second request would otherwise
+// turn the canceller off under the user). null when not.
+async function rawBeside(s) {
+  const t = s.getAudioTracks()[0];
+  let r = null;
+  try {
+    const id = t.getSettings().deviceId;
+    r = await gum({ ...(id ? { deviceId: { exact: id } } : {}), echoCancellation: false,
+      noiseSuppression: false, autoGainControl: false, channelCount: 1 });
+    const u = r.getAudioTracks()[0];
+    if (t.getSettings().echoCancellation && u && u.getSettings().echoCancellation === false) return unlessAborted(r);
+  } catch (e) {
+    if (e === 2) throw e;
+  }
+  if (r) stopTracks(r);
+  return null;
+}
+
+// Connects the stream `s` (and the raw capture `r` beside it, as the second channel) to the
+// capture worklet, then retires the previous ones; throws (with `s` and `r` stopped, the
+// previous streams still running) when they cannot be connected.
+export function attach(g, s, r = null) {
   let src;
   try {
     src = g.c.createMediaStreamSource(s);
+    if (r) {
+      const m = g.c.createChannelMerger(2);
+      src.connect(m, 0, 0);
+      g.c.createMediaStreamSource(r).connect(m, 0, 1);
+      src = m;
+    }
     src.connect(g.cap);
   } catch (e) {
     stopTracks(s);
+    if (r) stopTracks(r);
     throw e;
   }
   if (g.src) g.src.disconnect();
-  if (g.s) {
-    // Detached first: a late `ended` of the old tracks must not be reported.
-    for (const t of g.s.getAudioTracks()) t.onended = null;
-    stopTracks(g.s);
-  }
+  retire(g);
   for (const t of s.getAudioTracks()) t.onended = () => g.on && g.on(4);
   g.src = src;
   g.s = s;
+  g.r = r;
+}
+
+// The current streams' tracks stopped, detached first: a late `ended` must not be reported.
+function retire(g) {
+  for (const x of [g.s, g.r]) {
+    if (!x) continue;
+    for (const t of x.getAudioTracks()) t.onended = null;
+    stopTracks(x);
+  }
 }
 
 // Queues AI audio (context rate, mono) for `item`, with the pitch period to repeat if the player
@@ -481,10 +521,7 @@ export function stop(g) {
     g.cap.port.onmessage = null;
     g.play.port.onmessage = null;
   }
-  if (g.s) {
-    for (const t of g.s.getAudioTracks()) t.onended = null;
-    stopTracks(g.s);
-  }
+  retire(g);
   if (g.dc) devices().removeEventListener("devicechange", g.dc);
   g.c.onstatechange = null;
   g.e.pause();

@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_test::wasm_bindgen_test;
 
 use crate::client::{
-    check_mic_reached_server, connect, decode_pcm16_base64, end, options, Recorder,
+    check_mic_reached_server, connect, decode_pcm16_base64, end, engine, options, Recorder,
 };
 use crate::devices::{run, spy_on_get_user_media};
 use crate::support::{dev_token, get_json, num, prop, server};
@@ -55,6 +55,28 @@ async fn end_on_the_raw_microphone(
     let pcm = received(interview).await;
     assert!(pcm.len() >= 24_000 * 9, "{} samples received", pcm.len());
     pcm
+}
+
+/// A voice client with `option` set and no microphone constraints of the app's, connected,
+/// once 10 s of microphone audio were sent: the client, its recorder, its interview, and how
+/// many `getUserMedia` calls came before it connected.
+async fn ten_seconds_sent(option: (&str, &str)) -> (VoiceClient, Recorder, String, usize) {
+    spy_on_get_user_media();
+    let (token, interview) = dev_token().await;
+    let extra = [
+        (option.0, JsValue::from_str(option.1)),
+        ("micConstraints", Object::new().into()),
+    ];
+    let client = VoiceClient::new(&options(&interview, Some(&token), &extra)).expect("client");
+    let rec = Recorder::attach(&client);
+    let before = echo_cancellation_asked().len();
+    connect(&client).await.expect("connect resolves");
+    rec.wait_for(30_000, "10 s of microphone audio sent", |l| {
+        l.iter()
+            .any(|(n, e, _)| n == "metrics" && num(e, "framesSent") >= 100.0)
+    })
+    .await;
+    (client, rec, interview, before)
 }
 
 /// 3 s of the session's microphone audio as the server received it (after `end`).
@@ -145,20 +167,7 @@ async fn a_canceller_that_cannot_load_gives_way_to_the_browsers_and_voice_goes_o
 
 #[wasm_bindgen_test]
 async fn none_opens_the_raw_microphone_and_it_reaches_the_server() {
-    spy_on_get_user_media();
-    let (token, interview) = dev_token().await;
-    let extra = [
-        ("echoCanceller", JsValue::from_str("none")),
-        ("micConstraints", Object::new().into()),
-    ];
-    let client = VoiceClient::new(&options(&interview, Some(&token), &extra)).expect("client");
-    let rec = Recorder::attach(&client);
-    connect(&client).await.expect("connect resolves");
-    rec.wait_for(30_000, "10 s of microphone audio sent", |l| {
-        l.iter()
-            .any(|(n, e, _)| n == "metrics" && num(e, "framesSent") >= 100.0)
-    })
-    .await;
+    let (client, rec, interview, _) = ten_seconds_sent(("echoCanceller", "none")).await;
     let metrics = client.metrics();
     assert_eq!(
         prop(&metrics, "echoCanceller").as_string().as_deref(),
@@ -167,5 +176,37 @@ async fn none_opens_the_raw_microphone_and_it_reaches_the_server() {
     let pcm = end_on_the_raw_microphone(&client, &rec, &interview).await;
     // The fake microphone does not hear the page: the guard gives up on an echo path within
     // the greeting's first seconds, and from then on the microphone goes out as captured.
+    check_mic_reached_server(&pcm[24_000 * 6..], 0.8);
+}
+
+/// `echoGuard: "raw"`: the microphone is opened as the browser processes it, then again raw
+/// beside it. Where the browser gives both at once (Chromium) the guard judges the raw one
+/// (`echoGuardRaw`); elsewhere the raw one is let go and the guard judges as "auto". Either
+/// way what reaches the server is the processed capture, and nothing is reported as wrong.
+#[wasm_bindgen_test]
+async fn the_raw_guard_opens_the_microphone_twice_and_sends_the_processed_capture() {
+    let (client, rec, interview, before) = ten_seconds_sent(("echoGuard", "raw")).await;
+    let metrics = client.metrics();
+    assert_eq!(
+        echo_cancellation_asked()[before..],
+        ["true".to_string(), "false".to_string()],
+        "processed first, then raw beside it"
+    );
+    let raw = prop(&metrics, "echoGuardRaw").as_bool();
+    if engine() == "chrome" {
+        assert_eq!(raw, Some(true), "Chromium captures both at once");
+    } else {
+        assert!(raw.is_some(), "echoGuardRaw is reported");
+    }
+    assert_eq!(
+        prop(&metrics, "echoCanceller").as_string().as_deref(),
+        Some("browser")
+    );
+    end(&client).await;
+    assert!(rec.of("error").is_empty(), "{}", rec.summary());
+    let pcm = received(&interview).await;
+    assert!(pcm.len() >= 24_000 * 9, "{} samples received", pcm.len());
+    // The fake microphone does not hear the page: the raw path is given up within the
+    // greeting's first seconds, and from then on the processed capture goes out as captured.
     check_mic_reached_server(&pcm[24_000 * 6..], 0.8);
 }
