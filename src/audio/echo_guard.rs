@@ -50,6 +50,10 @@
 //! silence that ends a user turn. With gating off the guard still estimates and counts (shadow
 //! mode) but sends the audio unchanged and undelayed.
 //!
+//! Judged on a raw capture of the microphone beside the processed one it sends
+//! (`Capture::Pair`, `process_pair`): the path and every decision come from the raw capture,
+//! where the echo follows what is played even when a canceller's residue does not.
+//!
 //! Memory is bounded: fixed after construction but for the per-item reference queues, at most
 //! `ITEMS` × `ITEM_FRAMES` frames of 20 B (about 640 KiB with the vectors' growth);
 //! `process` does not allocate once its output vector has grown to the largest block.
