@@ -8,7 +8,7 @@
 //   ?user=     user id for the dev token (the rollout bucket depends on it)
 //   ?muted=1   start with the microphone muted; ?mode=text start in text mode;
 //   ?protocol=beta|ga  shape of session.update; ?auth=subprotocol  token in the subprotocol;
-//   ?prebuffer=ms  playback pre-buffer (the client's prebufferMs); ?echoGuard=auto|off;
+//   ?prebuffer=ms  playback pre-buffer (the client's prebufferMs); ?echoGuard=auto|off|raw;
 //   ?echoCanceller=browser|wasm|none; ?bargeInDuck=auto|off.
 // Test hooks: data-testid attributes, document.body.dataset.{wasm,state,mode,saved} and
 // window.__rv (counters of facts: transcripts, audible output, errors by code, statuses).
