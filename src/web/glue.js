@@ -351,7 +351,14 @@ export async function start(g, captureUrl, playbackUrl, c, id, prebufferMs, aecU
       await ctx.audioWorklet.addModule(u).catch(() => {});
     }
     const s = unlessAborted(await gum(id == null ? c : withDevice(c, id)));
-    const r = raw ? await rawBeside(s) : null;
+    let r = null;
+    try {
+      if (raw) r = await rawBeside(s);
+    } catch (e) {
+      // Aborted meanwhile: the processed capture goes too.
+      stopTracks(s);
+      throw e;
+    }
     let failure = 1;
     try {
       const cap = new AudioWorkletNode(ctx, "realtime-voice-capture");
