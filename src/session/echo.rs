@@ -50,6 +50,16 @@ pub(super) enum Canceller {
 }
 
 impl Canceller {
+    /// What the guard judges behind this canceller: a pair where the raw capture comes beside
+    /// the processed one, the raw capture where there is no canceller, else the processed one.
+    fn capture(self, pair: bool) -> Capture {
+        match (pair, self) {
+            (true, _) => Capture::Pair,
+            (false, Canceller::None) => Capture::Raw,
+            _ => Capture::Processed,
+        }
+    }
+
     /// Which canceller this is, as the options name it.
     fn kind(self) -> EchoCanceller {
         match self {
@@ -81,28 +91,22 @@ impl EchoPath {
     pub fn new(gating: bool, canceller: EchoCanceller, duck: bool, hears_raw: bool) -> EchoPath {
         let raw = canceller == EchoCanceller::None;
         let hears_raw = hears_raw && canceller == EchoCanceller::Browser;
+        let canceller = match canceller {
+            EchoCanceller::Wasm => Canceller::Wasm { stats: None },
+            EchoCanceller::None => Canceller::None,
+            _ => Canceller::Browser,
+        };
         EchoPath {
             // Judging raw capture from the start where the pair is asked for: its reference
             // then has bands from the first item.
-            guard: EchoGuard::for_capture(
-                gating,
-                match (raw, hears_raw) {
-                    (true, _) => Capture::Raw,
-                    (_, true) => Capture::Pair,
-                    _ => Capture::Processed,
-                },
-            ),
+            guard: EchoGuard::for_capture(gating, canceller.capture(hears_raw)),
             out: Vec::new(),
             hears_raw,
             // Without a canceller there is no suppressor for a duck to open; ducking on the
             // raw echo (always loud) would only pump the assistant's voice.
             ducker: (duck && !raw).then(Ducker::new),
             server_interrupts: true,
-            canceller: match canceller {
-                EchoCanceller::Wasm => Canceller::Wasm { stats: None },
-                EchoCanceller::None => Canceller::None,
-                _ => Canceller::Browser,
-            },
+            canceller,
         }
     }
 
@@ -110,11 +114,7 @@ impl EchoPath {
     /// the guard is guarding); `heard`: the raw capture beside it, judged instead.
     pub fn gate(&mut self, pcm: &[i16], heard: Option<&[i16]>) -> &[i16] {
         self.out.clear();
-        let capture = match (heard, self.canceller) {
-            (Some(_), _) => Capture::Pair,
-            (None, Canceller::None) => Capture::Raw,
-            _ => Capture::Processed,
-        };
+        let capture = self.canceller.capture(heard.is_some());
         self.guard.set_capture(capture, &mut self.out);
         self.sync_duck();
         match heard {

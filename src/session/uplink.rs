@@ -228,8 +228,8 @@ impl Session {
         self.mic_block(now_ms, samples, None);
     }
 
-    /// The microphone captured twice (`Output::StartAudio` with `raw_beside`): `sent` as the
-    /// browser processed it and `heard` raw, mono each, at the device rate given to
+    /// The microphone captured twice (where [`Session::echo_hears_raw`] asks for it): `sent` as
+    /// the browser processed it and `heard` raw, mono each, at the device rate given to
     /// `handle_audio_started` (with one channel), sample `i` of each at the same instant. The
     /// echo guard judges by `heard`; `sent` goes on as [`Session::handle_mic_samples`] sends
     /// its samples. A block without the raw capture (it could not be opened, or a new
@@ -254,7 +254,7 @@ impl Session {
             // The raw capture's resampler runs beside the processed one's from the first pair
             // on (both at the device rate, mono).
             let raw = match up.raw.take() {
-                Some(q) if q.input_rate() == r.input_rate() && q.channels() == 1 => Ok(q),
+                Some(q) if q.input_rate() == r.input_rate() => Ok(q),
                 _ => Resampler::new(r.input_rate(), API_RATE, 1),
             };
             n = raw.and_then(|mut q| {

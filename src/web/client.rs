@@ -1031,11 +1031,11 @@ impl Shell {
                     let mut raw = self.mic_raw.borrow_mut();
                     raw.clear();
                     raw.extend(buf.iter().skip(1).step_by(2));
-                    let mut k = 0;
-                    buf.retain(|_| {
-                        k += 1;
-                        k % 2 == 1
-                    });
+                    let n = buf.len() / 2;
+                    for i in 0..n {
+                        buf[i] = buf[2 * i];
+                    }
+                    buf.truncate(n);
                     self.core.borrow_mut().handle_mic_pair(now_ms(), &buf, &raw);
                 } else {
                     self.core.borrow_mut().handle_mic_samples(now_ms(), &buf);
