@@ -6,14 +6,21 @@
 //!
 //! ```text
 //! cargo run --release --example echo_replay -- REF.wav ROOM.wav [--raw] [--delay-ms 140]
+//!     [--sent PROCESSED.wav] [--ducks 1480-2390,4140-4910]
 //! ```
+//!
+//! `--sent` replays a pair (`echoGuard: "raw"`, `EchoGuard::process_pair`): ROOM is the raw
+//! capture the guard judges and PROCESSED the browser's processed one it sends, both as the
+//! page recorded them with `PAIR_RECORD=dir` (`<run>-pair-raw.wav`, `<run>-pair-processed.wav`).
+//! `--ducks` tells the guard when the ducker held the assistant down (ms on ROOM's timeline; the
+//! lab's `duckMsgs`, less the recording's start).
 //!
 //! Prints where the echo lab's judge, the reference server's VAD (its `vad.rs`, included), would
 //! start speech in what the guard sends, and the guard's stats at the end. `--raw` replays
 //! through `EchoGuard::raw` (`echoCanceller: "none"`), else `EchoGuard::new`. Session 17 found
 //! the guard's harsh-room faults this way (docs/AUDIO.md).
 
-use realtime_voice::audio::echo_guard::{EchoGuard, FRAME};
+use realtime_voice::audio::echo_guard::{Capture, EchoGuard, FRAME};
 use std::process::ExitCode;
 
 #[path = "common/wav.rs"]
@@ -51,48 +58,88 @@ fn to_i16(x: f32) -> i16 {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    match replay(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The value after `flag`, if given.
+fn value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    let i = args.iter().position(|a| a == flag)?;
+    args.get(i + 1).map(String::as_str)
+}
+
+/// `--ducks a-b,c-d` as ranges of 10 ms frames.
+fn ducks(spec: &str) -> Result<Vec<std::ops::Range<usize>>, String> {
+    spec.split(',')
+        .map(|r| {
+            let (a, b) = r.split_once('-').ok_or("--ducks wants FROM-TO ms ranges")?;
+            let ms = |v: &str| v.parse::<usize>().map_err(|_| format!("--ducks: {v}?"));
+            Ok(ms(a)? / 10..ms(b)? / 10)
+        })
+        .collect()
+}
+
+fn replay(args: &[String]) -> Result<(), String> {
     let raw = args.iter().any(|a| a == "--raw");
-    let delay_ms = match args.iter().position(|a| a == "--delay-ms") {
+    let delay_ms = match value(args, "--delay-ms") {
         None => 0,
-        Some(i) => match args.get(i + 1).and_then(|v| v.parse::<usize>().ok()) {
-            Some(ms) => ms,
-            None => {
-                eprintln!("--delay-ms wants a whole number of milliseconds");
-                return ExitCode::from(2);
-            }
-        },
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| "--delay-ms wants a whole number of milliseconds")?,
     };
+    let ducks = value(args, "--ducks")
+        .map(ducks)
+        .transpose()?
+        .unwrap_or_default();
     let files: Vec<&String> = args
         .iter()
         .enumerate()
-        .filter(|&(i, a)| !a.starts_with("--") && (i == 0 || args[i - 1] != "--delay-ms"))
+        .filter(|&(i, a)| {
+            !a.starts_with("--")
+                && (i == 0 || !matches!(args[i - 1].as_str(), "--delay-ms" | "--sent" | "--ducks"))
+        })
         .map(|(_, a)| a)
         .collect();
     let [reference, room] = files[..] else {
-        eprintln!("usage: echo_replay REF.wav ROOM.wav [--raw] [--delay-ms N]");
-        return ExitCode::from(2);
+        return Err(
+            "usage: echo_replay REF.wav ROOM.wav [--raw] [--delay-ms N] [--sent PROCESSED.wav] \
+             [--ducks FROM-TO,...]"
+                .into(),
+        );
     };
-    let (reference, mic) = match (read_wav(reference), read_wav(room)) {
-        (Ok(r), Ok(m)) => (r, m),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+    let reference = read_wav(reference)?;
+    let delayed = |x: Vec<f32>| -> Vec<i16> {
+        let mut v: Vec<i16> = x.into_iter().map(to_i16).collect();
+        v.splice(0..0, std::iter::repeat_n(0, delay_ms * 24));
+        v
     };
-    let mut mic: Vec<i16> = mic.into_iter().map(to_i16).collect();
-    mic.splice(0..0, std::iter::repeat_n(0, delay_ms * 24));
-    let mut guard = if raw {
-        EchoGuard::raw(true)
-    } else {
-        EchoGuard::new(true)
+    let mic = delayed(read_wav(room)?);
+    let processed = value(args, "--sent")
+        .map(read_wav)
+        .transpose()?
+        .map(delayed);
+    let mut guard = match (&processed, raw) {
+        (Some(_), _) => EchoGuard::for_capture(true, Capture::Pair),
+        (None, true) => EchoGuard::raw(true),
+        (None, false) => EchoGuard::new(true),
     };
     guard.push_reference("recorded", &reference);
     let mut sent = Vec::with_capacity(mic.len());
     for (i, block) in mic.chunks(FRAME).enumerate() {
+        guard.set_ducked(ducks.iter().any(|d| d.contains(&i)));
         if i % 2 == 1 {
             guard.played("recorded", ((i + 1) * FRAME).min(reference.len()) as u64);
         }
-        guard.process(block, &mut sent);
+        let at = i * FRAME..(i * FRAME + block.len());
+        match processed.as_ref().and_then(|p| p.get(at)) {
+            Some(p) => guard.process_pair(block, p, &mut sent),
+            None => guard.process(block, &mut sent),
+        }
     }
     let mut judge = vad::Vad::new(vad::VadParams::default());
     let mut events = Vec::new();
@@ -105,5 +152,5 @@ fn main() -> ExitCode {
         }
     }
     println!("{:?}", guard.stats());
-    ExitCode::SUCCESS
+    Ok(())
 }
