@@ -72,13 +72,24 @@ fn respond_ducked(
     mic: &[i16],
     ducked: std::ops::Range<usize>,
 ) -> (Vec<i16>, Option<usize>) {
+    respond_ducked_pair(g, item, mic, mic, ducked)
+}
+
+/// As [`respond_ducked`], the microphone captured as a pair: `heard` judged, `sent` sent.
+fn respond_ducked_pair(
+    g: &mut EchoGuard,
+    item: &str,
+    heard: &[i16],
+    sent: &[i16],
+    ducked: std::ops::Range<usize>,
+) -> (Vec<i16>, Option<usize>) {
     let reference: Vec<f32> = wav("assistant.wav")
         .iter()
         .map(|&s| f32::from(s) / 32768.0)
         .collect();
     g.push_reference(item, &reference);
     let (mut out, mut evidenced) = (Vec::new(), None);
-    for (i, block) in mic.chunks(FRAME).enumerate() {
+    for (i, (block, h)) in sent.chunks(FRAME).zip(heard.chunks(FRAME)).enumerate() {
         let at = i * FRAME;
         if (at..at + FRAME).contains(&ducked.start) {
             g.set_ducked(true);
@@ -89,7 +100,7 @@ fn respond_ducked(
         if i % 2 == 1 {
             g.played(item, ((i + 1) * FRAME).min(reference.len()) as u64);
         }
-        g.process(block, &mut out);
+        g.process_pair(h, block, &mut out);
         if evidenced.is_none() && g.stats().path == EchoPath::Echo {
             evidenced = Some(at);
         }
@@ -458,9 +469,20 @@ fn without_an_echo_path_a_voice_is_never_held_back() {
         assert_passthrough(what, g, mic, r);
         assert!(!vad_starts(&r.out).is_empty(), "the voice reaches the VAD");
     });
-    // Judged on a raw capture beside the processed one (the same here): no path, nothing held.
-    over_the_fake_mic(pair, |g, _, what, mic, r| {
-        assert_passthrough(&format!("pair, {what}"), g, mic, r);
+    // Judged on a raw capture beside the processed one (the same here): no path; held only
+    // over the first playback (1.5 s learnt: the guard cannot yet tell the canceller's first
+    // leaks from a voice), nothing from then on.
+    over_the_fake_mic(pair, |g, j, what, mic, r| {
+        let what = format!("pair, {what}");
+        if j == 0 {
+            assert_ne!(g.stats().path, EchoPath::Echo, "{what}: {:?}", g.stats());
+            assert!(g.stats().guarded_ms <= 1_800, "{what}: {:?}", g.stats());
+            assert_eq!(r.out.len(), mic.len(), "{what}: nothing lost or added");
+        } else {
+            assert_ne!(g.stats().path, EchoPath::Echo, "{what}");
+            assert!(r.states.iter().all(|&s| s == GateState::Idle), "{what}");
+            assert_eq!(r.out, mic, "{what}: not sample for sample as it came");
+        }
     });
     let looped = fake_mic_twice();
     let n = wav("assistant.wav").len();
@@ -640,8 +662,8 @@ fn pair(gating: bool) -> EchoGuard {
 
 /// The microphone captured as a pair (`echoGuard: "raw"`): once the raw capture has shown
 /// the echo path, a canceller's leaks, loud enough for the server's VAD, never reach it,
-/// because the raw capture shows the echo explains them; before that nothing is held (what is
-/// sent is the canceller's). Every sample sent is the processed one, none lost.
+/// because the raw capture shows the echo explains them; before that nothing is held but over
+/// the first playback. Every sample sent is the processed one, none lost.
 #[test]
 fn judged_by_the_raw_capture_a_cancellers_leaks_never_reach_the_vad() {
     for (room, _) in ROOMS {
@@ -663,9 +685,12 @@ fn judged_by_the_raw_capture_a_cancellers_leaks_never_reach_the_vad() {
             if known {
                 assert_eq!(vad_starts(&r.out), Vec::<u64>::new(), "{room} {item}");
             } else {
+                // Held only over the first playback learnt (1.5 s), and sent again as captured
+                // once that line has left.
+                let from = (1_800 * 24).min(evidenced);
                 assert_eq!(
-                    r.out[..evidenced],
-                    sent[..evidenced],
+                    r.out[from..evidenced],
+                    sent[from..evidenced],
                     "{room} {item}: not held"
                 );
             }
@@ -736,17 +761,133 @@ fn on_raw_capture_the_echo_returning_after_a_duck_is_not_taken_for_a_voice() {
                 (f32::from(e) * g).round() as i16
             })
             .collect();
-        let mut g = raw_primed(&echo);
-        for item in ["third", "fourth", "fifth"] {
-            assert_eq!(g.stats().path, EchoPath::Echo, "{room} {item}");
-            let (mut out, _) = respond_ducked(&mut g, item, &mic, duck..undo);
-            assert_eq!(
-                vad_starts(&out),
-                Vec::<u64>::new(),
-                "{room} {item}: {:?}",
-                g.stats()
-            );
-            out.extend(pause(&mut g));
-        }
+        assert_no_vad_through_ducks(room, &mut raw_primed(&echo), &mic, duck..undo);
     }
+}
+
+/// Three responses of `mic`, each ducked over `ducked`, through `g` (its path known): nothing
+/// that leaves starts the server's VAD.
+fn assert_no_vad_through_ducks(
+    what: &str,
+    g: &mut EchoGuard,
+    mic: &[i16],
+    ducked: std::ops::Range<usize>,
+) {
+    for item in ["third", "fourth", "fifth"] {
+        assert_eq!(g.stats().path, EchoPath::Echo, "{what} {item}");
+        let (mut out, _) = respond_ducked(g, item, mic, ducked.clone());
+        assert_eq!(
+            vad_starts(&out),
+            Vec::<u64>::new(),
+            "{what} {item}: {:?}",
+            g.stats()
+        );
+        out.extend(pause(g));
+    }
+}
+
+/// Judged as a pair, the first playback is guarded before the raw capture has shown the path
+/// (a browser canceller that has not converged lets the first echo through): no leak in the
+/// first 1.5 s of the first response reaches the VAD.
+#[test]
+fn judged_by_the_raw_capture_the_first_leaks_before_the_path_never_reach_the_vad() {
+    for (room, _) in ROOMS {
+        let heard = wav(&format!("{room}-echo.wav"));
+        let sent = leaky_canceller(&heard, None);
+        let early = 1_500 * 24;
+        assert!(
+            vad_starts(&sent).iter().any(|&ms| ms < 1_500),
+            "{room}: the first leak alone starts the VAD"
+        );
+        let mut g = pair(true);
+        let r = respond_pair(&mut g, "greeting", &heard, &sent);
+        let starts: Vec<u64> = vad_starts(&r.out[..early.min(r.out.len())]);
+        assert_eq!(starts, Vec::<u64>::new(), "{room}: {:?}", g.stats());
+    }
+}
+
+/// The harsh fixture's echo as the room rings through a duck from `duck` to `undo` (from the
+/// end of the player's ramp and the loop on it dies away at 20 dB/s down to the duck's level),
+/// and the echo of a response followed by the room ringing down as fast once it ends (a diffuse
+/// tail from −15 dBFS), to learn the room from.
+fn harsh_ringing(duck: usize, undo: usize) -> (Vec<i16>, Vec<i16>) {
+    let echo = wav("harsh-echo.wav");
+    let from = duck + (150 + 80) * 24;
+    let floor = 10f32.powf(-(DUCK_DB as f32) / 20.0);
+    let mic: Vec<i16> = echo
+        .iter()
+        .enumerate()
+        .map(|(k, &e)| {
+            let g = match k.checked_sub(from) {
+                Some(t) if k < undo => 10f32.powf(-20.0 * t as f32 / 24_000.0 / 20.0).max(floor),
+                _ => 1.0,
+            };
+            (f32::from(e) * g).round() as i16
+        })
+        .collect();
+    let mut x = 1u32;
+    let end = (0..echo.len() / FRAME)
+        .rfind(|&f| frame_db(&echo[f * FRAME..(f + 1) * FRAME]) > -30.0)
+        .map_or(echo.len(), |f| (f + 1) * FRAME);
+    let rung: Vec<i16> = echo[..end]
+        .iter()
+        .copied()
+        .chain((0..36_000).map(|t| {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let noise = ((x >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 2.0 * 1.732;
+            let level = 32768.0 * 10f32.powf((-15.0 - 20.0 * t as f32 / 24_000.0) / 20.0);
+            (noise * level).round() as i16
+        }))
+        .collect();
+    (mic, rung)
+}
+
+/// On raw capture, a duck turns down what plays next, not what the room still rings with: in
+/// the lab's harsh room the echo fell some 20 dB a second once the assistant was ducked, slower
+/// than the path's tail says. The guard learns how fast the room rings down in the gaps
+/// between words; through a duck that ringing is the echo's, not a voice: none of it reaches
+/// the server's VAD.
+#[test]
+fn on_raw_capture_the_room_ringing_on_through_a_duck_is_not_taken_for_a_voice() {
+    let (duck, undo) = (1_000 * 24, 2_500 * 24);
+    let (mic, rung) = harsh_ringing(duck, undo);
+    assert_no_vad_through_ducks("harsh", &mut raw_primed(&rung), &mic, duck..undo);
+}
+
+/// Judged as a pair behind a canceller that takes the echo out (60 dB), the room's ringing
+/// through a duck is not expected: passing it is harmless (what is sent has none of it), and a
+/// voice over it (the harsh talk fixture's at a third, about its default level, from 210 ms
+/// into the duck) reaches the VAD within 400 ms of its onset, as the canceller cleaned it.
+#[test]
+fn judged_as_a_pair_behind_a_canceller_that_takes_the_echo_out_a_voice_in_a_duck_gets_through() {
+    let (duck, undo) = (1_000 * 24, 2_500 * 24);
+    let (mic, rung) = harsh_ringing(duck, undo);
+    let (echo, talk) = (wav("harsh-echo.wav"), wav("harsh-talk.wav"));
+    let voice: Vec<i16> = talk
+        .iter()
+        .zip(&echo)
+        .map(|(&t, &e)| ((i32::from(t) - i32::from(e)) / 3).clamp(-32768, 32767) as i16)
+        .collect();
+    let cancelled = |x: &[i16]| -> Vec<i16> { x.iter().map(|&s| s / 1000).collect() };
+    let mix = |a: &[i16], b: &[i16]| -> Vec<i16> {
+        a.iter()
+            .zip(b)
+            .map(|(&a, &b)| a.saturating_add(b))
+            .collect()
+    };
+    let mut g = pair(true);
+    for item in ["greeting", "second"] {
+        respond_pair(&mut g, item, &rung, &cancelled(&rung));
+        pause(&mut g);
+    }
+    let (heard, sent) = (mix(&mic, &voice), mix(&cancelled(&mic), &voice));
+    let (out, _) = respond_ducked_pair(&mut g, "third", &heard, &sent, duck..undo);
+    let starts = vad_starts(&out);
+    assert!(
+        starts
+            .iter()
+            .any(|&ms| (USER_ONSET_MS..USER_ONSET_MS + 400).contains(&ms)),
+        "{starts:?}: {:?}",
+        g.stats()
+    );
 }

@@ -11,7 +11,8 @@
 //!            holds the assistant down, `set_ducked`) ─► three envelopes, peak holds
 //!            falling like a short, a medium and a long room tail (T60 0.85, 1.9, 6.8 s)
 //! mic 24 kHz ─► log energy m
-//!   path: the correlation of m with each envelope at each lag 0–400 ms (~2.6 s memory, learnt
+//!   path: the correlation of m with each envelope at each lag 0–400 ms (raw capture 0–600
+//!         ms, a best lag in the last 30 ms evidencing nothing) (~2.6 s memory, learnt
 //!         while every lag sees audio being played and no voice holds the gate open)
 //!         Unknown ─► Echo  the best (tail, lag) correlates ≥ 0.5, at a stable lag, for
 //!                          300 ms, after 1.5 s of playback learnt (raw capture: learnt from
@@ -33,7 +34,9 @@
 //!         an echo path each band has its own prediction and coupling, learnt as the
 //!         broadband's (a band whose envelope says nothing only forgets), and a frame is a
 //!         voice's where a band is 8 dB above its prediction too: broadband a voice is barely
-//!         louder than the raw echo, but two voices' spectra differ)
+//!         louder than the raw echo, but two voices' spectra differ; while ducked, the
+//!         prediction is at least the room's own tail: the reference at the path's lag held
+//!         falling as fast as the room was heard to ring down in the gaps between words)
 //!   gate: Idle  (nothing playing, or no echo path: audio passes unchanged, undelayed)
 //!         Guard (playing, echo path: audio goes through a 300 ms pre-roll line and leaves as
 //!               silence)
@@ -52,7 +55,8 @@
 //!
 //! Judged on a raw capture of the microphone beside the processed one it sends
 //! (`Capture::Pair`, `process_pair`): the path and every decision come from the raw capture,
-//! where the echo follows what is played even when a canceller's residue does not.
+//! where the echo follows what is played even when a canceller's residue does not; until
+//! its path is known it guards only over the first 1.5 s of playback, as raw capture does.
 //!
 //! Memory is bounded: fixed after construction but for the per-item reference queues, at most
 //! `ITEMS` × `ITEM_FRAMES` frames of 20 B (about 640 KiB with the vectors' growth);
@@ -60,9 +64,13 @@
 
 /// Samples per analysis frame: 10 ms at 24 kHz.
 pub const FRAME: usize = 240;
-/// Longest echo delay considered, frames (400 ms: a speakerphone's room plus the browser's
-/// output and input latency).
-const MAX_LAG: usize = 40;
+/// Longest echo delay considered on raw capture, frames (600 ms: a speakerphone's room plus
+/// the browser's output and input latency, which grow under load), and behind a canceller
+/// (400 ms).
+const MAX_LAG: usize = 60;
+const MAX_LAG_PROCESSED: usize = 40;
+/// Frames at the end of the lag window where a best lag evidences nothing on raw capture.
+const EDGE_FRAMES: usize = 3;
 /// Reference frames kept on the mic timeline (a power of two above the pre-roll plus lags).
 const RING: usize = 128;
 /// Pre-roll held while guarding, frames (300 ms): the onset of a word that opens the gate.
@@ -79,6 +87,24 @@ const PROBE_VOICE_FRAMES: u32 = 2;
 /// Raw capture: frames beyond the path's lag after a duck ends in which the echo's return is
 /// not taken for a voice (the lag's estimate and the player's ramp are that uncertain).
 const RELEASE_FRAMES: usize = 30;
+/// Raw capture: the room's ring-down is learnt from the frames where the reference arriving at
+/// the path's lag is this far below the reference's peak (dB) for this many frames in a row,
+/// and the capture this far above its noise floor (dB); each fall clamped to this (dB), with
+/// this weight; it lies between these bounds, dB per frame (60 dB in 0.6 s to 6.7 s), and
+/// starts at the fastest (what a duck leaves ringing is judged as before any was heard).
+const RING_DOWN_BELOW_DB: f32 = 25.0;
+const RING_DOWN_FRAMES: u32 = 3;
+const RING_DOWN_ABOVE_DB: f32 = 15.0;
+const RING_DOWN_STEP_DB: f32 = 6.0;
+const ALPHA_RING_DOWN: f32 = 1.0 / 16.0;
+const ROOM_DECAY_DB: (f32, f32) = (0.09, 1.0);
+/// On a pair, the canceller's removal of the room's ringing is learnt as the ring-down is, up
+/// to this (dB, where it starts: all taken out); the room's tail is expected through a duck
+/// while it is below this (dB). Measured in the lab on falling frames: Chromium's canceller
+/// takes 53–55 dB out in the medium and speakerphone rooms, 3–7 in the harsh one, whose long
+/// reverb it leaves.
+const REMOVAL_START_DB: f32 = 60.0;
+const KEPT_RINGING_DB: f32 = 20.0;
 /// Slots of the pre-roll line: room for a whole probe, a power of two (the ring's index is a
 /// mask).
 const LINE_FRAMES: usize = 64;
@@ -187,8 +213,10 @@ pub enum Capture {
     /// from the first echo on, before its path is known ([`EchoGuard::raw`]).
     Raw,
     /// Judged on a raw capture of the microphone, the processed capture beside it sent
-    /// ([`EchoGuard::process_pair`]): raw capture's path and bars, but nothing held while the
-    /// path is unknown (what is sent has the canceller's cleaning).
+    /// ([`EchoGuard::process_pair`]): raw capture's path and bars, but while the path is
+    /// unknown guarded only over the first 1.5 s of playback learnt, as raw capture (the
+    /// browser's canceller lets the first echo through before it converges), and from then on
+    /// nothing held (what is sent has the canceller's cleaning).
     Pair,
 }
 
@@ -288,7 +316,7 @@ impl Moments {
 
     /// Adds frame `m` against the envelope `x` per lag with weight `a` (`per_lag`: each lag's
     /// own mean and variance); returns the best lag and its correlation.
-    fn add(&mut self, a: f32, m: f32, x: &[f32; MAX_LAG + 1], per_lag: bool) -> (usize, f32) {
+    fn add(&mut self, a: f32, m: f32, x: &[f32], per_lag: bool) -> (usize, f32) {
         self.mean_m += a * (m - self.mean_m);
         let dm = m - self.mean_m;
         self.var_m += a * (dm * dm - self.var_m);
@@ -369,6 +397,17 @@ pub struct EchoGuard {
     /// Raw capture: until this mic frame, the echo of the audio played since a duck ended
     /// may still be arriving ([`RELEASE_FRAMES`]).
     undone: u64,
+    /// Raw capture: how fast the room rings down, dB per frame ([`EchoGuard::ring_down`]), the
+    /// reference at the path's lag held falling so (per band), the frames the reference
+    /// arriving there has been far below what plays, and the last frame's level.
+    room_decay_db: f32,
+    room_tail: Bands,
+    quiet: u32,
+    last_db: f32,
+    /// Frames the ring-down has been learnt from.
+    rung: u32,
+    /// How much of the echo the browser's canceller takes out, dB ([`EchoGuard::removal`]).
+    removal_db: f32,
 }
 
 /// Energies of a frame: broadband, then per band of [`BANDS`].
@@ -475,6 +514,12 @@ impl EchoGuard {
             suspected: 0,
             duck: None,
             undone: 0,
+            room_decay_db: ROOM_DECAY_DB.1,
+            room_tail: [0.0; BANDS.len() + 1],
+            quiet: 0,
+            last_db: LOG_FLOOR,
+            rung: 0,
+            removal_db: REMOVAL_START_DB,
         }
     }
 
@@ -515,6 +560,15 @@ impl EchoGuard {
     /// Whether it judges raw capture (the bands, the fast path, the raw bars).
     fn judges_raw(&self) -> bool {
         self.capture != Capture::Processed
+    }
+
+    /// The longest echo delay it considers, frames.
+    fn max_lag(&self) -> usize {
+        if self.judges_raw() {
+            MAX_LAG
+        } else {
+            MAX_LAG_PROCESSED
+        }
     }
 
     /// The ducker turned the assistant down (`true`) or back up. While it is down, what plays
@@ -676,6 +730,7 @@ impl EchoGuard {
         self.noise = level_db.min(self.noise + NOISE_RISE_DB);
         let floor = self.noise.max(VOICE_FLOOR_DB - MARGIN_DB);
         let (active, env) = self.analyse(f, &m);
+        self.ring_down(active, level_db, floor);
         // Broadband within the margin of the prediction; on raw capture with an echo path,
         // every band whose envelope says anything within its own.
         let bands = self.judges_raw() && self.path == EchoPath::Echo;
@@ -764,11 +819,63 @@ impl EchoGuard {
         self.state = next;
     }
 
+    /// On raw capture, once the path's best lag has been learnt for 500 ms, learns how fast the
+    /// room rings down: the mean fall of the capture's level per frame while only the room
+    /// rings (the reference arriving at the path's lag far below what plays for
+    /// [`RING_DOWN_FRAMES`], not ducked, no voice passing, well above the noise floor: the
+    /// gaps between words and after an answer). The mean of the falls is the slope of the
+    /// level over those stretches.
+    fn ring_down(&mut self, active: bool, level_db: f32, floor: f32) {
+        let ringing = self.judges_raw()
+            && self.path != EchoPath::None
+            && self.learnt >= MIN_FRAMES_RAW
+            && active
+            && self.quiet >= RING_DOWN_FRAMES
+            && self.duck.is_none()
+            && self.state != GateState::Pass
+            && level_db > floor + RING_DOWN_ABOVE_DB
+            && self.last_db > floor + RING_DOWN_ABOVE_DB;
+        if ringing {
+            // A plain mean of the first frames, then forgetting.
+            self.rung = self.rung.saturating_add(1);
+            let a = (1.0 / self.rung as f32).max(ALPHA_RING_DOWN);
+            self.removal(a, level_db);
+            let fall = (self.last_db - level_db).clamp(-RING_DOWN_STEP_DB, RING_DOWN_STEP_DB);
+            self.room_decay_db = (self.room_decay_db + a * (fall - self.room_decay_db))
+                .clamp(ROOM_DECAY_DB.0, ROOM_DECAY_DB.1);
+        }
+        self.last_db = level_db;
+    }
+
+    /// On a pair, learns how much of the room's ringing the browser's canceller takes out:
+    /// the mean of the raw capture's level over the sent one's (0–60 dB) over the frames
+    /// `ring_down` learns from (a canceller that cancels the echo while it plays may leave the
+    /// ringing once the far end falls). Raw capture sends what it judges: nothing is taken out.
+    fn removal(&mut self, a: f32, level_db: f32) {
+        if self.capture != Capture::Pair {
+            self.removal_db = 0.0;
+            return;
+        }
+        let sent = self.acc_sent.iter().map(|&s| {
+            let x = f32::from(s) / 32768.0;
+            x * x
+        });
+        let sent_db = db(sent.sum::<f32>() / FRAME as f32);
+        let removed = (level_db - sent_db).clamp(0.0, REMOVAL_START_DB);
+        self.removal_db += a * (removed - self.removal_db);
+    }
+
     /// Whether the path calls for guarding while echo is possible: an evidenced echo path, or
-    /// (raw capture) a path not yet known.
+    /// a path not yet known on raw capture, and on a pair over the first playback learnt (the
+    /// browser's canceller has not converged yet: it lets the first echo through).
     fn guards_path(&self) -> bool {
         self.path == EchoPath::Echo
-            || (self.capture == Capture::Raw && self.path == EchoPath::Unknown)
+            || (self.path == EchoPath::Unknown
+                && match self.capture {
+                    Capture::Raw => true,
+                    Capture::Pair => self.learnt < MIN_FRAMES,
+                    Capture::Processed => false,
+                })
     }
 
     /// Whether captured audio is being held back (guarding or probing a duck).
@@ -882,7 +989,8 @@ impl EchoGuard {
         let mut lin = [[[0.0; BANDS.len() + 1]; MAX_LAG + 1]; TAILS.len()];
         let mut h = [[0.0f32; BANDS.len() + 1]; TAILS.len()];
         let mut newest = 0.0f32;
-        for d in (0..=MAX_LAG.min(f as usize)).rev() {
+        let lags = self.max_lag();
+        for d in (0..=lags.min(f as usize)).rev() {
             let p = f - d as u64;
             let e = self.reference_at(p);
             for (t, k) in TAILS.iter().enumerate() {
@@ -909,7 +1017,7 @@ impl EchoGuard {
             0
         };
         let fast = self.judges_raw() && self.path == EchoPath::Unknown;
-        if (self.playing > MAX_LAG as u32 || (fast && self.playing > 0))
+        if (self.playing > lags as u32 || (fast && self.playing > 0))
             && self.state != GateState::Pass
         {
             self.learnt = self.learnt.saturating_add(1);
@@ -918,7 +1026,7 @@ impl EchoGuard {
             let mut best = (0, 0, f32::MIN);
             let raw = self.judges_raw();
             for (t, s) in self.stats.iter_mut().enumerate() {
-                let (d, rho) = s.add(a, level_db.max(ENV_FLOOR), &x[t], raw);
+                let (d, rho) = s.add(a, level_db.max(ENV_FLOOR), &x[t][..=lags], raw);
                 if rho > best.2 {
                     best = (t, d, rho);
                 }
@@ -932,7 +1040,9 @@ impl EchoGuard {
                 }
             }
             let (t, d, rho) = best;
+            // A best lag at the window's edge says only that the peak may lie beyond it.
             self.evidence = if rho >= if fast { RHO_ECHO_RAW } else { RHO_ECHO }
+                && (!raw || d + EDGE_FRAMES < lags)
                 && t == self.candidate.0
                 && d.abs_diff(self.candidate.1) <= 2
             {
@@ -984,6 +1094,33 @@ impl EchoGuard {
                 }
             }
         }
+        // On raw capture the room's own tail: the reference at the path's lag (the best one
+        // so far while the path is unknown) held falling as the room was heard to ring down
+        // (`ring_down`); and whether the reference arriving there now is far below what plays
+        // (the room only rings).
+        if self.judges_raw() {
+            // 10^(−decay/10) by its series: the decay is at most 1 dB (within 1e-4).
+            let y = self.room_decay_db * (std::f32::consts::LN_10 / 10.0);
+            let k = 1.0 - y * (1.0 - y * (0.5 - y / 6.0));
+            let lag = match self.path {
+                EchoPath::Echo => self.lag,
+                _ => self.candidate.1,
+            };
+            let at = |d: usize| {
+                f.checked_sub(d as u64)
+                    .map_or([0.0; BANDS.len() + 1], |p| self.reference_at(p))
+            };
+            let r = at(lag);
+            let direct = (lag.saturating_sub(2)..=lag + 2)
+                .map(|d| at(d)[0])
+                .fold(0.0f32, f32::max);
+            decay(&mut self.room_tail[..n], &r[..n], k);
+            self.quiet = if db(direct) < self.peak - RING_DOWN_BELOW_DB {
+                self.quiet.saturating_add(1)
+            } else {
+                0
+            };
+        }
         // Once playback pauses, the room's tail rings on: judged against the longest, until
         // the echo of what plays again can have arrived.
         let tail = if self.playing <= self.lag as u32 {
@@ -994,11 +1131,25 @@ impl EchoGuard {
         let near = if self.path == EchoPath::Unknown {
             &lin[TAILS.len() - 1][..]
         } else {
-            &lin[tail][self.lag.saturating_sub(2)..(self.lag + 3).min(MAX_LAG + 1)]
+            &lin[tail][self.lag.saturating_sub(2)..(self.lag + 3).min(lags + 1)]
         };
         let mut env = [0.0f32; BANDS.len() + 1];
         for h in near {
             for (a, &b) in env.iter_mut().zip(h) {
+                *a = a.max(b);
+            }
+        }
+        // A duck turns down what plays next, not what the room rings with already: on raw
+        // capture the echo through a duck is at least the room's own tail, where what is sent
+        // keeps it (no canceller, or one that leaves the echo: passing it would reach the
+        // server; a canceller that takes it out makes passing harmless, and a voice gets
+        // through sooner).
+        if self.judges_raw()
+            && self.duck.is_some()
+            && self.path == EchoPath::Echo
+            && self.removal_db < KEPT_RINGING_DB
+        {
+            for (a, &b) in env.iter_mut().zip(&self.room_tail) {
                 *a = a.max(b);
             }
         }
@@ -1153,6 +1304,30 @@ mod tests {
         assert!(matches!(s.delay_ms, Some(70..=90)), "{s:?}");
         assert_eq!(out.len(), mic.len() + 600 * FRAME, "{s:?}");
         assert!(s.guarded_ms >= 1_000, "{s:?}");
+    }
+
+    /// On raw capture the path may be as long as a loaded browser makes it (up to 600 ms); one
+    /// longer still is not taken for one within the window.
+    #[test]
+    fn on_raw_capture_a_path_of_half_a_second_is_found() {
+        let reference = tone(24_000 * 4, 0.3);
+        for (delay_ms, found) in [(500, true), (750, false)] {
+            let mic: Vec<i16> = (0..reference.len())
+                .map(|n| {
+                    n.checked_sub(delay_ms * 24)
+                        .map_or(0, |k| (reference[k] * 16_384.0) as i16)
+                })
+                .collect();
+            let mut g = EchoGuard::raw(true);
+            run(&mut g, &reference, &mic);
+            let s = g.stats();
+            if found {
+                assert_eq!(s.path, EchoPath::Echo, "{delay_ms} ms: {s:?}");
+                assert!(matches!(s.delay_ms, Some(490..=510)), "{s:?}");
+            } else {
+                assert_ne!(s.path, EchoPath::Echo, "{delay_ms} ms: {s:?}");
+            }
+        }
     }
 
     /// One 10 ms frame of a 220 Hz tone at `dbfs` RMS.
