@@ -56,13 +56,23 @@ fn to_i16(x: f32) -> i16 {
     (x * 32768.0).round() as i16
 }
 
+/// Why a replay did not run: bad usage (exit 2) or an input it cannot read (exit 1).
+enum Failure {
+    Usage(String),
+    Input(String),
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match replay(&args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(Failure::Usage(e)) => {
             eprintln!("{e}");
             ExitCode::from(2)
+        }
+        Err(Failure::Input(e)) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -84,17 +94,18 @@ fn ducks(spec: &str) -> Result<Vec<std::ops::Range<usize>>, String> {
         .collect()
 }
 
-fn replay(args: &[String]) -> Result<(), String> {
+fn replay(args: &[String]) -> Result<(), Failure> {
     let raw = args.iter().any(|a| a == "--raw");
     let delay_ms = match value(args, "--delay-ms") {
         None => 0,
-        Some(v) => v
-            .parse::<usize>()
-            .map_err(|_| "--delay-ms wants a whole number of milliseconds")?,
+        Some(v) => v.parse::<usize>().map_err(|_| {
+            Failure::Usage("--delay-ms wants a whole number of milliseconds".into())
+        })?,
     };
     let ducks = value(args, "--ducks")
         .map(ducks)
-        .transpose()?
+        .transpose()
+        .map_err(Failure::Usage)?
         .unwrap_or_default();
     let files: Vec<&String> = args
         .iter()
@@ -106,22 +117,23 @@ fn replay(args: &[String]) -> Result<(), String> {
         .map(|(_, a)| a)
         .collect();
     let [reference, room] = files[..] else {
-        return Err(
+        return Err(Failure::Usage(
             "usage: echo_replay REF.wav ROOM.wav [--raw] [--delay-ms N] [--sent PROCESSED.wav] \
              [--ducks FROM-TO,...]"
                 .into(),
-        );
+        ));
     };
-    let reference = read_wav(reference)?;
+    let reference = read_wav(reference).map_err(Failure::Input)?;
     let delayed = |x: Vec<f32>| -> Vec<i16> {
         let mut v: Vec<i16> = x.into_iter().map(to_i16).collect();
         v.splice(0..0, std::iter::repeat_n(0, delay_ms * 24));
         v
     };
-    let mic = delayed(read_wav(room)?);
+    let mic = delayed(read_wav(room).map_err(Failure::Input)?);
     let processed = value(args, "--sent")
         .map(read_wav)
-        .transpose()?
+        .transpose()
+        .map_err(Failure::Input)?
         .map(delayed);
     let mut guard = match (&processed, raw) {
         (Some(_), _) => EchoGuard::for_capture(true, Capture::Pair),
