@@ -158,15 +158,10 @@ fn judged_by_a_raw_capture_no_leak_reaches_the_socket_once_its_path_is_known() {
     assert!(matches!(m.echo_delay_ms, Some(60..=90)), "{m:?}");
     let loud = |pcm: &[i16]| pcm.iter().filter(|s| s.abs() > 1_000).count();
     assert!(loud(&processed) > 10_000, "the leaks are loud");
-    // Once the raw capture has shown the path (~1 s in), no leak reaches the socket; before,
-    // nothing was held.
+    // Before the raw capture has shown the path (~1 s in) the first playback is guarded, and
+    // after it the path is: no leak reaches the socket.
     assert!(loud(&processed[..24_000]) > 1_000, "a leak before the path");
-    assert_eq!(
-        sent[..12_000],
-        processed[..12_000],
-        "not held before the path"
-    );
-    assert_eq!(loud(&sent[48_000..]), 0, "a leak reached the socket: {m:?}");
+    assert_eq!(loud(&sent), 0, "a leak reached the socket: {m:?}");
     // What leaves is the processed capture, frame for frame, or silence.
     for (k, (o, p)) in sent.chunks(240).zip(processed.chunks(240)).enumerate() {
         assert!(o == p || o.iter().all(|&x| x == 0), "frame {k}");
