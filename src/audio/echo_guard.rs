@@ -406,7 +406,8 @@ pub struct EchoGuard {
     last_db: f32,
     /// Frames the ring-down has been learnt from.
     rung: u32,
-    /// How much of the echo the browser's canceller takes out, dB ([`EchoGuard::removal`]).
+    /// On a pair, how much of the room's ringing the browser's canceller takes out, dB
+    /// ([`EchoGuard::removal`]).
     removal_db: f32,
 }
 
@@ -850,10 +851,9 @@ impl EchoGuard {
     /// On a pair, learns how much of the room's ringing the browser's canceller takes out:
     /// the mean of the raw capture's level over the sent one's (0–60 dB) over the frames
     /// `ring_down` learns from (a canceller that cancels the echo while it plays may leave the
-    /// ringing once the far end falls). Raw capture sends what it judges: nothing is taken out.
+    /// ringing once the far end falls).
     fn removal(&mut self, a: f32, level_db: f32) {
         if self.capture != Capture::Pair {
-            self.removal_db = 0.0;
             return;
         }
         let sent = self.acc_sent.iter().map(|&s| {
@@ -1147,7 +1147,8 @@ impl EchoGuard {
         if self.judges_raw()
             && self.duck.is_some()
             && self.path == EchoPath::Echo
-            && self.removal_db < KEPT_RINGING_DB
+            // Raw capture sends what it judges: nothing is taken out.
+            && (self.capture != Capture::Pair || self.removal_db < KEPT_RINGING_DB)
         {
             for (a, &b) in env.iter_mut().zip(&self.room_tail) {
                 *a = a.max(b);
