@@ -126,7 +126,16 @@ async function openWebDriver(engine, { realDevices }) {
       await (await driver.findElement(By.css(selector))).sendKeys(k);
     },
     screenshot: async (name) => writeFile(join(OUTPUT, `${name}.png`), await driver.takeScreenshot(), "base64"),
-    close: async () => { await driver.quit(); await stopWebKitDriver(); },
+    // Never throws and never waits long: after an engine crash quit() can fail or hang, and a
+    // WebKitWebDriver (or the MiniBrowser it started) left running would keep node from exiting.
+    async close() {
+      let timer;
+      const late = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error("quit took over 15 s")), 15_000); });
+      try { await Promise.race([driver.quit(), late]); } catch { /* the engine is gone or stuck: killed below */ } finally {
+        clearTimeout(timer);
+        stopWebKitDriver();
+      }
+    },
   };
 }
 
@@ -138,7 +147,10 @@ async function webkitDriverUrl() {
   const { spawn } = await import("node:child_process");
   const net = await import("node:net");
   const port = await new Promise((res) => { const s = net.createServer(); s.listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => res(p)); }); });
-  webkitDriver = spawn("/usr/bin/WebKitWebDriver", [`--port=${port}`], { stdio: ["ignore", "ignore", "pipe"] });
+  // Its own process group (detached), so that closing kills the MiniBrowser and web processes
+  // it started too.
+  webkitDriver = spawn("/usr/bin/WebKitWebDriver", [`--port=${port}`], { stdio: ["ignore", "ignore", "pipe"], detached: true });
+  process.once("exit", stopWebKitDriver);
   const log = { text: "" };
   webkitDriverLog = log;
   webkitDriver.stderr.setEncoding("utf8");
@@ -150,7 +162,13 @@ async function webkitDriverUrl() {
   }
   throw new Error("WebKitWebDriver did not start");
 }
-async function stopWebKitDriver() { if (webkitDriver) { webkitDriver.kill(); webkitDriver = null; } }
+function stopWebKitDriver() {
+  const d = webkitDriver;
+  webkitDriver = null;
+  if (!d) return;
+  try { process.kill(-d.pid, "SIGKILL"); } catch { /* already gone */ }
+  d.stderr?.destroy();
+}
 
 // Firefox processes no audio at all without a sound server (TOOLCHAIN.md). When none answers (the
 // Makefile's E2E target does not wrap the run in scripts/with-pulseaudio.sh), start a PulseAudio
