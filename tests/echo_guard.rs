@@ -236,6 +236,99 @@ fn with_an_echo_path_echo_alone_never_reaches_the_servers_vad() {
     }
 }
 
+/// What a page's main thread takes from the two worklets, in the order it takes them.
+enum Delivered {
+    /// A captured 10 ms block (its index) and the context frame it was captured from.
+    Mic(usize, u64),
+    /// The player's progress: samples of the item played (24 kHz) by a context frame.
+    Played(u64, u64),
+}
+
+/// Plays assistant.wav as `item` while `mic` is captured, through `g`, as a loaded page sees
+/// it: the context (48 kHz) runs on from `*ctx`, the player reports every 50 ms, and the main
+/// thread takes the worklets' messages in bursts after stalls of 10–150 ms, each burst's
+/// progress before its captured blocks. `clocked`: with each block's and report's context
+/// frame. Then a 5 s pause on the same clock. What `g` sent.
+fn respond_out_of_step(
+    g: &mut EchoGuard,
+    item: &str,
+    mic: &[i16],
+    ctx: &mut u64,
+    rng: &mut u32,
+    clocked: bool,
+) -> Vec<i16> {
+    let reference: Vec<f32> = wav("assistant.wav")
+        .iter()
+        .map(|&s| f32::from(s) / 32768.0)
+        .collect();
+    g.push_reference(item, &reference);
+    let mut out = Vec::new();
+    let blocks: Vec<&[i16]> = mic.chunks(FRAME).collect();
+    let (mut burst, mut stall) = (Vec::new(), 0u32);
+    for i in 0..blocks.len() {
+        let at = *ctx + i as u64 * 480;
+        burst.push(Delivered::Mic(i, at));
+        if i % 5 == 4 {
+            let played = ((i + 1) * FRAME).min(reference.len()) as u64;
+            burst.insert(0, Delivered::Played(played, at + 480));
+        }
+        if stall == 0 || i + 1 == blocks.len() {
+            for d in burst.drain(..) {
+                match d {
+                    Delivered::Played(n, at) => g.played_at(item, n, clocked.then_some(at)),
+                    Delivered::Mic(k, at) => {
+                        if clocked {
+                            g.capture_clock(at, 48_000);
+                        }
+                        g.process(blocks[k], &mut out);
+                    }
+                }
+            }
+            *rng = rng.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            stall = *rng >> 28; // 0–15 blocks
+        } else {
+            stall -= 1;
+        }
+    }
+    *ctx += blocks.len() as u64 * 480;
+    for _ in 0..500 {
+        if clocked {
+            g.capture_clock(*ctx, 48_000);
+        }
+        g.process(&[0; FRAME], &mut out);
+        *ctx += 480;
+    }
+    out
+}
+
+/// The page's worklets report out of step with the capture (the main thread takes their
+/// messages in bursts). On the capture clock, what played is placed where it played: the path
+/// is evidenced at the room's delay and the echo never reaches the server's VAD, as when the
+/// reports come in step.
+#[test]
+fn on_the_capture_clock_reports_out_of_step_place_the_echo_where_it_played() {
+    for (room, delay_ms) in ROOMS {
+        let mic = wav(&format!("{room}-echo.wav"));
+        let want = delay_ms + if room == "speakerphone" { 100 } else { 0 };
+        for guard in [EchoGuard::new, EchoGuard::raw] {
+            let mut g = guard(true);
+            let (mut ctx, mut rng) = (1_234_567, 7);
+            let mut outs = Vec::new();
+            for item in ["greeting", "second", "third"] {
+                outs.push(respond_out_of_step(
+                    &mut g, item, &mic, &mut ctx, &mut rng, true,
+                ));
+            }
+            let s = g.stats();
+            let what = format!("{room}, raw {}: {s:?}", s.raw);
+            assert_eq!(s.path, EchoPath::Echo, "{what}");
+            let d = s.delay_ms.unwrap_or_default();
+            assert!(d + 30 >= want && d <= want + 30, "{what}: want {want} ms");
+            assert_eq!(vad_starts(&outs[2]), Vec::<u64>::new(), "{what}");
+        }
+    }
+}
+
 /// A room with a noise floor (a fan, −45 dBFS: under the server's VAD, over the guard's
 /// floor for a voice) through the pauses too: when the assistant speaks again, the new
 /// response's echo has not arrived for the path's delay, and the prediction must not fall to

@@ -97,6 +97,77 @@ fn echo_run_as(opts: &str, pair: bool) -> (Sim, Vec<i16>, Vec<i16>) {
     (sim, appended_samples(&log).0, captured_ducked)
 }
 
+/// As [`echo_run`] without the ducker, the page loaded: its main thread takes the worklets'
+/// messages in bursts after stalls of up to 300 ms, each burst's progress reports before its
+/// captured blocks, and each with its audio context frame (`handle_mic_samples_at`,
+/// `handle_playback_progress_at`). What reached the socket, and what was captured.
+fn echo_run_out_of_step() -> (Sim, Vec<i16>, Vec<i16>) {
+    let mut sim = Sim::new(r#","bargeInDuck":"off""#);
+    sim.connect_open();
+    sim.s.handle_audio_started(sim.now, 24_000, 1);
+    sim.s.handle_playback_started(sim.now, 24_000);
+    sim.msg(r#"{"type":"response.created","response":{"id":"resp_1","status":"in_progress","output":[]}}"#);
+    let voice = wav("assistant.wav");
+    let played: Vec<i16> = voice.iter().chain(&voice).copied().collect();
+    for chunk in played.chunks(4_800) {
+        let mut b64 = String::new();
+        pcm16::encode_i16_as_pcm16_base64(chunk, &mut b64);
+        sim.msg(&format!(
+            r#"{{"type":"response.output_audio.delta","response_id":"resp_1","item_id":"item_a","output_index":0,"content_index":0,"delta":"{b64}"}}"#
+        ));
+    }
+    let echo = wav("mild-echo.wav");
+    let mut captured = vec![0i16; voice.len() + echo.len()];
+    for (k, &e) in echo.iter().enumerate() {
+        captured[k] = captured[k].saturating_add(e);
+        captured[k + voice.len()] = captured[k + voice.len()].saturating_add(e);
+    }
+    let slot = sim.slot("item_a");
+    let ctx = 5_000_000u64;
+    let (mut log, mut reports, mut blocks_due) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut rng, mut stall) = (11u32, 0);
+    let blocks: Vec<&[i16]> = captured.chunks(480).collect();
+    for step in 0..blocks.len() {
+        let at = ctx + step as u64 * 480;
+        let n = ((step + 1) * 480).min(played.len()) as u64;
+        reports.push((true, n, at + 480));
+        blocks_due.push((false, step as u64, at));
+        if stall > 0 && step + 1 < blocks.len() {
+            stall -= 1; // stalled: the messages wait
+            continue;
+        }
+        rng = rng.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        stall = rng >> 28; // 0–15 blocks
+        sim.advance(20);
+        for (report, n, at) in reports.drain(..).chain(blocks_due.drain(..)) {
+            if report {
+                sim.s.handle_playback_progress_at(sim.now, slot, n, 0, at);
+            } else {
+                let mic: Vec<f32> = blocks[n as usize]
+                    .iter()
+                    .map(|&v| f32::from(v) / 32_768.0)
+                    .collect();
+                sim.s.handle_mic_samples_at(sim.now, &mic, at);
+            }
+        }
+        log.extend(sim.drain());
+    }
+    log.extend(sim.advance(1000));
+    (sim, appended_samples(&log).0, captured)
+}
+
+/// Placed where they arrived, those reports evidence no echo path at all.
+#[test]
+fn on_the_audio_clock_reports_out_of_step_are_placed_where_they_played() {
+    let (sim, sent, captured) = echo_run_out_of_step();
+    let m = sim.s.metrics();
+    assert!(matches!(m.echo_delay_ms, Some(60..=90)), "{m:?}");
+    let loud = |pcm: &[i16]| pcm.iter().filter(|s| s.abs() > 1_000).count();
+    assert!(loud(&captured[84_000..]) > 10_000);
+    let after = sent.get(84_000..).unwrap_or_default();
+    assert_eq!(loud(after), 0, "echo reached the socket: {m:?}");
+}
+
 #[test]
 fn echo_is_sent_as_silence_once_its_path_is_evidenced_and_unchanged_with_off() {
     for opts in ["", r#","echoGuard":"auto""#] {

@@ -7,8 +7,10 @@
 //!
 //! ```text
 //! reference: decoded assistant audio ─► energy frames per item ─► placed on the mic timeline
-//!            when the player reports them played (`played`; `DUCK_DB` down while the ducker
-//!            holds the assistant down, `set_ducked`) ─► three envelopes, peak holds
+//!            when the player reports them played (`played`), where they played on the audio
+//!            context's clock when both sides carry it (`capture_clock`, `played_at`: the
+//!            worklets' messages reach the page in bursts); `DUCK_DB` down while the ducker
+//!            holds the assistant down (`set_ducked`) ─► three envelopes, peak holds
 //!            falling like a short, a medium and a long room tail (T60 0.85, 1.9, 6.8 s)
 //! mic 24 kHz ─► log energy m
 //!   path: the correlation of m with each envelope at each lag 0–400 ms (raw capture 0–600
@@ -64,6 +66,8 @@
 
 /// Samples per analysis frame: 10 ms at 24 kHz.
 pub const FRAME: usize = 240;
+/// Samples per second of what the guard takes, captured and played.
+const RATE: u32 = 24_000;
 /// Longest echo delay considered on raw capture, frames (600 ms: a speakerphone's room plus
 /// the browser's output and input latency, which grow under load), and behind a canceller
 /// (400 ms).
@@ -181,6 +185,13 @@ const BANDS: [(f32, f32, f32); 4] = [
 const BAND_MARGIN_DB: f32 = 8.0;
 /// Recent decisions remembered for `speech_started` (200 ms).
 const RECENT_FRAMES: u32 = 20;
+/// How far ahead of the frame being captured a clocked report may place what it played
+/// (frames, 640 ms: reports handled before the capture that came with them, after a stall of
+/// the page); one further, or with no clock, is placed ending at the frame being captured.
+/// Frames played further back than the rest of the ring are left out, so a late report never
+/// overwrites a frame placed ahead (what is read lies within [`MAX_LAG`] + 2 of now).
+const CLOCK_AHEAD: u64 = 64;
+const _: () = assert!(RING as u64 - CLOCK_AHEAD > MAX_LAG as u64 + 2);
 /// Frames of the playback worklet's ramp down (its `DUCK_DOWN_MS`, 150 ms): once it is over,
 /// played frames are placed at what the duck leaves of them
 /// ([`DUCK_ENERGY`](super::duck::DUCK_ENERGY)). Until then, and from the release on (the
@@ -253,6 +264,16 @@ pub struct EchoStats {
     pub path: EchoPath,
     /// Whether it judges raw capture (no canceller before it, or the raw one of a pair).
     pub raw: bool,
+}
+
+/// Where the capture clock meets the mic timeline: the 24 kHz sample `sample` (counted from
+/// the first the guard took) was captured at the audio context's frame `context_frame`, and
+/// the context runs at `rate`.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    context_frame: u64,
+    sample: u64,
+    rate: u32,
 }
 
 /// Reference energy frames of one assistant item; those before `next` were played.
@@ -352,6 +373,8 @@ pub struct EchoGuard {
     settled: u64,
     /// Mic frames completed so far (the mic timeline).
     mic_frames: u64,
+    /// The capture clock's last reading ([`EchoGuard::capture_clock`]).
+    clock: Option<Clock>,
     /// The frame being captured, as judged.
     acc: [i16; FRAME],
     /// The frame's audio as it is sent (the same as `acc` unless captured as a pair).
@@ -486,6 +509,7 @@ impl EchoGuard {
             env: [[[0.0; BANDS.len() + 1]; TAILS.len()]; RING],
             settled: 0,
             mic_frames: 0,
+            clock: None,
             acc: [0; FRAME],
             acc_sent: [0; FRAME],
             acc_len: 0,
@@ -548,8 +572,13 @@ impl EchoGuard {
         self.flush(false, out);
         let mut g = EchoGuard::for_capture(self.gating, capture);
         g.items = std::mem::take(&mut self.items);
-        (g.ring, g.env, g.settled, g.mic_frames) =
-            (self.ring, self.env, self.settled, self.mic_frames);
+        (g.ring, g.env, g.settled, g.mic_frames, g.clock) = (
+            self.ring,
+            self.env,
+            self.settled,
+            self.mic_frames,
+            self.clock,
+        );
         (g.acc, g.acc_sent, g.acc_len, g.split) =
             (self.acc, self.acc_sent, self.acc_len, self.split);
         (g.noise, g.peak, g.playing) = (self.noise, self.peak, self.playing);
@@ -639,6 +668,39 @@ impl EchoGuard {
     /// The player has played `played_total` samples (24 kHz) of `item_id`: the frames played
     /// since the last report are placed on the mic timeline, ending at the frame being captured.
     pub fn played(&mut self, item_id: &str, played_total: u64) {
+        self.played_at(item_id, played_total, None);
+    }
+
+    /// The next samples [`EchoGuard::process`] takes were captured from the audio context's
+    /// frame `context_frame` on (the context at `rate` Hz). Reports that say when they played
+    /// ([`EchoGuard::played_at`]) are then placed on the mic timeline where they played, the
+    /// same clock on both sides, not where they arrived: the two worklets' messages reach the
+    /// page in bursts and out of step. Call before each captured block.
+    pub fn capture_clock(&mut self, context_frame: u64, rate: u32) {
+        self.clock = (rate > 0).then_some(Clock {
+            context_frame,
+            sample: self.mic_frames * FRAME as u64 + self.acc_len as u64,
+            rate,
+        });
+    }
+
+    /// As [`EchoGuard::played`], where `context_frame` (if known) is the audio context's frame
+    /// at which the player had played `played_total`: with the capture clock
+    /// ([`EchoGuard::capture_clock`]) the frames are placed where they played. A report the
+    /// clock places more than [`CLOCK_AHEAD`] frames ahead, or too far back, is placed as
+    /// without it (the clock is stale: the microphone is muted, or the context was rebuilt).
+    pub fn played_at(&mut self, item_id: &str, played_total: u64, context_frame: Option<u64>) {
+        let now = self.mic_frames;
+        let end = context_frame
+            .zip(self.clock)
+            .and_then(|(c, k)| {
+                // Context frames count from 0 at 8–192 kHz: i64 holds years of them × 24 000.
+                let since = c as i64 - k.context_frame as i64;
+                let sample = k.sample as i64 + since * i64::from(RATE) / i64::from(k.rate);
+                u64::try_from((sample - 1).div_euclid(FRAME as i64)).ok()
+            })
+            .filter(|&e| e <= now + CLOCK_AHEAD && e + (RING as u64 - CLOCK_AHEAD) > now)
+            .unwrap_or(now);
         let Some(it) = self.items.iter_mut().find(|i| i.id == item_id) else {
             return;
         };
@@ -648,18 +710,19 @@ impl EchoGuard {
         }
         let k = total - it.placed;
         it.placed = total;
-        let now = self.mic_frames;
-        let gain = match self.duck {
-            Some(d) if now >= d.since + DUCK_RAMP_FRAMES => super::duck::DUCK_ENERGY,
-            _ => 1.0,
-        };
         for j in (0..k).rev() {
             let e = it.frames.get(it.next).copied().unwrap_or_default();
             it.next += 1;
-            if j >= RING as u64 || j > now {
+            let Some(pos) = end.checked_sub(j) else {
+                continue;
+            };
+            if pos + (RING as u64 - CLOCK_AHEAD) <= now {
                 continue;
             }
-            let pos = now - j;
+            let gain = match self.duck {
+                Some(d) if pos >= d.since + DUCK_RAMP_FRAMES => super::duck::DUCK_ENERGY,
+                _ => 1.0,
+            };
             let slot = &mut self.ring[(pos % RING as u64) as usize];
             if slot.0 != pos + 1 {
                 *slot = (pos + 1, [0.0; BANDS.len() + 1]);

@@ -111,9 +111,18 @@ impl EchoPath {
     }
 
     /// Captured 24 kHz audio in, what goes on to the chunker out (the same, at once, unless
-    /// the guard is guarding); `heard`: the raw capture beside it, judged instead.
-    pub fn gate(&mut self, pcm: &[i16], heard: Option<&[i16]>) -> &[i16] {
+    /// the guard is guarding); `heard`: the raw capture beside it, judged instead; `clock`:
+    /// the audio context's frame the block was captured from and the context's rate.
+    pub fn gate(
+        &mut self,
+        pcm: &[i16],
+        heard: Option<&[i16]>,
+        clock: Option<(u64, u32)>,
+    ) -> &[i16] {
         self.out.clear();
+        if let Some((frame, rate)) = clock {
+            self.guard.capture_clock(frame, rate);
+        }
         let capture = self.canceller.capture(heard.is_some());
         self.guard.set_capture(capture, &mut self.out);
         self.sync_duck();
@@ -124,11 +133,12 @@ impl EchoPath {
         &self.out
     }
 
-    /// The player has played `played_total` samples (24 kHz) of `item_id`: the guard places
-    /// them on its reference (at the level the ducker leaves them).
-    pub fn played(&mut self, item_id: &str, played_total: u64) {
+    /// The player has played `played_total` samples (24 kHz) of `item_id`, by the audio
+    /// context's frame `at` if known: the guard places them on its reference (at the level the
+    /// ducker leaves them).
+    pub fn played(&mut self, item_id: &str, played_total: u64, at: Option<u64>) {
         self.sync_duck();
-        self.guard.played(item_id, played_total);
+        self.guard.played_at(item_id, played_total, at);
     }
 
     /// The guard told whether the ducker holds the assistant down: the ducker's state is the

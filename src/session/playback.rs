@@ -285,10 +285,41 @@ impl Session {
     /// of the current player so far.
     pub fn handle_playback_progress(
         &mut self,
+        now_ms: u64,
+        item: u32,
+        played_frames: u64,
+        underruns_total: u64,
+    ) {
+        self.progress(now_ms, item, played_frames, underruns_total, None);
+    }
+
+    /// As [`Session::handle_playback_progress`], with the audio context's frame
+    /// (`currentFrame`) by which the player had played `played_frames`: with the capture's
+    /// (`Session::handle_mic_samples_at`) the echo guard places what played where it played.
+    pub fn handle_playback_progress_at(
+        &mut self,
+        now_ms: u64,
+        item: u32,
+        played_frames: u64,
+        underruns_total: u64,
+        context_frame: u64,
+    ) {
+        self.progress(
+            now_ms,
+            item,
+            played_frames,
+            underruns_total,
+            Some(context_frame),
+        );
+    }
+
+    fn progress(
+        &mut self,
         _now_ms: u64,
         item: u32,
         played_frames: u64,
         underruns_total: u64,
+        at: Option<u64>,
     ) {
         let p = &mut self.play;
         self.snap.underruns = p.underruns.report(self.snap.underruns, underruns_total);
@@ -298,7 +329,7 @@ impl Session {
         if let Some(it) = p.item(item) {
             let played = it.base + played_frames * u64::from(API_RATE) / rate;
             it.played = it.played.max(played.min(it.received));
-            self.echo.played(&it.item_id, it.played);
+            self.echo.played(&it.item_id, it.played, at);
         }
         self.check_assistant_done();
     }

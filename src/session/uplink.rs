@@ -225,7 +225,14 @@ impl Session {
     /// Microphone samples, interleaved at the device rate given to `handle_audio_started`.
     /// Dropped while muted, in text mode or before audio started.
     pub fn handle_mic_samples(&mut self, now_ms: u64, samples: &[f32]) {
-        self.mic_block(now_ms, samples, None);
+        self.mic_block(now_ms, samples, None, None);
+    }
+
+    /// As [`Session::handle_mic_samples`], with the audio context's frame (`currentFrame`)
+    /// at which the block's first sample was captured: the echo guard then places what the
+    /// player reports played ([`Session::handle_playback_progress_at`]) on the same clock.
+    pub fn handle_mic_samples_at(&mut self, now_ms: u64, samples: &[f32], context_frame: u64) {
+        self.mic_block(now_ms, samples, None, Some(context_frame));
     }
 
     /// The microphone captured twice (where [`Session::echo_hears_raw`] asks for it): `sent` as
@@ -236,10 +243,28 @@ impl Session {
     /// microphone came without it) goes to `handle_mic_samples`: the guard then judges by the
     /// processed capture again.
     pub fn handle_mic_pair(&mut self, now_ms: u64, sent: &[f32], heard: &[f32]) {
-        self.mic_block(now_ms, sent, Some(heard));
+        self.mic_block(now_ms, sent, Some(heard), None);
     }
 
-    fn mic_block(&mut self, now_ms: u64, samples: &[f32], heard: Option<&[f32]>) {
+    /// As [`Session::handle_mic_pair`], with the audio context's frame at which the block's
+    /// first sample was captured (see [`Session::handle_mic_samples_at`]).
+    pub fn handle_mic_pair_at(
+        &mut self,
+        now_ms: u64,
+        sent: &[f32],
+        heard: &[f32],
+        context_frame: u64,
+    ) {
+        self.mic_block(now_ms, sent, Some(heard), Some(context_frame));
+    }
+
+    fn mic_block(
+        &mut self,
+        now_ms: u64,
+        samples: &[f32],
+        heard: Option<&[f32]>,
+        context_frame: Option<u64>,
+    ) {
         self.last_now = now_ms;
         self.input_level(now_ms, samples);
         if self.up.muted || self.mode != Mode::Voice {
@@ -249,6 +274,7 @@ impl Session {
         let Audio::Running(r) = &mut up.audio else {
             return;
         };
+        let clock = context_frame.map(|f| (f, r.input_rate()));
         let mut n = resample(r, samples, &mut up.resampled, &mut up.pcm);
         if let (Ok(_), Some(h)) = (&n, heard) {
             // The raw capture's resampler runs beside the processed one's from the first pair
@@ -272,7 +298,7 @@ impl Session {
         self.duck_on_mic();
         let up = &mut self.up;
         let heard = up.raw.is_some().then_some(&up.raw_pcm[..]);
-        let sent = self.echo.gate(&up.pcm, heard);
+        let sent = self.echo.gate(&up.pcm, heard, clock);
         up.captured_samples += sent.len() as u64;
         up.chunker.push(now_ms, sent);
         self.pump_audio(now_ms);

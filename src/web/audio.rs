@@ -67,18 +67,22 @@ extern "C" {
 #[derive(Debug)]
 pub enum AudioEvent {
     /// Interleaved microphone frames at the context rate; `pair`: two channels, the processed
-    /// capture and the raw one beside it ([`AudioOptions::raw_beside`]).
+    /// capture and the raw one beside it ([`AudioOptions::raw_beside`]); `at`: the context's
+    /// frame of the first (0 where the glue gives none, as `at` of `Progress`: the guard then
+    /// places what played about where it would without the clock).
     Frames {
         frames: Float32Array,
         channels: u32,
         pair: bool,
+        at: u64,
     },
     /// The playback worklet's progress for `item` (the core's number for it): frames played of
     /// it (context rate), total underruns and concealed late deltas, and the output level
-    /// (linear RMS, peak) of the period.
+    /// (linear RMS, peak) of the period; `at`: the context's frame by which that was played.
     Progress {
         item: u32,
         played: u64,
+        at: u64,
         underruns: u32,
         concealed: u32,
         rms: f32,
@@ -123,7 +127,7 @@ pub struct AudioOptions {
 }
 
 /// The events' callback, called by `glue.js` as `on(kind, x, a, b, c, d, e)`.
-type OnEvent = Closure<dyn FnMut(u32, JsValue, f64, f64, f64, f64, f64)>;
+type OnEvent = Closure<dyn FnMut(u32, JsValue, f64, f64, f64, f64, f64, f64)>;
 
 /// The live graph. Dropping it does not stop it: call [`AudioGraph::stop`].
 pub struct AudioGraph {
@@ -180,19 +184,21 @@ impl AudioGraph {
         sink: Rc<dyn Fn(AudioEvent)>,
         done: impl FnOnce(Result<AudioGraph, AudioFailure>) + 'static,
     ) {
-        let on = OnEvent::new(move |kind, x: JsValue, a, b, c, d, e| {
+        let on = OnEvent::new(move |kind, x: JsValue, a, b, c, d, e, f| {
             sink(match kind {
                 0 => match x.dyn_into() {
                     Ok(frames) => AudioEvent::Frames {
                         frames,
                         channels: a as u32,
                         pair: b != 0.0,
+                        at: c as u64,
                     },
                     Err(_) => return,
                 },
                 1 => AudioEvent::Progress {
                     item: a as u32,
                     played: b as u64,
+                    at: f as u64,
                     underruns: c as u32,
                     concealed: x.as_f64().unwrap_or(0.0) as u32,
                     rms: d as f32,

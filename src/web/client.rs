@@ -1010,6 +1010,7 @@ impl Shell {
                 frames,
                 channels,
                 pair,
+                at,
             } => {
                 let mut buf = self.mic_buf.borrow_mut();
                 buf.resize(frames.length() as usize, 0.0);
@@ -1036,9 +1037,13 @@ impl Shell {
                         buf[i] = buf[2 * i];
                     }
                     buf.truncate(n);
-                    self.core.borrow_mut().handle_mic_pair(now_ms(), &buf, &raw);
+                    self.core
+                        .borrow_mut()
+                        .handle_mic_pair_at(now_ms(), &buf, &raw, at);
                 } else {
-                    self.core.borrow_mut().handle_mic_samples(now_ms(), &buf);
+                    self.core
+                        .borrow_mut()
+                        .handle_mic_samples_at(now_ms(), &buf, at);
                 }
                 drop(buf);
                 self.pump();
@@ -1046,12 +1051,13 @@ impl Shell {
             AudioEvent::Progress {
                 item,
                 played,
+                at,
                 underruns,
                 concealed,
                 rms,
                 peak,
             } => self.input(|s, now| {
-                s.handle_playback_progress(now, item, played, u64::from(underruns));
+                s.handle_playback_progress_at(now, item, played, u64::from(underruns), at);
                 s.handle_playback_concealed(now, u64::from(concealed));
                 s.handle_output_level(now, rms, peak);
             }),

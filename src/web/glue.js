@@ -270,8 +270,9 @@ export function postJson(url, token, body) {
 // it; setSinkId picks the device). One AudioContext at the device's native rate. Nothing here
 // decides: each function does what the core's output asked for, and failures go back as
 // 1 (no AudioWorklet), 2 (the context failed) or getUserMedia's error, for the core to judge.
-// Events, all through g.on(kind, x, a, b, c, d, e): 0 frames (x, a = channels), 1 progress
-// (x concealed, a item, b played, c underruns, d rms, e peak), 2 overflow (a frames), 3 finished (a item),
+// Events, all through g.on(kind, x, a, b, c, d, e, f): 0 frames (x, a = channels, b = pair,
+// c = the context frame of the first), 1 progress (x concealed, a item, b played, c underruns,
+// d rms, e peak, f = the context frame by which b was played), 2 overflow (a frames), 3 finished (a item),
 // 4 track ended, 5 devices changed, 6 context state (x), 7 echo canceller (x = its failure, or
 // a = attenuation dB, b = delay ms).
 
@@ -387,13 +388,13 @@ export async function start(g, captureUrl, playbackUrl, c, id, prebufferMs, aecU
         on(7, d.error ?? null, d.attenuation || 0, d.delay || 0);
         return;
       }
-      on(0, f, d.channels, g.r ? 1 : 0);
+      on(0, f, d.channels, g.r ? 1 : 0, Math.round(d.time * ctx.sampleRate));
       // Copied out by now: the buffer goes back to the worklet's pool (transferred).
       g.cap.port.postMessage({ type: "recycle", buffer: f.buffer }, [f.buffer]);
     };
     g.play.port.onmessage = ({ data: d }) => {
       const t = d.type;
-      if (t == "progress") on(1, d.concealed, d.item, d.played, d.underruns, d.rms, d.peak);
+      if (t == "progress") on(1, d.concealed, d.item, d.played, d.underruns, d.rms, d.peak, d.at);
       else if (t == "overflow") on(2, null, d.frames);
       else if (t == "finished") on(3, null, d.item);
     };

@@ -15,9 +15,10 @@
 // Playing starts `prebufferMs` after the first audio arrives (or once that much arrived before the
 // last push, or at once when the item has ended), again after running dry inside an item.
 // Underrun = the item ran dry and then more of it arrived (a gap), never the silence after its end.
-// Out: {type:"progress", item, played, underruns, concealed, rms, peak} about every 50 ms while audio is queued
-//      or playing, and at once after a flush; {type:"finished", item} when an item drained after
-//      its end marker; {type:"overflow", frames} when the ring refused audio.
+// Out: {type:"progress", item, played, at, underruns, concealed, rms, peak} about every 50 ms while audio is queued
+//      or playing, and at once after a flush (at: the context frame by which `played` frames of
+//      the item had been played); {type:"finished", item} when an item drained after its end
+//      marker; {type:"overflow", frames} when the ring refused audio.
 const SEGS = 64; // item segments queued at most (an item switch starts one)
 const HOLD_MS = 40, FADE_MS = 120; // concealment: full level, then a linear fade to silence
 // Ducking ramps (linear in amplitude). Down over 150 ms, not at once: a far end that falls within
@@ -44,7 +45,7 @@ class RealtimeVoicePlayback extends AudioWorkletProcessor {
     this.period = 0; this.conc = 0; this.concAt = 0; this.concPos = 0; this.concGain = 0;
     this.concStep = 1 / this.frames(FADE_MS); this.concHold = 0; this.concealed = 0;
     this.duck = 1; this.duckTo = 1; this.duckStep = 0; // output gain while ducked, its target
-    this.progress = { type: "progress", item: 0, played: 0, underruns: 0, concealed: 0, rms: 0, peak: 0 };
+    this.progress = { type: "progress", item: 0, played: 0, at: 0, underruns: 0, concealed: 0, rms: 0, peak: 0 };
     this.finished = { type: "finished", item: 0 };
     this.overflow = { type: "overflow", frames: 0 };
     this.port.onmessage = this.onMessage.bind(this);
@@ -65,7 +66,7 @@ class RealtimeVoicePlayback extends AudioWorkletProcessor {
     } else if (m.type === "flush") {
       this.concFadeOut(m.rampMs ?? 8);
       const ramp = Math.min(this.size, this.frames(m.rampMs ?? 8));
-      if (!this.playing || ramp === 0) { this.discard(this.size); this.report(); return; }
+      if (!this.playing || ramp === 0) { this.discard(this.size); this.report(currentFrame); return; }
       // Fade what plays next, then drop the rest of what was queued at this moment (audio that
       // arrives during the fade belongs to the next answer and stays).
       this.fadeLen = this.fade = ramp;
@@ -145,7 +146,7 @@ class RealtimeVoicePlayback extends AudioWorkletProcessor {
       while (i < len && this.size > 0) {
         const h = this.segHead;
         const item = this.segItem[h];
-        if (item !== this.item) { if (this.item !== 0) this.report(); this.item = item; this.played = 0; }
+        if (item !== this.item) { if (this.item !== 0) this.report(currentFrame + i); this.item = item; this.played = 0; }
         this.done = false;
         // Fade out over the last frames when the ring runs dry before the item's end (unless a
         // period will be repeated); fade in when playing (re)starts, crossfaded with a
@@ -165,7 +166,7 @@ class RealtimeVoicePlayback extends AudioWorkletProcessor {
           this.segHead = (h + 1) % SEGS; this.segs--;
           if (ended) this.finish();
         }
-        if (this.fadeLen > 0 && this.fade <= 0) { this.discard(Math.max(0, this.flushLeft)); this.report(); break; }
+        if (this.fadeLen > 0 && this.fade <= 0) { this.discard(Math.max(0, this.flushLeft)); this.report(currentFrame + i); break; }
       }
       if (i < len && this.size === 0) {
         // Ran dry before the item's end: an underrun if more of it comes (counted in push), not
@@ -203,14 +204,14 @@ class RealtimeVoicePlayback extends AudioWorkletProcessor {
       this.quanta = 0;
       const active = this.playing || this.size > 0 || this.conc > 0;
       // Report while audio is queued or playing, and once more when it stops (the meter falls).
-      if (this.item !== 0 && (active || this.wasActive)) this.report();
+      if (this.item !== 0 && (active || this.wasActive)) this.report(currentFrame + len);
       this.wasActive = active;
     }
     return true;
   }
-  report() {
+  report(at) {
     const p = this.progress;
-    p.item = this.item; p.played = this.played; p.underruns = this.underruns; p.concealed = this.concealed;
+    p.item = this.item; p.played = this.played; p.at = at; p.underruns = this.underruns; p.concealed = this.concealed;
     p.rms = this.n > 0 ? Math.sqrt(this.sumSq / this.n) : 0; p.peak = this.peak;
     this.port.postMessage(p);
     this.sumSq = 0; this.peak = 0; this.n = 0;
