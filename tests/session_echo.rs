@@ -14,17 +14,9 @@ use realtime_voice::audio::pcm16;
 use realtime_voice::session::{Output, SessionConfig};
 use session_support::*;
 
-/// A connected voice session at 24 kHz mono, the assistant's item_a playing (the lab's
-/// interviewer twice: 6 s received), and its echo in the lab's mild room captured (80 ms later,
-/// a short reverb) while progress is reported every 20 ms; then 1.5 s of the room's tail.
-fn echo_run(opts: &str) -> (Sim, Vec<i16>, Vec<i16>) {
-    echo_run_as(opts, false)
-}
-
-/// As [`echo_run`]; with `pair`, the microphone is delivered as a pair: the room's capture raw
-/// beside what a leaky canceller makes of it (the echo 40 dB down but for 250 ms of every
-/// 800 ms, let through 6 dB louder), and the processed capture is what is returned as captured.
-fn echo_run_as(opts: &str, pair: bool) -> (Sim, Vec<i16>, Vec<i16>) {
+/// A connected voice session at 24 kHz mono with `opts`, item_a received (the lab's
+/// interviewer twice, 6 s): the session, what it plays, and the mild room's echo of it.
+fn playing_in_the_mild_room(opts: &str) -> (Sim, Vec<i16>, Vec<i16>) {
     let mut sim = Sim::new(opts);
     sim.connect_open();
     sim.s.handle_audio_started(sim.now, 24_000, 1);
@@ -46,6 +38,21 @@ fn echo_run_as(opts: &str, pair: bool) -> (Sim, Vec<i16>, Vec<i16>) {
         captured[k] = captured[k].saturating_add(e);
         captured[k + voice.len()] = captured[k + voice.len()].saturating_add(e);
     }
+    (sim, played, captured)
+}
+
+/// A connected voice session at 24 kHz mono, the assistant's item_a playing (the lab's
+/// interviewer twice: 6 s received), and its echo in the lab's mild room captured (80 ms later,
+/// a short reverb) while progress is reported every 20 ms; then 1.5 s of the room's tail.
+fn echo_run(opts: &str) -> (Sim, Vec<i16>, Vec<i16>) {
+    echo_run_as(opts, false)
+}
+
+/// As [`echo_run`]; with `pair`, the microphone is delivered as a pair: the room's capture raw
+/// beside what a leaky canceller makes of it (the echo 40 dB down but for 250 ms of every
+/// 800 ms, let through 6 dB louder), and the processed capture is what is returned as captured.
+fn echo_run_as(opts: &str, pair: bool) -> (Sim, Vec<i16>, Vec<i16>) {
+    let (mut sim, played, captured) = playing_in_the_mild_room(opts);
     let slot = sim.slot("item_a");
     let mut log = Vec::new();
     // The player's ducks (the echo trips the ducker: no canceller here), as the room hears
@@ -102,26 +109,7 @@ fn echo_run_as(opts: &str, pair: bool) -> (Sim, Vec<i16>, Vec<i16>) {
 /// captured blocks, and each with its audio context frame (`handle_mic_samples_at`,
 /// `handle_playback_progress_at`). What reached the socket, and what was captured.
 fn echo_run_out_of_step() -> (Sim, Vec<i16>, Vec<i16>) {
-    let mut sim = Sim::new(r#","bargeInDuck":"off""#);
-    sim.connect_open();
-    sim.s.handle_audio_started(sim.now, 24_000, 1);
-    sim.s.handle_playback_started(sim.now, 24_000);
-    sim.msg(r#"{"type":"response.created","response":{"id":"resp_1","status":"in_progress","output":[]}}"#);
-    let voice = wav("assistant.wav");
-    let played: Vec<i16> = voice.iter().chain(&voice).copied().collect();
-    for chunk in played.chunks(4_800) {
-        let mut b64 = String::new();
-        pcm16::encode_i16_as_pcm16_base64(chunk, &mut b64);
-        sim.msg(&format!(
-            r#"{{"type":"response.output_audio.delta","response_id":"resp_1","item_id":"item_a","output_index":0,"content_index":0,"delta":"{b64}"}}"#
-        ));
-    }
-    let echo = wav("mild-echo.wav");
-    let mut captured = vec![0i16; voice.len() + echo.len()];
-    for (k, &e) in echo.iter().enumerate() {
-        captured[k] = captured[k].saturating_add(e);
-        captured[k + voice.len()] = captured[k + voice.len()].saturating_add(e);
-    }
+    let (mut sim, played, captured) = playing_in_the_mild_room(r#","bargeInDuck":"off""#);
     let slot = sim.slot("item_a");
     let ctx = 5_000_000u64;
     let (mut log, mut reports, mut blocks_due) = (Vec::new(), Vec::new(), Vec::new());
