@@ -562,14 +562,18 @@ impl EchoGuard {
 
     /// Judges and sends as `capture` says from now on: the microphone came as a pair, or
     /// stopped coming as one. The reference, the mic timeline and the counters are kept; the
-    /// path, its coupling and the gate start again, and what the pre-roll line holds leaves
-    /// unchanged into `out`. Reference pushed while judging processed capture has no bands:
-    /// they say nothing until the next item.
+    /// path, its coupling and the gate start again, and what the pre-roll line holds (the frame
+    /// begun too) leaves unchanged into `out`. Reference pushed while judging processed capture
+    /// has no bands: they say nothing until the next item.
     pub fn set_capture(&mut self, capture: Capture, out: &mut Vec<i16>) {
         if capture == self.capture {
             return;
         }
         self.flush(false, out);
+        // The frame begun so far leaves too: the new guard starts idle, passing what comes.
+        if self.holding() {
+            out.extend_from_slice(&self.acc_sent[..self.acc_len]);
+        }
         let mut g = EchoGuard::for_capture(self.gating, capture);
         g.items = std::mem::take(&mut self.items);
         (g.ring, g.env, g.settled, g.mic_frames, g.clock) = (
@@ -1348,6 +1352,25 @@ mod tests {
             g.process(block, &mut out);
         }
         out
+    }
+
+    #[test]
+    fn a_capture_change_in_the_middle_of_a_guarded_frame_loses_nothing() {
+        let reference = tone(24_000, 0.3);
+        let mut g = EchoGuard::raw(true);
+        g.push_reference("a", &reference);
+        let mut out = Vec::new();
+        let loud = [8_000i16; FRAME];
+        for i in 0..20 {
+            g.played("a", ((i + 1) * FRAME) as u64);
+            g.process(&loud, &mut out);
+        }
+        // Raw capture guards from the first echo: the line holds the pre-roll.
+        assert_eq!(g.stats().state, GateState::Guard);
+        g.process(&loud[..100], &mut out);
+        g.set_capture(Capture::Processed, &mut out);
+        g.process(&loud[100..], &mut out);
+        assert_eq!(out.len() + g.stats().held_ms as usize * 24, 21 * FRAME);
     }
 
     #[test]

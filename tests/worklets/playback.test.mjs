@@ -19,7 +19,8 @@ function worklet(prebufferMs = 20) {
       this.port = { postMessage: (m) => sent.push({ ...m }), onmessage: null };
     }
   }
-  const scope = { sampleRate: RATE, AudioWorkletProcessor, registerProcessor: (_n, c) => (Processor = c) };
+  // currentFrame: the context frame of the quantum being rendered.
+  const scope = { sampleRate: RATE, currentFrame: 0, AudioWorkletProcessor, registerProcessor: (_n, c) => (Processor = c) };
   scope.globalThis = scope;
   vm.runInNewContext(source, scope);
   const p = new Processor({ processorOptions: { prebufferMs } });
@@ -32,6 +33,7 @@ function worklet(prebufferMs = 20) {
       for (let k = 0; k < Math.round((ms / 1000) * RATE / QUANTUM); k++) {
         const o = new Float32Array(QUANTUM);
         p.process([], [[o]]);
+        scope.currentFrame += QUANTUM;
         out.push(...o);
       }
     },
@@ -53,6 +55,17 @@ function quietest(x, until) {
 }
 // The largest step between consecutive output frames: a click shows as a jump.
 const largestStep = (x) => x.reduce((m, v, i) => (i ? Math.max(m, Math.abs(v - x[i - 1])) : m), 0);
+
+test("each progress report says by which context frame its played count was played", () => {
+  const w = worklet();
+  w.send({ type: "push", item: 1, samples: tone(0, 48_000), period: PERIOD });
+  w.run(500);
+  // Playing starts at a quantum's start (from silence, its first sample faded in from 0).
+  const start = Math.floor(w.out.findIndex((v) => v !== 0) / QUANTUM) * QUANTUM;
+  const reports = w.sent.filter((m) => m.type === "progress");
+  assert.ok(reports.length >= 8, `${reports.length} reports`);
+  for (const r of reports) assert.equal(r.at - start, r.played, JSON.stringify(r));
+});
 
 test("a late delta of a voiced answer is bridged by its last period, not a gap", () => {
   const w = worklet();
