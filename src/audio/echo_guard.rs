@@ -59,6 +59,9 @@
 //! (`Capture::Pair`, `process_pair`): the path and every decision come from the raw capture,
 //! where the echo follows what is played even when a canceller's residue does not; until
 //! its path is known it guards only over the first 1.5 s of playback, as raw capture does.
+//! Once a duck's effect is heard, a frame the canceller took a voice out of (12 dB under the
+//! raw capture) leaves raw where the gate lets it through: a browser canceller's suppressor
+//! chops a voice in double talk even with the assistant 25 dB down.
 //!
 //! Memory is bounded: fixed after construction but for the per-item reference queues, at most
 //! `ITEMS` × `ITEM_FRAMES` frames of 20 B (about 640 KiB with the vectors' growth);
@@ -109,6 +112,12 @@ const ROOM_DECAY_DB: (f32, f32) = (0.09, 1.0);
 /// reverb it leaves.
 const REMOVAL_START_DB: f32 = 60.0;
 const KEPT_RINGING_DB: f32 = 20.0;
+/// On a pair, once a duck's effect has reached the microphone (the ramp, then the path's lag)
+/// the raw echo is [`DUCK_DB`](super::duck::DUCK_DB) down; a frame the canceller leaves this
+/// much (dB) under the raw capture then had something else taken out with that echo: a voice,
+/// which its suppressor chops in double talk. Such a frame leaves raw where the gate lets it
+/// through.
+const SUPPRESSED_DB: f32 = 12.0;
 /// Slots of the pre-roll line: room for a whole probe, a power of two (the ring's index is a
 /// mask).
 const LINE_FRAMES: usize = 64;
@@ -432,6 +441,9 @@ pub struct EchoGuard {
     /// On a pair, how much of the room's ringing the browser's canceller takes out, dB
     /// ([`EchoGuard::removal`]).
     removal_db: f32,
+    /// On a pair, whether the frame being captured is kept back until it is whole, passing,
+    /// so that it can leave raw ([`SUPPRESSED_DB`]): set at the end of a frame, for the next.
+    swapping: bool,
 }
 
 /// Energies of a frame: broadband, then per band of [`BANDS`].
@@ -545,6 +557,7 @@ impl EchoGuard {
             last_db: LOG_FLOOR,
             rung: 0,
             removal_db: REMOVAL_START_DB,
+            swapping: false,
         }
     }
 
@@ -691,7 +704,7 @@ impl EchoGuard {
     /// As [`EchoGuard::played`], where `context_frame` (if known) is the audio context's frame
     /// at which the player had played `played_total`: with the capture clock
     /// ([`EchoGuard::capture_clock`]) the frames are placed where they played. A report the
-    /// clock places more than [`CLOCK_AHEAD`] frames ahead, or too far back, is placed as
+    /// clock places more than 640 ms ahead, or too far back, is placed as
     /// without it (the clock is stale: the microphone is muted, or the context was rebuilt).
     pub fn played_at(&mut self, item_id: &str, played_total: u64, context_frame: Option<u64>) {
         let now = self.mic_frames;
@@ -757,9 +770,10 @@ impl EchoGuard {
     /// to judge by and cleaned by the browser's processing to send. A canceller's residue
     /// leaks as loud as a voice in reverberant rooms and does not follow what is played; the
     /// raw capture does, so the echo path and every decision come from it (a guard made with
-    /// `raw`), and the server gets the canceller's cleaner audio. Every sample of `sent`
-    /// leaves; a `heard` shorter than it is taken as silence where it ends (two resamplers in
-    /// step differ by a sample at most).
+    /// `raw`), and the server gets the canceller's cleaner audio, but for a voice its
+    /// suppressor took out in a duck (12 dB under `heard`: that frame of `heard` leaves in its
+    /// place). One frame leaves per frame of `sent`; a `heard` shorter than it is taken as
+    /// silence where it ends (two resamplers in step differ by a sample at most).
     pub fn process_pair(&mut self, heard: &[i16], sent: &[i16], out: &mut Vec<i16>) {
         let mut at = 0;
         while at < sent.len() {
@@ -784,7 +798,7 @@ impl EchoGuard {
     /// One whole mic frame (heard in `acc`, sent in `acc_sent`) through the estimate and the
     /// gate.
     fn frame(&mut self, out: &mut Vec<i16>) {
-        let frame = self.acc_sent;
+        let mut frame = self.acc_sent;
         let mut e = [0.0; BANDS.len() + 1];
         let raw = self.judges_raw();
         for &s in &self.acc {
@@ -799,6 +813,11 @@ impl EchoGuard {
         let floor = self.noise.max(VOICE_FLOOR_DB - MARGIN_DB);
         let (active, env) = self.analyse(f, &m);
         self.ring_down(active, level_db, floor);
+        // Held back whole while passing (`holding`), this frame leaves below.
+        let swapped = self.holding() && self.state == GateState::Pass;
+        if self.duck_heard(f) && self.sent_db() < level_db - SUPPRESSED_DB {
+            frame = self.acc;
+        }
         // Broadband within the margin of the prediction; on raw capture with an echo path,
         // every band whose envelope says anything within its own.
         let bands = self.judges_raw() && self.path == EchoPath::Echo;
@@ -881,10 +900,11 @@ impl EchoGuard {
             // explained as silence.
             self.flush(next == GateState::Idle, out);
         }
-        if gating && !left && next != GateState::Guard {
+        if gating && (swapped || !left && next != GateState::Guard) {
             out.extend_from_slice(&frame);
         }
         self.state = next;
+        self.swapping = self.duck_heard(f + 1);
     }
 
     /// On raw capture, once the path's best lag has been learnt for 500 ms, learns how fast the
@@ -923,12 +943,7 @@ impl EchoGuard {
         if self.capture != Capture::Pair {
             return;
         }
-        let sent = self.acc_sent.iter().map(|&s| {
-            let x = f32::from(s) / 32768.0;
-            x * x
-        });
-        let sent_db = db(sent.sum::<f32>() / FRAME as f32);
-        let removed = (level_db - sent_db).clamp(0.0, REMOVAL_START_DB);
+        let removed = (level_db - self.sent_db()).clamp(0.0, REMOVAL_START_DB);
         self.removal_db += a * (removed - self.removal_db);
     }
 
@@ -947,7 +962,30 @@ impl EchoGuard {
 
     /// Whether captured audio is being held back (guarding or probing a duck).
     fn holding(&self) -> bool {
-        self.gating && matches!(self.state, GateState::Guard | GateState::Probe)
+        self.gating
+            && match self.state {
+                GateState::Guard | GateState::Probe => true,
+                GateState::Pass => self.swapping,
+                GateState::Idle => false,
+            }
+    }
+
+    /// On a pair, whether the duck's effect has reached the microphone by frame `f`.
+    fn duck_heard(&self, f: u64) -> bool {
+        self.capture == Capture::Pair
+            && self.path == EchoPath::Echo
+            && self
+                .duck
+                .is_some_and(|d| f >= d.since + DUCK_RAMP_FRAMES + self.lag as u64)
+    }
+
+    /// The level of the frame as it would be sent, dB.
+    fn sent_db(&self) -> f32 {
+        let sent = self.acc_sent.iter().map(|&s| {
+            let x = f32::from(s) / 32768.0;
+            x * x
+        });
+        db(sent.sum::<f32>() / FRAME as f32)
     }
 
     /// Appends a frame to the pre-roll line (it has room: guarding keeps [`PREROLL_FRAMES`],
