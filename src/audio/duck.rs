@@ -75,6 +75,8 @@ pub struct Ducker {
     loud_sumsq: f32,
     /// Frames heard while the assistant played, up to [`WARMUP_FRAMES`].
     warm: u32,
+    /// The shortest duck, frames ([`Ducker::hold_at_least`]).
+    min_frames: u32,
 }
 
 impl Default for Ducker {
@@ -94,7 +96,15 @@ impl Ducker {
             ducks: 0,
             loud_sumsq: LOUD_SUMSQ,
             warm: 0,
+            min_frames: 0,
         }
+    }
+
+    /// A duck lasts at least `frames` (quiet or not): long enough for its effect to reach the
+    /// microphone and be judged there (the echo guard on a pair: the ramp, the loop, a little
+    /// more), where the quiet it watches may be the canceller's suppression of a voice.
+    pub fn hold_at_least(&mut self, frames: u32) {
+        self.min_frames = frames.min(MAX_FRAMES);
     }
 
     /// The loudness a frame needs now, dBFS.
@@ -175,12 +185,13 @@ impl Ducker {
             }
             State::Ducked { frames, quiet } => {
                 let quiet = quiet_step(quiet);
-                let released = quiet >= RELEASE_FRAMES || frames + 1 >= MAX_FRAMES;
+                let quiet_enough = quiet >= RELEASE_FRAMES && frames + 1 >= self.min_frames;
+                let released = quiet_enough || frames + 1 >= MAX_FRAMES;
                 if released {
                     // Nobody interrupted the assistant: an echo leak. Ask more of the next one.
                     self.loud_sumsq = (self.loud_sumsq * FALSE_ALARM_STEP).min(LOUD_SUMSQ_MAX);
                 }
-                if quiet >= RELEASE_FRAMES {
+                if quiet_enough {
                     State::Open
                 } else if released {
                     State::Spent { quiet }
@@ -248,6 +259,16 @@ mod tests {
         assert_eq!(d.push(&tone(release_ms - 10, -55.0), true), None);
         assert_eq!(d.push(&tone(10, -55.0), true), Some(false));
         assert_eq!(d.ducks(), 1);
+    }
+
+    #[test]
+    fn a_duck_held_at_least_so_long_outlasts_the_quiet_that_would_release_it() {
+        let mut d = warm();
+        d.hold_at_least(57);
+        assert_eq!(d.push(&tone(30, -30.0), true), Some(true));
+        // Ducked 20 ms in, then quiet: released 570 ms after the duck, not 250 ms.
+        assert_eq!(d.push(&tone(550, -55.0), true), None);
+        assert_eq!(d.push(&tone(10, -55.0), true), Some(false));
     }
 
     #[test]

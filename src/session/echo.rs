@@ -178,6 +178,15 @@ impl Session {
     /// plays.
     pub(super) fn duck_on_mic(&mut self) {
         let armed = self.play.assistant_speaking && self.echo.server_interrupts;
+        // Judged on a pair with a path known: a duck lasts until its effect can be heard.
+        let s = self.echo.guard.stats();
+        let min = match s.delay_ms {
+            Some(ms) if self.echo.hears_raw && s.raw => 15 + ms / 10 + 15,
+            _ => 0,
+        };
+        if let Some(d) = self.echo.ducker.as_mut() {
+            d.hold_at_least(min);
+        }
         let pcm = &self.up.pcm;
         let change = self.echo.ducker.as_mut().and_then(|d| d.push(pcm, armed));
         if let Some(on) = change {
