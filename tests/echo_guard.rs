@@ -953,7 +953,8 @@ fn on_raw_capture_the_room_ringing_on_through_a_duck_is_not_taken_for_a_voice() 
 /// raw capture heard it, and the word under way reaches the VAD. Without a voice the raw
 /// capture never leaves. (Where the canceller also takes out a long ringing, the gate does not
 /// expect the ringing in a duck, and what it lets through of it leaves raw: the harsh room
-/// ringing on through a duck, all of it taken out, reached the VAD at 1 570 ms. Not covered.)
+/// ringing on through a duck, all of it taken out, reached the VAD at 1 570 ms: a known limit,
+/// docs/AUDIO.md.)
 #[test]
 fn judged_as_a_pair_a_voice_the_canceller_suppresses_in_a_duck_leaves_raw() {
     let (duck, undo) = (1_000 * 24, 2_500 * 24);
