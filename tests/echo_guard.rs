@@ -947,6 +947,23 @@ fn on_raw_capture_the_room_ringing_on_through_a_duck_is_not_taken_for_a_voice() 
     assert_no_vad_through_ducks("harsh", &mut raw_primed(&rung), &mic, duck..undo);
 }
 
+/// The user's voice of a talk fixture (the talk less the echo) at a third: about its default
+/// level.
+fn user_voice(talk: &[i16], echo: &[i16]) -> Vec<i16> {
+    talk.iter()
+        .zip(echo)
+        .map(|(&t, &e)| ((i32::from(t) - i32::from(e)) / 3).clamp(-32768, 32767) as i16)
+        .collect()
+}
+
+/// Two captures summed, sample by sample.
+fn mix(a: &[i16], b: &[i16]) -> Vec<i16> {
+    a.iter()
+        .zip(b)
+        .map(|(&a, &b)| a.saturating_add(b))
+        .collect()
+}
+
 /// Judged as a pair behind a canceller whose suppressor takes out a voice in double talk with
 /// the echo (60 dB, as Chromium's did in the lab's speakerphone room even 25 dB ducked): once
 /// the duck's effect has reached the microphone, a voice the gate lets through leaves as the
@@ -969,19 +986,8 @@ fn judged_as_a_pair_a_voice_the_canceller_suppresses_in_a_duck_leaves_raw() {
         .enumerate()
         .map(|(k, &e)| (f32::from(e) * if down.contains(&k) { gain } else { 1.0 }) as i16)
         .collect();
-    // The user at about their default level.
-    let voice: Vec<i16> = talk
-        .iter()
-        .zip(&echo)
-        .map(|(&t, &e)| ((i32::from(t) - i32::from(e)) / 3).clamp(-32768, 32767) as i16)
-        .collect();
+    let voice = user_voice(&talk, &echo);
     let suppressed = |x: &[i16]| -> Vec<i16> { x.iter().map(|&s| s / 1000).collect() };
-    let mix = |a: &[i16], b: &[i16]| -> Vec<i16> {
-        a.iter()
-            .zip(b)
-            .map(|(&a, &b)| a.saturating_add(b))
-            .collect()
-    };
     let primed = || {
         let mut g = pair(true);
         for item in ["greeting", "second"] {
@@ -1018,18 +1024,8 @@ fn judged_as_a_pair_behind_a_canceller_that_takes_the_echo_out_a_voice_in_a_duck
     let (duck, undo) = (1_000 * 24, 2_500 * 24);
     let (mic, rung) = harsh_ringing(duck, undo);
     let (echo, talk) = (wav("harsh-echo.wav"), wav("harsh-talk.wav"));
-    let voice: Vec<i16> = talk
-        .iter()
-        .zip(&echo)
-        .map(|(&t, &e)| ((i32::from(t) - i32::from(e)) / 3).clamp(-32768, 32767) as i16)
-        .collect();
+    let voice = user_voice(&talk, &echo);
     let cancelled = |x: &[i16]| -> Vec<i16> { x.iter().map(|&s| s / 1000).collect() };
-    let mix = |a: &[i16], b: &[i16]| -> Vec<i16> {
-        a.iter()
-            .zip(b)
-            .map(|(&a, &b)| a.saturating_add(b))
-            .collect()
-    };
     let mut g = pair(true);
     for item in ["greeting", "second"] {
         respond_pair(&mut g, item, &rung, &cancelled(&rung));

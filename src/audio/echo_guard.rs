@@ -970,13 +970,18 @@ impl EchoGuard {
             }
     }
 
+    /// On a pair with the echo path known, the frames from a duck until its effect reaches
+    /// the microphone (the player's ramp, then the path's lag); none otherwise.
+    pub fn duck_effect_frames(&self) -> Option<u32> {
+        (self.capture == Capture::Pair && self.path == EchoPath::Echo)
+            .then_some(DUCK_RAMP_FRAMES as u32 + self.lag as u32)
+    }
+
     /// On a pair, whether the duck's effect has reached the microphone by frame `f`.
     fn duck_heard(&self, f: u64) -> bool {
-        self.capture == Capture::Pair
-            && self.path == EchoPath::Echo
-            && self
-                .duck
-                .is_some_and(|d| f >= d.since + DUCK_RAMP_FRAMES + self.lag as u64)
+        self.duck_effect_frames()
+            .zip(self.duck)
+            .is_some_and(|(k, d)| f >= d.since + u64::from(k))
     }
 
     /// The level of the frame as it would be sent, dB.

@@ -20,6 +20,10 @@ use super::output::Output;
 use crate::audio::duck::{Ducker, DUCK_DB};
 use crate::audio::echo_guard::{Capture, EchoGuard};
 
+/// Frames a duck is held beyond the moment its effect reaches the microphone (150 ms): time
+/// for the echo guard to see a voice over the ducked echo.
+const DUCK_JUDGE_FRAMES: u32 = 15;
+
 /// The guard and its output buffer (reused: no allocation per block once grown), and the
 /// echo canceller in use.
 #[derive(Debug)]
@@ -178,12 +182,13 @@ impl Session {
     /// plays.
     pub(super) fn duck_on_mic(&mut self) {
         let armed = self.play.assistant_speaking && self.echo.server_interrupts;
-        // Judged on a pair with a path known: a duck lasts until its effect can be heard.
-        let s = self.echo.guard.stats();
-        let min = match s.delay_ms {
-            Some(ms) if self.echo.hears_raw && s.raw => 15 + ms / 10 + 15,
-            _ => 0,
-        };
+        // Judged on a pair with a path known: a duck lasts until its effect can be heard and
+        // judged there.
+        let min = self
+            .echo
+            .guard
+            .duck_effect_frames()
+            .map_or(0, |k| k + DUCK_JUDGE_FRAMES);
         if let Some(d) = self.echo.ducker.as_mut() {
             d.hold_at_least(min);
         }
