@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WASM_BINDGEN_VERSION=0.2.130
-APT_PACKAGES=(chromium chromium-driver firefox-esr pulseaudio sox espeak-ng tap-plugins
+APT_PACKAGES=(chromium chromium-driver firefox-esr pulseaudio pulseaudio-utils sox espeak-ng tap-plugins
   webkit2gtk-driver xvfb xauth gstreamer1.0-gl libgl1-mesa-dri gstreamer1.0-plugins-bad
   gstreamer1.0-alsa gstreamer1.0-libav)
 export PATH="$HOME/.cargo/bin:$PATH"

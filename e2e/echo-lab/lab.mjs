@@ -10,9 +10,10 @@
 //   echo  — nobody talks: every `input_audio_buffer.speech_started` while the interviewer's
 //           greeting plays is a self-interruption (cross-checked with the truncates the server got);
 //   barge — a user voice (espeak-ng) is played into the room 1.5 s into the greeting: barge-in
-//           succeeds when the server's VAD starts speech after its onset and the greeting is
-//           truncated; latency is from the voice's onset in the room to `speech_started` in the
-//           page; "first word" is where the server's received audio first gets loud after the onset.
+//           succeeds when the server's VAD starts speech while the voice speaks (3.2 s from its
+//           onset) and the greeting is truncated; latency is from the voice's onset in the room
+//           to `speech_started` in the page; "first word" is where the server's received audio
+//           first gets loud after the onset.
 // Rows go to e2e/output/echo-lab.jsonl, the table to e2e/output/echo-lab.md.
 //
 // Environment: ROOMS=dry,mild,medium,harsh,speakerphone  GUARDS=off,auto  RUNS=2  KINDS=echo,barge
@@ -192,9 +193,12 @@ function record(source) {
   const done = new Promise((r) => p.once("exit", r));
   return { async stop() { p.kill("SIGTERM"); await done; return s16(Buffer.concat(chunks)); } };
 }
+// paplay, not pacat: pacat plays a file as raw samples in its default format (s16le, 2 channels,
+// 44.1 kHz) whatever the file's header says, so espeak-ng's 22.05 kHz mono voice came out four
+// times too fast (0.9 s of chirp instead of 3.6 s of speech). paplay reads the header.
 const play = (sink, file) => new Promise((res, rej) => {
-  const p = spawn("pacat", ["-d", sink, "--latency-msec=20", file], { stdio: "ignore" });
-  p.once("exit", (c) => (c === 0 ? res() : rej(new Error(`pacat ${file} exited ${c}`))));
+  const p = spawn("paplay", ["-d", sink, "--latency-msec=20", file], { stdio: "ignore" });
+  p.once("exit", (c) => (c === 0 ? res() : rej(new Error(`paplay ${file} exited ${c}`))));
 });
 
 // The room's loop as the page meets it: in a page of its own, a noise burst played through an
@@ -278,11 +282,15 @@ async function userVoice() {
   const buf = await readFile(wav);
   const pcm = s16(buf.subarray(44));
   const onsetMs = (onsetOf(pcm, 0.05) / 22050) * 1000;
-  if (!VOICE_GAIN_DB) return { wav, onsetMs };
+  // How long the voice speaks from its onset: a barge-in is the server starting speech on it.
+  let last = pcm.length - 1;
+  while (last > 0 && Math.abs(pcm[last]) <= 0.05) last--;
+  const speaksMs = (last / 22050) * 1000 - onsetMs;
+  if (!VOICE_GAIN_DB) return { wav, onsetMs, speaksMs };
   // Louder (a talker nearer the microphone than the loudspeaker is): sox's gain with its limiter.
   const louder = join(OUT, "echo-lab-user-louder.wav");
   spawnSync("sox", [wav, louder, "gain", "-l", String(VOICE_GAIN_DB)]);
-  return { wav: louder, onsetMs };
+  return { wav: louder, onsetMs, speaksMs };
 }
 
 // ---- the browser ----------------------------------------------------------------------------
@@ -455,7 +463,7 @@ async function run(roomName, guard, kind, voice) {
       const capturedMs = await d.eval(() => window.__rv.client.metrics());
       const t0 = Date.now();
       const played = play("room", voice.wav);
-      onset = t0 + voice.onsetMs + 20; // pacat's requested latency
+      onset = t0 + voice.onsetMs + 20; // paplay's requested latency
       row.onsetCapturedMs = capturedMs.capturedAudioMs + (capturedMs.echoHeldMs ?? 0) + (onset - t0);
       if (DUCK_DB) {
         await sleep(Math.max(0, onset + DUCK_AT_MS - Date.now()));
@@ -520,7 +528,9 @@ async function run(roomName, guard, kind, voice) {
       row.phantomTurns = lab.started.filter((s) => s.t >= speakAt && !s.assistant).length;
     } else {
       const before = lab.started.filter((s) => s.t < onset);
-      const after = lab.started.filter((s) => s.t >= onset);
+      // Speech started on the voice: after its onset, before it ends (a start later than that
+      // was set off by something else, the echo of a later answer).
+      const after = lab.started.filter((s) => s.t >= onset && s.t <= onset + voice.speaksMs);
       row.selfInterruptions = before.filter((s) => s.assistant).length;
       row.phantomTurns = before.filter((s) => !s.assistant).length;
       row.bargeIn = after.length > 0 && (row.truncates ?? 0) > 0;
@@ -615,7 +625,7 @@ function report(rooms, rows) {
   const lines = [
     `# Echo lab: self-interruptions and barge-in per room (headless ${ENGINE}, real PulseAudio loop${RAW_CAPTURE ? "; capture raw: the browser's EC/NS/AGC off" : CAPTURE ? `; capture: only ${CAPTURE} of the browser's EC/NS/AGC on` : ""}${WASM_AEC ? "; echo canceller: wasm (AEC3 in the capture worklet, the browser's EC/NS/AGC off)" : CANCELLER === "none" ? "; echo canceller: none (raw capture, the guard alone)" : ""})`,
     "",
-    `Run ${new Date().toISOString()}. Judge: the reference server's VAD (15 frames of 10 ms above −40 dBFS within 20). Self-interruption: \`speech_started\` while the greeting plays with no user voice in the room (truncates: how many \`conversation.item.truncate\` the server got, the cross-check); phantom turn: \`speech_started\` after the greeting ended, with nobody talking (its tail or a leak). Barge-in: a user voice (espeak-ng) into the room ${BARGE_AFTER_MS} ms into the greeting; OK when \`speech_started\` follows its onset and the greeting is truncated; latency from the voice's onset; first word: where the server's audio first exceeds −40 dBFS, relative to the onset (negative: the echo already was there). Delay: the room's loop as the page meets it (an AudioContext's output → PulseAudio's room → the raw microphone in the same context), by a noise burst when the room starts and before each run; tail: the echo's level 300 ms after the burst against its peak. Load: 1-minute load average of this 2-core machine during the runs.`,
+    `Run ${new Date().toISOString()}. Judge: the reference server's VAD (15 frames of 10 ms above −40 dBFS within 20). Self-interruption: \`speech_started\` while the greeting plays with no user voice in the room (truncates: how many \`conversation.item.truncate\` the server got, the cross-check); phantom turn: \`speech_started\` after the greeting ended, with nobody talking (its tail or a leak). Barge-in: a user voice (espeak-ng) into the room ${BARGE_AFTER_MS} ms into the greeting; OK when \`speech_started\` comes while the voice speaks (its onset to its last sound) and the greeting is truncated; latency from the voice's onset; first word: where the server's audio first exceeds −40 dBFS, relative to the onset (negative: the echo already was there). Delay: the room's loop as the page meets it (an AudioContext's output → PulseAudio's room → the raw microphone in the same context), by a noise burst when the room starts and before each run; tail: the echo's level 300 ms after the burst against its peak. Load: 1-minute load average of this 2-core machine during the runs.`,
     "",
     "| room | delay ms | gain dB | tail dB | guard | echo runs | runs self-interrupted (events) | truncates | phantom turns | barge-in OK | latency ms (median, max) | first word ms (max) | ERLE est. dB | guarded ms (mean) | echo runs ducked (ducks) | load |",
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",

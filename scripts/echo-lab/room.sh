@@ -6,7 +6,7 @@
 #   Reverberator: the room's reverb and coupling) → null sink "room"
 #   room.monitor → module-remap-source "mic" (the default source: browsers offer no monitor
 #   sources as microphones)
-# A user voice is mixed into the room by playing it into the "room" sink (pacat -d room).
+# A user voice is mixed into the room by playing it into the "room" sink (paplay -d room).
 # module-loopback holds its latency at the target by adapting its rate, so the loop cannot drift
 # or fall behind under CPU contention the way a `parec | sox | pacat` pipe did (its Unix pipes
 # held up to 1.4 s of audio that never drained).
