@@ -744,7 +744,7 @@ impl EchoGuard {
             if slot.0 != pos + 1 {
                 *slot = (pos + 1, [0.0; BANDS.len() + 1]);
             }
-            for (s, e) in slot.1.iter_mut().zip(e) {
+            for (s, e) in slot.1.iter_mut().zip(&e) {
                 *s = s.max(gain * e);
             }
         }
@@ -880,14 +880,14 @@ impl EchoGuard {
                     && self.duck.is_none()
                     && self.path == EchoPath::Echo
                 {
-                    for (c, o) in self.coupling.iter_mut().zip(old.over) {
+                    for (c, &o) in self.coupling.iter_mut().zip(&old.over) {
                         *c = o
                             .max(*c - COUPLING_RELEASE_DB)
                             .clamp(COUPLING_MIN_DB, COUPLING_MAX_DB);
                     }
                 }
                 if gating {
-                    out.resize(out.len() + FRAME, 0);
+                    out.extend_from_slice(&[0; FRAME]);
                     self.guarded_samples += FRAME as u64;
                 }
                 self.line_head = (self.line_head + 1) % LINE_FRAMES;
@@ -986,11 +986,12 @@ impl EchoGuard {
 
     /// The level of the frame as it would be sent, dB.
     fn sent_db(&self) -> f32 {
-        let sent = self.acc_sent.iter().map(|&s| {
+        let mut sum = 0.0;
+        for &s in &self.acc_sent {
             let x = f32::from(s) / 32768.0;
-            x * x
-        });
-        db(sent.sum::<f32>() / FRAME as f32)
+            sum += x * x;
+        }
+        db(sum / FRAME as f32)
     }
 
     /// Appends a frame to the pre-roll line (it has room: guarding keeps [`PREROLL_FRAMES`],
@@ -1011,7 +1012,7 @@ impl EchoGuard {
                 continue;
             }
             if echo && self.held[slot].explained {
-                out.resize(out.len() + FRAME, 0);
+                out.extend_from_slice(&[0; FRAME]);
                 self.guarded_samples += FRAME as u64;
             } else {
                 out.extend_from_slice(&self.line[slot]);
@@ -1088,8 +1089,8 @@ impl EchoGuard {
             let e = self.reference_at(p);
             let prev = self.env[(p.wrapping_sub(1) % RING as u64) as usize];
             let slot = &mut self.env[(p % RING as u64) as usize];
-            for ((s, q), k) in slot.iter_mut().zip(prev).zip(TAILS) {
-                *s = q;
+            for ((s, q), &k) in slot.iter_mut().zip(&prev).zip(&TAILS) {
+                *s = *q;
                 decay(&mut s[..n], &e, k);
             }
             self.settled += 1;
@@ -1143,7 +1144,7 @@ impl EchoGuard {
                 // What the coupling would be with this tail at its best lag (held while
                 // the ducker suspects a voice: see `set_ducked`).
                 if self.duck.is_none() {
-                    for ((c, m), e) in self.shadow[t].iter_mut().zip(m).zip(lin[t][d]) {
+                    for ((c, m), &e) in self.shadow[t].iter_mut().zip(m).zip(&lin[t][d]) {
                         *c =
                             (m.max(ENV_FLOOR) - db(e).max(ENV_FLOOR)).max(*c - COUPLING_RELEASE_DB);
                     }
@@ -1221,9 +1222,10 @@ impl EchoGuard {
                     .map_or([0.0; BANDS.len() + 1], |p| self.reference_at(p))
             };
             let r = at(lag);
-            let direct = (lag.saturating_sub(2)..=lag + 2)
-                .map(|d| at(d)[0])
-                .fold(0.0f32, f32::max);
+            let mut direct = 0.0f32;
+            for d in lag.saturating_sub(2)..=lag + 2 {
+                direct = direct.max(at(d)[0]);
+            }
             decay(&mut self.room_tail[..n], &r[..n], k);
             self.quiet = if db(direct) < self.peak - RING_DOWN_BELOW_DB {
                 self.quiet.saturating_add(1)
