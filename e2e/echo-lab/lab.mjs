@@ -283,9 +283,7 @@ async function userVoice() {
   const pcm = s16(buf.subarray(44));
   const onsetMs = (onsetOf(pcm, 0.05) / 22050) * 1000;
   // How long the voice speaks from its onset: a barge-in is the server starting speech on it.
-  let last = pcm.length - 1;
-  while (last > 0 && Math.abs(pcm[last]) <= 0.05) last--;
-  const speaksMs = (last / 22050) * 1000 - onsetMs;
+  const speaksMs = (pcm.findLastIndex((x) => Math.abs(x) > 0.05) / 22050) * 1000 - onsetMs;
   if (!VOICE_GAIN_DB) return { wav, onsetMs, speaksMs };
   // Louder (a talker nearer the microphone than the loudspeaker is): sox's gain with its limiter.
   const louder = join(OUT, "echo-lab-user-louder.wav");
