@@ -964,6 +964,45 @@ fn mix(a: &[i16], b: &[i16]) -> Vec<i16> {
         .collect()
 }
 
+/// The harsh room's ringing as the lab's raw capture hears it: its level flickers from one
+/// frame to the next (each 10 ms frame's fall varies by about 2 dB) around a fall of 20 dB/s.
+/// The guard learns the ring-down from the mean of hundreds of falls, not the last few, so
+/// that a flicker does not make it expect the room to fall silent sooner than it does: with
+/// the ring-down learnt from the last 16 falls, the first of these five flickers already let
+/// the ringing through a duck reach the VAD.
+#[test]
+fn on_raw_capture_a_ringing_that_flickers_is_expected_through_a_duck_as_it_falls() {
+    let (duck, undo) = (1_000 * 24, 2_500 * 24);
+    let (mic, rung) = harsh_ringing(duck, undo);
+    let end = rung.len() - 36_000;
+    for seed in 1..=5u32 {
+        let mut x = seed;
+        let mut next = || {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (x >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        let mut gain = 1.0;
+        let flickering: Vec<i16> = rung
+            .iter()
+            .enumerate()
+            .map(|(k, &s)| {
+                if k >= end && (k - end) % FRAME == 0 {
+                    // ±3 dB per frame, uniformly.
+                    gain = 10f32.powf(next() * 6.0 / 20.0);
+                }
+                let g = if k >= end { gain } else { 1.0 };
+                (f32::from(s) * g).round().clamp(-32768.0, 32767.0) as i16
+            })
+            .collect();
+        assert_no_vad_through_ducks(
+            &format!("flicker {seed}"),
+            &mut raw_primed(&flickering),
+            &mic,
+            duck..undo,
+        );
+    }
+}
+
 /// Judged as a pair behind a canceller whose suppressor takes out a voice in double talk with
 /// the echo (60 dB, as Chromium's did in the lab's speakerphone room even 25 dB ducked): once
 /// the duck's effect has reached the microphone, a voice the gate lets through leaves as the

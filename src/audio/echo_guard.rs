@@ -97,14 +97,18 @@ const RELEASE_FRAMES: usize = 30;
 /// Raw capture: the room's ring-down is learnt from the frames where the reference arriving at
 /// the path's lag is this far below the reference's peak (dB) for this many frames in a row,
 /// and the capture this far above its noise floor (dB); each fall clamped to this (dB), with
-/// this weight; it lies between these bounds, dB per frame (60 dB in 0.6 s to 6.7 s), and
-/// starts at the fastest (what a duck leaves ringing is judged as before any was heard).
+/// this weight at the least; it lies between these bounds, dB per frame (60 dB in 0.6 s to
+/// 6.7 s). One frame's fall varies by about 2 dB where the room rings at 0.1–0.2, so only a
+/// mean over hundreds of falls says how fast it rings down: the decay starts at the slowest,
+/// weighted as this many falls (until the room has been heard, its ringing is expected to
+/// last), and then forgets slowly.
 const RING_DOWN_BELOW_DB: f32 = 25.0;
 const RING_DOWN_FRAMES: u32 = 3;
 const RING_DOWN_ABOVE_DB: f32 = 15.0;
 const RING_DOWN_STEP_DB: f32 = 6.0;
-const ALPHA_RING_DOWN: f32 = 1.0 / 16.0;
+const ALPHA_RING_DOWN: f32 = 1.0 / 512.0;
 const ROOM_DECAY_DB: (f32, f32) = (0.09, 1.0);
+const RING_DOWN_PRIOR: u32 = 64;
 /// On a pair, the canceller's removal of the room's ringing is learnt as the ring-down is, up
 /// to this (dB, where it starts: all taken out); the room's tail is expected through a duck
 /// while it is below this (dB). Measured in the lab on falling frames: Chromium's canceller
@@ -551,7 +555,7 @@ impl EchoGuard {
             suspected: 0,
             duck: None,
             undone: 0,
-            room_decay_db: ROOM_DECAY_DB.1,
+            room_decay_db: ROOM_DECAY_DB.0,
             room_tail: [0.0; BANDS.len() + 1],
             quiet: 0,
             last_db: LOG_FLOOR,
@@ -924,10 +928,12 @@ impl EchoGuard {
             && level_db > floor + RING_DOWN_ABOVE_DB
             && self.last_db > floor + RING_DOWN_ABOVE_DB;
         if ringing {
-            // A plain mean of the first frames, then forgetting.
+            // The removal a plain mean of the first frames, the decay one that starts from
+            // its prior; then both forget.
             self.rung = self.rung.saturating_add(1);
-            let a = (1.0 / self.rung as f32).max(ALPHA_RING_DOWN);
-            self.removal(a, level_db);
+            let weight = |n: u32| (1.0 / n as f32).max(ALPHA_RING_DOWN);
+            self.removal(weight(self.rung), level_db);
+            let a = weight(self.rung.saturating_add(RING_DOWN_PRIOR));
             let fall = (self.last_db - level_db).clamp(-RING_DOWN_STEP_DB, RING_DOWN_STEP_DB);
             self.room_decay_db = (self.room_decay_db + a * (fall - self.room_decay_db))
                 .clamp(ROOM_DECAY_DB.0, ROOM_DECAY_DB.1);
