@@ -753,6 +753,39 @@ fn pair(gating: bool) -> EchoGuard {
     EchoGuard::for_capture(gating, Capture::Pair)
 }
 
+/// Judged as a pair in a reverberant room the raw capture correlates almost as well at every
+/// lag, and the path may settle later than the echo arrives (the lab's harsh room: 350–530 ms
+/// against a 110–150 ms loop). When the assistant speaks again after a pause, the echo of its
+/// first words then comes before the path's lag says, and the canceller, re-converging, leaks
+/// it: the guard expects it from the moment it plays, and none of it reaches the VAD.
+#[test]
+fn judged_as_a_pair_an_echo_sooner_than_the_paths_lag_is_expected_when_playback_starts() {
+    let echo = wav("harsh-echo.wav");
+    let later = 300 * 24;
+    let late: Vec<i16> = std::iter::repeat_n(0, later)
+        .chain(echo[..echo.len() - later].iter().copied())
+        .collect();
+    let mut g = pair(true);
+    for item in ["greeting", "second"] {
+        respond_pair(&mut g, item, &late, &leaky_canceller(&late, None));
+        pause(&mut g);
+    }
+    let lag = g.stats().delay_ms;
+    assert!(lag.is_some_and(|d| d >= 300), "{:?}", g.stats());
+    // The loop as it was before: its first 600 ms leak through the canceller.
+    let onset_leak: Vec<i16> = echo
+        .iter()
+        .enumerate()
+        .map(|(i, &e)| if i < 600 * 24 { e } else { e / 100 })
+        .collect();
+    assert!(
+        !vad_starts(&onset_leak).is_empty(),
+        "the leak alone starts the VAD"
+    );
+    let r = respond_pair(&mut g, "third", &echo, &onset_leak);
+    assert_eq!(vad_starts(&r.out), Vec::<u64>::new(), "{:?}", g.stats());
+}
+
 /// The microphone captured as a pair (`echoGuard: "raw"`): once the raw capture has shown
 /// the echo path, a canceller's leaks, loud enough for the server's VAD, never reach it,
 /// because the raw capture shows the echo explains them; before that nothing is held but over

@@ -38,7 +38,10 @@
 //!         voice's where a band is 8 dB above its prediction too: broadband a voice is barely
 //!         louder than the raw echo, but two voices' spectra differ; while ducked, the
 //!         prediction is at least the room's own tail: the reference at the path's lag held
-//!         falling as fast as the room was heard to ring down in the gaps between words)
+//!         falling as fast as the room was heard to ring down in the gaps between words, a
+//!         mean over hundreds of them; and when playback starts again, until it can have
+//!         reached the path's lag, the envelope at every lag up to it: a reverberant room
+//!         correlates almost as well at every lag, so the path's may be later than the echo)
 //!   gate: Idle  (nothing playing, or no echo path: audio passes unchanged, undelayed)
 //!         Guard (playing, echo path: audio goes through a 300 ms pre-roll line and leaves as
 //!               silence)
@@ -1246,10 +1249,18 @@ impl EchoGuard {
         } else {
             self.tail
         };
+        // On raw capture a reverberant room correlates almost as well at every lag, so the
+        // path's lag may be later than the echo's: until what plays again can have arrived
+        // there, its echo is expected from the moment it plays.
+        let from = if self.judges_raw() && self.playing <= self.lag as u32 {
+            0
+        } else {
+            self.lag.saturating_sub(2)
+        };
         let near = if self.path == EchoPath::Unknown {
             &lin[TAILS.len() - 1][..]
         } else {
-            &lin[tail][self.lag.saturating_sub(2)..(self.lag + 3).min(lags + 1)]
+            &lin[tail][from..(self.lag + 3).min(lags + 1)]
         };
         let mut env = [0.0f32; BANDS.len() + 1];
         for h in near {
