@@ -997,14 +997,14 @@ fn mix(a: &[i16], b: &[i16]) -> Vec<i16> {
         .collect()
 }
 
-/// The harsh room's ringing as the lab's raw capture hears it: its level flickers from one
-/// frame to the next (each 10 ms frame's fall varies by about 2 dB) around a fall of 20 dB/s.
-/// The guard learns the ring-down from the mean of hundreds of falls, not the last few, so
-/// that a flicker does not make it expect the room to fall silent sooner than it does: with
-/// the ring-down learnt from the last 16 falls, the first of these five flickers already let
-/// the ringing through a duck reach the VAD.
+/// The room heard ringing down in the gaps as the lab's raw capture hears it: its level
+/// flickers from one frame to the next (each 10 ms frame's fall varies by about 2 dB) around
+/// a fall of 20 dB/s. The guard learns the ring-down as a mean over hundreds of falls, so that
+/// a flicker does not make it expect the room to fall silent sooner than it does, and the
+/// ringing through a later duck never reaches the VAD. With a mean whose time constant was 16
+/// falls, the first of these five flickers already let it through.
 #[test]
-fn on_raw_capture_a_ringing_that_flickers_is_expected_through_a_duck_as_it_falls() {
+fn on_raw_capture_a_ring_down_heard_flickering_still_expects_the_ringing_through_a_duck() {
     let (duck, undo) = (1_000 * 24, 2_500 * 24);
     let (mic, rung) = harsh_ringing(duck, undo);
     let end = rung.len() - 36_000;

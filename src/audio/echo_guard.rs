@@ -38,10 +38,11 @@
 //!         voice's where a band is 8 dB above its prediction too: broadband a voice is barely
 //!         louder than the raw echo, but two voices' spectra differ; while ducked, the
 //!         prediction is at least the room's own tail: the reference at the path's lag held
-//!         falling as fast as the room was heard to ring down in the gaps between words, a
-//!         mean over hundreds of them; and when playback starts again, until it can have
-//!         reached the path's lag, the envelope at every lag up to it: a reverberant room
-//!         correlates almost as well at every lag, so the path's may be later than the echo)
+//!         falling as fast as the room was heard to ring down in the gaps between words (a
+//!         mean over hundreds of frames' falls); and when playback starts again, until it
+//!         can have reached the path's lag, the envelope at every lag up to it: a reverberant
+//!         room correlates almost as well at every lag, so the path's may be later than the
+//!         echo)
 //!   gate: Idle  (nothing playing, or no echo path: audio passes unchanged, undelayed)
 //!         Guard (playing, echo path: audio goes through a 300 ms pre-roll line and leaves as
 //!               silence)
@@ -101,7 +102,8 @@ const RELEASE_FRAMES: usize = 30;
 /// the path's lag is this far below the reference's peak (dB) for this many frames in a row,
 /// and the capture this far above its noise floor (dB); each fall clamped to this (dB), with
 /// this weight at the least; it lies between these bounds, dB per frame (60 dB in 0.6 s to
-/// 6.7 s). One frame's fall varies by about 2 dB where the room rings at 0.1–0.2, so only a
+/// 6.7 s). One frame's fall varies by about 2 dB where the room rings down at 0.1–0.2 dB per
+/// frame, so only a
 /// mean over hundreds of falls says how fast it rings down: the decay starts at the slowest,
 /// weighted as this many falls (until the room has been heard, its ringing is expected to
 /// last), and then forgets slowly.
@@ -112,11 +114,12 @@ const RING_DOWN_STEP_DB: f32 = 6.0;
 const ALPHA_RING_DOWN: f32 = 1.0 / 512.0;
 const ROOM_DECAY_DB: (f32, f32) = (0.09, 1.0);
 const RING_DOWN_PRIOR: u32 = 64;
-/// On a pair, the canceller's removal of the room's ringing is learnt as the ring-down is, up
-/// to this (dB, where it starts: all taken out); the room's tail is expected through a duck
-/// while it is below this (dB). Measured in the lab on falling frames: Chromium's canceller
-/// takes 53–55 dB out in the medium and speakerphone rooms, 3–7 in the harsh one, whose long
-/// reverb it leaves.
+/// On a pair, the canceller's removal of the room's ringing is learnt on the frames the
+/// ring-down is (a plain mean at first, then forgetting as it does), up to this (dB, where it
+/// starts: all taken out); the room's tail is expected through a duck while it is below this
+/// (dB). Measured in the lab on falling frames: Chromium's canceller takes 53–55 dB out in the
+/// medium and speakerphone rooms; in the harsh one, whose long reverb it leaves in a duck, the
+/// estimate varies from session to session (3–7 dB, and 15–44).
 const REMOVAL_START_DB: f32 = 60.0;
 const KEPT_RINGING_DB: f32 = 20.0;
 /// On a pair, once a duck's effect has reached the microphone (the ramp, then the path's lag)
