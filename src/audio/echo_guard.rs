@@ -103,10 +103,9 @@ const RELEASE_FRAMES: usize = 30;
 /// and the capture this far above its noise floor (dB); each fall clamped to this (dB), with
 /// this weight at the least; it lies between these bounds, dB per frame (60 dB in 0.6 s to
 /// 6.7 s). One frame's fall varies by about 2 dB where the room rings down at 0.1–0.2 dB per
-/// frame, so only a
-/// mean over hundreds of falls says how fast it rings down: the decay starts at the slowest,
-/// weighted as this many falls (until the room has been heard, its ringing is expected to
-/// last), and then forgets slowly.
+/// frame, so only a mean over hundreds of falls says how fast it rings down: the decay starts
+/// at the slowest, weighted as this many falls (until the room has been heard, its ringing is
+/// expected to last), and then forgets slowly.
 const RING_DOWN_BELOW_DB: f32 = 25.0;
 const RING_DOWN_FRAMES: u32 = 3;
 const RING_DOWN_ABOVE_DB: f32 = 15.0;
@@ -1247,7 +1246,8 @@ impl EchoGuard {
         }
         // Once playback pauses, the room's tail rings on: judged against the longest, until
         // the echo of what plays again can have arrived.
-        let tail = if self.playing <= self.lag as u32 {
+        let restarting = self.playing <= self.lag as u32;
+        let tail = if restarting {
             TAILS.len() - 1
         } else {
             self.tail
@@ -1255,7 +1255,7 @@ impl EchoGuard {
         // On raw capture a reverberant room correlates almost as well at every lag, so the
         // path's lag may be later than the echo's: until what plays again can have arrived
         // there, its echo is expected from the moment it plays.
-        let from = if self.judges_raw() && self.playing <= self.lag as u32 {
+        let from = if self.judges_raw() && restarting {
             0
         } else {
             self.lag.saturating_sub(2)
