@@ -37,11 +37,19 @@ fn respond(g: &mut EchoGuard, item: &str, mic: &[i16]) -> Run {
 
 /// As [`respond`], the microphone captured as a pair: `heard` judged, `sent` sent.
 fn respond_pair(g: &mut EchoGuard, item: &str, heard: &[i16], sent: &[i16]) -> Run {
+    respond_pair_playing(g, item, &wav("assistant.wav"), heard, sent)
+}
+
+/// As [`respond_pair`], playing `played` instead of assistant.wav.
+fn respond_pair_playing(
+    g: &mut EchoGuard,
+    item: &str,
+    played: &[i16],
+    heard: &[i16],
+    sent: &[i16],
+) -> Run {
     let mic = sent;
-    let reference: Vec<f32> = wav("assistant.wav")
-        .iter()
-        .map(|&s| f32::from(s) / 32768.0)
-        .collect();
+    let reference: Vec<f32> = played.iter().map(|&s| f32::from(s) / 32768.0).collect();
     g.push_reference(item, &reference);
     let mut r = Run {
         out: Vec::with_capacity(mic.len()),
@@ -748,6 +756,23 @@ fn leaky_canceller(echo: &[i16], voice: Option<&[i16]>) -> Vec<i16> {
         .collect()
 }
 
+/// A guard judging a pair that has heard a room's `echo` 300 ms later than it comes, through a
+/// leaky canceller, over two responses: its path's lag is later than the echo's.
+fn primed_late_pair(echo: &[i16]) -> EchoGuard {
+    let later = 300 * 24;
+    let late: Vec<i16> = std::iter::repeat_n(0, later)
+        .chain(echo[..echo.len() - later].iter().copied())
+        .collect();
+    let mut g = pair(true);
+    for item in ["greeting", "second"] {
+        respond_pair(&mut g, item, &late, &leaky_canceller(&late, None));
+        pause(&mut g);
+    }
+    let lag = g.stats().delay_ms;
+    assert!(lag.is_some_and(|d| d >= 300), "{:?}", g.stats());
+    g
+}
+
 /// A guard judging a raw capture beside the processed one it sends (`echoGuard: "raw"`).
 fn pair(gating: bool) -> EchoGuard {
     EchoGuard::for_capture(gating, Capture::Pair)
@@ -761,17 +786,7 @@ fn pair(gating: bool) -> EchoGuard {
 #[test]
 fn judged_as_a_pair_an_echo_sooner_than_the_paths_lag_is_expected_when_playback_starts() {
     let echo = wav("harsh-echo.wav");
-    let later = 300 * 24;
-    let late: Vec<i16> = std::iter::repeat_n(0, later)
-        .chain(echo[..echo.len() - later].iter().copied())
-        .collect();
-    let mut g = pair(true);
-    for item in ["greeting", "second"] {
-        respond_pair(&mut g, item, &late, &leaky_canceller(&late, None));
-        pause(&mut g);
-    }
-    let lag = g.stats().delay_ms;
-    assert!(lag.is_some_and(|d| d >= 300), "{:?}", g.stats());
+    let mut g = primed_late_pair(&echo);
     // The loop as it was before: its first 600 ms leak through the canceller.
     let onset_leak: Vec<i16> = echo
         .iter()
@@ -783,6 +798,58 @@ fn judged_as_a_pair_an_echo_sooner_than_the_paths_lag_is_expected_when_playback_
         "the leak alone starts the VAD"
     );
     let r = respond_pair(&mut g, "third", &echo, &onset_leak);
+    assert_eq!(vad_starts(&r.out), Vec::<u64>::new(), "{:?}", g.stats());
+}
+
+/// A room's echo of `played`, 4.5 s of it: the direct sound `delay_ms` late at half its level,
+/// and a diffuse tail 6 dB under that (noise under the played energy, ringing down 60 dB in
+/// `t60_ms`).
+fn room_echo(played: &[i16], delay_ms: usize, t60_ms: f32) -> Vec<i16> {
+    let delay = delay_ms * 24;
+    let k = 10f32.powf(-6.0 / (t60_ms * 24.0));
+    let (mut energy, mut x) = (0.0f32, 1u32);
+    (0..4_500 * 24usize)
+        .map(|n| {
+            let direct = n
+                .checked_sub(delay)
+                .and_then(|i| played.get(i))
+                .map_or(0.0, |&s| f32::from(s));
+            energy = k * energy + (1.0 - k) * direct * direct;
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let noise = ((x >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 2.0 * 1.732;
+            (0.5 * direct + 0.25 * noise * energy.sqrt()).round() as i16
+        })
+        .collect()
+}
+
+/// As above after a pause too short to count as playback stopping (a gap between sentences),
+/// in a room whose echo arrives 300 ms before the path's lag: while the gap arrives at the lag,
+/// what played since is expected from the moment it played, and the echo of the loud restart,
+/// leaking through the canceller, does not reach the VAD.
+#[test]
+fn judged_as_a_pair_an_echo_sooner_than_the_paths_lag_is_expected_after_a_short_pause() {
+    let assistant = wav("assistant.wav");
+    let mut g = primed_late_pair(&room_echo(&assistant, 80, 500.0));
+    // 1.2 s of speech, a 240 ms gap, and 600 ms of speech again.
+    let (speech, again) = (200 * 24..1_400 * 24, 260 * 24..860 * 24);
+    let played: Vec<i16> = assistant[speech]
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(0, 240 * 24))
+        .chain(assistant[again].iter().copied())
+        .collect();
+    let echo = room_echo(&played, 80, 500.0);
+    let restart = 1_440 * 24;
+    let restart_leak: Vec<i16> = echo
+        .iter()
+        .enumerate()
+        .map(|(i, &e)| if i >= restart { e } else { e / 100 })
+        .collect();
+    assert!(
+        !vad_starts(&restart_leak).is_empty(),
+        "the leak alone starts the VAD"
+    );
+    let r = respond_pair_playing(&mut g, "third", &played, &echo, &restart_leak);
     assert_eq!(vad_starts(&r.out), Vec::<u64>::new(), "{:?}", g.stats());
 }
 

@@ -39,10 +39,10 @@
 //!         louder than the raw echo, but two voices' spectra differ; while ducked, the
 //!         prediction is at least the room's own tail: the reference at the path's lag held
 //!         falling as fast as the room was heard to ring down in the gaps between words (a
-//!         mean over hundreds of frames' falls); and when playback starts again, until it
-//!         can have reached the path's lag, the envelope at every lag up to it: a reverberant
-//!         room correlates almost as well at every lag, so the path's may be later than the
-//!         echo)
+//!         mean over hundreds of frames' falls); and while a pause arrives at the path's lag
+//!         (playback starting again, a gap between sentences, a duck), the envelope at every
+//!         lag up to it: a reverberant room correlates almost as well at every lag, so the
+//!         path's may be later than the echo)
 //!   gate: Idle  (nothing playing, or no echo path: audio passes unchanged, undelayed)
 //!         Guard (playing, echo path: audio goes through a 300 ms pre-roll line and leaves as
 //!               silence)
@@ -1253,9 +1253,10 @@ impl EchoGuard {
             self.tail
         };
         // On raw capture a reverberant room correlates almost as well at every lag, so the
-        // path's lag may be later than the echo's: until what plays again can have arrived
-        // there, its echo is expected from the moment it plays.
-        let from = if self.judges_raw() && restarting {
+        // path's lag may be later than the echo's: while what arrives there is a pause (playback
+        // restarting, a gap between sentences, a duck), what played since is expected from the
+        // moment it played.
+        let from = if self.judges_raw() && (restarting || self.quiet >= RING_DOWN_FRAMES) {
             0
         } else {
             self.lag.saturating_sub(2)
