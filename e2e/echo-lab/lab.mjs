@@ -110,6 +110,9 @@ const KEEP_AUDIO_ELEMENTS = () => {
  *  whole run: `<room>-<guard>-<kind>-<n>-pair-{processed,raw}.wav` in dir (with RECORD=dir,
  *  RECORD_FULL=1 the page's output and the room's microphone beside them). */
 const PAIR_RECORD = process.env.PAIR_RECORD ?? "";
+/** DELAY_TIMELINE=1 (with TRACE=1): each row also gets the guard's path lag every 500 ms
+ *  (`delayTimeline`) and the room's loop measured again after the run (`roomDelayAfterMs`). */
+const DELAY_TIMELINE = process.env.DELAY_TIMELINE === "1";
 const PAIR_START = async () => {
   const gum = (c) => navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, ...c } });
   const p = await gum({ echoCancellation: true, noiseSuppression: true, autoGainControl: true });
@@ -515,6 +518,12 @@ async function run(roomName, guard, kind, voice) {
       row.cancellerInUse = m.echoCanceller;
       row.aecAttenuationDb = m.aecAttenuationDb ?? null;
       row.aecDelayMs = m.aecDelayMs ?? null;
+    }
+    if (TRACE && DELAY_TIMELINE) {
+      // The guard's path lag every 500 ms (ms after the greeting's start, ms), and the room's
+      // loop measured again after the run: a lag that grows while the loop stays is the guard's.
+      row.delayTimeline = lab.trace.filter((_, i) => i % 25 === 0).map(([t, , , , lag]) => [t - speakAt, lag]);
+      row.roomDelayAfterMs = (await measureRoom(d, 1)).delayMs;
     }
     if (kind === "echo") {
       const self = lab.started.filter((s) => s.t >= speakAt && s.assistant);

@@ -15,7 +15,8 @@
 //! mic 24 kHz ─► log energy m
 //!   path: the correlation of m with each envelope at each lag 0–400 ms (raw capture 0–600
 //!         ms, a best lag in the last 30 ms evidencing nothing) (~2.6 s memory, learnt
-//!         while every lag sees audio being played and no voice holds the gate open)
+//!         while every lag sees audio being played and no voice holds the gate open; an echo
+//!         path on raw capture not from a duck until the echo after it has arrived)
 //!         Unknown ─► Echo  the best (tail, lag) correlates ≥ 0.5, at a stable lag, for
 //!                          300 ms, after 1.5 s of playback learnt (raw capture: learnt from
 //!                          the first played frame, after 500 ms)
@@ -436,7 +437,7 @@ pub struct EchoGuard {
     /// The ducker's duck, while the assistant is turned down.
     duck: Option<Duck>,
     /// Raw capture: until this mic frame, the echo of the audio played since a duck ended
-    /// may still be arriving ([`RELEASE_FRAMES`]).
+    /// may still be arriving ([`RELEASE_FRAMES`]), and an echo path does not learn yet.
     undone: u64,
     /// Raw capture: how fast the room rings down, dB per frame ([`EchoGuard::ring_down`]), the
     /// reference at the path's lag held falling so (per band), the frames the reference
@@ -631,8 +632,11 @@ impl EchoGuard {
     /// is quieter than the decoded reference (frames played from the end of the ramp on are
     /// placed at the ducked level), and the ducker suspects a voice over it: the coupling is
     /// held where it was, so a voice does not raise it (it would then be explained as echo
-    /// and held back). The path's correlation goes on learning: a voice does not follow the
-    /// reference, and lowers it. A duck that finds the gate idle is probed (`GateState::Probe`).
+    /// and held back). The path's correlation goes on learning (a voice does not follow the
+    /// reference, and lowers it), but for an echo path on raw capture, until the echo of what
+    /// plays after the duck has arrived: a reverberant room rings on through a duck while the
+    /// reference falls at once, which another lag matches better, and the path's lag would
+    /// drift with every duck. A duck that finds the gate idle is probed (`GateState::Probe`).
     pub fn set_ducked(&mut self, ducked: bool) {
         if !ducked {
             if self.duck.take().is_some() {
@@ -1141,6 +1145,9 @@ impl EchoGuard {
         let fast = self.judges_raw() && self.path == EchoPath::Unknown;
         if (self.playing > lags as u32 || (fast && self.playing > 0))
             && self.state != GateState::Pass
+            && !(self.judges_raw()
+                && self.path == EchoPath::Echo
+                && (self.duck.is_some() || f < self.undone))
         {
             self.learnt = self.learnt.saturating_add(1);
             // A plain mean for the first frames (no start-up bias), then forgetting.
