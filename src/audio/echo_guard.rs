@@ -16,7 +16,7 @@
 //!   path: the correlation of m with each envelope at each lag 0–400 ms (raw capture 0–600
 //!         ms, a best lag in the last 30 ms evidencing nothing) (~2.6 s memory, learnt
 //!         while every lag sees audio being played and no voice holds the gate open; an echo
-//!         path on raw capture not from a duck until the echo after it has arrived)
+//!         path on raw capture not from a duck's start until its lag + 300 ms after its end)
 //!         Unknown ─► Echo  the best (tail, lag) correlates ≥ 0.5, at a stable lag, for
 //!                          300 ms, after 1.5 s of playback learnt (raw capture: learnt from
 //!                          the first played frame, after 500 ms)
@@ -41,9 +41,9 @@
 //!         prediction is at least the room's own tail: the reference at the path's lag held
 //!         falling as fast as the room was heard to ring down in the gaps between words (a
 //!         mean over hundreds of frames' falls); and while a pause arrives at the path's lag
-//!         (playback starting again, a gap between sentences, a duck), the envelope at every
-//!         lag up to it: a reverberant room correlates almost as well at every lag, so the
-//!         path's may be later than the echo)
+//!         (playback starting again, a gap between words or sentences, a duck), the envelope
+//!         at every lag up to it: a reverberant room correlates almost as well at many lags,
+//!         so the path's may be later than the echo)
 //!   gate: Idle  (nothing playing, or no echo path: audio passes unchanged, undelayed)
 //!         Guard (playing, echo path: audio goes through a 300 ms pre-roll line and leaves as
 //!               silence)
@@ -97,7 +97,8 @@ const PROBE_JUDGE: u64 = 10;
 const PROBE_LOUD_DB: f32 = -40.0;
 const PROBE_VOICE_FRAMES: u32 = 2;
 /// Raw capture: frames beyond the path's lag after a duck ends in which the echo's return is
-/// not taken for a voice (the lag's estimate and the player's ramp are that uncertain).
+/// not taken for a voice (the lag's estimate and the player's ramp are that uncertain), and
+/// an echo path does not learn yet (see `set_ducked`).
 const RELEASE_FRAMES: usize = 30;
 /// Raw capture: the room's ring-down is learnt from the frames where the reference arriving at
 /// the path's lag is this far below the reference's peak (dB) for this many frames in a row,
@@ -106,7 +107,8 @@ const RELEASE_FRAMES: usize = 30;
 /// 6.7 s). One frame's fall varies by about 2 dB where the room rings down at 0.1–0.2 dB per
 /// frame, so only a mean over hundreds of falls says how fast it rings down: the decay starts
 /// at the slowest, weighted as this many falls (until the room has been heard, its ringing is
-/// expected to last), and then forgets slowly.
+/// expected to last), and then forgets slowly. The first two also say when a pause arrives at
+/// the path's lag, where the prediction takes every lag up to it (`analyse`).
 const RING_DOWN_BELOW_DB: f32 = 25.0;
 const RING_DOWN_FRAMES: u32 = 3;
 const RING_DOWN_ABOVE_DB: f32 = 15.0;
@@ -633,10 +635,12 @@ impl EchoGuard {
     /// placed at the ducked level), and the ducker suspects a voice over it: the coupling is
     /// held where it was, so a voice does not raise it (it would then be explained as echo
     /// and held back). The path's correlation goes on learning (a voice does not follow the
-    /// reference, and lowers it), but for an echo path on raw capture, until the echo of what
-    /// plays after the duck has arrived: a reverberant room rings on through a duck while the
-    /// reference falls at once, which another lag matches better, and the path's lag would
-    /// drift with every duck. A duck that finds the gate idle is probed (`GateState::Probe`).
+    /// reference, and lowers it), except an echo path's on raw capture: from the duck's start
+    /// until the echo of what plays after its end has arrived (the path's lag and
+    /// [`RELEASE_FRAMES`]) it does not learn. A reverberant room rings on through a duck while
+    /// the reference falls at once, which another lag matches better: learnt, the path's lag
+    /// would move with every duck. A duck that finds the gate idle is probed
+    /// (`GateState::Probe`).
     pub fn set_ducked(&mut self, ducked: bool) {
         if !ducked {
             if self.duck.take().is_some() {
@@ -1259,10 +1263,10 @@ impl EchoGuard {
         } else {
             self.tail
         };
-        // On raw capture a reverberant room correlates almost as well at every lag, so the
+        // On raw capture a reverberant room correlates almost as well at many lags, so the
         // path's lag may be later than the echo's: while what arrives there is a pause (playback
-        // restarting, a gap between sentences, a duck), what played since is expected from the
-        // moment it played.
+        // restarting, a gap between words or sentences, a duck), what played since is expected
+        // from the moment it played.
         let from = if self.judges_raw() && (restarting || self.quiet >= RING_DOWN_FRAMES) {
             0
         } else {
