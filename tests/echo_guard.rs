@@ -801,6 +801,13 @@ fn judged_as_a_pair_an_echo_sooner_than_the_paths_lag_is_expected_when_playback_
     assert_eq!(vad_starts(&r.out), Vec::<u64>::new(), "{:?}", g.stats());
 }
 
+/// The next sample of a uniform noise of unit variance from the generator state `x` (a
+/// linear congruential generator: the same noise every run).
+fn unit_noise(x: &mut u32) -> f32 {
+    *x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+    ((*x >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 2.0 * 1.732
+}
+
 /// A room's echo of `played`, 4.5 s of it: the direct sound `delay_ms` late at half its level,
 /// and a diffuse tail 6 dB under that (noise under the played energy, ringing down 60 dB in
 /// `t60_ms`).
@@ -815,9 +822,7 @@ fn room_echo(played: &[i16], delay_ms: usize, t60_ms: f32) -> Vec<i16> {
                 .and_then(|i| played.get(i))
                 .map_or(0.0, |&s| f32::from(s));
             energy = k * energy + (1.0 - k) * direct * direct;
-            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            let noise = ((x >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 2.0 * 1.732;
-            (0.5 * direct + 0.25 * noise * energy.sqrt()).round() as i16
+            (0.5 * direct + 0.25 * unit_noise(&mut x) * energy.sqrt()).round() as i16
         })
         .collect()
 }
@@ -1026,10 +1031,8 @@ fn harsh_ringing(duck: usize, undo: usize) -> (Vec<i16>, Vec<i16>) {
         .iter()
         .copied()
         .chain((0..36_000).map(|t| {
-            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            let noise = ((x >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 2.0 * 1.732;
             let level = 32768.0 * 10f32.powf((-15.0 - 20.0 * t as f32 / 24_000.0) / 20.0);
-            (noise * level).round() as i16
+            (unit_noise(&mut x) * level).round() as i16
         }))
         .collect();
     (mic, rung)
