@@ -40,7 +40,10 @@
 //!         louder than the raw echo, but two voices' spectra differ; while ducked, the
 //!         prediction is at least the room's own tail: the reference at the path's lag held
 //!         falling as fast as the room was heard to ring down in the gaps between words (a
-//!         mean over hundreds of frames' falls); and while a pause arrives at the path's lag
+//!         mean over hundreds of frames' falls), plus the coupling; on a pair whose canceller
+//!         was heard taking that ringing out, plus only how loud the ringing was heard over
+//!         the tail in those gaps (what is sent should not carry it, but may leak it, and a
+//!         frame it took out may leave raw); and while a pause arrives at the path's lag
 //!         (playback starting again, a gap between words or sentences, a duck), the envelope
 //!         at every lag up to it: a reverberant room correlates almost as well at many lags,
 //!         so the path's may be later than the echo)
@@ -118,10 +121,12 @@ const ROOM_DECAY_DB: (f32, f32) = (0.09, 1.0);
 const RING_DOWN_PRIOR: u32 = 64;
 /// On a pair, the canceller's removal of the room's ringing is learnt on the frames the
 /// ring-down is (a plain mean at first, then forgetting as it does), up to this (dB, where it
-/// starts: all taken out); the room's tail is expected through a duck while it is below this
-/// (dB). Measured in the lab on falling frames: Chromium's canceller takes 53–55 dB out in the
-/// medium and speakerphone rooms; in the harsh one, whose long reverb it leaves in a duck, the
-/// estimate varies from session to session (3–7 dB, and 15–44).
+/// starts: all taken out); the room's tail is expected through a duck with the coupling while
+/// it is below this (dB), and from it on only as loud as the ringing was heard over the tail
+/// (`ring_coupling`). Measured in the lab on falling frames: Chromium's canceller takes 53–55
+/// dB out in the medium and speakerphone rooms; in the harsh one, whose long reverb it leaves
+/// in a duck, the estimate varies from session to session (3–7 dB, and 15–44), and stood over
+/// this early in greetings.
 const REMOVAL_START_DB: f32 = 60.0;
 const KEPT_RINGING_DB: f32 = 20.0;
 /// On a pair, once a duck's effect has reached the microphone (the ramp, then the path's lag)
@@ -453,6 +458,10 @@ pub struct EchoGuard {
     /// On a pair, how much of the room's ringing the browser's canceller takes out, dB
     /// ([`EchoGuard::removal`]).
     removal_db: f32,
+    /// Raw capture: how loud the room's ringing is heard over its own tail (`room_tail`) on
+    /// the frames the ring-down is learnt from, dB per band: a mean that starts from
+    /// [`COUPLING_START_DB`], weighted as the decay's prior ([`KEPT_RINGING_DB`]).
+    ring_coupling: Bands,
     /// On a pair, whether the frame being captured is kept back until it is whole, passing,
     /// so that it can leave raw ([`SUPPRESSED_DB`]): set at the end of a frame, for the next.
     swapping: bool,
@@ -569,6 +578,7 @@ impl EchoGuard {
             last_db: LOG_FLOOR,
             rung: 0,
             removal_db: REMOVAL_START_DB,
+            ring_coupling: [COUPLING_START_DB; BANDS.len() + 1],
             swapping: false,
         }
     }
@@ -829,7 +839,7 @@ impl EchoGuard {
         self.noise = level_db.min(self.noise + NOISE_RISE_DB);
         let floor = self.noise.max(VOICE_FLOOR_DB - MARGIN_DB);
         let (active, env) = self.analyse(f, &m);
-        self.ring_down(active, level_db, floor);
+        self.ring_down(active, &m, floor);
         // Held back whole while passing (`holding`), this frame leaves below.
         let swapped = self.holding() && self.state == GateState::Pass;
         if self.duck_heard(f) && self.sent_db() < level_db - SUPPRESSED_DB {
@@ -929,8 +939,10 @@ impl EchoGuard {
     /// rings (the reference arriving at the path's lag far below what plays for
     /// [`RING_DOWN_FRAMES`], not ducked, no voice passing, well above the noise floor: the
     /// gaps between words and after an answer). The mean of the falls is the slope of the
-    /// level over those stretches.
-    fn ring_down(&mut self, active: bool, level_db: f32, floor: f32) {
+    /// level over those stretches; the mean of the level over the room's tail there is how
+    /// loud the ringing is (`ring_coupling`).
+    fn ring_down(&mut self, active: bool, m: &Bands, floor: f32) {
+        let level_db = m[0];
         let ringing = self.judges_raw()
             && self.path != EchoPath::None
             && self.learnt >= MIN_FRAMES_RAW
@@ -947,6 +959,10 @@ impl EchoGuard {
             let weight = |n: u32| (1.0 / n as f32).max(ALPHA_RING_DOWN);
             self.removal(weight(self.rung), level_db);
             let a = weight(self.rung.saturating_add(RING_DOWN_PRIOR));
+            for (b, c) in self.ring_coupling.iter_mut().enumerate() {
+                let over = (m[b] - db(self.room_tail[b])).min(COUPLING_MAX_DB);
+                *c += a * (over - *c);
+            }
             let fall = (self.last_db - level_db).clamp(-RING_DOWN_STEP_DB, RING_DOWN_STEP_DB);
             self.room_decay_db = (self.room_decay_db + a * (fall - self.room_decay_db))
                 .clamp(ROOM_DECAY_DB.0, ROOM_DECAY_DB.1);
@@ -1284,24 +1300,26 @@ impl EchoGuard {
             }
         }
         // A duck turns down what plays next, not what the room rings with already: on raw
-        // capture the echo through a duck is at least the room's own tail, where what is sent
-        // keeps it (no canceller, or one that leaves the echo: passing it would reach the
-        // server; a canceller that takes it out makes passing harmless, and a voice gets
-        // through sooner).
-        if self.judges_raw()
-            && self.duck.is_some()
-            && self.path == EchoPath::Echo
+        // capture the echo through a duck is at least the room's own tail, with the coupling
+        // where what is sent keeps it (no canceller, or one that leaves the echo: passing it
+        // would reach the server). Behind a canceller heard taking it out, only as loud as the
+        // ringing was heard over the tail (less the coupling the frame is judged with): the
+        // canceller's output may still carry it, and a frame it took out leaves raw where the
+        // gate passes (`SUPPRESSED_DB`); a voice gets through sooner than with the coupling.
+        let mut env = env.map(|e| db(e).max(ENV_FLOOR));
+        if self.judges_raw() && self.duck.is_some() && self.path == EchoPath::Echo {
             // Raw capture sends what it judges: nothing is taken out.
-            && (self.capture != Capture::Pair || self.removal_db < KEPT_RINGING_DB)
-        {
-            for (a, &b) in env.iter_mut().zip(&self.room_tail) {
-                *a = a.max(b);
+            let kept = self.capture != Capture::Pair || self.removal_db < KEPT_RINGING_DB;
+            for (b, e) in env.iter_mut().enumerate() {
+                let over = if kept {
+                    0.0
+                } else {
+                    self.ring_coupling[b] - self.coupling[b]
+                };
+                *e = e.max(db(self.room_tail[b]) + over);
             }
         }
-        (
-            self.peak > ACTIVE_FLOOR_DB,
-            env.map(|e| db(e).max(ENV_FLOOR)),
-        )
+        (self.peak > ACTIVE_FLOOR_DB, env)
     }
 
     /// The server's VAD started speech; returns whether it looks like a self-interruption:
