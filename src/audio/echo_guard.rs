@@ -122,11 +122,9 @@ const RING_DOWN_PRIOR: u32 = 64;
 /// On a pair, the canceller's removal of the room's ringing is learnt on the frames the
 /// ring-down is (a plain mean at first, then forgetting as it does), up to this (dB, where it
 /// starts: all taken out); the room's tail is expected through a duck with the coupling while
-/// it is below this (dB), and from it on only as loud as the ringing was heard over the tail
-/// (`ring_coupling`). Measured in the lab on falling frames: Chromium's canceller takes 53–55
-/// dB out in the medium and speakerphone rooms; in the harsh one, whose long reverb it leaves
-/// in a duck, the estimate varies from session to session (3–7 dB, and 15–44), and stood over
-/// this early in greetings.
+/// it is below this (dB), and at or above it only as loud as the ringing was heard over the
+/// tail (`ring_coupling`): a canceller that takes the ringing out in the gaps may leave it in
+/// a duck (the lab's measurements: docs/AUDIO.md, "Echo").
 const REMOVAL_START_DB: f32 = 60.0;
 const KEPT_RINGING_DB: f32 = 20.0;
 /// On a pair, once a duck's effect has reached the microphone (the ramp, then the path's lag)
@@ -459,8 +457,10 @@ pub struct EchoGuard {
     /// ([`EchoGuard::removal`]).
     removal_db: f32,
     /// Raw capture: how loud the room's ringing is heard over its own tail (`room_tail`) on
-    /// the frames the ring-down is learnt from, dB per band: a mean that starts from
-    /// [`COUPLING_START_DB`], weighted as the decay's prior ([`KEPT_RINGING_DB`]).
+    /// the frames the ring-down is learnt from, dB per band where the tail says anything: a
+    /// mean of samples capped at [`COUPLING_MAX_DB`] that starts from [`COUPLING_START_DB`],
+    /// weighted as the decay's prior ([`RING_DOWN_PRIOR`]). Expected through a duck on a pair
+    /// whose canceller was heard taking the ringing out ([`KEPT_RINGING_DB`]).
     ring_coupling: Bands,
     /// On a pair, whether the frame being captured is kept back until it is whole, passing,
     /// so that it can leave raw ([`SUPPRESSED_DB`]): set at the end of a frame, for the next.
@@ -939,8 +939,8 @@ impl EchoGuard {
     /// rings (the reference arriving at the path's lag far below what plays for
     /// [`RING_DOWN_FRAMES`], not ducked, no voice passing, well above the noise floor: the
     /// gaps between words and after an answer). The mean of the falls is the slope of the
-    /// level over those stretches; the mean of the level over the room's tail there is how
-    /// loud the ringing is (`ring_coupling`).
+    /// level over those stretches; the mean of the level over the room's tail there, per band,
+    /// is how loud the ringing is (`ring_coupling`).
     fn ring_down(&mut self, active: bool, m: &Bands, floor: f32) {
         let level_db = m[0];
         let ringing = self.judges_raw()
@@ -960,8 +960,10 @@ impl EchoGuard {
             self.removal(weight(self.rung), level_db);
             let a = weight(self.rung.saturating_add(RING_DOWN_PRIOR));
             for (b, c) in self.ring_coupling.iter_mut().enumerate() {
-                let over = (m[b] - db(self.room_tail[b])).min(COUPLING_MAX_DB);
-                *c += a * (over - *c);
+                let t = db(self.room_tail[b]);
+                if t > ENV_FLOOR {
+                    *c += a * ((m[b] - t).min(COUPLING_MAX_DB) - *c);
+                }
             }
             let fall = (self.last_db - level_db).clamp(-RING_DOWN_STEP_DB, RING_DOWN_STEP_DB);
             self.room_decay_db = (self.room_decay_db + a * (fall - self.room_decay_db))
@@ -1110,8 +1112,8 @@ impl EchoGuard {
 
     /// Mic frame `f` at levels `m` (dB, broadband and per band) against the reference:
     /// whether echo is possible now (the assistant's audio plays or its tail still rings), and
-    /// the path's envelopes (dB, broadband and per band) the frame is judged against. Learns
-    /// the path's evidence.
+    /// the path's envelopes (dB, broadband and per band; through a duck on raw capture raised
+    /// to the room's tail) the frame is judged against. Learns the path's evidence.
     fn analyse(&mut self, f: u64, m: &Bands) -> (bool, Bands) {
         // Behind a canceller the bands are zero (`split`): only the broadband is followed.
         let n = if self.judges_raw() {
@@ -1316,7 +1318,11 @@ impl EchoGuard {
                 } else {
                     self.ring_coupling[b] - self.coupling[b]
                 };
-                *e = e.max(db(self.room_tail[b]) + over);
+                // A tail that says nothing raises nothing (nor makes a band count).
+                let t = db(self.room_tail[b]);
+                if t > ENV_FLOOR {
+                    *e = e.max(t + over);
+                }
             }
         }
         (self.peak > ACTIVE_FLOOR_DB, env)
