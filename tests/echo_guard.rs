@@ -697,12 +697,8 @@ fn on_raw_capture_a_doubted_echo_path_is_guarded_before_it_is_given_up() {
     let looped = fake_mic_twice();
     let n = wav("assistant.wav").len();
     for (room, _) in ROOMS {
-        let mut g = EchoGuard::raw(true);
         let echo = wav(&format!("{room}-echo.wav"));
-        for item in ["greeting", "second"] {
-            respond(&mut g, item, &echo);
-            pause(&mut g);
-        }
+        let mut g = raw_primed(&echo);
         assert_eq!(g.stats().path, EchoPath::Echo, "{room}");
         let mut paths = vec![EchoPath::Echo];
         let len = looped.len() / 2;
@@ -763,11 +759,7 @@ fn primed_late_pair(echo: &[i16]) -> EchoGuard {
     let late: Vec<i16> = std::iter::repeat_n(0, later)
         .chain(echo[..echo.len() - later].iter().copied())
         .collect();
-    let mut g = pair(true);
-    for item in ["greeting", "second"] {
-        respond_pair(&mut g, item, &late, &leaky_canceller(&late, None));
-        pause(&mut g);
-    }
+    let g = primed_pair(&late, &leaky_canceller(&late, None));
     let lag = g.stats().delay_ms;
     assert!(lag.is_some_and(|d| d >= 300), "{:?}", g.stats());
     g
@@ -776,6 +768,22 @@ fn primed_late_pair(echo: &[i16]) -> EchoGuard {
 /// A guard judging a raw capture beside the processed one it sends (`echoGuard: "raw"`).
 fn pair(gating: bool) -> EchoGuard {
     EchoGuard::for_capture(gating, Capture::Pair)
+}
+
+/// A guard judging a pair that has heard `heard` and sent `sent` over two responses.
+fn primed_pair(heard: &[i16], sent: &[i16]) -> EchoGuard {
+    let mut g = pair(true);
+    for item in ["greeting", "second"] {
+        respond_pair(&mut g, item, heard, sent);
+        pause(&mut g);
+    }
+    g
+}
+
+/// What a canceller that takes everything out (60 dB) makes of `x`: the echo, and a voice in
+/// it too (a suppressor in double talk).
+fn cancelled(x: &[i16]) -> Vec<i16> {
+    x.iter().map(|&s| s / 1000).collect()
 }
 
 /// Judged as a pair in a reverberant room the raw capture correlates almost as well at every
@@ -923,11 +931,7 @@ fn judged_by_the_raw_capture_a_voice_gets_through_as_the_canceller_cleaned_it() 
             .map(|(&t, &e)| (i32::from(t) - i32::from(e)).clamp(-32768, 32767) as i16)
             .collect();
         let sent = leaky_canceller(&echo, Some(&voice));
-        let mut g = pair(true);
-        for item in ["greeting", "second"] {
-            respond_pair(&mut g, item, &echo, &leaky_canceller(&echo, None));
-            pause(&mut g);
-        }
+        let mut g = primed_pair(&echo, &leaky_canceller(&echo, None));
         assert_eq!(g.stats().path, EchoPath::Echo, "{room}: the path is known");
         let r = respond_pair(&mut g, "third", &talk, &sent);
         assert_first_word(&format!("{room}, pair"), &g, &r, &sent, 150);
@@ -1128,18 +1132,10 @@ fn judged_as_a_pair_a_voice_the_canceller_suppresses_in_a_duck_leaves_raw() {
         .map(|(k, &e)| (f32::from(e) * if down.contains(&k) { gain } else { 1.0 }) as i16)
         .collect();
     let voice = user_voice(&talk, &echo);
-    let suppressed = |x: &[i16]| -> Vec<i16> { x.iter().map(|&s| s / 1000).collect() };
-    let primed = || {
-        let mut g = pair(true);
-        for item in ["greeting", "second"] {
-            respond_pair(&mut g, item, &echo, &suppressed(&echo));
-            pause(&mut g);
-        }
-        g
-    };
+    let primed = || primed_pair(&echo, &cancelled(&echo));
     let heard = mix(&mic, &voice);
     let mut g = primed();
-    let (out, _) = respond_ducked_pair(&mut g, "third", &heard, &suppressed(&heard), duck..undo);
+    let (out, _) = respond_ducked_pair(&mut g, "third", &heard, &cancelled(&heard), duck..undo);
     let starts = vad_starts(&out);
     // The duck's effect is heard from 1 490 ms on: the word under way then is the first
     // that can be told from the echo.
@@ -1149,7 +1145,7 @@ fn judged_as_a_pair_a_voice_the_canceller_suppresses_in_a_duck_leaves_raw() {
         g.stats()
     );
     let mut g = primed();
-    let (out, _) = respond_ducked_pair(&mut g, "third", &mic, &suppressed(&mic), duck..undo);
+    let (out, _) = respond_ducked_pair(&mut g, "third", &mic, &cancelled(&mic), duck..undo);
     assert_eq!(vad_starts(&out), Vec::<u64>::new(), "{:?}", g.stats());
     // Nothing is lost or added.
     assert_eq!(out.len() as u64 + g.stats().held_ms * 24, mic.len() as u64);
@@ -1167,17 +1163,12 @@ fn judged_as_a_pair_behind_a_canceller_that_takes_the_echo_out_a_voice_in_a_duck
     let (duck, undo) = (1_000 * 24, 2_500 * 24);
     let (echo, talk) = (wav("harsh-echo.wav"), wav("harsh-talk.wav"));
     let voice = user_voice(&talk, &echo);
-    let cancelled = |x: &[i16]| -> Vec<i16> { x.iter().map(|&s| s / 1000).collect() };
     for (gain, within_ms) in [(1.0, 700), (0.5, 400)] {
         let (mic, rung) = harsh_ringing(duck, undo);
         let scaled =
             |x: &[i16]| -> Vec<i16> { x.iter().map(|&s| (f32::from(s) * gain) as i16).collect() };
         let (mic, rung) = (scaled(&mic), scaled(&rung));
-        let mut g = pair(true);
-        for item in ["greeting", "second"] {
-            respond_pair(&mut g, item, &rung, &cancelled(&rung));
-            pause(&mut g);
-        }
+        let mut g = primed_pair(&rung, &cancelled(&rung));
         let (heard, sent) = (mix(&mic, &voice), mix(&cancelled(&mic), &voice));
         let (out, _) = respond_ducked_pair(&mut g, "third", &heard, &sent, duck..undo);
         let starts = vad_starts(&out);
@@ -1200,11 +1191,7 @@ fn judged_as_a_pair_behind_a_canceller_that_takes_the_echo_out_a_voice_in_a_duck
 fn judged_as_a_pair_ducks_do_not_move_the_paths_lag() {
     let (duck, undo) = (1_000 * 24, 2_500 * 24);
     let (mic, rung) = harsh_ringing(duck, undo);
-    let mut g = pair(true);
-    for item in ["greeting", "second"] {
-        respond_pair(&mut g, item, &rung, &leaky_canceller(&rung, None));
-        pause(&mut g);
-    }
+    let mut g = primed_pair(&rung, &leaky_canceller(&rung, None));
     assert_eq!(g.stats().delay_ms, Some(80), "{:?}", g.stats());
     for k in 0..8 {
         let sent = leaky_canceller(&mic, None);
@@ -1250,7 +1237,7 @@ fn judged_as_a_pair_the_ringing_a_canceller_takes_out_never_reaches_the_vad_thro
             if leaking {
                 leaky_canceller(x, None)
             } else {
-                x.iter().map(|&s| s / 1000).collect()
+                cancelled(x)
             }
         };
         let mut g = pair(true);
