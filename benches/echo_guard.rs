@@ -2,14 +2,15 @@
 //! assistant's, 80 ms later and 6 dB down) through a fresh guard with the assistant's audio
 //! played alongside (20 ms progress steps, 10 ms mic blocks): the path's evidence is learnt in
 //! the first ~2.5 s, then the prediction and the pre-roll line run too. Behind a browser's
-//! canceller (`EchoGuard::new`) and on raw capture (`EchoGuard::raw`: the band filters run on
-//! the reference and the microphone too).
+//! canceller (`EchoGuard::new`), on raw capture (`EchoGuard::raw`: the band filters run on
+//! the reference and the microphone too), and judging a pair (`Capture::Pair`, the same
+//! audio as both captures: raw capture's work, and the dry envelope's series beside it).
 //!
 //! Run: `nice cargo bench --bench echo_guard` (criterion prints the time per 4 s of audio:
 //! divide by 400 for a frame). The wasm figure: `benches/wasm/echo.mjs` (docs/AUDIO.md, Echo).
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use realtime_voice::audio::echo_guard::{EchoGuard, FRAME};
+use realtime_voice::audio::echo_guard::{Capture, EchoGuard, FRAME};
 use std::hint::black_box;
 
 fn inputs() -> (Vec<f32>, Vec<i16>) {
@@ -40,21 +41,28 @@ fn inputs() -> (Vec<f32>, Vec<i16>) {
 fn bench(c: &mut Criterion) {
     let (reference, mic) = inputs();
     let mut out = Vec::with_capacity(48_000);
-    for (name, guard) in [
+    let pair: fn(bool) -> EchoGuard = |gating| EchoGuard::for_capture(gating, Capture::Pair);
+    for (name, guard, is_pair) in [
         (
             "echo guard, 4 s of audio (400 frames)",
             EchoGuard::new as fn(bool) -> EchoGuard,
+            false,
         ),
-        ("echo guard on raw capture, 4 s of audio", EchoGuard::raw),
+        (
+            "echo guard on raw capture, 4 s of audio",
+            EchoGuard::raw,
+            false,
+        ),
+        ("echo guard judging a pair, 4 s of audio", pair, true),
     ] {
-        bench_guard(c, name, guard, &reference, &mic, &mut out);
+        bench_guard(c, name, (guard, is_pair), &reference, &mic, &mut out);
     }
 }
 
 fn bench_guard(
     c: &mut Criterion,
     name: &str,
-    guard: fn(bool) -> EchoGuard,
+    (guard, pair): (fn(bool) -> EchoGuard, bool),
     reference: &[f32],
     mic: &[i16],
     out: &mut Vec<i16>,
@@ -69,7 +77,11 @@ fn bench_guard(
                     g.played("a", ((i + 1) * FRAME) as u64);
                 }
                 out.clear();
-                g.process(black_box(block), out);
+                if pair {
+                    g.process_pair(black_box(block), block, out);
+                } else {
+                    g.process(black_box(block), out);
+                }
                 sent += out.len();
             }
             assert!(g.stats().guarded_ms > 0, "the gate ran");

@@ -1258,3 +1258,75 @@ fn judged_as_a_pair_the_ringing_a_canceller_takes_out_never_reaches_the_vad_thro
         );
     }
 }
+
+/// Judged as a pair in a dry room (the echo 120 ms late, ringing down in 50 ms) or a mild
+/// one (250 ms), the echo path is evidenced within the first response: without it a pair
+/// guards only its first playback, and every duck after that is probed on its level alone.
+#[test]
+fn judged_as_a_pair_a_dry_rooms_echo_path_is_evidenced_in_the_first_response() {
+    let assistant = wav("assistant.wav");
+    for t60 in [50.0, 250.0] {
+        let echo = room_echo(&assistant, 120, t60);
+        let mut g = pair(true);
+        let r = respond_pair(&mut g, "greeting", &echo, &cancelled(&echo));
+        let what = format!("T60 {t60} ms: {:?}", g.stats());
+        assert!(r.echo_at_ms.is_some_and(|t| t <= 3_000), "{what}");
+        assert!(
+            g.stats().delay_ms.is_some_and(|d| d.abs_diff(120) <= 30),
+            "{what}"
+        );
+    }
+}
+
+/// Judged as a pair in a dry room (the echo 120 ms late, ringing down in 50 ms) with its path
+/// known, a voice 4 dB under the echo (assistant.wav a second on: another talker), which the
+/// canceller holds 20 dB down in double talk, can be told from the echo only once a duck's
+/// effect is heard: the ducker ducks 100 ms into it, and the ramp and the room's 120 ms follow.
+/// The room's own tail is expected to fall at once, as a dry room's does, and the voice reaches
+/// the VAD within 700 ms of its onset (expected to ring at the slow prior, the tail would hold
+/// it back through the whole duck). The echo alone through the same duck never reaches it.
+#[test]
+fn judged_as_a_pair_a_voice_in_a_dry_rooms_first_duck_gets_through_as_the_echo_falls() {
+    let assistant = wav("assistant.wav");
+    let echo = room_echo(&assistant, 120, 50.0);
+    let onset = USER_ONSET_MS as usize * 24;
+    let voice: Vec<i16> = (0..echo.len())
+        .map(|k| {
+            k.checked_sub(onset)
+                .and_then(|i| assistant.get(i + 24_000))
+                .map_or(0, |&s| (f32::from(s) * 0.3) as i16)
+        })
+        .collect();
+    let (duck, undo) = (onset + 100 * 24, onset + 2_500 * 24);
+    let down = duck + (150 + 120) * 24..undo + 120 * 24;
+    let gain = 10f32.powf(-(DUCK_DB as f32) / 20.0);
+    let ducked = |e: i16, k: usize| f32::from(e) * if down.contains(&k) { gain } else { 1.0 };
+    let (mut heard, mut sent) = (Vec::new(), Vec::new());
+    for (k, (&e, &v)) in echo.iter().zip(&voice).enumerate() {
+        let (e, v) = (ducked(e, k), f32::from(v));
+        let suppressed = if down.contains(&k) { 1.0 } else { 0.1 };
+        heard.push((e + v).round().clamp(-32768.0, 32767.0) as i16);
+        sent.push((e / 1000.0 + v * suppressed).round() as i16);
+    }
+    let primed = || {
+        let mut g = pair(true);
+        respond_pair(&mut g, "greeting", &echo, &cancelled(&echo));
+        pause(&mut g);
+        assert_eq!(g.stats().path, EchoPath::Echo, "{:?}", g.stats());
+        g
+    };
+    let mut g = primed();
+    let (out, _) = respond_ducked_pair(&mut g, "second", &heard, &sent, duck..undo);
+    let starts = vad_starts(&out);
+    assert!(
+        starts
+            .first()
+            .is_some_and(|&ms| (USER_ONSET_MS..USER_ONSET_MS + 700).contains(&ms)),
+        "{starts:?}: {:?}",
+        g.stats()
+    );
+    let mut g = primed();
+    let alone: Vec<i16> = (0..echo.len()).map(|k| ducked(echo[k], k) as i16).collect();
+    let (out, _) = respond_ducked_pair(&mut g, "second", &alone, &cancelled(&alone), duck..undo);
+    assert_eq!(vad_starts(&out), Vec::<u64>::new(), "{:?}", g.stats());
+}

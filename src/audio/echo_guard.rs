@@ -19,7 +19,9 @@
 //!         path on raw capture not from a duck's start until its lag + 300 ms after its end)
 //!         Unknown ─► Echo  the best (tail, lag) correlates ≥ 0.5, at a stable lag, for
 //!                          300 ms, after 1.5 s of playback learnt (raw capture: learnt from
-//!                          the first played frame, after 500 ms)
+//!                          the first played frame, after 500 ms, at ≥ 0.93; on a pair, where
+//!                          no tail does, an envelope falling 6 dB per frame may, a dry
+//!                          room's: the path's envelope while it correlates best)
 //!                 ─► None  the best correlates < 0.3 (a headset, a silent or a fake
 //!                          microphone: nothing is ever held back), or from Echo after 1.5 s so
 //!                          (raw capture: after 1.5 s below 0.5, from Unknown too; an echo
@@ -29,7 +31,8 @@
 //!         can have arrived: the room rings on) + coupling, a
 //!         peak hold of m − envelope over the frames the gate kept back, starting from the one
 //!         learnt while the evidence grew, moved by the tails' difference when the path
-//!         changes tail (neither moves while the ducker suspects a voice)
+//!         changes tail, learnt again when it changes between a tail and the dry envelope
+//!         (neither moves while the ducker suspects a voice)
 //!         (a browser canceller leaks as loud as the raw echo now and then: the guard expects
 //!         the leaks, not the typical residue)
 //!   (raw capture, `EchoGuard::raw`: while the path is Unknown the prediction is the longest
@@ -40,7 +43,8 @@
 //!         louder than the raw echo, but two voices' spectra differ; while ducked, the
 //!         prediction is at least the room's own tail: the reference at the path's lag held
 //!         falling as fast as the room was heard to ring down in the gaps between words (a
-//!         mean over hundreds of frames' falls), plus the coupling; on a pair whose canceller
+//!         mean over hundreds of frames' falls; a dry path's at the fastest bound), plus the
+//!         coupling; on a pair whose canceller
 //!         was heard taking that ringing out, plus only how loud the ringing was heard over
 //!         the tail in those gaps (what is sent should not carry it, but may leak it, and a
 //!         frame it took out may leave raw); and while a pause arrives at the path's lag
@@ -110,8 +114,9 @@ const RELEASE_FRAMES: usize = 30;
 /// 6.7 s). One frame's fall varies by about 2 dB where the room rings down at 0.1–0.2 dB per
 /// frame, so only a mean over hundreds of falls says how fast it rings down: the decay starts
 /// at the slowest, weighted as this many falls (until the room has been heard, its ringing is
-/// expected to last), and then forgets slowly. The first two also say when a pause arrives at
-/// the path's lag, where the prediction takes every lag up to it (`analyse`).
+/// expected to last), and then forgets slowly (a path on the [`DRY_TAIL`] envelope is a room
+/// that stops at once: it is expected at the fastest). The first two also say when a pause
+/// arrives at the path's lag, where the prediction takes every lag up to it (`analyse`).
 const RING_DOWN_BELOW_DB: f32 = 25.0;
 const RING_DOWN_FRAMES: u32 = 3;
 const RING_DOWN_ABOVE_DB: f32 = 15.0;
@@ -160,6 +165,16 @@ const ENV_FLOOR: f32 = -70.0;
 /// 0.32 dB per frame, 60 dB in 1.9 s), kept once reports no longer add to a frame (`SETTLE`
 /// frames after it was captured).
 const TAILS: [f32; 3] = [0.85, 0.93, 0.98];
+/// On a pair, an envelope falling this much per frame (6 dB) may evidence an unknown path where
+/// none of [`TAILS`] can: a dry or mildly reverberant room's echo stops at once, and the
+/// shortest tail's envelope, falling 0.7 dB per frame, correlates with it at 0.55–0.8 only. A
+/// path found so is predicted with this envelope too (the shortest tail would expect the echo
+/// through a duck for 360 ms after it has stopped), until a longer tail becomes the path's.
+/// Only on a pair: what it sends is the canceller's output, so a prediction that falls short
+/// sends what an unguarded pair would.
+const DRY_TAIL: f32 = 0.25;
+/// The path's `tail` when the [`DRY_TAIL`] envelope is its (after the three of [`TAILS`]).
+const DRY: usize = TAILS.len();
 const SETTLE: usize = 8;
 /// The reference is being played while it was above this within the last 300 ms (a pause
 /// between words is part of playing; one between sentences starts it again), dB.
@@ -179,7 +194,8 @@ const MIN_FRAMES_RAW: u32 = 50;
 /// On raw capture, the correlation that evidences the path: the raw echo follows what is
 /// played closely (0.95–0.99 on the rendered rooms of tests/fixtures/echo), speech that does
 /// not has reached 0.91 against it within a response. Below it the path stays Unknown, and
-/// guarded (the live lab's dry and mild loops, whose timing jitters by a frame or two).
+/// guarded (on a pair only over the first playback: the live lab's dry and mild loops, whose
+/// echo stops at once, reach it only with the [`DRY_TAIL`] envelope).
 const RHO_ECHO_RAW: f32 = 0.93;
 
 /// Coupling (echo level over the path's envelope, dB): where it starts before any evidence —
@@ -415,6 +431,8 @@ pub struct EchoGuard {
     /// The path's statistics per tail, frames learnt, the evidence for and against, the best
     /// (tail, lag) now and the path's.
     stats: [Moments; TAILS.len()],
+    /// The same against the [`DRY_TAIL`] envelope (a pair).
+    dry: Moments,
     learnt: u32,
     evidence: u32,
     doubt: u32,
@@ -424,9 +442,9 @@ pub struct EchoGuard {
     lag: usize,
     /// Broadband, then per band.
     coupling: Bands,
-    /// The coupling learnt per tail while the evidence grows (a peak hold of the capture over
-    /// the envelope at the best lag).
-    shadow: [Bands; TAILS.len()],
+    /// The coupling learnt per tail (and for [`DRY`]) while the evidence grows (a peak hold of
+    /// the capture over the envelope at the best lag).
+    shadow: [Bands; TAILS.len() + 1],
     state: GateState,
     run: u32,
     /// The pre-roll line: frames in a ring (oldest at `line_head`), and what was known of each.
@@ -551,6 +569,7 @@ impl EchoGuard {
             peak: ENV_FLOOR,
             playing: 0,
             stats: [Moments::ZERO; TAILS.len()],
+            dry: Moments::ZERO,
             learnt: 0,
             evidence: 0,
             doubt: 0,
@@ -559,7 +578,7 @@ impl EchoGuard {
             tail: 0,
             lag: 0,
             coupling: [COUPLING_START_DB; BANDS.len() + 1],
-            shadow: [[COUPLING_MIN_DB; BANDS.len() + 1]; TAILS.len()],
+            shadow: [[COUPLING_MIN_DB; BANDS.len() + 1]; TAILS.len() + 1],
             state: GateState::Idle,
             run: 0,
             line: Box::new([[0; FRAME]; LINE_FRAMES]),
@@ -1133,14 +1152,20 @@ impl EchoGuard {
             self.settled += 1;
         }
         // The envelopes per lag: settled ones as kept, the newest run on from them.
-        let mut x = [[ENV_FLOOR; MAX_LAG + 1]; TAILS.len()];
-        let mut lin = [[[0.0; BANDS.len() + 1]; MAX_LAG + 1]; TAILS.len()];
-        let mut h = [[0.0f32; BANDS.len() + 1]; TAILS.len()];
+        let mut x = [[ENV_FLOOR; MAX_LAG + 1]; TAILS.len() + 1];
+        let mut lin = [[[0.0; BANDS.len() + 1]; MAX_LAG + 1]; TAILS.len() + 1];
+        let mut h = [[0.0f32; BANDS.len() + 1]; TAILS.len() + 1];
         let mut newest = 0.0f32;
         let lags = self.max_lag();
+        let pair = self.capture == Capture::Pair;
         for d in (0..=lags.min(f as usize)).rev() {
             let p = f - d as u64;
             let e = self.reference_at(p);
+            if pair {
+                decay(&mut h[DRY][..n], &e, DRY_TAIL);
+                lin[DRY][d] = h[DRY];
+                x[DRY][d] = db(h[DRY][0]).max(ENV_FLOOR);
+            }
             for (t, k) in TAILS.iter().enumerate() {
                 if d >= SETTLE {
                     h[t] = self.env[(p % RING as u64) as usize][t];
@@ -1176,9 +1201,18 @@ impl EchoGuard {
             let a = (1.0 / self.learnt as f32).max(ALPHA_PATH);
             let mut best = (0, 0, f32::MIN);
             let raw = self.judges_raw();
-            for (t, s) in self.stats.iter_mut().enumerate() {
+            let series = self.stats.iter_mut().chain(pair.then_some(&mut self.dry));
+            for (t, s) in series.enumerate() {
                 let (d, rho) = s.add(a, level_db.max(ENV_FLOOR), &x[t][..=lags], raw);
-                if rho > best.2 {
+                // The dry envelope takes an unknown path only where no tail can, and keeps
+                // the path while it correlates best.
+                let eligible = t < DRY
+                    || if fast {
+                        best.2 < RHO_ECHO_RAW
+                    } else {
+                        self.tail == DRY
+                    };
+                if rho > best.2 && eligible {
                     best = (t, d, rho);
                 }
                 // What the coupling would be with this tail at its best lag (held while
@@ -1213,8 +1247,9 @@ impl EchoGuard {
                 if self.evidence >= EVIDENCE_FRAMES {
                     // The coupling starts as learnt while the evidence grew; on a change of
                     // tail it moves by the difference of the two tails' (a voice over the echo
-                    // raises both alike).
-                    let moved = self.path == EchoPath::Echo;
+                    // raises both alike), and starts again between a tail and the dry
+                    // envelope (the one learnt with a tail says little of the other).
+                    let moved = self.path == EchoPath::Echo && (t == DRY) == (self.tail == DRY);
                     for (b, c) in self.coupling.iter_mut().enumerate() {
                         let s = self.shadow[t][b];
                         *c = if moved {
@@ -1250,8 +1285,14 @@ impl EchoGuard {
         // (`ring_down`); and whether the reference arriving there now is far below what plays
         // (the room only rings).
         if self.judges_raw() {
-            // 10^(−decay/10) by its series: the decay is at most 1 dB (within 1e-4).
-            let y = self.room_decay_db * (std::f32::consts::LN_10 / 10.0);
+            // 10^(−decay/10) by its series: the decay is at most 1 dB (within 1e-4). A dry
+            // path's room is expected to ring down at the fastest bound.
+            let decay_db = if self.path == EchoPath::Echo && self.tail == DRY {
+                ROOM_DECAY_DB.1
+            } else {
+                self.room_decay_db
+            };
+            let y = decay_db * (std::f32::consts::LN_10 / 10.0);
             let k = 1.0 - y * (1.0 - y * (0.5 - y / 6.0));
             let lag = match self.path {
                 EchoPath::Echo => self.lag,
