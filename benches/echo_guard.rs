@@ -2,9 +2,9 @@
 //! assistant's, 80 ms later and 6 dB down) through a fresh guard with the assistant's audio
 //! played alongside (20 ms progress steps, 10 ms mic blocks): the path's evidence is learnt in
 //! the first ~2.5 s, then the prediction and the pre-roll line run too. Behind a browser's
-//! canceller (`EchoGuard::new`), on raw capture (`EchoGuard::raw`: the band filters run on
-//! the reference and the microphone too), and judging a pair (`Capture::Pair`, the same
-//! audio as both captures: raw capture's work, and the dry envelope's series beside it).
+//! canceller (`Capture::Processed`), on raw capture (`Capture::Raw`: the band filters run on
+//! the reference and the microphone too), and judging a pair (`Capture::Pair`, the same audio
+//! as both captures: raw capture's work, and the dry envelope's series beside it).
 //!
 //! Run: `nice cargo bench --bench echo_guard` (criterion prints the time per 4 s of audio:
 //! divide by 400 for a frame). The wasm figure: `benches/wasm/echo.mjs` (docs/AUDIO.md, Echo).
@@ -41,35 +41,26 @@ fn inputs() -> (Vec<f32>, Vec<i16>) {
 fn bench(c: &mut Criterion) {
     let (reference, mic) = inputs();
     let mut out = Vec::with_capacity(48_000);
-    let pair: fn(bool) -> EchoGuard = |gating| EchoGuard::for_capture(gating, Capture::Pair);
-    for (name, guard, is_pair) in [
-        (
-            "echo guard, 4 s of audio (400 frames)",
-            EchoGuard::new as fn(bool) -> EchoGuard,
-            false,
-        ),
-        (
-            "echo guard on raw capture, 4 s of audio",
-            EchoGuard::raw,
-            false,
-        ),
-        ("echo guard judging a pair, 4 s of audio", pair, true),
+    for (name, capture) in [
+        ("echo guard, 4 s of audio (400 frames)", Capture::Processed),
+        ("echo guard on raw capture, 4 s of audio", Capture::Raw),
+        ("echo guard judging a pair, 4 s of audio", Capture::Pair),
     ] {
-        bench_guard(c, name, (guard, is_pair), &reference, &mic, &mut out);
+        bench_guard(c, name, capture, &reference, &mic, &mut out);
     }
 }
 
 fn bench_guard(
     c: &mut Criterion,
     name: &str,
-    (guard, pair): (fn(bool) -> EchoGuard, bool),
+    capture: Capture,
     reference: &[f32],
     mic: &[i16],
     out: &mut Vec<i16>,
 ) {
     c.bench_function(name, |b| {
         b.iter(|| {
-            let mut g = guard(true);
+            let mut g = EchoGuard::for_capture(true, capture);
             g.push_reference("a", reference);
             let mut sent = 0usize;
             for (i, block) in mic.chunks(FRAME).enumerate() {
@@ -77,7 +68,7 @@ fn bench_guard(
                     g.played("a", ((i + 1) * FRAME) as u64);
                 }
                 out.clear();
-                if pair {
+                if capture == Capture::Pair {
                     g.process_pair(black_box(block), block, out);
                 } else {
                     g.process(black_box(block), out);
