@@ -1,6 +1,6 @@
 // Times the echo guard compiled to WebAssembly (benches/wasm, exports echo_setup / echo_run) in
 // node: microseconds per 10 ms frame, with the reference played and the gate running, behind a
-// browser canceller and on raw capture.
+// browser canceller, on raw capture and judging a pair.
 // Usage: node benches/wasm/echo.mjs target/wasm32-unknown-unknown/release/audio_wasm_bench.wasm
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
@@ -17,12 +17,13 @@ for (const { module: m, name } of WebAssembly.Module.imports(module)) {
 }
 const { exports } = await WebAssembly.instantiate(module, imports);
 const frames = exports.echo_setup();
-for (const [raw, what] of [[0, ""], [1, " on raw capture"]]) {
-  exports.echo_run(2, raw); // warm-up (tier-up of the JIT)
+for (const [capture, what] of [[0, ""], [1, " on raw capture"], [2, " judging a pair"]]) {
+  // Warm-up (tier-up of the JIT); nothing sent means the module does not know the capture.
+  if (!exports.echo_run(2, capture)) throw new Error(`echo_run: capture ${capture} unknown`);
   const perFrame = [];
   for (let i = 0; i < 5; i++) {
     const t0 = performance.now();
-    exports.echo_run(10, raw);
+    exports.echo_run(10, capture);
     perFrame.push(((performance.now() - t0) * 1000) / (10 * frames));
   }
   perFrame.sort((a, b) => a - b);

@@ -90,7 +90,7 @@ mod exports {
 /// of assistant audio, played as the session feeds it (20 ms progress steps, 10 ms mic blocks).
 #[cfg(not(feature = "baseline"))]
 mod echo_exports {
-    use super::audio::echo_guard::{EchoGuard, FRAME};
+    use super::audio::echo_guard::{Capture, EchoGuard, FRAME};
     use std::cell::RefCell;
 
     struct EchoBench {
@@ -128,10 +128,17 @@ mod echo_exports {
         (24_000 / FRAME) as u32
     }
 
-    /// Runs `seconds` of audio through a fresh guard (raw capture's when `raw` is not 0);
-    /// returns the samples sent.
+    /// Runs `seconds` of audio through a fresh guard for `capture` (0 behind a canceller, 1 raw
+    /// capture, 2 judging a pair, the same audio judged and sent); returns the samples sent, or
+    /// 0 for an unknown `capture`.
     #[no_mangle]
-    pub extern "C" fn echo_run(seconds: u32, raw: u32) -> u32 {
+    pub extern "C" fn echo_run(seconds: u32, capture: u32) -> u32 {
+        let capture = match capture {
+            0 => Capture::Processed,
+            1 => Capture::Raw,
+            2 => Capture::Pair,
+            _ => return 0,
+        };
         ECHO.with(|e| {
             let mut e = e.borrow_mut();
             let Some(EchoBench {
@@ -142,7 +149,7 @@ mod echo_exports {
             else {
                 return 0;
             };
-            let mut g = EchoGuard::with_capture(true, raw != 0);
+            let mut g = EchoGuard::for_capture(true, capture);
             let mut sent = 0u32;
             for s in 0..seconds {
                 // A new item each second: an item's progress only moves forward.
@@ -153,7 +160,11 @@ mod echo_exports {
                         g.played(item, ((i + 1) * FRAME) as u64);
                     }
                     out.clear();
-                    g.process(block, out);
+                    if capture == Capture::Pair {
+                        g.process_pair(block, block, out);
+                    } else {
+                        g.process(block, out);
+                    }
                     sent += out.len() as u32;
                 }
             }
