@@ -21,7 +21,8 @@
 //!                          300 ms, after 1.5 s of playback learnt (raw capture: learnt from
 //!                          the first played frame, after 500 ms, at ≥ 0.93; on a pair, where
 //!                          no tail does, an envelope falling 6 dB per frame may, a dry
-//!                          room's: the path's envelope while it correlates best)
+//!                          room's, at ≥ 0.9 for 1 s over the top 40 dB of both: the path's
+//!                          envelope while it correlates best)
 //!                 ─► None  the best correlates < 0.3 (a headset, a silent or a fake
 //!                          microphone: nothing is ever held back), or from Echo after 1.5 s so
 //!                          (raw capture: after 1.5 s below 0.5, from Unknown too; an echo
@@ -175,6 +176,21 @@ const TAILS: [f32; 3] = [0.85, 0.93, 0.98];
 const DRY_TAIL: f32 = 0.25;
 /// The path's `tail` when the [`DRY_TAIL`] envelope is its (after the three of [`TAILS`]).
 const DRY: usize = TAILS.len();
+/// The [`DRY_TAIL`] envelope and the capture are correlated over the top of their ranges only:
+/// each floored this far under its own peak (falling 0.1 dB per frame, never under
+/// [`ENV_FLOOR`]), so that a coupling moves both floors alike. Where the reference fades (its
+/// envelope −50 to −30 dB) a live dry loop's raw capture has mostly fallen to its floor
+/// already; against [`ENV_FLOOR`] those frames held recordings of the lab's dry and mild loops
+/// at a median of 0.93 (windows of 2.5 s), floored so at 0.944–0.95. A narrower range (30 dB)
+/// costs more than it gains where the echo rings with noise, as in tests/echo_guard.rs's
+/// synthetic rooms.
+const DRY_RANGE_DB: f32 = 40.0;
+/// The [`DRY_TAIL`] envelope evidences an unknown path at this correlation held at a stable
+/// lag for `EVIDENCE_DRY_FRAMES` (1 s) rather than [`RHO_ECHO_RAW`] for 300 ms: in the lab's
+/// dry and mild rooms the sessions where it found no path sat at 0.90–0.92 at one lag for the
+/// whole session. Speech unrelated to what plays stays near 0.5 against it.
+const RHO_DRY: f32 = 0.9;
+const EVIDENCE_DRY_FRAMES: u32 = 100;
 const SETTLE: usize = 8;
 /// The reference is being played while it was above this within the last 300 ms (a pause
 /// between words is part of playing; one between sentences starts it again), dB.
@@ -427,6 +443,8 @@ pub struct EchoGuard {
     /// The reference's decaying peak, dB (echo is possible while it is up), and the frames it
     /// has been played in a row.
     peak: f32,
+    /// The capture's level held falling as `peak` does, dB ([`DRY_RANGE_DB`]).
+    capture_peak: f32,
     playing: u32,
     /// The path's statistics per tail, frames learnt, the evidence for and against, the best
     /// (tail, lag) now and the path's.
@@ -567,6 +585,7 @@ impl EchoGuard {
             split: [[0.0; 2]; BANDS.len()],
             noise: VOICE_FLOOR_DB - MARGIN_DB,
             peak: ENV_FLOOR,
+            capture_peak: ENV_FLOOR,
             playing: 0,
             stats: [Moments::ZERO; TAILS.len()],
             dry: Moments::ZERO,
@@ -1181,6 +1200,12 @@ impl EchoGuard {
         }
         let level_db = m[0];
         self.peak = x[0][0].max(self.peak - 0.1);
+        self.capture_peak = level_db.max(self.capture_peak - 0.1);
+        if pair {
+            for x in &mut x[DRY][..=lags] {
+                *x = x.max(self.peak - DRY_RANGE_DB);
+            }
+        }
         // Learnt while every lag sees audio being played (the start or end of playback
         // against the silence around it would correlate with any sound that starts or ends a
         // little later), and not while a voice holds the gate open.
@@ -1203,7 +1228,12 @@ impl EchoGuard {
             let raw = self.judges_raw();
             let series = self.stats.iter_mut().chain(pair.then_some(&mut self.dry));
             for (t, s) in series.enumerate() {
-                let (d, rho) = s.add(a, level_db.max(ENV_FLOOR), &x[t][..=lags], raw);
+                let floor = if t == DRY {
+                    ENV_FLOOR.max(self.capture_peak - DRY_RANGE_DB)
+                } else {
+                    ENV_FLOOR
+                };
+                let (d, rho) = s.add(a, level_db.max(floor), &x[t][..=lags], raw);
                 // The dry envelope takes an unknown path only where no tail can, and keeps
                 // the path while it correlates best.
                 let eligible = t < DRY
@@ -1226,7 +1256,12 @@ impl EchoGuard {
             }
             let (t, d, rho) = best;
             // A best lag at the window's edge says only that the peak may lie beyond it.
-            self.evidence = if rho >= if fast { RHO_ECHO_RAW } else { RHO_ECHO }
+            let (bar, need) = match (fast, t) {
+                (true, DRY) => (RHO_DRY, EVIDENCE_DRY_FRAMES),
+                (true, _) => (RHO_ECHO_RAW, EVIDENCE_FRAMES),
+                _ => (RHO_ECHO, EVIDENCE_FRAMES),
+            };
+            self.evidence = if rho >= bar
                 && (!raw || d + EDGE_FRAMES < lags)
                 && t == self.candidate.0
                 && d.abs_diff(self.candidate.1) <= 2
@@ -1244,7 +1279,7 @@ impl EchoGuard {
             };
             self.doubt = if rho < none { self.doubt + 1 } else { 0 };
             if self.learnt >= if fast { MIN_FRAMES_RAW } else { MIN_FRAMES } {
-                if self.evidence >= EVIDENCE_FRAMES {
+                if self.evidence >= need {
                     // The coupling starts as learnt while the evidence grew; on a change of
                     // tail it moves by the difference of the two tails' (a voice over the echo
                     // raises both alike), and starts again between a tail and the dry
