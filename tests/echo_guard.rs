@@ -816,6 +816,13 @@ fn unit_noise(x: &mut u32) -> f32 {
     ((*x >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 2.0 * 1.732
 }
 
+/// Sample `n` of `played` heard `delay` samples late (0 before it starts and after it ends).
+fn direct(played: &[i16], n: usize, delay: usize) -> f32 {
+    n.checked_sub(delay)
+        .and_then(|i| played.get(i))
+        .map_or(0.0, |&s| f32::from(s))
+}
+
 /// A room's echo of `played`, 4.5 s of it: the direct sound `delay_ms` late at half its level,
 /// and a diffuse tail 6 dB under that (noise under the played energy, ringing down 60 dB in
 /// `t60_ms`).
@@ -825,10 +832,7 @@ fn room_echo(played: &[i16], delay_ms: usize, t60_ms: f32) -> Vec<i16> {
     let (mut energy, mut x) = (0.0f32, 1u32);
     (0..4_500 * 24usize)
         .map(|n| {
-            let direct = n
-                .checked_sub(delay)
-                .and_then(|i| played.get(i))
-                .map_or(0.0, |&s| f32::from(s));
+            let direct = direct(played, n, delay);
             energy = k * energy + (1.0 - k) * direct * direct;
             (0.5 * direct + 0.25 * unit_noise(&mut x) * energy.sqrt()).round() as i16
         })
@@ -1296,10 +1300,7 @@ fn judged_as_a_pair_a_dry_loop_that_wanders_is_evidenced_at_its_lag() {
             if n % FRAME == 0 {
                 gain = 10f32.powf(JITTER_DB * unit_noise(&mut x) / 1.732 / 20.0);
             }
-            let direct = n
-                .checked_sub(delay)
-                .and_then(|i| played.get(i))
-                .map_or(0.0, |&s| f32::from(s));
+            let direct = direct(&played, n, delay);
             (0.5 * gain * direct + noise * unit_noise(&mut x)).round() as i16
         })
         .collect();

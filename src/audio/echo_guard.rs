@@ -443,7 +443,7 @@ pub struct EchoGuard {
     /// The reference's decaying peak, dB (echo is possible while it is up), and the frames it
     /// has been played in a row.
     peak: f32,
-    /// The capture's level held falling as `peak` does, dB ([`DRY_RANGE_DB`]).
+    /// On a pair, the capture's level held falling as `peak` does, dB ([`DRY_RANGE_DB`]).
     capture_peak: f32,
     playing: u32,
     /// The path's statistics per tail, frames learnt, the evidence for and against, the best
@@ -1200,8 +1200,11 @@ impl EchoGuard {
         }
         let level_db = m[0];
         self.peak = x[0][0].max(self.peak - 0.1);
-        self.capture_peak = level_db.max(self.capture_peak - 0.1);
+        // On a pair, the dry series' two sides floored under their own peaks.
+        let mut dry_level = level_db;
         if pair {
+            self.capture_peak = level_db.max(self.capture_peak - 0.1);
+            dry_level = level_db.max(self.capture_peak - DRY_RANGE_DB);
             for x in &mut x[DRY][..=lags] {
                 *x = x.max(self.peak - DRY_RANGE_DB);
             }
@@ -1228,12 +1231,8 @@ impl EchoGuard {
             let raw = self.judges_raw();
             let series = self.stats.iter_mut().chain(pair.then_some(&mut self.dry));
             for (t, s) in series.enumerate() {
-                let floor = if t == DRY {
-                    ENV_FLOOR.max(self.capture_peak - DRY_RANGE_DB)
-                } else {
-                    ENV_FLOOR
-                };
-                let (d, rho) = s.add(a, level_db.max(floor), &x[t][..=lags], raw);
+                let level = if t == DRY { dry_level } else { level_db };
+                let (d, rho) = s.add(a, level.max(ENV_FLOOR), &x[t][..=lags], raw);
                 // The dry envelope takes an unknown path only where no tail can, and keeps
                 // the path while it correlates best.
                 let eligible = t < DRY
