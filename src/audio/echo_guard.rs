@@ -27,6 +27,10 @@
 //!                          microphone: nothing is ever held back), or from Echo after 1.5 s so
 //!                          (raw capture: after 1.5 s below 0.5, from Unknown too; an echo
 //!                          path doubted so goes back to Unknown, still guarded)
+//!         None ─► Echo     as from Unknown (raw capture: at the raw bars)
+//!         None ─► Unknown  on a pair, the capture 20 dB over its peak hold once every lag
+//!                          has seen playback (speakers on mid-answer, or a voice): the
+//!                          statistics start again from that frame, from Unknown too
 //!   predicted echo = that envelope at that lag (the loudest within ±20 ms: progress reports
 //!         jitter; the longest tail once playback pauses, until the echo of what plays next
 //!         can have arrived: the room rings on) + coupling, a
@@ -191,6 +195,11 @@ const DRY_RANGE_DB: f32 = 40.0;
 /// whole session. Speech unrelated to what plays stays near 0.5 against it.
 const RHO_DRY: f32 = 0.9;
 const EVIDENCE_DRY_FRAMES: u32 = 100;
+/// On a pair whose path is not known, a capture this much (dB) above its own peak hold, once
+/// every lag has seen audio being played, is something new: speakers switched on mid-answer,
+/// or a voice. The path's statistics start again from it: against the silent capture before
+/// it, a loop starting now would correlate under its bar for seconds (the memory's 2.6 s).
+const WAKE_DB: f32 = 20.0;
 const SETTLE: usize = 8;
 /// The reference is being played while it was above this within the last 300 ms (a pause
 /// between words is part of playing; one between sentences starts it again), dB.
@@ -452,6 +461,8 @@ pub struct EchoGuard {
     /// The same against the [`DRY_TAIL`] envelope (a pair).
     dry: Moments,
     learnt: u32,
+    /// Frames the statistics were learnt from since they last started ([`WAKE_DB`]).
+    stats_frames: u32,
     evidence: u32,
     doubt: u32,
     candidate: (usize, usize),
@@ -590,6 +601,7 @@ impl EchoGuard {
             stats: [Moments::ZERO; TAILS.len()],
             dry: Moments::ZERO,
             learnt: 0,
+            stats_frames: 0,
             evidence: 0,
             doubt: 0,
             candidate: (0, 0),
@@ -1202,6 +1214,7 @@ impl EchoGuard {
         self.peak = x[0][0].max(self.peak - 0.1);
         // On a pair, the dry series' two sides floored under their own peaks.
         let mut dry_level = level_db;
+        let woke = pair && level_db >= self.capture_peak + WAKE_DB;
         if pair {
             self.capture_peak = level_db.max(self.capture_peak - 0.1);
             dry_level = level_db.max(self.capture_peak - DRY_RANGE_DB);
@@ -1217,7 +1230,14 @@ impl EchoGuard {
         } else {
             0
         };
+        if woke && self.path != EchoPath::Echo && self.playing > lags as u32 {
+            (self.stats, self.dry) = ([Moments::ZERO; TAILS.len()], Moments::ZERO);
+            (self.stats_frames, self.evidence, self.doubt) = (0, 0, 0);
+            self.path = EchoPath::Unknown;
+        }
         let fast = self.judges_raw() && self.path == EchoPath::Unknown;
+        // On raw capture a path not known or given up is evidenced at the raw bars.
+        let seeking = self.judges_raw() && self.path != EchoPath::Echo;
         if (self.playing > lags as u32 || (fast && self.playing > 0))
             && self.state != GateState::Pass
             && !(self.judges_raw()
@@ -1225,8 +1245,9 @@ impl EchoGuard {
                 && (self.duck.is_some() || f < self.undone))
         {
             self.learnt = self.learnt.saturating_add(1);
+            self.stats_frames = self.stats_frames.saturating_add(1);
             // A plain mean for the first frames (no start-up bias), then forgetting.
-            let a = (1.0 / self.learnt as f32).max(ALPHA_PATH);
+            let a = (1.0 / self.stats_frames as f32).max(ALPHA_PATH);
             let mut best = (0, 0, f32::MIN);
             let raw = self.judges_raw();
             let series = self.stats.iter_mut().chain(pair.then_some(&mut self.dry));
@@ -1236,7 +1257,7 @@ impl EchoGuard {
                 // The dry envelope takes an unknown path only where no tail can, and keeps
                 // the path while it correlates best.
                 let eligible = t < DRY
-                    || if fast {
+                    || if seeking {
                         best.2 < RHO_ECHO_RAW
                     } else {
                         self.tail == DRY
@@ -1255,7 +1276,7 @@ impl EchoGuard {
             }
             let (t, d, rho) = best;
             // A best lag at the window's edge says only that the peak may lie beyond it.
-            let (bar, need) = match (fast, t) {
+            let (bar, need) = match (seeking, t) {
                 (true, DRY) => (RHO_DRY, EVIDENCE_DRY_FRAMES),
                 (true, _) => (RHO_ECHO_RAW, EVIDENCE_FRAMES),
                 _ => (RHO_ECHO, EVIDENCE_FRAMES),
@@ -1277,7 +1298,7 @@ impl EchoGuard {
                 RHO_NONE
             };
             self.doubt = if rho < none { self.doubt + 1 } else { 0 };
-            if self.learnt >= if fast { MIN_FRAMES_RAW } else { MIN_FRAMES } {
+            if self.stats_frames >= if fast { MIN_FRAMES_RAW } else { MIN_FRAMES } {
                 if self.evidence >= need {
                     // The coupling starts as learnt while the evidence grew; on a change of
                     // tail it moves by the difference of the two tails' (a voice over the echo
@@ -1295,7 +1316,7 @@ impl EchoGuard {
                     }
                     self.path = EchoPath::Echo;
                     (self.tail, self.lag) = (t, d);
-                } else if self.learnt >= MIN_FRAMES
+                } else if self.stats_frames >= MIN_FRAMES
                     && self.doubt
                         >= if self.path == EchoPath::Echo || self.judges_raw() {
                             MIN_FRAMES
