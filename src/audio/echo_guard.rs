@@ -195,10 +195,11 @@ const DRY_RANGE_DB: f32 = 40.0;
 /// whole session. Speech unrelated to what plays stays near 0.5 against it.
 const RHO_DRY: f32 = 0.9;
 const EVIDENCE_DRY_FRAMES: u32 = 100;
-/// On a pair whose path is not known, a capture this much (dB) above its own peak hold, once
-/// every lag has seen audio being played, is something new: speakers switched on mid-answer,
-/// or a voice. The path's statistics start again from it: against the silent capture before
-/// it, a loop starting now would correlate under its bar for seconds (the memory's 2.6 s).
+/// On a pair whose path is not known or was given up, a capture this much (dB) above its own
+/// peak hold, once every lag has seen audio being played, is something new: speakers switched
+/// on mid-answer, or a voice. The path's statistics start again from it: against the silent
+/// capture before it, a loop starting now would correlate under its bar for seconds (the
+/// memory's 2.6 s).
 const WAKE_DB: f32 = 20.0;
 const SETTLE: usize = 8;
 /// The reference is being played while it was above this within the last 300 ms (a pause
