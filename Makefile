@@ -80,8 +80,9 @@ test-firefox: setup pkg server webdriver.json
 # WebKitGTK's MiniBrowser has no headless mode: its driver runs under Xvfb. The runner says
 # "Firefox" because the WebKit driver stands in for geckodriver (TOOLCHAIN.md). Without a sound
 # server its web process crashes once a page plays audio through an <audio> element. A run that
-# fails only because the web process aborted in GLib's setuid check (an engine race) is run once more, with a
-# fresh server and sound server (scripts/retry-engine-crash.sh).
+# fails only because the web process crashed (GLib's setuid check, an engine race, or another
+# "WebProcess CRASHED") is run once more, with a fresh server and sound server
+# (scripts/retry-engine-crash.sh).
 test-webkit: setup pkg server webdriver.json
 	$(NO_DRIVERS) TEST_PORT=$(TEST_PORT) scripts/retry-engine-crash.sh scripts/failure-summary.sh scripts/with-server.sh scripts/with-pulseaudio.sh $(XVFB) wasm-pack test --headless --firefox --geckodriver $(WEBKITDRIVER) -- --test web
 
