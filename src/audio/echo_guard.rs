@@ -52,7 +52,10 @@
 //!         coupling; on a pair whose canceller
 //!         was heard taking that ringing out, plus only how loud the ringing was heard over
 //!         the tail in those gaps (what is sent should not carry it, but may leak it, and a
-//!         frame it took out may leave raw); and while a pause arrives at the path's lag
+//!         frame it took out may leave raw); once the duck's effect has been heard, at most
+//!         the quietest the capture has been since (the room only rings down from there) or
+//!         the path's envelope before the duck less the duck, whichever is louder; and while
+//!         a pause arrives at the path's lag
 //!         (playback starting again, a gap between words or sentences, a duck), the envelope
 //!         at every lag up to it: a reverberant room correlates almost as well at many lags,
 //!         so the path's may be later than the echo)
@@ -376,6 +379,16 @@ struct Duck {
     judged: bool,
     /// Judged frames loud enough for a voice.
     voiced: u32,
+    /// The microphone's two frames before this one, dB per band.
+    window: [Bands; 2],
+    /// The loudest the path's envelope was until the duck's effect reached the microphone,
+    /// dB per band: what plays in the duck echoes at most [`DUCK_DB`](super::duck::DUCK_DB)
+    /// under it.
+    before: Bands,
+    /// The quietest the microphone has been since the duck's effect reached it, dB per band,
+    /// each frame taken as the loudest of three in a row (`f32::INFINITY` until then): what
+    /// the room still rang with then, and it only rings down from there.
+    heard: Bands,
 }
 
 /// Exponentially weighted correlation statistics of the mic envelope with a reference
@@ -712,6 +725,9 @@ impl EchoGuard {
                 since: self.mic_frames,
                 judged: false,
                 voiced: 0,
+                window: [[ENV_FLOOR; BANDS.len() + 1]; 2],
+                before: [ENV_FLOOR; BANDS.len() + 1],
+                heard: [f32::INFINITY; BANDS.len() + 1],
             });
         }
     }
@@ -1405,8 +1421,27 @@ impl EchoGuard {
         // ringing was heard over the tail (less the coupling the frame is judged with): the
         // canceller's output may still carry it, and a frame it took out leaves raw where the
         // gate passes (`SUPPRESSED_DB`); a voice gets through sooner than with the coupling.
+        // Through a duck whose effect has been heard, what was played before it rings no
+        // louder than the quietest the microphone has been since; what plays in it, no louder
+        // than the path's envelope before, ducked. A voice over a room that rings for seconds
+        // is heard in its first pause, not after the room's slowest decay.
         let mut env = env.map(|e| db(e).max(ENV_FLOOR));
-        if self.judges_raw() && self.duck.is_some() && self.path == EchoPath::Echo {
+        let effect = DUCK_RAMP_FRAMES + (self.lag + EDGE_FRAMES) as u64;
+        if let Some(d) = self.duck.as_mut() {
+            let w = d.window;
+            for b in 0..env.len() {
+                if f >= d.since + effect {
+                    d.heard[b] = d.heard[b].min(m[b].max(w[0][b]).max(w[1][b]));
+                } else {
+                    d.before[b] = d.before[b].max(env[b]);
+                }
+            }
+            d.window = [w[1], *m];
+        }
+        if let Some(d) = self
+            .duck
+            .filter(|_| self.judges_raw() && self.path == EchoPath::Echo)
+        {
             // Raw capture sends what it judges: nothing is taken out.
             let kept = self.capture != Capture::Pair || self.removal_db < KEPT_RINGING_DB;
             for (b, e) in env.iter_mut().enumerate() {
@@ -1420,6 +1455,8 @@ impl EchoGuard {
                 if t > ENV_FLOOR {
                     *e = e.max(t + over);
                 }
+                let ducked = d.before[b] - super::duck::DUCK_DB as f32;
+                *e = e.min((d.heard[b] - self.coupling[b]).max(ducked));
             }
         }
         (self.peak > ACTIVE_FLOOR_DB, env)
