@@ -1147,6 +1147,51 @@ fn on_raw_capture_a_voice_in_a_duck_gets_through_once_the_room_is_heard_to_fall(
     );
 }
 
+/// The speakerphone fixture's echo, 25 dB down once the player's 150 ms ramp and the room's
+/// delay (its loop and the 100 ms in its effects: 340 ms) are over after `duck`, until as long
+/// after `undo`; the microphone hearing it so; and the talk fixture's voice at a third.
+fn speakerphone_ducked(duck: usize, undo: usize) -> (Vec<i16>, Vec<i16>, Vec<i16>) {
+    let (echo, talk) = (wav("speakerphone-echo.wav"), wav("speakerphone-talk.wav"));
+    let delay = 340 * 24;
+    let down = duck + 150 * 24 + delay..undo + delay;
+    let gain = 10f32.powf(-(DUCK_DB as f32) / 20.0);
+    let mic: Vec<i16> = echo
+        .iter()
+        .enumerate()
+        .map(|(k, &e)| (f32::from(e) * if down.contains(&k) { gain } else { 1.0 }) as i16)
+        .collect();
+    let voice = user_voice(&talk, &echo);
+    (echo, mic, voice)
+}
+
+/// Judged as a pair, a voice is told from the echo through a duck only once the duck's effect
+/// is heard: in the speakerphone room about 550 ms after the duck (its ramp, the loop and the
+/// room's 340 ms). The pre-roll keeps every frame from 100 ms before the duck meanwhile, so
+/// the voice (the talk fixture's at a third, ducked 60 ms after its onset) reaches the server
+/// from its first word: its first 100 ms as the canceller left them (the echo 40 dB down),
+/// which a 300 ms pre-roll sent as silence.
+#[test]
+fn judged_as_a_pair_a_voice_in_a_duck_reaches_the_server_from_its_first_word() {
+    let onset = USER_ONSET_MS as usize * 24;
+    let (duck, undo) = (onset + 60 * 24, onset + 2_000 * 24);
+    let (echo, mic, voice) = speakerphone_ducked(duck, undo);
+    let heard = mix(&mic, &voice);
+    let clean = |x: &[i16]| -> Vec<i16> { x.iter().map(|&s| s / 100).collect() };
+    let sent = mix(&clean(&mic), &voice);
+    let mut g = primed_pair(&echo, &clean(&echo));
+    let (out, _) = respond_ducked_pair(&mut g, "third", &heard, &sent, duck..undo);
+    let starts = vad_starts(&out);
+    assert!(
+        starts
+            .first()
+            .is_some_and(|&ms| (USER_ONSET_MS - 100..USER_ONSET_MS + 300).contains(&ms)),
+        "{starts:?}: {:?}",
+        g.stats()
+    );
+    let word = onset / FRAME * FRAME..(onset / FRAME + 10) * FRAME;
+    assert_eq!(&out[word.clone()], &sent[word], "{:?}", g.stats());
+}
+
 /// Judged as a pair behind a canceller whose suppressor takes out a voice in double talk with
 /// the echo (60 dB, as Chromium's did in the lab's speakerphone room even 25 dB ducked): once
 /// the duck's effect has reached the microphone, a voice the gate lets through leaves as the
@@ -1157,18 +1202,7 @@ fn on_raw_capture_a_voice_in_a_duck_gets_through_once_the_room_is_heard_to_fall(
 #[test]
 fn judged_as_a_pair_a_voice_the_canceller_suppresses_in_a_duck_leaves_raw() {
     let (duck, undo) = (1_000 * 24, 2_500 * 24);
-    let (echo, talk) = (wav("speakerphone-echo.wav"), wav("speakerphone-talk.wav"));
-    // The room's echo 25 dB down once the 150 ms ramp and the room's delay (its loop and the
-    // 100 ms in its effects) are over.
-    let delay = 340 * 24;
-    let down = duck + 150 * 24 + delay..undo + delay;
-    let gain = 10f32.powf(-(DUCK_DB as f32) / 20.0);
-    let mic: Vec<i16> = echo
-        .iter()
-        .enumerate()
-        .map(|(k, &e)| (f32::from(e) * if down.contains(&k) { gain } else { 1.0 }) as i16)
-        .collect();
-    let voice = user_voice(&talk, &echo);
+    let (echo, mic, voice) = speakerphone_ducked(duck, undo);
     let primed = || primed_pair(&echo, &cancelled(&echo));
     let heard = mix(&mic, &voice);
     let mut g = primed();

@@ -61,7 +61,8 @@
 //!         so the path's may be later than the echo)
 //!   gate: Idle  (nothing playing, or no echo path: audio passes unchanged, undelayed)
 //!         Guard (playing, echo path: audio goes through a 300 ms pre-roll line and leaves as
-//!               silence)
+//!               silence; through a duck on a pair the line keeps all from 100 ms before the
+//!               duck, up to 1.27 s: a voice is told only once the duck's effect is heard)
 //!         Pass  (5 frames above the prediction + 4 dB and the mic's noise floor + 4 dB, one
 //!               below taking one back: the pre-roll line and all that follows pass unchanged
 //!               until 300 ms are explained by echo again)
@@ -102,6 +103,9 @@ const EDGE_FRAMES: usize = 3;
 const RING: usize = 128;
 /// Pre-roll held while guarding, frames (300 ms): the onset of a word that opens the gate.
 pub const PREROLL_FRAMES: usize = 30;
+/// Frames before a duck the pre-roll keeps through it (100 ms): the ducker hears a voice in
+/// the canceller's output 20–100 ms after its onset.
+const DUCK_PREROLL_FRAMES: usize = 10;
 /// The duck as a probe: frames after a duck before its effect is judged (300 ms: the player's
 /// 150 ms ramp, then the loop back to the microphone), and frames judged after that (100 ms).
 /// Echo falls with the duck; a voice does not.
@@ -146,9 +150,9 @@ const KEPT_RINGING_DB: f32 = 20.0;
 /// which its suppressor chops in double talk. Such a frame leaves raw where the gate lets it
 /// through.
 const SUPPRESSED_DB: f32 = 12.0;
-/// Slots of the pre-roll line: room for a whole probe, a power of two (the ring's index is a
-/// mask).
-const LINE_FRAMES: usize = 64;
+/// Slots of the pre-roll line: room for a whole probe and a duck's effect on the longest path
+/// (`preroll`), a power of two (the ring's index is a mask).
+const LINE_FRAMES: usize = 128;
 const _: () =
     assert!(LINE_FRAMES >= (PROBE_SETTLE + PROBE_JUDGE) as usize && LINE_FRAMES.is_power_of_two());
 /// Frames above the predicted echo that open the gate (50 ms, one frame below takes one back):
@@ -967,7 +971,8 @@ impl EchoGuard {
         let gating = self.gating;
         let left = self.state != GateState::Guard;
         if next == GateState::Guard && !left {
-            if self.line_len >= PREROLL_FRAMES {
+            let keep = self.preroll(f);
+            while self.line_len >= keep {
                 // The oldest frame leaves as silence, teaching the coupling what echo is.
                 let old = self.held[self.line_head];
                 if old.over[0] > f32::NEG_INFINITY
@@ -1064,6 +1069,21 @@ impl EchoGuard {
                 })
     }
 
+    /// Frames the pre-roll keeps at frame `f`: 300 ms; through a duck on a pair with an echo
+    /// path, every frame from [`DUCK_PREROLL_FRAMES`] before it (what set the ducker off is a
+    /// voice's first syllable, where it is a voice), as many as the line holds. A voice there
+    /// is told from the echo only once the duck's effect is heard, too late for 300 ms. (What
+    /// leaves is the canceller's output; on raw capture alone it would be the raw echo.)
+    fn preroll(&self, f: u64) -> usize {
+        match self.duck {
+            Some(d) if self.capture == Capture::Pair && self.path == EchoPath::Echo => {
+                (f.saturating_sub(d.since) as usize + DUCK_PREROLL_FRAMES)
+                    .clamp(PREROLL_FRAMES, LINE_FRAMES - 1)
+            }
+            _ => PREROLL_FRAMES,
+        }
+    }
+
     /// Whether captured audio is being held back (guarding or probing a duck).
     fn holding(&self) -> bool {
         self.gating
@@ -1098,8 +1118,8 @@ impl EchoGuard {
         db(sum / FRAME as f32)
     }
 
-    /// Appends a frame to the pre-roll line (it has room: guarding keeps [`PREROLL_FRAMES`],
-    /// a probe ends within [`LINE_FRAMES`]).
+    /// Appends a frame to the pre-roll line (it has room: guarding keeps fewer than
+    /// [`LINE_FRAMES`] (`preroll`), a probe ends within them).
     fn hold(&mut self, frame: &[i16; FRAME], held: Held) {
         let slot = (self.line_head + self.line_len) % LINE_FRAMES;
         self.line[slot] = *frame;
