@@ -271,6 +271,9 @@ const _: () = assert!(RING as u64 - CLOCK_AHEAD > MAX_LAG as u64 + 2);
 /// worklet ramps back up), the reference is taken at full level, so the prediction never falls
 /// short of the echo.
 const DUCK_RAMP_FRAMES: u64 = 15;
+/// Frames after a duck's effect is due before the capture is taken as only the room ringing
+/// down: the path's lag is known to ±2 frames (the prediction's window), and one more.
+const DUCK_EFFECT_SLACK_FRAMES: u64 = 3;
 
 /// The gate's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1095,10 +1098,16 @@ impl EchoGuard {
     }
 
     /// On a pair with the echo path known, the frames from a duck until its effect reaches
-    /// the microphone (the player's ramp, then the path's lag); none otherwise.
+    /// the microphone (`duck_effect`); none otherwise.
     pub fn duck_effect_frames(&self) -> Option<u32> {
         (self.capture == Capture::Pair && self.path == EchoPath::Echo)
-            .then_some(DUCK_RAMP_FRAMES as u32 + self.lag as u32)
+            .then_some(self.duck_effect() as u32)
+    }
+
+    /// The frames from a duck until its effect reaches the microphone: the player's ramp,
+    /// then the path's lag.
+    fn duck_effect(&self) -> u64 {
+        DUCK_RAMP_FRAMES + self.lag as u64
     }
 
     /// On a pair, whether the duck's effect has reached the microphone by frame `f`.
@@ -1446,7 +1455,7 @@ impl EchoGuard {
         // than the path's envelope before, ducked. A voice over a room that rings for seconds
         // is heard in its first pause, not after the room's slowest decay.
         let mut env = env.map(|e| db(e).max(ENV_FLOOR));
-        let effect = DUCK_RAMP_FRAMES + (self.lag + EDGE_FRAMES) as u64;
+        let effect = self.duck_effect() + DUCK_EFFECT_SLACK_FRAMES;
         if let Some(d) = self.duck.as_mut() {
             let w = d.window;
             for b in 0..env.len() {
