@@ -12,8 +12,11 @@
 //! `--sent` replays a pair (`echoGuard: "raw"`, `EchoGuard::process_pair`): ROOM is the raw
 //! capture the guard judges and PROCESSED the browser's processed one it sends, both as the
 //! page recorded them with `PAIR_RECORD=dir` (`<run>-pair-raw.wav`, `<run>-pair-processed.wav`).
-//! `--ducks` tells the guard when the ducker held the assistant down (ms on ROOM's timeline; the
-//! lab's `duckMsgs`, less the recording's start).
+//! `--ducks` tells the guard when the ducker held the assistant down (ms on ROOM's timeline; for
+//! a pair, the lab's `duckMsgs` less its row's `pairStartMs`). The lab records the page's output
+//! after the player, so where the player ducked, REF is ducked already and the guard, told of
+//! the duck, takes it 25 dB down once more: through a duck a replay predicts the echo too low,
+//! so it can show a voice held back there, not an echo let through.
 //!
 //! Prints where the echo lab's judge, the reference server's VAD (its `vad.rs`, included), would
 //! start speech in what the guard sends, and the guard's stats at the end. `--raw` replays

@@ -124,6 +124,8 @@ const PAIR_START = async () => {
   const sp = ctx.createScriptProcessor(4096, 2, 1);
   const rec = (window.__labPair = { p: [], r: [], ctx, streams: [p, r] });
   sp.onaudioprocess = (e) => {
+    // The page's clock at the recording's first sample (the first buffer ends about now).
+    rec.t0 ??= Date.now() - (1000 * e.inputBuffer.length) / ctx.sampleRate;
     rec.p.push(new Float32Array(e.inputBuffer.getChannelData(0)));
     rec.r.push(new Float32Array(e.inputBuffer.getChannelData(1)));
   };
@@ -131,7 +133,8 @@ const PAIR_START = async () => {
   sp.connect(ctx.destination);
   await ctx.resume();
 };
-/** The pair recorded, as base64 of 16-bit PCM per channel; the recorder stopped. */
+/** The pair recorded, as base64 of 16-bit PCM per channel, and the page's clock at its first
+ *  sample; the recorder stopped. */
 const PAIR_STOP = () => {
   const rec = window.__labPair;
   rec.ctx.close();
@@ -145,7 +148,7 @@ const PAIR_STOP = () => {
     for (let i = 0; i < u8.length; i += 0x8000) s += String.fromCharCode(...u8.subarray(i, i + 0x8000));
     return btoa(s);
   };
-  return [b64(rec.p), b64(rec.r)];
+  return [b64(rec.p), b64(rec.r), rec.t0];
 };
 const CAPTURE_GUM = (on) => {
   const md = navigator.mediaDevices;
@@ -453,7 +456,6 @@ async function run(roomName, guard, kind, voice) {
     const mon = RECORD ? record("page_out.monitor") : null;
     const raw = RECORD ? record("mic") : null;
     const recordedFrom = Date.now();
-    const pairFrom = Date.now();
     if (PAIR_RECORD) await d.eval(PAIR_START);
     await d.click("[data-testid=voice-mode]");
     await d.waitFor(() => document.body.dataset.state === "connected", 20_000);
@@ -477,14 +479,18 @@ async function run(roomName, guard, kind, voice) {
       if (ANSWERS > 1) row.ducksPerAnswer = await moreAnswers(d);
     }
     if (PAIR_RECORD) {
-      const [p, r] = await d.eval(PAIR_STOP);
+      const [p, r, t0] = await d.eval(PAIR_STOP);
       await mkdir(PAIR_RECORD, { recursive: true });
       const base = join(PAIR_RECORD, `${roomName}-${guard}-${kind}-${Date.now() % 100000}-pair`);
       await writeFile(`${base}-processed.wav`, wavFile(Buffer.from(p, "base64")));
       await writeFile(`${base}-raw.wav`, wavFile(Buffer.from(r, "base64")));
       row.recordedPair = base;
-      // The voice's onset on the pair's timeline (as the page's clock allows: ±50 ms).
-      if (onset) row.pairOnsetMs = onset - pairFrom;
+      // The voice's onset on the pair's timeline (as the clocks allow: ±50 ms).
+      if (onset) row.pairOnsetMs = Math.round(onset - t0);
+      // The pair's first sample, ms after the greeting's start (as `duckMsgs` and
+      // `selfInterruptAtMs` are): a duck at t is at t − pairStartMs on the pair's timeline
+      // (±10 ms: the recorder's first buffer).
+      row.pairStartMs = Math.round(t0 - speakAt);
     }
     const lab = await d.eval(() => window.__lab);
     const duckMsgs = await d.eval(() => window.__labDuckMsgs ?? []);
