@@ -1079,10 +1079,9 @@ impl EchoGuard {
     /// leaves is the canceller's output; on raw capture alone it would be the raw echo.)
     fn preroll(&self, f: u64) -> usize {
         match self.duck {
-            Some(d) if self.capture == Capture::Pair && self.path == EchoPath::Echo => {
-                (f.saturating_sub(d.since) as usize + DUCK_PREROLL_FRAMES)
-                    .clamp(PREROLL_FRAMES, LINE_FRAMES - 1)
-            }
+            Some(d) if self.judges_ducks() => (f.saturating_sub(d.since) as usize
+                + DUCK_PREROLL_FRAMES)
+                .clamp(PREROLL_FRAMES, LINE_FRAMES - 1),
             _ => PREROLL_FRAMES,
         }
     }
@@ -1100,8 +1099,13 @@ impl EchoGuard {
     /// On a pair with the echo path known, the frames from a duck until its effect reaches
     /// the microphone (`duck_effect`); none otherwise.
     pub fn duck_effect_frames(&self) -> Option<u32> {
-        (self.capture == Capture::Pair && self.path == EchoPath::Echo)
-            .then_some(self.duck_effect() as u32)
+        self.judges_ducks().then_some(self.duck_effect() as u32)
+    }
+
+    /// Whether a duck is told from the echo by its effect on the raw capture: a pair with the
+    /// echo path known.
+    fn judges_ducks(&self) -> bool {
+        self.capture == Capture::Pair && self.path == EchoPath::Echo
     }
 
     /// The frames from a duck until its effect reaches the microphone: the player's ramp,
