@@ -9,12 +9,14 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { scenario, openPage, waitState, rvFacts, received, spyOnGetUserMedia, ENGINES } from "./support.mjs";
 
-/** Ends the microphone in use as an unplug does: the track stops and fires `ended`. */
-const endLatestTrack = () => {
+/** Ends the microphone in use as an unplug does: its live tracks (the processed capture's, and
+ *  the raw one's beside it where the echo guard pairs them) stop and fire `ended`. */
+const endMicrophone = () => {
   const s = globalThis.__e2eSpy.streams;
-  const t = s[s.length - 1].getAudioTracks()[0];
-  t.stop();
-  t.dispatchEvent(new Event("ended"));
+  for (const t of s.flatMap((x) => x.getAudioTracks()).filter((t) => t.readyState === "live")) {
+    t.stop();
+    t.dispatchEvent(new Event("ended"));
+  }
   return s.length;
 };
 
@@ -29,7 +31,7 @@ scenario("devices", "a microphone unplugged mid-interview is reopened; the page 
 
   // Only what follows the unplug counts.
   const seen = await b.eval(() => window.__rv.deviceChanges.length);
-  const opened = await b.eval(endLatestTrack);
+  const opened = await b.eval(endMicrophone);
   const changes = await b.waitFor((n) => {
     const c = window.__rv.deviceChanges.slice(n);
     return c.some((x) => x.recovered === "mic" && x.reason !== "format_changed") && c;

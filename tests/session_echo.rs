@@ -11,7 +11,7 @@ mod echo_support;
 
 use echo_support::wav;
 use realtime_voice::audio::pcm16;
-use realtime_voice::session::{Output, SessionConfig};
+use realtime_voice::session::{Output, RawCapture, SessionConfig};
 use session_support::*;
 
 /// A connected voice session at 24 kHz mono with `opts`, item_a received (the lab's
@@ -248,7 +248,20 @@ fn judged_by_a_raw_capture_no_leak_reaches_the_socket_once_its_path_is_known() {
         let sim = Sim::new(&format!(r#","echoGuard":"raw","echoCanceller":"{c}""#));
         assert!(!sim.s.echo_hears_raw(), "{c}");
     }
-    assert!(!Sim::new("").s.echo_hears_raw());
+    // "auto" (the default) asks for the pair where the browser is known to give it, "raw"
+    // wherever it is given, "processed" and "off" never.
+    for (o, want) in [
+        ("", RawCapture::WhereKnown),
+        (r#","echoGuard":"auto""#, RawCapture::WhereKnown),
+        (r#","echoGuard":"raw""#, RawCapture::WhereGiven),
+        (r#","echoGuard":"processed""#, RawCapture::Never),
+        (r#","echoGuard":"off""#, RawCapture::Never),
+        (r#","echoCanceller":"wasm""#, RawCapture::Never),
+    ] {
+        let s = Sim::new(o).s;
+        assert_eq!(s.echo_raw_capture(), want, "{o}");
+        assert_eq!(s.echo_hears_raw(), want != RawCapture::Never, "{o}");
+    }
 }
 
 #[test]

@@ -8,7 +8,7 @@
 //   ?user=     user id for the dev token (the rollout bucket depends on it)
 //   ?muted=1   start with the microphone muted; ?mode=text start in text mode;
 //   ?protocol=beta|ga  shape of session.update; ?auth=subprotocol  token in the subprotocol;
-//   ?prebuffer=ms  playback pre-buffer (the client's prebufferMs); ?echoGuard=auto|off|raw;
+//   ?prebuffer=ms  playback pre-buffer (the client's prebufferMs); ?echoGuard=auto|off|raw|processed;
 //   ?echoCanceller=browser|wasm|none; ?bargeInDuck=auto|off.
 // Test hooks: data-testid attributes, document.body.dataset.{wasm,state,mode,saved} and
 // window.__rv (counters of facts: transcripts, audible output, errors by code, statuses).
@@ -168,7 +168,7 @@ const startMode = params.get("mode") === "text" ? "text" : "voice";
 const protocol = params.get("protocol") === "beta" ? "beta" : "ga";
 const authVia = params.get("auth") === "subprotocol" ? "subprotocol" : "query";
 const prebufferMs = params.has("prebuffer") ? Number(params.get("prebuffer")) : undefined;
-const echoGuard = params.get("echoGuard"); // the echo lab compares "off" and "auto"
+const echoGuard = params.get("echoGuard"); // the echo lab compares "off", "processed" and "auto"
 const echoCanceller = params.get("echoCanceller"); // "wasm": the opt-in echo canceller
 const bargeInDuck = params.get("bargeInDuck"); // the echo lab compares "auto" and "off"
 rv.backend = backend;

@@ -119,15 +119,15 @@ pub struct SessionConfig {
     pub playback_worklet_url: Option<String>,
     /// Shell pass-through: output device id for `setSinkId`.
     pub sink_id: Option<String>,
-    /// Hold back microphone audio that the assistant's own echo explains (`echoGuard: "auto"`,
-    /// the default; only once an echo path is evidenced, docs/AUDIO.md, Echo). Off measures only.
+    /// Hold back microphone audio that the assistant's own echo explains (`echoGuard` "auto",
+    /// the default, "processed" or "raw"; only once an echo path is evidenced, docs/AUDIO.md,
+    /// Echo). Off measures only.
     pub echo_guard: bool,
-    /// Judge by a raw capture of the microphone beside the browser's processed one
-    /// (`echoGuard: "raw"`, with the browser's canceller only): the echo path is found and
-    /// every decision made on the raw capture, where the echo follows what is played, while
-    /// the processed audio is what the server gets. Where the browser cannot capture both, as
-    /// "auto" (docs/AUDIO.md, "The raw capture beside the browser's").
-    pub echo_guard_hears_raw: bool,
+    /// Where the guard judges by a raw capture of the microphone beside the browser's processed
+    /// one (with the browser's canceller only): the echo path is found and every decision made
+    /// on the raw capture, where the echo follows what is played, while the processed audio is
+    /// what the server gets (docs/AUDIO.md, "The raw capture beside the browser's").
+    pub echo_guard_raw: RawCapture,
     /// Which echo canceller cleans the microphone (`echoCanceller`, default the browser's).
     pub echo_canceller: EchoCanceller,
     /// Shell pass-through: URL of the opt-in echo canceller's wasm module.
@@ -135,6 +135,23 @@ pub struct SessionConfig {
     /// Turn the assistant down the moment the microphone gets loud over it, so that an echo
     /// canceller lets the user's barge-in through (`bargeInDuck: "auto"`, the default; "off").
     pub barge_in_duck: bool,
+}
+
+/// Where the shell opens the microphone a second time, raw, beside the processed capture, for
+/// the echo guard to judge by. Where it cannot, the guard judges the processed capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RawCapture {
+    /// Never: the guard judges what is sent (`echoGuard: "processed"` or "off").
+    Never,
+    /// Where the browser is known to keep two captures of one microphone apart: desktop
+    /// Chromium (`echoGuard: "auto"`, the default). Elsewhere a second request can mute the
+    /// first capture (WebKit on iOS) or reconfigure the device under it.
+    #[default]
+    WhereKnown,
+    /// Wherever the browser hands over both tracks with their processing as asked
+    /// (`echoGuard: "raw"`).
+    WhereGiven,
 }
 
 /// Which echo canceller cleans the microphone before the session sees it.
@@ -476,10 +493,15 @@ impl SessionConfig {
         let sink_id = o.opt_str("sinkId");
         let guard = o.choice(
             "echoGuard",
-            &["auto", "off", "raw"],
-            "\"auto\", \"off\" or \"raw\"",
+            &["auto", "off", "raw", "processed"],
+            "\"auto\", \"off\", \"raw\" or \"processed\"",
         );
         let echo_guard = guard != Some(1);
+        let echo_guard_raw = match guard {
+            Some(1 | 3) => RawCapture::Never,
+            Some(2) => RawCapture::WhereGiven,
+            _ => RawCapture::WhereKnown,
+        };
         let echo_canceller = match o.choice(
             "echoCanceller",
             &["browser", "wasm", "none"],
@@ -530,7 +552,7 @@ impl SessionConfig {
             playback_worklet_url: playback_worklet_url.map(str::to_string),
             sink_id: sink_id.map(str::to_string),
             echo_guard,
-            echo_guard_hears_raw: guard == Some(2),
+            echo_guard_raw,
             echo_canceller,
             echo_canceller_url: echo_canceller_url.map(str::to_string),
             barge_in_duck,

@@ -2,7 +2,9 @@
 //! playback path (decoded deltas, then played-sample progress), the gate sits in the uplink
 //! between the capture resampler and the chunker, and the server VAD's `speech_started` is
 //! checked against what the guard saw. Option `echoGuard`: "auto" (the default) gates once the
-//! capture is shown to follow what is played, "off" only measures.
+//! capture is shown to follow what is played, judging by a raw capture beside the processed one
+//! where the browser is known to give both (desktop Chromium); "raw" wherever it gives both,
+//! "processed" never; "off" only measures.
 //!
 //! Also the ducker (option `bargeInDuck`, `crate::audio::duck`): the assistant turned down while
 //! the microphone is loud over it, so that the canceller lets a barge-in through.
@@ -11,7 +13,7 @@
 //! one in the capture worklet, which falls back to the browser's for the rest of the session
 //! when it cannot load or stops working (`Session::handle_echo_canceller_failed`).
 
-use super::config::EchoCanceller;
+use super::config::{EchoCanceller, RawCapture};
 use super::devices::MicLoss;
 use super::events::ErrorKind;
 use super::machine::Session;
@@ -30,9 +32,9 @@ const DUCK_JUDGE_FRAMES: u32 = 15;
 pub(super) struct EchoPath {
     pub guard: EchoGuard,
     out: Vec<i16>,
-    /// Whether the shell is asked to capture the microphone raw beside the processed capture
-    /// for the guard to judge by (the guard is [`EchoGuard::raw`] while it does).
-    hears_raw: bool,
+    /// Where the shell is asked to capture the microphone raw beside the processed capture
+    /// for the guard to judge by (`Capture::Pair` while it does).
+    raw: RawCapture,
     pub canceller: Canceller,
     /// The ducker, unless `bargeInDuck` is "off".
     pub ducker: Option<Ducker>,
@@ -92,9 +94,12 @@ pub(super) struct AecStats {
 }
 
 impl EchoPath {
-    pub fn new(gating: bool, canceller: EchoCanceller, duck: bool, hears_raw: bool) -> EchoPath {
-        let raw = canceller == EchoCanceller::None;
-        let hears_raw = hears_raw && canceller == EchoCanceller::Browser;
+    pub fn new(gating: bool, canceller: EchoCanceller, duck: bool, raw: RawCapture) -> EchoPath {
+        let raw = match canceller {
+            EchoCanceller::Browser => raw,
+            _ => RawCapture::Never,
+        };
+        let hears_raw = raw != RawCapture::Never;
         let canceller = match canceller {
             EchoCanceller::Wasm => Canceller::Wasm { stats: None },
             EchoCanceller::None => Canceller::None,
@@ -105,10 +110,10 @@ impl EchoPath {
             // then has bands from the first item.
             guard: EchoGuard::for_capture(gating, canceller.capture(hears_raw)),
             out: Vec::new(),
-            hears_raw,
+            raw,
             // Without a canceller there is no suppressor for a duck to open; ducking on the
             // raw echo (always loud) would only pump the assistant's voice.
-            ducker: (duck && !raw).then(Ducker::new),
+            ducker: (duck && !matches!(canceller, Canceller::None)).then(Ducker::new),
             server_interrupts: true,
             canceller,
         }
@@ -223,11 +228,17 @@ impl Session {
         self.echo.canceller.kind()
     }
 
-    /// Whether the shell captures the raw microphone beside the processed one for the echo
-    /// guard (`echoGuard: "raw"` with the browser's canceller) and delivers the two with
-    /// [`Session::handle_mic_pair`].
+    /// Whether the shell is asked to capture the raw microphone beside the processed one for
+    /// the echo guard (`echoGuard` "auto" or "raw" with the browser's canceller) and to deliver
+    /// the two with [`Session::handle_mic_pair`] where it can: [`Session::echo_raw_capture`]
+    /// says where.
     pub fn echo_hears_raw(&self) -> bool {
-        self.echo.hears_raw
+        self.echo.raw != RawCapture::Never
+    }
+
+    /// Where the shell opens the raw capture beside the processed one (see [`RawCapture`]).
+    pub fn echo_raw_capture(&self) -> RawCapture {
+        self.echo.raw
     }
 
     /// The wasm echo canceller's figures (it reports them about once a second): how much

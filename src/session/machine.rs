@@ -117,7 +117,7 @@ impl Session {
                 config.echo_guard,
                 config.echo_canceller,
                 config.barge_in_duck,
-                config.echo_guard_hears_raw,
+                config.echo_guard_raw,
             ),
             http: HttpText::default(),
             tools: Tools::default(),

@@ -89,7 +89,7 @@ mod uplink;
 pub mod url;
 
 pub use config::{
-    AuthVia, ConfigError, EchoCanceller, ServerEventFilter, SessionConfig, TokenSource,
+    AuthVia, ConfigError, EchoCanceller, RawCapture, ServerEventFilter, SessionConfig, TokenSource,
 };
 pub use connection::{Link, WayOut};
 pub use devices::{DeviceChange, DeviceKind, MicLoss};

@@ -34,13 +34,16 @@ export interface VoiceClientOptions {
   maxBacklogMs?: number;
   /** "auto" (default): once the capture is shown to follow what the assistant plays (an echo
    * path), send as silence the microphone audio its echo explains while the assistant speaks,
-   * so the server's VAD does not make it interrupt itself; a voice above the echo passes.
-   * "off": the audio goes unchanged and the echo metrics are measured.
-   * "raw" (experimental, with the browser's canceller): the microphone is also captured raw
-   * (the browser's processing off) and the guard judges by that, where the echo follows what is
+   * so the server's VAD does not make it interrupt itself; a voice above the echo passes. With
+   * the browser's canceller on desktop Chromium the microphone is also captured raw (the
+   * browser's processing off) and the guard judges by that, where the echo follows what is
    * played even when the canceller's residue does not; the processed audio is what is sent.
-   * Where the browser cannot capture both at once, as "auto". */
-  echoGuard?: "auto" | "off" | "raw";
+   * Elsewhere, or where the browser does not give both at once, it judges the processed capture.
+   * "processed": the processed capture only, never a second one.
+   * "raw": the raw capture beside the processed one wherever the browser hands both over as
+   * asked (not only on desktop Chromium).
+   * "off": the audio goes unchanged and the echo metrics are measured. */
+  echoGuard?: "auto" | "off" | "raw" | "processed";
   /** "browser" (default): the browser's echo cancellation, noise suppression and gain control.
    * "wasm" (experimental): WebRTC's AEC3 in the capture worklet, with what the player plays as
    * its reference and the browser's processing off; a separate module (≈ 220 KB gzip) fetched
@@ -142,7 +145,7 @@ export interface MetricsSnapshot {
   underruns: number; audioInterruptions: number; capturedAudioMs: number; sentAudioMs: number; droppedPlaybackMs: number; prebufferMs: number;
   echoReturnLossDb: number | null; echoDelayMs: number | null; echoGuardedMs: number; echoHeldMs: number; suspectedSelfInterruptions: number;
   /** Whether the echo guard judges the raw microphone: `echoCanceller` "none", or `echoGuard`
-   * "raw" while the browser captures it beside the processed one. */
+   * "auto" or "raw" while the browser captures it beside the processed one. */
   echoGuardRaw: boolean;
   /** The echo canceller in use ("browser" again after the "wasm" one failed), and the wasm one's
    * figures: how much quieter its output was than the microphone over the last second (dB) and

@@ -19,7 +19,7 @@ use js_sys::{Array, Float32Array, Promise};
 use wasm_bindgen::prelude::*;
 
 use super::then;
-use crate::session::AudioFailure;
+use crate::session::{AudioFailure, RawCapture};
 
 #[wasm_bindgen(module = "/src/web/glue.js")]
 extern "C" {
@@ -38,7 +38,7 @@ extern "C" {
         device_id: Option<&str>,
         prebuffer_ms: u32,
         aec_url: Option<&str>,
-        raw_beside: bool,
+        raw_beside: u32,
         on: &JsValue,
     ) -> Promise;
     #[wasm_bindgen(catch, js_name = attach)]
@@ -121,9 +121,10 @@ pub struct AudioOptions {
     pub prebuffer_ms: u32,
     /// The echo canceller module to run in the capture worklet (`None`: the browser's).
     pub echo_canceller_url: Option<String>,
-    /// Also capture the microphone raw (the browser's processing off) beside the processed
-    /// capture, for the echo guard; where the browser cannot, the processed capture alone.
-    pub raw_beside: bool,
+    /// Where to also capture the microphone raw (the browser's processing off) beside the
+    /// processed capture, for the echo guard; where the browser cannot, the processed capture
+    /// alone.
+    pub raw_beside: RawCapture,
 }
 
 /// The events' callback, called by `glue.js` as `on(kind, x, a, b, c, d, e)`.
@@ -224,7 +225,12 @@ impl AudioGraph {
             options.device_id.as_deref(),
             options.prebuffer_ms,
             options.echo_canceller_url.as_deref(),
-            options.raw_beside,
+            // The glue's `raw`: 0 never, 1 where known, 2 wherever given.
+            match options.raw_beside {
+                RawCapture::WhereKnown => 1,
+                RawCapture::WhereGiven => 2,
+                _ => 0,
+            },
             on.as_ref(),
         );
         then(Ok(started.into()), move |r| {

@@ -854,7 +854,7 @@ impl Shell {
             prebuffer_ms: core.prebuffer_ms(),
             echo_canceller_url: (core.echo_canceller() == EchoCanceller::Wasm)
                 .then(|| self.worklets.2.clone()),
-            raw_beside: core.echo_hears_raw(),
+            raw_beside: core.echo_raw_capture(),
         };
         drop(core);
         let me = self.me.clone();

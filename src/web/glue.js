@@ -326,9 +326,10 @@ export function stopTracks(s) {
 // everything and starts reporting to `on`. With `aecUrl`, compiles the echo canceller meanwhile
 // and hands it to the capture worklet, which reports whether it runs (event 7). Resolves with
 // [sampleRate, state]; rejects (after closing the context) with 1, 2 or getUserMedia's error.
-// With `raw`, the same microphone is also opened with the browser's processing off and the
-// capture worklet gets the two as one stereo input (processed, raw) where the browser keeps
-// them apart (Chromium); elsewhere the processed one alone.
+// With `raw` (1: where the browser is known to keep two captures apart, desktop Chromium; 2:
+// wherever it hands both over as asked), the same microphone is also opened with the browser's
+// processing off and the capture worklet gets the two as one stereo input (processed, raw);
+// elsewhere the processed one alone.
 export async function start(g, captureUrl, playbackUrl, c, id, prebufferMs, aecUrl, raw, report) {
   const ctx = g.c;
   // Every argument, typed: wasm-bindgen's debug builds check them.
@@ -354,7 +355,7 @@ export async function start(g, captureUrl, playbackUrl, c, id, prebufferMs, aecU
     const s = unlessAborted(await gum(id == null ? c : withDevice(c, id)));
     let r = null;
     try {
-      if (raw) r = await rawBeside(s);
+      if (raw == 2 || (raw == 1 && pairsApart())) r = await rawBeside(s);
     } catch (e) {
       // Aborted meanwhile: the processed capture goes too.
       stopTracks(s);
@@ -432,10 +433,18 @@ export function route(g, direct) {
   }
 }
 
+// Whether this is a browser known to give one page the same microphone twice, each with its own
+// processing: desktop Chromium (it alone has userAgentData). WebKit on iOS mutes the first capture
+// when a second one opens; Android and ChromeOS may hand both to one system canceller.
+function pairsApart() {
+  const u = navigator.userAgentData;
+  return !!u && !u.mobile && ["Windows", "macOS", "Linux"].includes(u.platform);
+}
+
 // The microphone of `s` opened again with the browser's processing off, if the browser gives
-// both at once: the processed track must still say its canceller is on and the new one that
-// its is off (a browser that reconfigures the device for the second request would otherwise
-// turn the canceller off under the user). null when not.
+// both at once: the processed track must still be live, unmuted and say its canceller is on,
+// and the new one that its is off (a browser that reconfigures or mutes the device for the
+// second request would otherwise take the user's voice or canceller away). null when not.
 async function rawBeside(s) {
   const t = s.getAudioTracks()[0];
   let r = null;
@@ -444,7 +453,8 @@ async function rawBeside(s) {
     r = await gum({ ...(id ? { deviceId: { exact: id } } : {}), echoCancellation: false,
       noiseSuppression: false, autoGainControl: false, channelCount: 1 });
     const u = r.getAudioTracks()[0];
-    if (t.getSettings().echoCancellation && u && u.getSettings().echoCancellation === false) return unlessAborted(r);
+    if (t.readyState == "live" && !t.muted && t.getSettings().echoCancellation && u
+      && u.getSettings().echoCancellation === false) return unlessAborted(r);
   } catch (e) {
     if (e === 2) throw e;
   }
@@ -474,9 +484,26 @@ export function attach(g, s, r = null) {
   if (g.src) g.src.disconnect();
   retire(g);
   for (const t of s.getAudioTracks()) t.onended = () => g.on && g.on(4);
+  // The raw capture ending alone: the processed one goes on by itself (the core sees blocks
+  // come alone and judges them), so the guard never judges a silent raw channel.
+  if (r) for (const t of r.getAudioTracks()) t.onended = () => g.r === r && alone(g, s);
   g.src = src;
   g.s = s;
   g.r = r;
+}
+
+// The processed capture `s` fed to the capture worklet by itself, the raw one let go.
+function alone(g, s) {
+  try {
+    const src = g.c.createMediaStreamSource(s);
+    src.connect(g.cap);
+    g.src.disconnect();
+    g.src = src;
+  } catch {
+    // A context closing meanwhile: nothing is captured any more.
+  }
+  stopTracks(g.r);
+  g.r = null;
 }
 
 // The current streams' tracks stopped, detached first: a late `ended` must not be reported.

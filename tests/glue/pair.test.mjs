@@ -1,11 +1,12 @@
-// The glue's raw capture beside the processed one (`echoGuard: "raw"`, src/web/glue.js `start`)
-// in Node, with stand-ins for the browser: kept only where both tracks say their canceller is as
+// The glue's raw capture beside the processed one (`echoGuard` "auto" and "raw", src/web/glue.js
+// `start`) in Node, with stand-ins for the browser: asked for by "auto" only on desktop Chromium,
+// kept only where the processed track runs on unmuted and both tracks say their canceller is as
 // asked, fed to the capture worklet as the second channel of a merger, and every track stopped
 // when the module aborts while the second capture opens. `node --test tests/glue/`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-const track = (settings) => ({ stopped: false, onended: null, settings, getSettings() { return this.settings; }, stop() { this.stopped = true; } });
+const track = (settings) => ({ stopped: false, onended: null, readyState: "live", muted: false, settings, getSettings() { return this.settings; }, stop() { this.stopped = true; } });
 const stream = (t) => ({ t, getTracks: () => [t], getAudioTracks: () => [t] });
 class Node {
   connected = [];
@@ -36,10 +37,64 @@ globalThis.WebSocket = class { close() {} };
 let answers = [];
 const asked = [];
 const md = { getUserMedia: (c) => (asked.push(c.audio), answers.shift()(c.audio)), addEventListener() {}, removeEventListener() {} };
-Object.defineProperty(globalThis, "navigator", { value: { mediaDevices: md }, configurable: true });
+const nav = { mediaDevices: md };
+Object.defineProperty(globalThis, "navigator", { value: nav, configurable: true });
 
 const glue = await import("../../src/web/glue.js");
-const start = (g) => glue.start(g, "capture.js", "playback.js", { echoCancellation: true }, null, 60, null, true, () => {});
+// `raw`: 2 ("raw") wherever the browser gives both, 1 ("auto") where it is known to.
+const start = (g, raw = 2) => glue.start(g, "capture.js", "playback.js", { echoCancellation: true }, null, 60, null, raw, () => {});
+
+test("\"auto\" asks for the raw capture on desktop Chromium only", async () => {
+  const cases = [
+    [undefined, false, "no userAgentData: Firefox, WebKit"],
+    [{ mobile: true, platform: "Android" }, false, "a phone"],
+    [{ mobile: false, platform: "Android" }, false, "a tablet"],
+    [{ mobile: false, platform: "Chrome OS" }, false, "ChromeOS"],
+    [{ mobile: false, platform: "Linux" }, true, "desktop Linux"],
+    [{ mobile: false, platform: "macOS" }, true, "desktop macOS"],
+    [{ mobile: false, platform: "Windows" }, true, "desktop Windows"],
+  ];
+  for (const [ua, pairs, what] of cases) {
+    nav.userAgentData = ua;
+    const p = track({ deviceId: "mic1", echoCancellation: true });
+    const r = track({ deviceId: "mic1", echoCancellation: false });
+    answers = [async () => stream(p), async () => stream(r)];
+    asked.length = 0;
+    const g = glue.unlock();
+    await start(g, 1);
+    assert.equal(asked.length, pairs ? 2 : 1, what);
+    assert.equal(g.r?.t ?? null, pairs ? r : null, what);
+    glue.stop(g);
+    answers = [];
+  }
+  delete nav.userAgentData;
+});
+
+test("without `raw` the microphone is opened once", async () => {
+  nav.userAgentData = { mobile: false, platform: "Linux" };
+  const p = track({ deviceId: "mic1", echoCancellation: true });
+  answers = [async () => stream(p)];
+  asked.length = 0;
+  const g = glue.unlock();
+  await start(g, 0);
+  assert.equal(asked.length, 1);
+  assert.equal(g.r, null);
+  glue.stop(g);
+  delete nav.userAgentData;
+});
+
+test("a browser that mutes or ends the processed track for the second request loses the raw capture", async () => {
+  for (const change of [{ muted: true }, { readyState: "ended" }]) {
+    const p = track({ deviceId: "mic1", echoCancellation: true });
+    const r = track({ deviceId: "mic1", echoCancellation: false });
+    answers = [async () => stream(p), async () => (Object.assign(p, change), stream(r))];
+    const g = glue.unlock();
+    await start(g);
+    assert.equal(g.r, null, JSON.stringify(change));
+    assert.equal(r.stopped, true, "and stopped");
+    glue.stop(g);
+  }
+});
 
 test("the raw capture is kept where both tracks say their canceller is as asked", async () => {
   const p = track({ deviceId: "mic1", echoCancellation: true });
@@ -57,6 +112,27 @@ test("the raw capture is kept where both tracks say their canceller is as asked"
   assert.equal(g.c.merger.connected[0][0], g.cap, "the merger feeds the capture worklet");
   glue.stop(g);
   assert.equal(p.stopped && r.stopped, true, "both stopped with the graph");
+});
+
+test("the raw capture ending alone leaves the processed one feeding the worklet by itself", async () => {
+  const p = track({ deviceId: "mic1", echoCancellation: true });
+  const r = track({ deviceId: "mic1", echoCancellation: false });
+  answers = [async () => stream(p), async () => stream(r)];
+  const g = glue.unlock();
+  const reported = [];
+  await glue.start(g, "capture.js", "playback.js", { echoCancellation: true }, null, 60, null, 2, (k) => reported.push(k));
+  assert.equal(g.r.t, r);
+  r.onended();
+  assert.equal(g.r, null, "the pair is let go");
+  assert.equal(r.stopped, true);
+  assert.equal(p.stopped, false, "the processed capture runs on");
+  const last = g.c.sources.at(-1);
+  assert.equal(last.stream.t, p, "a new source of the processed capture");
+  assert.deepEqual(last.connected, [[g.cap, 0]], "straight into the capture worklet");
+  assert.equal(g.src, last);
+  assert.ok(!reported.includes(4), "not reported as a lost microphone");
+  glue.stop(g);
+  assert.equal(p.stopped, true);
 });
 
 test("a browser that turns the processed track's canceller off for the second request loses the raw capture", async () => {

@@ -72,22 +72,25 @@ fn last_constraints() -> String {
     .unwrap_or_default()
 }
 
-/// Ends the latest microphone track as an unplugged device does: it stops delivering and its
-/// `ended` event fires (`stop()` alone fires none).
-fn end_latest_track() {
+/// Ends the microphone's live tracks (the processed capture's, and the raw capture's beside it
+/// where the guard pairs them) as an unplugged device does: they stop delivering and their
+/// `ended` events fire (`stop()` alone fires none).
+fn end_microphone_tracks() {
     let listened = run(
-        "const s = globalThis.__rvSpy.streams;
-         const t = s[s.length - 1].getAudioTracks()[0];
-         const listened = typeof t.onended === 'function';
-         t.stop();
-         t.dispatchEvent(new Event('ended'));
+        "const live = globalThis.__rvSpy.streams.flatMap((s) => s.getAudioTracks())
+           .filter((t) => t.readyState === 'live');
+         const listened = live.length > 0 && live.every((t) => typeof t.onended === 'function');
+         for (const t of live) {
+           t.stop();
+           t.dispatchEvent(new Event('ended'));
+         }
          return listened;",
         &JsValue::UNDEFINED,
     );
     assert_eq!(
         listened,
         JsValue::TRUE,
-        "the client listens to the track getUserMedia gave it"
+        "the client listens to the tracks getUserMedia gave it"
     );
 }
 
@@ -206,7 +209,7 @@ async fn an_ended_microphone_track_is_reopened_and_the_interview_goes_on_in_voic
     let first = streams_opened();
     let (client, rec) = voice_client(&interview, &token).await;
     let opened = streams_opened();
-    end_latest_track();
+    end_microphone_tracks();
     recovered(&rec, "mic", "track_ended", None).await;
     let recovered_at = now();
     let events = rec.of("audio");
