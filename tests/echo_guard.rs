@@ -602,6 +602,34 @@ fn without_an_echo_path_a_voice_is_never_held_back() {
     pause(&mut g);
     let r = respond(&mut g, "second", &looped[..n]);
     assert_passthrough("headset, a voice", &g, &looped[..n], &r);
+
+    // The same headset judged as a pair: once every lag has seen the greeting play with the
+    // raw capture at the line's noise, there is no loop to guard against, and a voice over the
+    // rest of the first playback goes out as captured, not as silence.
+    let onset = 24_000; // 1 s in
+    let mic: Vec<i16> = noise[..onset]
+        .iter()
+        .chain(&looped[..n - onset])
+        .copied()
+        .collect();
+    let mut g = pair(true);
+    let r = respond_pair(&mut g, "greeting", &mic, &mic);
+    assert_eq!(r.out.len(), mic.len(), "nothing lost or added");
+    let lead = 300 * 24; // what the pre-roll line may still hold when the guard stands down
+    assert_eq!(
+        r.out[onset - lead..],
+        mic[onset - lead..],
+        "headset pair: the voice goes out as captured: {:?}",
+        g.stats()
+    );
+    assert!(g.stats().guarded_ms <= 700, "{:?}", g.stats());
+    let starts = vad_starts(&mic);
+    assert!(!starts.is_empty());
+    assert_eq!(
+        vad_starts(&r.out),
+        starts,
+        "the voice reaches the VAD as captured"
+    );
 }
 
 #[test]

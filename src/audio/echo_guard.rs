@@ -79,7 +79,9 @@
 //! Judged on a raw capture of the microphone beside the processed one it sends
 //! (`Capture::Pair`, `process_pair`): the path and every decision come from the raw capture,
 //! where the echo follows what is played even when a canceller's residue does not; until
-//! its path is known it guards only over the first 1.5 s of playback, as raw capture does.
+//! its path is known it guards only over the first 1.5 s of playback, as raw capture does,
+//! and not even then once the raw capture has stayed 30 dB under what plays while every lag
+//! saw it play (no loop: a headset).
 //! Once a duck's effect is heard, a frame the canceller took a voice out of (12 dB under the
 //! raw capture) leaves raw where the gate lets it through: a browser canceller's suppressor
 //! chops a voice in double talk even with the assistant 25 dB down.
@@ -212,6 +214,9 @@ const SETTLE: usize = 8;
 /// The reference is being played while it was above this within the last 300 ms (a pause
 /// between words is part of playing; one between sentences starts it again), dB.
 const PLAYING_DB: f32 = -45.0;
+/// On a pair, a raw capture this far under what plays (its peak holds) once every lag has seen
+/// playback has no echo loop a canceller could leak before converging: a headset.
+const QUIET_LOOP_DB: f32 = 30.0;
 /// Forgetting factor of the path's statistics (time constant 2.6 s).
 const ALPHA_PATH: f32 = 1.0 / 256.0;
 /// After `MIN_FRAMES` frames learnt: an echo path when the best (tail, lag) correlates at
@@ -533,6 +538,10 @@ pub struct EchoGuard {
     /// On a pair, whether the frame being captured is kept back until it is whole, passing,
     /// so that it can leave raw ([`SUPPRESSED_DB`]): set at the end of a frame, for the next.
     swapping: bool,
+    /// On a pair, whether the raw capture has stayed [`QUIET_LOOP_DB`] under what plays once
+    /// every lag had seen playback: no loop to speak of (a headset), so the first playback is
+    /// not guarded and a voice over it goes out as captured.
+    loop_quiet: bool,
 }
 
 /// Energies of a frame: broadband, then per band of [`BANDS`].
@@ -651,6 +660,7 @@ impl EchoGuard {
             removal_db: REMOVAL_START_DB,
             ring_coupling: [COUPLING_START_DB; BANDS.len() + 1],
             swapping: false,
+            loop_quiet: false,
         }
     }
 
@@ -1061,13 +1071,14 @@ impl EchoGuard {
 
     /// Whether the path calls for guarding while echo is possible: an evidenced echo path, or
     /// a path not yet known on raw capture, and on a pair over the first playback learnt (the
-    /// browser's canceller has not converged yet: it lets the first echo through).
+    /// browser's canceller has not converged yet: it lets the first echo through) unless the
+    /// loop was heard to be quiet.
     fn guards_path(&self) -> bool {
         self.path == EchoPath::Echo
             || (self.path == EchoPath::Unknown
                 && match self.capture {
                     Capture::Raw => true,
-                    Capture::Pair => self.learnt < MIN_FRAMES,
+                    Capture::Pair => self.learnt < MIN_FRAMES && !self.loop_quiet,
                     Capture::Processed => false,
                 })
     }
@@ -1280,6 +1291,8 @@ impl EchoGuard {
         } else {
             0
         };
+        self.loop_quiet |=
+            pair && self.playing > lags as u32 && self.capture_peak < self.peak - QUIET_LOOP_DB;
         if woke && self.path != EchoPath::Echo && self.playing > lags as u32 {
             (self.stats, self.dry) = ([Moments::ZERO; TAILS.len()], Moments::ZERO);
             (self.stats_frames, self.evidence, self.doubt) = (0, 0, 0);
