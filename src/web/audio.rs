@@ -227,9 +227,9 @@ impl AudioGraph {
             options.echo_canceller_url.as_deref(),
             // The glue's `raw`: 0 never, 1 where known, 2 wherever given.
             match options.raw_beside {
+                RawCapture::Never => 0,
                 RawCapture::WhereKnown => 1,
                 RawCapture::WhereGiven => 2,
-                _ => 0,
             },
             on.as_ref(),
         );

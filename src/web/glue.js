@@ -468,14 +468,7 @@ async function rawBeside(s) {
 export function attach(g, s, r = null) {
   let src;
   try {
-    src = g.c.createMediaStreamSource(s);
-    if (r) {
-      const m = g.c.createChannelMerger(2);
-      src.connect(m, 0, 0);
-      g.c.createMediaStreamSource(r).connect(m, 0, 1);
-      src = m;
-    }
-    src.connect(g.cap);
+    src = source(g, s, r);
   } catch (e) {
     stopTracks(s);
     if (r) stopTracks(r);
@@ -492,11 +485,24 @@ export function attach(g, s, r = null) {
   g.r = r;
 }
 
+// The stream `s` (and `r` as the second channel) connected to the capture worklet: the node
+// that feeds it. Throws when the context cannot make the nodes.
+function source(g, s, r) {
+  let src = g.c.createMediaStreamSource(s);
+  if (r) {
+    const m = g.c.createChannelMerger(2);
+    src.connect(m, 0, 0);
+    g.c.createMediaStreamSource(r).connect(m, 0, 1);
+    src = m;
+  }
+  src.connect(g.cap);
+  return src;
+}
+
 // The processed capture `s` fed to the capture worklet by itself, the raw one let go.
 function alone(g, s) {
   try {
-    const src = g.c.createMediaStreamSource(s);
-    src.connect(g.cap);
+    const src = source(g, s, null);
     g.src.disconnect();
     g.src = src;
   } catch {
