@@ -153,8 +153,9 @@ const KEPT_RINGING_DB: f32 = 20.0;
 /// through.
 const SUPPRESSED_DB: f32 = 12.0;
 /// Slots of the pre-roll line: room for a whole probe and a duck's effect on the longest path
-/// (`preroll`), a power of two (the ring's index is a mask).
-const LINE_FRAMES: usize = 128;
+/// (`preroll`), a power of two (the ring's index is a mask). With the frame being captured, the
+/// most audio the guard ever holds back: its delay is bounded by `(LINE_FRAMES + 1) × FRAME`.
+pub const LINE_FRAMES: usize = 128;
 const _: () =
     assert!(LINE_FRAMES >= (PROBE_SETTLE + PROBE_JUDGE) as usize && LINE_FRAMES.is_power_of_two());
 /// Frames above the predicted echo that open the gate (50 ms, one frame below takes one back):
