@@ -814,6 +814,12 @@ fn cancelled(x: &[i16]) -> Vec<i16> {
     x.iter().map(|&s| s / 1000).collect()
 }
 
+/// What a canceller that takes the echo 40 dB down makes of `x` (a voice mixed in after it
+/// leaves whole).
+fn cleaned(x: &[i16]) -> Vec<i16> {
+    x.iter().map(|&s| s / 100).collect()
+}
+
 /// Judged as a pair in a reverberant room the raw capture correlates almost as well at every
 /// lag, and the path may settle later than the echo arrives (the lab's harsh room: 350–530 ms
 /// against a 110–150 ms loop). When the assistant speaks again after a pause, the echo of its
@@ -1204,9 +1210,8 @@ fn judged_as_a_pair_a_voice_in_a_duck_reaches_the_server_from_its_first_word() {
     let (duck, undo) = (onset + 60 * 24, onset + 2_000 * 24);
     let (echo, mic, voice) = speakerphone_ducked(duck, undo);
     let heard = mix(&mic, &voice);
-    let clean = |x: &[i16]| -> Vec<i16> { x.iter().map(|&s| s / 100).collect() };
-    let sent = mix(&clean(&mic), &voice);
-    let mut g = primed_pair(&echo, &clean(&echo));
+    let sent = mix(&cleaned(&mic), &voice);
+    let mut g = primed_pair(&echo, &cleaned(&echo));
     let (out, _) = respond_ducked_pair(&mut g, "third", &heard, &sent, duck..undo);
     let starts = vad_starts(&out);
     assert!(
@@ -1545,8 +1550,8 @@ fn judged_as_a_pair_a_voice_in_a_dry_rooms_first_duck_gets_through_as_the_echo_f
 /// longest tail at every lag), and a duck does not change that. The pre-roll keeps every
 /// frame from 100 ms before the duck, and when the guard of the first playback stands down
 /// in the duck, all of it leaves as the canceller cleaned it: the voice reaches the server
-/// from its first word. (Before, the held voice left as silence, its first 500 ms lost.) Here
-/// the room is Chromium's fake microphone, as loud as the echo and unrelated to what plays.
+/// from its first word. Here the room is Chromium's fake microphone, as loud as the echo and
+/// unrelated to what plays.
 #[test]
 fn judged_as_a_pair_a_voice_over_the_first_playback_keeps_its_first_word_in_a_duck() {
     let n = wav("assistant.wav").len();
@@ -1555,8 +1560,7 @@ fn judged_as_a_pair_a_voice_over_the_first_playback_keeps_its_first_word_in_a_du
     let onset = USER_ONSET_MS as usize * 24;
     let (duck, undo) = (onset + 60 * 24, onset + 2_000 * 24);
     let heard = mix(room, &voice);
-    let cleaned: Vec<i16> = room.iter().map(|&x| x / 100).collect();
-    let sent = mix(&cleaned, &voice);
+    let sent = mix(&cleaned(room), &voice);
     let mut g = pair(true);
     let (out, _) = respond_ducked_pair(&mut g, "greeting", &heard, &sent, duck..undo);
     assert_ne!(g.stats().path, EchoPath::Echo, "{:?}", g.stats());
