@@ -484,11 +484,10 @@ pub struct EchoGuard {
     /// On a pair, the capture's level held falling as `peak` does, dB ([`DRY_RANGE_DB`]).
     capture_peak: f32,
     playing: u32,
-    /// The path's statistics per tail, frames learnt, the evidence for and against, the best
-    /// (tail, lag) now and the path's.
-    stats: [Moments; TAILS.len()],
-    /// The same against the [`DRY_TAIL`] envelope (a pair).
-    dry: Moments,
+    /// The path's statistics per tail and, last ([`DRY`]), against the [`DRY_TAIL`] envelope
+    /// (a pair); frames learnt, the evidence for and against, the best (tail, lag) now and the
+    /// path's.
+    stats: [Moments; TAILS.len() + 1],
     learnt: u32,
     /// Frames the statistics were learnt from since they last started ([`WAKE_DB`]).
     stats_frames: u32,
@@ -631,8 +630,7 @@ impl EchoGuard {
             peak: ENV_FLOOR,
             capture_peak: ENV_FLOOR,
             playing: 0,
-            stats: [Moments::ZERO; TAILS.len()],
-            dry: Moments::ZERO,
+            stats: [Moments::ZERO; TAILS.len() + 1],
             learnt: 0,
             stats_frames: 0,
             evidence: 0,
@@ -786,7 +784,10 @@ impl EchoGuard {
                     it.next = 0;
                 }
                 if it.frames.len() < ITEM_FRAMES {
-                    it.frames.push(sum.map(|e| e / FRAME as f32));
+                    for e in &mut sum {
+                        *e /= FRAME as f32;
+                    }
+                    it.frames.push(sum);
                 }
                 sum = [0.0; BANDS.len() + 1];
                 n = 0;
@@ -873,6 +874,12 @@ impl EchoGuard {
         }
     }
 
+    /// The reference placed `d` frames before mic frame `f` (nothing before the first).
+    fn reference_back(&self, f: u64, d: usize) -> Bands {
+        f.checked_sub(d as u64)
+            .map_or([0.0; BANDS.len() + 1], |p| self.reference_at(p))
+    }
+
     /// Captured audio (24 kHz mono PCM16, after the capture resampler): appends to `out` what
     /// goes to the server, delayed by the pre-roll and silenced while guarding.
     pub fn process(&mut self, mic: &[i16], out: &mut Vec<i16>) {
@@ -919,7 +926,10 @@ impl EchoGuard {
             split(&mut self.split, f32::from(s) / 32768.0, &mut e, raw);
         }
         clear_denormals(&mut self.split);
-        let m = e.map(|e| db(e / FRAME as f32));
+        let mut m = e;
+        for e in &mut m {
+            *e = db(*e / FRAME as f32);
+        }
         let level_db = m[0];
         let f = self.mic_frames;
         self.mic_frames += 1;
@@ -1252,26 +1262,25 @@ impl EchoGuard {
             }
             self.settled += 1;
         }
-        // The envelopes per lag: settled ones as kept, the newest run on from them.
-        let mut x = [[ENV_FLOOR; MAX_LAG + 1]; TAILS.len() + 1];
+        // The envelopes per lag: settled ones as kept, the newest run on from them (from
+        // nothing before the first frame).
+        let mut x = [[0.0; MAX_LAG + 1]; TAILS.len() + 1];
         let mut lin = [[[0.0; BANDS.len() + 1]; MAX_LAG + 1]; TAILS.len() + 1];
         let mut h = [[0.0f32; BANDS.len() + 1]; TAILS.len() + 1];
         let mut newest = 0.0f32;
         let lags = self.max_lag();
         let pair = self.capture == Capture::Pair;
-        for d in (0..=lags.min(f as usize)).rev() {
-            let p = f - d as u64;
-            let e = self.reference_at(p);
-            if pair {
-                decay(&mut h[DRY][..n], &e, DRY_TAIL);
-                lin[DRY][d] = h[DRY];
-                x[DRY][d] = db(h[DRY][0]).max(ENV_FLOOR);
-            }
-            for (t, k) in TAILS.iter().enumerate() {
-                if d >= SETTLE {
-                    h[t] = self.env[(p % RING as u64) as usize][t];
+        // The envelopes followed: the tails', and on a pair the dry one's too.
+        let series = if pair { DRY + 1 } else { DRY };
+        for d in (0..=lags).rev() {
+            let e = self.reference_back(f, d);
+            for t in 0..series {
+                if t == DRY {
+                    decay(&mut h[t][..n], &e, DRY_TAIL);
+                } else if d >= SETTLE && d as u64 <= f {
+                    h[t] = self.env[((f - d as u64) % RING as u64) as usize][t];
                 } else {
-                    decay(&mut h[t][..n], &e, *k);
+                    decay(&mut h[t][..n], &e, TAILS[t]);
                 }
                 lin[t][d] = h[t];
                 x[t][d] = db(h[t][0]).max(ENV_FLOOR);
@@ -1303,7 +1312,7 @@ impl EchoGuard {
         self.loop_quiet |=
             pair && self.playing > lags as u32 && self.capture_peak < self.peak - QUIET_LOOP_DB;
         if woke && self.path != EchoPath::Echo && self.playing > lags as u32 {
-            (self.stats, self.dry) = ([Moments::ZERO; TAILS.len()], Moments::ZERO);
+            self.stats = [Moments::ZERO; TAILS.len() + 1];
             (self.stats_frames, self.evidence, self.doubt) = (0, 0, 0);
             self.path = EchoPath::Unknown;
         }
@@ -1322,8 +1331,7 @@ impl EchoGuard {
             let a = (1.0 / self.stats_frames as f32).max(ALPHA_PATH);
             let mut best = (0, 0, f32::MIN);
             let raw = self.judges_raw();
-            let series = self.stats.iter_mut().chain(pair.then_some(&mut self.dry));
-            for (t, s) in series.enumerate() {
+            for (t, s) in self.stats[..series].iter_mut().enumerate() {
                 let level = if t == DRY { dry_level } else { level_db };
                 let (d, rho) = s.add(a, level.max(ENV_FLOOR), &x[t][..=lags], raw);
                 // The dry envelope takes an unknown path only where no tail can, and keeps
@@ -1425,14 +1433,10 @@ impl EchoGuard {
                 EchoPath::Echo => self.lag,
                 _ => self.candidate.1,
             };
-            let at = |d: usize| {
-                f.checked_sub(d as u64)
-                    .map_or([0.0; BANDS.len() + 1], |p| self.reference_at(p))
-            };
-            let r = at(lag);
+            let r = self.reference_back(f, lag);
             let mut direct = 0.0f32;
             for d in lag.saturating_sub(2)..=lag + 2 {
-                direct = direct.max(at(d)[0]);
+                direct = direct.max(self.reference_back(f, d)[0]);
             }
             decay(&mut self.room_tail[..n], &r[..n], k);
             self.quiet = if db(direct) < self.peak - RING_DOWN_BELOW_DB {
@@ -1480,7 +1484,9 @@ impl EchoGuard {
         // louder than the quietest the microphone has been since; what plays in it, no louder
         // than the path's envelope before, ducked. A voice over a room that rings for seconds
         // is heard in its first pause, not after the room's slowest decay.
-        let mut env = env.map(|e| db(e).max(ENV_FLOOR));
+        for e in &mut env {
+            *e = db(*e).max(ENV_FLOOR);
+        }
         let effect = self.duck_effect() + DUCK_EFFECT_SLACK_FRAMES;
         if let Some(d) = self.duck.as_mut() {
             let w = d.window;
