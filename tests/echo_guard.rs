@@ -1544,34 +1544,41 @@ fn judged_as_a_pair_a_voice_in_a_dry_rooms_first_duck_gets_through_as_the_echo_f
     assert_eq!(vad_starts(&out), Vec::<u64>::new(), "{:?}", g.stats());
 }
 
-/// Judged as a pair over the first playback, before any echo path is known (the lab's mild
-/// room, where none is found, with a voice 1.5 s into the greeting): the guard holds what a
-/// voice at its own level cannot be told from (the prediction of an unknown path is the
-/// longest tail at every lag), and a duck does not change that. The pre-roll keeps every
-/// frame from 100 ms before the duck, and when the guard of the first playback stands down
-/// in the duck, all of it leaves as the canceller cleaned it: the voice reaches the server
-/// from its first word. Here the room is Chromium's fake microphone, as loud as the echo and
-/// unrelated to what plays.
+/// Judged as a pair over the first playback, before any echo path is known, Chromium's
+/// canceller has not converged yet and may leak the echo as loud as played; a leak loud enough
+/// sets the ducker off, and the guard keeps it back. When the guard of the first playback stands
+/// down in that duck, what it kept and explained as echo leaves as silence, not as sent: the
+/// lab's harsh room, where the first duck comes 1.5 s into the greeting with the first playback's
+/// guard standing down, interrupted itself in 2 of 10 sessions when it left as sent. Here the
+/// raw capture is the mild room's echo under Chromium's fake microphone (speech unrelated to what
+/// plays, so no path is found), and the processed one leaks the echo from 100 ms before the duck
+/// until its effect is heard.
 #[test]
-fn judged_as_a_pair_a_voice_over_the_first_playback_keeps_its_first_word_in_a_duck() {
-    let n = wav("assistant.wav").len();
-    let room = &fake_mic_twice()[..n];
-    let voice = user_voice(&wav("mild-talk.wav"), &wav("mild-echo.wav"));
-    let onset = USER_ONSET_MS as usize * 24;
-    let (duck, undo) = (onset + 60 * 24, onset + 2_000 * 24);
-    let heard = mix(room, &voice);
-    let sent = mix(&cleaned(room), &voice);
-    let mut g = pair(true);
-    let (out, _) = respond_ducked_pair(&mut g, "greeting", &heard, &sent, duck..undo);
-    assert_ne!(g.stats().path, EchoPath::Echo, "{:?}", g.stats());
-    let starts = vad_starts(&out);
-    assert_eq!(
-        starts.first(),
-        vad_starts(&sent).first(),
-        "{starts:?}: {:?}",
-        g.stats()
-    );
-    let word = onset / FRAME * FRAME..(onset / FRAME + 10) * FRAME;
-    assert_eq!(&out[word.clone()], &sent[word], "{:?}", g.stats());
-    assert_eq!(out.len() as u64 + g.stats().held_ms * 24, sent.len() as u64);
+fn judged_as_a_pair_a_leak_held_over_the_first_playback_stays_out_in_a_duck() {
+    let echo = wav("mild-echo.wav");
+    let room = &fake_mic_twice()[..echo.len()];
+    let heard = mix(&echo.iter().map(|&e| e / 2).collect::<Vec<_>>(), room);
+    for duck_ms in [1_300, 1_400, 1_450] {
+        let leak = (duck_ms - 100) * 24..(duck_ms + 200) * 24;
+        let sent: Vec<i16> = (0..echo.len())
+            .map(|i| {
+                if leak.contains(&i) {
+                    echo[i]
+                } else {
+                    echo[i] / 100
+                }
+            })
+            .collect();
+        assert!(!vad_starts(&sent).is_empty());
+        let mut g = pair(true);
+        let duck = duck_ms * 24..(duck_ms + 500) * 24;
+        let (out, _) = respond_ducked_pair(&mut g, "greeting", &heard, &sent, duck);
+        assert_ne!(g.stats().path, EchoPath::Echo, "{:?}", g.stats());
+        assert_eq!(
+            vad_starts(&out),
+            Vec::<u64>::new(),
+            "{duck_ms}: {:?}",
+            g.stats()
+        );
+    }
 }

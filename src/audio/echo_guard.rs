@@ -62,9 +62,7 @@
 //!   gate: Idle  (nothing playing, or no echo path: audio passes unchanged, undelayed)
 //!         Guard (playing, echo path: audio goes through a 300 ms pre-roll line and leaves as
 //!               silence; through a duck on a pair the line keeps all from 100 ms before the
-//!               duck, up to 1.27 s: a voice is told only once the duck's effect is heard, or
-//!               over the first playback once that guard stands down, when all it kept
-//!               through the duck leaves as sent)
+//!               duck, up to 1.27 s: a voice is told only once the duck's effect is heard)
 //!         Pass  (5 frames above the prediction + 4 dB and the mic's noise floor + 4 dB, one
 //!               below taking one back: the pre-roll line and all that follows pass unchanged
 //!               until 300 ms are explained by echo again)
@@ -1022,12 +1020,8 @@ impl EchoGuard {
         } else if next != GateState::Guard {
             // Passing, the pre-roll holds the start of the voice that opened the gate: all of
             // it goes. Idle, echo is over: what is still held leaves, frames the echo
-            // explained as silence; but a pair's guard of its first playback standing down in
-            // a duck lets all it kept through the duck go as the canceller cleaned it (the
-            // canceller is trusted from now on, and a voice at its own level is explained by
-            // the prediction of a path not yet known).
-            let stands_down = active && self.capture == Capture::Pair && self.duck.is_some();
-            self.flush(next == GateState::Idle && !stands_down, out);
+            // explained as silence.
+            self.flush(next == GateState::Idle, out);
         }
         if gating && (swapped || !left && next != GateState::Guard) {
             out.extend_from_slice(&frame);
@@ -1100,16 +1094,14 @@ impl EchoGuard {
                 })
     }
 
-    /// Frames the pre-roll keeps at frame `f`: 300 ms; through a duck on a pair, every frame
-    /// from [`DUCK_PREROLL_FRAMES`] before it (what set the ducker off is a voice's first
-    /// syllable, where it is a voice), as many as the line holds. With the echo path known, a
-    /// voice there is told from the echo only once the duck's effect is heard; over the first
-    /// playback, with none known, only when that guard stands down. Both come too late for
-    /// 300 ms. (What leaves is the canceller's output; on raw capture alone it would be the raw
-    /// echo.)
+    /// Frames the pre-roll keeps at frame `f`: 300 ms; through a duck on a pair with an echo
+    /// path, every frame from [`DUCK_PREROLL_FRAMES`] before it (what set the ducker off is a
+    /// voice's first syllable, where it is a voice), as many as the line holds. A voice there
+    /// is told from the echo only once the duck's effect is heard, too late for 300 ms. (What
+    /// leaves is the canceller's output; on raw capture alone it would be the raw echo.)
     fn preroll(&self, f: u64) -> usize {
         match self.duck {
-            Some(d) if self.capture == Capture::Pair => (f.saturating_sub(d.since) as usize
+            Some(d) if self.judges_ducks() => (f.saturating_sub(d.since) as usize
                 + DUCK_PREROLL_FRAMES)
                 .clamp(PREROLL_FRAMES, LINE_FRAMES - 1),
             _ => PREROLL_FRAMES,
