@@ -68,7 +68,8 @@
 //!               until 300 ms are explained by echo again)
 //!         Probe (the ducker turned the assistant down while the gate was idle: audio is held
 //!               until the duck's effect is heard, 300–400 ms on; loud then is a voice and all
-//!               of it leaves unchanged, quiet is echo and what was loud leaves as silence)
+//!               of it leaves unchanged, quiet is echo and what was loud leaves as silence;
+//!               on a pair, loud in what would be sent)
 //! ```
 //!
 //! Guarded audio is replaced by digital silence, not left out: the server's input timeline
@@ -969,7 +970,14 @@ impl EchoGuard {
         let mask = (1u32 << RECENT_FRAMES) - 1;
         self.recent &= mask;
         self.recent_explained &= mask;
-        if self.gating && self.probe(f, &frame, level_db, held, out) {
+        // A probe asks whether what would be sent falls with the duck: on a pair that is the
+        // processed capture (the raw one hears the room's echo ring on through the duck).
+        let probed_db = if self.capture == Capture::Pair {
+            self.sent_db()
+        } else {
+            level_db
+        };
+        if self.gating && self.probe(f, &frame, probed_db, held, out) {
             return;
         }
         // Guarding, `run` counts frames above the prediction (a frame below takes one back:
@@ -1187,7 +1195,8 @@ impl EchoGuard {
     /// unchanged; none by the end of [`PROBE_JUDGE`] is echo, and its loud frames leave as
     /// silence. A duck that ends first is judged by the frame that ends it: quiet (the ducker
     /// released it on quiet) is echo, loud (the assistant stopped while someone talks) a voice.
-    /// Returns whether the frame was handled here.
+    /// `level_db` is the level of what would be sent. Returns whether the frame was handled
+    /// here.
     fn probe(
         &mut self,
         f: u64,
