@@ -930,15 +930,21 @@ impl EchoGuard {
             *e = db(*e / FRAME as f32);
         }
         let level_db = m[0];
+        // The level of what would be sent: on a pair the processed capture's, else the same.
+        let sent_db = if self.capture == Capture::Pair {
+            self.sent_db()
+        } else {
+            level_db
+        };
         let f = self.mic_frames;
         self.mic_frames += 1;
         self.noise = level_db.min(self.noise + NOISE_RISE_DB);
         let floor = self.noise.max(VOICE_FLOOR_DB - MARGIN_DB);
         let (active, env) = self.analyse(f, &m);
-        self.ring_down(active, &m, floor);
+        self.ring_down(active, &m, floor, sent_db);
         // Held back whole while passing (`holding`), this frame leaves below.
         let swapped = self.holding() && self.state == GateState::Pass;
-        if self.duck_heard(f) && self.sent_db() < level_db - SUPPRESSED_DB {
+        if self.duck_heard(f) && sent_db < level_db - SUPPRESSED_DB {
             frame = self.acc;
         }
         // Broadband within the margin of the prediction; on raw capture with an echo path,
@@ -970,14 +976,9 @@ impl EchoGuard {
         let mask = (1u32 << RECENT_FRAMES) - 1;
         self.recent &= mask;
         self.recent_explained &= mask;
-        // A probe asks whether what would be sent falls with the duck: on a pair that is the
-        // processed capture (the raw one hears the room's echo ring on through the duck).
-        let probed_db = if self.capture == Capture::Pair {
-            self.sent_db()
-        } else {
-            level_db
-        };
-        if self.gating && self.probe(f, &frame, probed_db, held, out) {
+        // A probe asks whether what would be sent falls with the duck (on a pair the raw
+        // capture hears the room's echo ring on through it).
+        if self.gating && self.probe(f, &frame, sent_db, held, out) {
             return;
         }
         // Guarding, `run` counts frames above the prediction (a frame below takes one back:
@@ -1045,7 +1046,7 @@ impl EchoGuard {
     /// gaps between words and after an answer). The mean of the falls is the slope of the
     /// level over those stretches; the mean of the level over the room's tail there, per band,
     /// is how loud the ringing is (`ring_coupling`).
-    fn ring_down(&mut self, active: bool, m: &Bands, floor: f32) {
+    fn ring_down(&mut self, active: bool, m: &Bands, floor: f32, sent_db: f32) {
         let level_db = m[0];
         let ringing = self.judges_raw()
             && self.path != EchoPath::None
@@ -1061,7 +1062,7 @@ impl EchoGuard {
             // its prior; then both forget.
             self.rung = self.rung.saturating_add(1);
             let weight = |n: u32| (1.0 / n as f32).max(ALPHA_RING_DOWN);
-            self.removal(weight(self.rung), level_db);
+            self.removal(weight(self.rung), level_db, sent_db);
             let a = weight(self.rung.saturating_add(RING_DOWN_PRIOR));
             for (b, c) in self.ring_coupling.iter_mut().enumerate() {
                 let t = db(self.room_tail[b]);
@@ -1080,11 +1081,11 @@ impl EchoGuard {
     /// the mean of the raw capture's level over the sent one's (0–60 dB) over the frames
     /// `ring_down` learns from (a canceller that cancels the echo while it plays may leave the
     /// ringing once the far end falls).
-    fn removal(&mut self, a: f32, level_db: f32) {
+    fn removal(&mut self, a: f32, level_db: f32, sent_db: f32) {
         if self.capture != Capture::Pair {
             return;
         }
-        let removed = (level_db - self.sent_db()).clamp(0.0, REMOVAL_START_DB);
+        let removed = (level_db - sent_db).clamp(0.0, REMOVAL_START_DB);
         self.removal_db += a * (removed - self.removal_db);
     }
 
