@@ -333,7 +333,7 @@ export function stopTracks(s) {
 export async function start(g, captureUrl, playbackUrl, c, id, prebufferMs, aecUrl, raw, report) {
   const ctx = g.c;
   // Every argument, typed: wasm-bindgen's debug builds check them.
-  const on = guard((kind, x = null, a = 0, b = 0, c = 0, d = 0, e = 0) => report(kind, x, a, b, c, d, e));
+  const on = guard((kind, x = null, a = 0, b = 0, c = 0, d = 0, e = 0, f = 0) => report(kind, x, a, b, c, d, e, f));
   // A server without the wasm MIME type fails compileStreaming: compiled from the bytes then.
   const get = () => fetch(aecUrl).then((r) => (r.ok ? r.arrayBuffer() : Promise.reject(r.status)));
   const aec = aecUrl && WebAssembly.compileStreaming(fetch(aecUrl))

@@ -2,7 +2,8 @@
 // `start`) in Node, with stand-ins for the browser: asked for by "auto" only on desktop Chromium,
 // kept only where the processed track runs on unmuted and both tracks say their canceller is as
 // asked, fed to the capture worklet as the second channel of a merger, and every track stopped
-// when the module aborts while the second capture opens. `node --test tests/glue/`.
+// when the module aborts while the second capture opens; the worklets' messages reported with
+// every field. `node --test tests/glue/`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
@@ -155,6 +156,21 @@ test("a refused raw capture leaves the processed one running alone", async () =>
   await start(g);
   assert.equal(g.r, null);
   assert.equal(p.stopped, false);
+  glue.stop(g);
+});
+
+test("the worklets' messages reach the core whole, each with its audio-context frame", async () => {
+  const p = track({ deviceId: "mic1", echoCancellation: true });
+  answers = [async () => stream(p)];
+  const g = glue.unlock();
+  const got = [];
+  await glue.start(g, "capture.js", "playback.js", { echoCancellation: true }, null, 60, null, 0, (...a) => got.push(a));
+  const frames = new Float32Array(4);
+  g.cap.port.onmessage({ data: { frames, channels: 1, time: 1.5 } });
+  g.play.port.onmessage({ data: { type: "progress", item: 3, played: 4800, at: 72_128, underruns: 1, concealed: 2, rms: 0.25, peak: 0.5 } });
+  const [capture, progress] = [got.find((a) => a[0] === 0), got.find((a) => a[0] === 1)];
+  assert.deepEqual(capture, [0, frames, 1, 0, 72_000, 0, 0, 0], "the capture block's first frame (1.5 s at 48 kHz)");
+  assert.deepEqual(progress, [1, 2, 3, 4800, 1, 0.25, 0.5, 72_128], "what played, by which frame");
   glue.stop(g);
 });
 
