@@ -1545,12 +1545,56 @@ fn judged_as_a_pair_a_voice_in_a_dry_rooms_first_duck_gets_through_as_the_echo_f
 }
 
 /// The mild room's echo, and a raw capture of it under Chromium's fake microphone (speech
-/// unrelated to what plays, as loud as the echo): one in which a pair finds no echo path.
+/// unrelated to what plays, 18 dB louder than the echo): one in which a pair finds no echo path.
 fn unexplained_mild_room() -> (Vec<i16>, Vec<i16>) {
     let echo = wav("mild-echo.wav");
     let room = &fake_mic_twice()[..echo.len()];
-    let heard = mix(&echo.iter().map(|&e| e / 2).collect::<Vec<_>>(), room);
+    let heard = mix(&echo.iter().map(|&e| e / 8).collect::<Vec<_>>(), room);
     (echo, heard)
+}
+
+/// `echo` heard over a steady noise (a fan, an air conditioner) `noise_db` dBFS RMS.
+fn over_noise(echo: &[i16], noise_db: f32) -> Vec<i16> {
+    let (mut x, amp) = (7u32, 32768.0 * 10f32.powf(noise_db / 20.0));
+    echo.iter()
+        .map(|&e| (f32::from(e) + amp * unit_noise(&mut x)).clamp(-32768.0, 32767.0) as i16)
+        .collect()
+}
+
+/// Judged as a pair, a raw echo that correlates under the raw bar (0.93) but steadily, at one
+/// lag, is evidenced by that: the lab's harsh room under load, its lag moving with the
+/// browser's latency, correlated at 0.82–0.93 for 26 s with no path found, and every leak past
+/// the first playback reached the server's VAD. Here the mild and harsh rooms' echo is heard
+/// over a steady noise 30 dB under full scale: the path is found in the first response, and a
+/// canceller that leaks the echo whole for 200 ms in each later response never reaches the
+/// VAD.
+#[test]
+fn judged_as_a_pair_an_echo_under_the_bar_is_found_by_how_steadily_it_correlates() {
+    for room in ["mild", "harsh"] {
+        let echo = wav(&format!("{room}-echo.wav"));
+        let heard = over_noise(&echo, -30.0);
+        let mut g = pair(true);
+        let first = respond_pair(&mut g, "greeting", &heard, &cleaned(&heard));
+        let at = first.echo_at_ms;
+        assert!(at.is_some_and(|t| t <= 2_000), "{room}: path at {at:?} ms");
+        let mut leaks = 0;
+        for leak_ms in (500..3_500).step_by(250) {
+            let sent = leaking(&heard, leak_ms * 24..(leak_ms + 200) * 24);
+            if vad_starts(&sent).is_empty() {
+                continue;
+            }
+            leaks += 1;
+            let r = respond_pair(&mut g, &format!("answer {leak_ms}"), &heard, &sent);
+            let starts = vad_starts(&r.out);
+            assert_eq!(
+                starts,
+                Vec::<u64>::new(),
+                "{room}: leak at {leak_ms} ms: {:?}",
+                g.stats()
+            );
+        }
+        assert!(leaks >= 5, "{room}: {leaks}");
+    }
 }
 
 /// A canceller's output for `echo`: 40 dB down but within `leak` (samples), where it lets the

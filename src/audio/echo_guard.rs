@@ -22,7 +22,9 @@
 //!                          the first played frame, after 500 ms, at ≥ 0.93; on a pair, where
 //!                          no tail does, an envelope falling 6 dB per frame may, a dry
 //!                          room's, at ≥ 0.9 for 1 s over the top 40 dB of both: the path's
-//!                          envelope while it correlates best)
+//!                          envelope while it correlates best; or any envelope at ≥ 0.8 for
+//!                          1.5 s, the lag moving 20 ms a frame at most: a drifting latency,
+//!                          while which a pair guards as over its first playback)
 //!                 ─► None  the best correlates < 0.3 (a headset, a silent or a fake
 //!                          microphone: nothing is ever held back), or from Echo after 1.5 s so
 //!                          (raw capture: after 1.5 s below 0.5, from Unknown too; an echo
@@ -237,6 +239,13 @@ const MIN_FRAMES_RAW: u32 = 50;
 /// guarded (on a pair only over the first playback: the live lab's dry and mild loops, whose
 /// echo stops at once, reach it only with the [`DRY_TAIL`] envelope).
 const RHO_ECHO_RAW: f32 = 0.93;
+/// On raw capture, an echo path is also evidenced by its best lag correlating at least this
+/// for `EVIDENCE_SUSTAINED_FRAMES` (1.5 s) in a row, any envelope, each frame's best lag within
+/// 2 of the last one's: where the browser's latency drifts (its lag moving 60 ms in 20 s) the
+/// raw echo may correlate at 0.82–0.93 for tens of seconds. While it holds, a pair guards as
+/// over its first playback.
+const RHO_ECHO_SUSTAINED: f32 = 0.8;
+const EVIDENCE_SUSTAINED_FRAMES: u32 = 150;
 
 /// Coupling (echo level over the path's envelope, dB): where it starts before any evidence —
 /// the echo may be as loud as what is played, plus a browser's gain control — its bounds, and
@@ -491,6 +500,8 @@ pub struct EchoGuard {
     /// Frames the statistics were learnt from since they last started ([`WAKE_DB`]).
     stats_frames: u32,
     evidence: u32,
+    /// Frames in a row the best lag has held [`RHO_ECHO_SUSTAINED`] (raw capture, no path).
+    sustained: u32,
     doubt: u32,
     candidate: (usize, usize),
     path: EchoPath,
@@ -633,6 +644,7 @@ impl EchoGuard {
             learnt: 0,
             stats_frames: 0,
             evidence: 0,
+            sustained: 0,
             doubt: 0,
             candidate: (0, 0),
             path: EchoPath::Unknown,
@@ -1098,7 +1110,9 @@ impl EchoGuard {
             || (self.path == EchoPath::Unknown
                 && match self.capture {
                     Capture::Raw => true,
-                    Capture::Pair => self.learnt < MIN_FRAMES && !self.loop_quiet,
+                    Capture::Pair => {
+                        (self.learnt < MIN_FRAMES || self.sustained > 0) && !self.loop_quiet
+                    }
                     Capture::Processed => false,
                 })
     }
@@ -1315,7 +1329,7 @@ impl EchoGuard {
             pair && self.playing > lags as u32 && self.capture_peak < self.peak - QUIET_LOOP_DB;
         if woke && self.path != EchoPath::Echo && self.playing > lags as u32 {
             self.stats = [Moments::ZERO; TAILS.len() + 1];
-            (self.stats_frames, self.evidence, self.doubt) = (0, 0, 0);
+            (self.stats_frames, self.evidence, self.sustained, self.doubt) = (0, 0, 0, 0);
             self.path = EchoPath::Unknown;
         }
         let fast = self.judges_raw() && self.path == EchoPath::Unknown;
@@ -1372,6 +1386,15 @@ impl EchoGuard {
             } else {
                 0
             };
+            self.sustained = if seeking
+                && rho >= RHO_ECHO_SUSTAINED
+                && d + EDGE_FRAMES < lags
+                && d.abs_diff(self.candidate.1) <= 2
+            {
+                self.sustained + 1
+            } else {
+                0
+            };
             self.candidate = (t, d);
             // Raw capture doubts on what would not evidence an echo path at all: 1.5 s of it.
             let none = if self.judges_raw() {
@@ -1381,7 +1404,7 @@ impl EchoGuard {
             };
             self.doubt = if rho < none { self.doubt + 1 } else { 0 };
             if self.stats_frames >= if fast { MIN_FRAMES_RAW } else { MIN_FRAMES } {
-                if self.evidence >= need {
+                if self.evidence >= need || self.sustained >= EVIDENCE_SUSTAINED_FRAMES {
                     // The coupling starts as learnt while the evidence grew; on a change of
                     // tail it moves by the difference of the two tails' (a voice over the echo
                     // raises both alike), and starts again between a tail and the dry
