@@ -1377,20 +1377,14 @@ impl EchoGuard {
                 (true, _) => (RHO_ECHO_RAW, EVIDENCE_FRAMES),
                 _ => (RHO_ECHO, EVIDENCE_FRAMES),
             };
-            self.evidence = if rho >= bar
-                && (!raw || d + EDGE_FRAMES < lags)
-                && t == self.candidate.0
-                && d.abs_diff(self.candidate.1) <= 2
-            {
+            // At a lag clear of the window's edge (raw capture), within 2 of the last one.
+            let steady = (!raw || d + EDGE_FRAMES < lags) && d.abs_diff(self.candidate.1) <= 2;
+            self.evidence = if rho >= bar && steady && t == self.candidate.0 {
                 self.evidence + 1
             } else {
                 0
             };
-            self.sustained = if seeking
-                && rho >= RHO_ECHO_SUSTAINED
-                && d + EDGE_FRAMES < lags
-                && d.abs_diff(self.candidate.1) <= 2
-            {
+            self.sustained = if seeking && rho >= RHO_ECHO_SUSTAINED && steady {
                 self.sustained + 1
             } else {
                 0
