@@ -39,6 +39,7 @@
 // TRACE=1: the guard's counters (`echoHeldMs`, `echoGuardedMs`, whether it has an echo path)
 // sampled every 20 ms in the page; each self-interruption's row entry `siTrace` says what the
 // guard was doing in the 700 ms before it (held: guarding or probing; guarded: sent as silence).
+// A barge-in row's `bargeTrace` has the same counters from 200 ms before the voice's onset on.
 // RECORD=dir saves each run's received audio, the page's output and the room's microphone as
 // 24 kHz WAVs (their timelines are only as good as PulseAudio's recorders: the native test
 // fixtures are rendered offline instead, scripts/echo-lab/render-fixtures.sh).
@@ -560,6 +561,10 @@ async function run(roomName, guard, kind, voice) {
       row.judgeMs = fires == null ? null : fires - at;
       row.loudFrames = loudFrames(frames, at, 1000);
       row.levelFrames = levelFrames(frames, at - 300, 1300);
+      // TRACE=1: what the guard held and sent as silence from 200 ms before the voice's onset
+      // to 1.6 s after it, every 40 ms ([ms from the onset, held ms, guarded ms so far]).
+      if (TRACE) row.bargeTrace = lab.trace.filter(([t], i) => t >= onset - 200 && t <= onset + 1600 && i % 2 === 0)
+        .map(([t, held, guarded]) => [t - onset, held, guarded]);
     }
   } catch (e) {
     row.error = String(e?.message ?? e).slice(0, 300);

@@ -412,6 +412,9 @@ struct Duck {
     /// each frame taken as the loudest of three in a row (`f32::INFINITY` until then): what
     /// the room still rang with then, and it only rings down from there.
     heard: Bands,
+    /// Whether the microphone was heard louder than the ducked echo can be once the duck's
+    /// effect reached it ([`EchoGuard::judging_duck`]).
+    over_ducked: bool,
 }
 
 /// Exponentially weighted correlation statistics of the mic envelope with a reference
@@ -757,6 +760,7 @@ impl EchoGuard {
                 window: [[ENV_FLOOR; BANDS.len() + 1]; 2],
                 before: [ENV_FLOOR; BANDS.len() + 1],
                 heard: [f32::INFINITY; BANDS.len() + 1],
+                over_ducked: false,
             });
         }
     }
@@ -1147,6 +1151,19 @@ impl EchoGuard {
         self.judges_ducks().then_some(self.duck_effect() as u32)
     }
 
+    /// On a pair with the echo path known, whether the raw capture was heard louder than the
+    /// ducked echo can be once the duck's effect reached it, while the gate guards or passes:
+    /// something besides the echo may be talking over it (a voice's pauses included). The
+    /// ducker watches the canceller's output, which suppresses a voice in double talk, and
+    /// would let go on that quiet: it holds the duck on meanwhile (`session::echo`), or the
+    /// voice held since the duck leaves as silence with it.
+    pub fn judging_duck(&self) -> bool {
+        self.state != GateState::Idle
+            && self
+                .duck
+                .is_some_and(|d| self.judges_ducks() && d.over_ducked)
+    }
+
     /// Whether a duck is told from the echo by its effect on the raw capture: a pair with the
     /// echo path known.
     fn judges_ducks(&self) -> bool {
@@ -1516,6 +1533,8 @@ impl EchoGuard {
                     d.before[b] = d.before[b].max(env[b]);
                 }
             }
+            let ducked = d.before[0] - super::duck::DUCK_DB as f32 + self.coupling[0];
+            d.over_ducked |= f >= d.since + effect && m[0] > ducked + MARGIN_DB;
             d.window = [w[1], *m];
         }
         if let Some(d) = self
