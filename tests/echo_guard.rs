@@ -14,7 +14,9 @@ mod echo_support;
 
 use echo_support::{wav, wav_at};
 use realtime_voice::audio::duck::DUCK_DB;
-use realtime_voice::audio::echo_guard::{Capture, EchoGuard, EchoPath, GateState, FRAME};
+use realtime_voice::audio::echo_guard::{
+    Capture, EchoGuard, EchoPath, GateState, DUCK_JUDGE_FRAMES, FRAME,
+};
 
 /// Where the user's first sound is in the talk fixtures, ms (1.2 s of padding + espeak's lead).
 const USER_ONSET_MS: u64 = 1_212;
@@ -1256,9 +1258,10 @@ fn judged_as_a_pair_a_voice_the_canceller_suppresses_in_a_duck_leaves_raw() {
 }
 
 /// Where the session's ducker lets go of a duck at `duck` over `heard` (judged) and `sent` on
-/// the pair guard `g`, when all it watches is quiet (the canceller suppresses the voice in double talk):
-/// 150 ms after the duck's effect reaches the microphone, or, with `judged_on`, up to 400 ms
-/// later while the guard is still judging the duck. The sample it lets go at.
+/// the pair guard `g`, when all it watches is quiet (the canceller suppresses the voice in
+/// double talk): 150 ms after the duck's effect reaches the microphone, or, with `judged_on`,
+/// at the guard's hold (`duck_hold_frames`: up to 400 ms later while it is still judging the
+/// duck). The sample it lets go at.
 fn ducker_lets_go(
     mut g: EchoGuard,
     heard: &[i16],
@@ -1276,9 +1279,13 @@ fn ducker_lets_go(
         let at = i * FRAME;
         if at >= duck {
             let since = (at - duck) / FRAME;
-            let effect = g.duck_effect_frames().unwrap_or(0) as usize;
-            let more = if judged_on && g.judging_duck() { 40 } else { 0 };
-            if since >= effect + 15 + more {
+            let least = g.duck_effect_frames().map(|k| k + DUCK_JUDGE_FRAMES);
+            let hold = if judged_on {
+                g.duck_hold_frames()
+            } else {
+                least
+            };
+            if since >= hold.unwrap_or(0) as usize {
                 return at;
             }
         }

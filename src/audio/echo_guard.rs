@@ -290,6 +290,12 @@ const DUCK_RAMP_FRAMES: u64 = 15;
 /// Frames after a duck's effect is due before the capture is taken as only the room ringing
 /// down: the path's lag is known to ±2 frames (the prediction's window), and one more.
 const DUCK_EFFECT_SLACK_FRAMES: u64 = 3;
+/// Frames a duck on a pair lasts at least beyond its effect (150 ms): time to see a voice over
+/// the ducked echo ([`EchoGuard::duck_hold_frames`]).
+pub const DUCK_JUDGE_FRAMES: u32 = 15;
+/// Frames more while the duck is still being judged (400 ms, [`EchoGuard::judging_duck`]): a
+/// voice the canceller suppresses keeps the raw capture loud over the ducked echo.
+const DUCK_JUDGE_MORE_FRAMES: u32 = 40;
 
 /// The gate's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1151,13 +1157,28 @@ impl EchoGuard {
         self.judges_ducks().then_some(self.duck_effect() as u32)
     }
 
+    /// On a pair with the echo path known, the frames a duck must last (the ducker's least
+    /// hold, `session::echo`): until its effect reaches the microphone and
+    /// [`DUCK_JUDGE_FRAMES`] more, and [`DUCK_JUDGE_MORE_FRAMES`] beyond that while it is still
+    /// being judged ([`EchoGuard::judging_duck`]). None otherwise.
+    pub fn duck_hold_frames(&self) -> Option<u32> {
+        let more = if self.judging_duck() {
+            DUCK_JUDGE_MORE_FRAMES
+        } else {
+            0
+        };
+        self.duck_effect_frames()
+            .map(|k| k + DUCK_JUDGE_FRAMES + more)
+    }
+
     /// On a pair with the echo path known, whether the raw capture was heard louder than the
     /// ducked echo can be once the duck's effect reached it, while the gate guards or passes:
     /// something besides the echo may be talking over it (a voice's pauses included). The
     /// ducker watches the canceller's output, which suppresses a voice in double talk, and
-    /// would let go on that quiet: it holds the duck on meanwhile (`session::echo`), or the
-    /// voice held since the duck leaves as silence with it.
-    pub fn judging_duck(&self) -> bool {
+    /// would let go on that quiet: the duck is held on meanwhile
+    /// ([`EchoGuard::duck_hold_frames`]), or the voice held since the duck leaves as silence
+    /// with it.
+    fn judging_duck(&self) -> bool {
         self.state != GateState::Idle
             && self
                 .duck

@@ -22,13 +22,6 @@ use super::output::Output;
 use crate::audio::duck::{Ducker, DUCK_DB};
 use crate::audio::echo_guard::{Capture, EchoGuard};
 
-/// Frames a duck is held beyond the moment its effect reaches the microphone (150 ms): time
-/// for the echo guard to see a voice over the ducked echo.
-const DUCK_JUDGE_FRAMES: u32 = 15;
-/// Frames more while the guard is still judging the duck (`EchoGuard::judging_duck`, 400 ms):
-/// a voice the canceller suppresses keeps the raw capture loud over the ducked echo.
-const DUCK_JUDGE_MORE_FRAMES: u32 = 40;
-
 /// The guard and its output buffer (reused: no allocation per block once grown), and the
 /// echo canceller in use.
 #[derive(Debug)]
@@ -192,15 +185,7 @@ impl Session {
         let armed = self.play.assistant_speaking && self.echo.server_interrupts;
         // Judged on a pair with a path known: a duck lasts until its effect can be heard and
         // judged there.
-        let guard = &self.echo.guard;
-        let more = if guard.judging_duck() {
-            DUCK_JUDGE_MORE_FRAMES
-        } else {
-            0
-        };
-        let min = guard
-            .duck_effect_frames()
-            .map_or(0, |k| k + DUCK_JUDGE_FRAMES + more);
+        let min = self.echo.guard.duck_hold_frames().unwrap_or(0);
         if let Some(d) = self.echo.ducker.as_mut() {
             d.hold_at_least(min);
         }
