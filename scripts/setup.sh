@@ -8,7 +8,10 @@ cd "$(dirname "$0")/.."
 WASM_BINDGEN_VERSION=0.2.130
 APT_PACKAGES=(chromium chromium-driver firefox-esr pulseaudio pulseaudio-utils sox espeak-ng tap-plugins
   webkit2gtk-driver xvfb xauth gstreamer1.0-gl libgl1-mesa-dri gstreamer1.0-plugins-bad
-  gstreamer1.0-alsa gstreamer1.0-libav)
+  gstreamer1.0-alsa gstreamer1.0-libav
+  # Redis and Postgres for the server's multi-instance tests (server/tests/multi_instance.rs
+  # starts private instances on free ports; the Debian services themselves are not used).
+  redis-server postgresql)
 export PATH="$HOME/.cargo/bin:$PATH"
 
 log() { printf '[setup] %s\n' "$*"; }
@@ -52,17 +55,5 @@ fi
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "npm: installing dev tools"
   if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; else npm install --no-audit --no-fund --loglevel=error; fi
-fi
-# Redis and Postgres for the server's multi-instance tests (server/tests/multi_instance.rs
-# starts private instances on free ports; the Debian services themselves are not used).
-svc_missing=()
-for p in redis-server postgresql; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || svc_missing+=("$p")
-done
-if [ ${#svc_missing[@]} -gt 0 ]; then
-  log "apt: installing ${svc_missing[*]}"
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${svc_missing[@]}" >/dev/null
 fi
 log "ready"

@@ -95,3 +95,54 @@ pub fn prop(obj: &JsValue, key: &str) -> JsValue {
 pub fn num(obj: &JsValue, key: &str) -> f64 {
     prop(obj, key).as_f64().unwrap_or(f64::NAN)
 }
+
+/// When the page handed each `input_audio_buffer.append` to a WebSocket whose URL contains
+/// `key`, on the page's clock (`performance.now()`, the clock the shell gives the session): the
+/// client's own send decisions, free of the arrival jitter a loaded machine adds on the way to
+/// the server. Installed by wrapping `WebSocket.prototype.send`; a later call replaces the log.
+pub struct AppendSends(js_sys::Array);
+
+impl AppendSends {
+    /// Starts recording for sockets whose URL contains `key` (an interview id).
+    pub fn record(key: &str) -> AppendSends {
+        let install = js_sys::Function::new_with_args(
+            "key",
+            r#"const p = WebSocket.prototype;
+            if (!p.__rvSend) p.__rvSend = p.send;
+            const log = [];
+            p.send = function (data) {
+              if (typeof data === "string" && this.url.includes(key)
+                  && data.startsWith('{"type":"input_audio_buffer.append"')) {
+                log.push(performance.now());
+              }
+              return p.__rvSend.call(this, data);
+            };
+            return log;"#,
+        );
+        let log = install
+            .call1(&JsValue::NULL, &JsValue::from_str(key))
+            .ok()
+            .and_then(|v| v.dyn_into::<js_sys::Array>().ok())
+            .expect("WebSocket.prototype.send wrapped");
+        AppendSends(log)
+    }
+
+    /// The most appends sent within any `window_ms` so far.
+    pub fn max_within(&self, window_ms: f64) -> usize {
+        let times: Vec<f64> = self.0.iter().filter_map(|v| v.as_f64()).collect();
+        let mut most = 0;
+        let mut first = 0;
+        for (last, t) in times.iter().enumerate() {
+            while t - times[first] >= window_ms {
+                first += 1;
+            }
+            most = most.max(last + 1 - first);
+        }
+        most
+    }
+
+    /// How many appends were sent so far.
+    pub fn count(&self) -> u32 {
+        self.0.length()
+    }
+}
