@@ -51,6 +51,32 @@ export function pageUrl(params = {}) {
 }
 
 /** A summary of the page's facts, attached to failures. */
+/** In the page: records when each `input_audio_buffer.append` is handed to a WebSocket, on
+ *  `performance.now()` (the clock the client paces its chunks on), into `window.__rvAppendSends`.
+ *  The pacing rule is the sender's; what the server counts on arrival carries the machine's
+ *  jitter. Evaluate before the client connects. */
+export const recordAppendSends = () => {
+  const p = WebSocket.prototype;
+  if (!p.__rvSend) p.__rvSend = p.send;
+  const log = (window.__rvAppendSends = []);
+  p.send = function (data) {
+    if (typeof data === "string" && data.startsWith('{"type":"input_audio_buffer.append"')) log.push(performance.now());
+    return p.__rvSend.call(this, data);
+  };
+};
+
+/** In the page: the most appends `recordAppendSends` saw sent within any `windowMs`, and how
+ *  many in all. */
+export const appendSendsWithin = (windowMs) => {
+  const t = window.__rvAppendSends ?? [];
+  let most = 0;
+  for (let first = 0, last = 0; last < t.length; last++) {
+    while (t[last] - t[first] >= windowMs) first++;
+    most = Math.max(most, last + 1 - first);
+  }
+  return { most, count: t.length };
+};
+
 export const facts = () => {
   const rv = window.__rv;
   if (!rv) return { noHooks: true, body: { ...document.body.dataset } };
