@@ -50,7 +50,6 @@ export function pageUrl(params = {}) {
   return `${SERVER}/${q ? `?${q}` : ""}`;
 }
 
-/** A summary of the page's facts, attached to failures. */
 /** In the page: records when each `input_audio_buffer.append` is handed to a WebSocket, on
  *  `performance.now()` (the clock the client paces its chunks on), into `window.__rvAppendSends`.
  *  The pacing rule is the sender's; what the server counts on arrival carries the machine's
@@ -77,6 +76,7 @@ export const appendSendsWithin = (windowMs) => {
   return { most, count: t.length };
 };
 
+/** A summary of the page's facts, attached to failures. */
 export const facts = () => {
   const rv = window.__rv;
   if (!rv) return { noHooks: true, body: { ...document.body.dataset } };

@@ -1279,11 +1279,10 @@ fn ducker_lets_go(
         let at = i * FRAME;
         if at >= duck {
             let since = (at - duck) / FRAME;
-            let least = g.duck_effect_frames().map(|k| k + DUCK_JUDGE_FRAMES);
             let hold = if judged_on {
                 g.duck_hold_frames()
             } else {
-                least
+                g.duck_effect_frames().map(|k| k + DUCK_JUDGE_FRAMES)
             };
             if since >= hold.unwrap_or(0) as usize {
                 return at;
