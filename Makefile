@@ -14,6 +14,11 @@ export WASM_BINDGEN_TEST_TIMEOUT ?= 180
 SERVER_BIN := target/debug/realtime-voice-server
 WITH_SERVER := TEST_PORT=$(TEST_PORT) scripts/with-server.sh
 XVFB := xvfb-run -a -s "-screen 0 1280x1024x24"
+# The browser tests (tests/web) by the pinned wasm-bindgen's test runner, in the engine whose driver
+# variable precedes it (what `wasm-pack test --headless` does, without wasm-pack and its build of
+# every test target).
+WASM_TEST := CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner WASM_BINDGEN_TEST_ONLY_WEB=1 \
+  cargo test --target wasm32-unknown-unknown --test web
 
 .PHONY: help setup demo test lint fmt-check clippy test-native pkg server webdriver size-echo-guard \
         test-browser test-chrome test-firefox test-webkit test-package test-e2e size size-check \
@@ -72,10 +77,10 @@ test-native: setup
 test-browser: test-chrome test-firefox test-webkit
 
 test-chrome: setup pkg server webdriver.json
-	$(NO_DRIVERS) scripts/failure-summary.sh env $(WITH_SERVER) wasm-pack test --headless --chrome --chromedriver $(CHROMEDRIVER) -- --test web
+	$(NO_DRIVERS) scripts/failure-summary.sh env $(WITH_SERVER) env CHROMEDRIVER=$(CHROMEDRIVER) $(WASM_TEST)
 
 test-firefox: setup pkg server webdriver.json
-	$(NO_DRIVERS) scripts/failure-summary.sh env $(WITH_SERVER) scripts/with-pulseaudio.sh wasm-pack test --headless --firefox --geckodriver $(GECKODRIVER) -- --test web
+	$(NO_DRIVERS) scripts/failure-summary.sh env $(WITH_SERVER) scripts/with-pulseaudio.sh env GECKODRIVER=$(GECKODRIVER) $(WASM_TEST)
 
 # WebKitGTK's MiniBrowser has no headless mode: its driver runs under Xvfb. The runner says
 # "Firefox" because the WebKit driver stands in for geckodriver (TOOLCHAIN.md). Without a sound
@@ -84,7 +89,7 @@ test-firefox: setup pkg server webdriver.json
 # "WebProcess CRASHED") is run once more, with a fresh server and sound server
 # (scripts/retry-engine-crash.sh).
 test-webkit: setup pkg server webdriver.json
-	$(NO_DRIVERS) TEST_PORT=$(TEST_PORT) scripts/retry-engine-crash.sh scripts/failure-summary.sh scripts/with-server.sh scripts/with-pulseaudio.sh $(XVFB) wasm-pack test --headless --firefox --geckodriver $(WEBKITDRIVER) -- --test web
+	$(NO_DRIVERS) TEST_PORT=$(TEST_PORT) scripts/retry-engine-crash.sh scripts/failure-summary.sh scripts/with-server.sh scripts/with-pulseaudio.sh $(XVFB) env GECKODRIVER=$(WEBKITDRIVER) $(WASM_TEST)
 
 # The E2E suite runs with the fault lab's control server up (RV_FAULT_PROXY): e2e/faults.test.mjs
 # puts a proxy between the browser and the server. The recovery table is printed whatever the outcome.
@@ -116,10 +121,9 @@ test-package: setup pkg server
 # Browser-side latency (capture → send, first delta → audio out), printed per engine; a report,
 # not a test.
 latency-report: setup pkg server webdriver.json
-	@for b in chrome firefox; do \
-	  $(NO_DRIVERS) $(WITH_SERVER) scripts/with-pulseaudio.sh wasm-pack test --headless --$$b \
-	    $$( [ $$b = chrome ] && echo --chromedriver $(CHROMEDRIVER) || echo --geckodriver $(GECKODRIVER) ) \
-	    -- --test web -- connects_streams --nocapture 2>&1 | grep "latency report"; done
+	@for driver in CHROMEDRIVER=$(CHROMEDRIVER) GECKODRIVER=$(GECKODRIVER); do \
+	  $(NO_DRIVERS) $(WITH_SERVER) scripts/with-pulseaudio.sh env $$driver $(WASM_TEST) \
+	    -- connects_streams --nocapture 2>&1 | grep "latency report"; done
 
 size: pkg
 	@bash scripts/size.sh

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the npm package into pkg/ (or $1): wasm-pack --target web (or $2, e.g. `bundler` into
-# pkg-bundler/, whose package.json then lists the entry's side effects), release profile for size,
+# Builds the npm package into pkg/ (or $1): cargo, then wasm-bindgen --target web (or $2, e.g.
+# `bundler` into pkg-bundler/, whose package.json then lists the entry's side effects), release profile for size,
 # wasm-opt -Oz from the npm binaryen (never Debian's 108, which breaks the module), the worklet
 # files beside the glue, and package.json from pkg.json.template with the crate's version.
 set -euo pipefail
@@ -31,8 +31,11 @@ if [ -z "${FEATURES:-}" ] && [ "${LEAN_STD:-1}" = 1 ]; then
   cargo_args=(-Z build-std=std,panic_abort)
 fi
 [ -n "${FEATURES:-}" ] && cargo_args+=(--features "$FEATURES")
-wasm-pack build --quiet --release --target "$target" --out-dir "$out" --out-name realtime_voice --no-pack \
-  ${cargo_args[@]+-- "${cargo_args[@]}"}
+cargo build --quiet --lib --release --target wasm32-unknown-unknown ${cargo_args[@]+"${cargo_args[@]}"}
+# The bindings, as wasm-pack would write them (its defaults for a release build), by the pinned
+# wasm-bindgen that setup.sh installs: wasm-pack itself is not needed.
+wasm-bindgen "${CARGO_TARGET_DIR:-$PWD/target}/wasm32-unknown-unknown/release/realtime_voice.wasm" \
+  --out-dir "$out" --out-name realtime_voice --typescript --target "$target"
 wasm="$out/realtime_voice_bg.wasm"
 # wasm-bindgen's output still has its function names: `make size` groups its items by area
 # from this copy (scripts/size.sh).
@@ -85,5 +88,4 @@ if [ "$target" = bundler ]; then
     j.sideEffects = ["./realtime_voice.js", "./snippets/*"];
     fs.writeFileSync(p, JSON.stringify(j, null, 2) + "\n");' "$out/package.json"
 fi
-rm -f "$out/.gitignore"
 echo "built $out/ (realtime-voice $version, target $target)"

@@ -16,6 +16,34 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 log() { printf '[setup] %s\n' "$*"; }
 
+# rustup first: the cargo installs below build with the toolchain, and rust-src is for the
+# release package, which rebuilds std (scripts/build-pkg.sh).
+if ! rustup target list --installed | grep -q '^wasm32-unknown-unknown$'; then
+  log "rustup: adding wasm32-unknown-unknown"
+  rustup target add wasm32-unknown-unknown
+fi
+for c in rustfmt clippy rust-src; do
+  rustup component list --installed | grep -q "^$c" || rustup component add "$c"
+done
+
+# The cargo installs compile (CPU) while apt downloads and unpacks (network and disk): they run
+# side by side, about 4 minutes of a fresh machine's setup, and need nothing from apt.
+cargo_tools() {
+  if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
+    log "cargo: installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (wasm-bindgen and its test runner)"
+    # No --locked: its lockfile wants a webpki-roots version the index lacks (TOOLCHAIN.md).
+    cargo install -q wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --no-default-features --force
+  fi
+  if ! command -v geckodriver >/dev/null; then
+    log "cargo: installing geckodriver"
+    cargo install -q geckodriver --locked
+  fi
+}
+cargo_log=$(mktemp)
+trap 'rm -f "$cargo_log"' EXIT
+cargo_tools >"$cargo_log" 2>&1 &
+cargo_pid=$!
+
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -27,28 +55,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if ! rustup target list --installed | grep -q '^wasm32-unknown-unknown$'; then
-  log "rustup: adding wasm32-unknown-unknown"
-  rustup target add wasm32-unknown-unknown
-fi
-# rust-src: the release package rebuilds std (scripts/build-pkg.sh).
-for c in rustfmt clippy rust-src; do
-  rustup component list --installed | grep -q "^$c" || rustup component add "$c"
-done
-
-if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
-  log "cargo: installing wasm-bindgen-cli $WASM_BINDGEN_VERSION"
-  # No --locked: its lockfile wants a webpki-roots version the index lacks (TOOLCHAIN.md).
-  cargo install -q wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --no-default-features --force
-fi
-if ! command -v wasm-pack >/dev/null; then
-  log "cargo: installing wasm-pack"
-  cargo install -q wasm-pack --locked
-fi
-if ! command -v geckodriver >/dev/null; then
-  log "cargo: installing geckodriver"
-  cargo install -q geckodriver --locked
-fi
+cargo_rc=0
+wait "$cargo_pid" || cargo_rc=$?
+cat "$cargo_log"
+[ "$cargo_rc" = 0 ] || { log "cargo install failed (exit $cargo_rc)"; exit "$cargo_rc"; }
 
 # npm tools (playwright-core, selenium-webdriver, binaryen's wasm-opt, typescript): the lockfile
 # pins them; reinstall only when the lockfile changed since the last install.
