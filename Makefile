@@ -118,7 +118,7 @@ test-faults: setup pkg server fault-proxy
 test-package: setup pkg server
 	$(WITH_SERVER) scripts/test-package.sh
 
-# Browser-side latency (capture → send, first delta → audio out), printed per engine; a report,
+# Browser-side latency (capture → send, first delta → played), printed per engine; a report,
 # not a test.
 latency-report: setup pkg server webdriver.json
 	@for driver in CHROMEDRIVER=$(CHROMEDRIVER) GECKODRIVER=$(GECKODRIVER); do \

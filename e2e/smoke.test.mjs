@@ -68,6 +68,8 @@ scenario("smoke", "smoke test: Voice Mode → Connected → speak → AI audio �
   assert.notEqual(qs[1], qs[0], `questions shown: ${JSON.stringify(qs)}`);
   const m = await b.eval(() => window.__rv.client.metrics());
   assert.ok(m.timeToFirstAudioMs > 0 && m.timeToFirstAudioMs < 10_000, `time to first audio ${m.timeToFirstAudioMs} ms`);
+  // The output was heard: the player reported audio played, after the first delta came.
+  assert.ok(m.timeToFirstSoundMs >= m.timeToFirstAudioMs, `time to first sound ${m.timeToFirstSoundMs} ms`);
   assert.ok(m.costUsd > 0, `cost so far ${m.costUsd}`);
   assert.equal(m.protocolErrors, 0);
 

@@ -35,6 +35,41 @@ fn latency_percentiles_from_speech_stopped_to_first_audio() {
     assert_eq!(m.time_to_first_audio_ms, Some(5_100));
 }
 
+/// The first sound is timed by the player's first report of audio played, not by the delta's
+/// arrival: the player may start long after the first delta (the audio devices' start-up).
+#[test]
+fn time_to_first_sound_runs_from_connect_to_the_players_first_report_of_audio_played() {
+    let mut sim = Sim::new("");
+    sim.now = 1_000;
+    sim.connect_open();
+    sim.s.handle_audio_started(1_000, 24_000, 1);
+    sim.advance(500);
+    sim.msg(&audio_delta("a", 2_400));
+    sim.advance(300);
+    sim.s.handle_playback_started(sim.now, 24_000);
+    sim.advance(50);
+    // Reports before any of it played leave the first sound untimed.
+    sim.s.handle_playback_progress(sim.now, sim.slot("a"), 0, 0);
+    assert_eq!(sim.s.metrics().time_to_first_sound_ms, None);
+    sim.advance(50);
+    sim.s
+        .handle_playback_progress(sim.now, sim.slot("a"), 1_200, 0);
+    sim.advance(50);
+    sim.s
+        .handle_playback_progress(sim.now, sim.slot("a"), 2_400, 0);
+    let m = sim.s.metrics();
+    assert_eq!(
+        (m.time_to_first_audio_ms, m.time_to_first_sound_ms),
+        (Some(500), Some(900))
+    );
+    let mut json = String::new();
+    m.write_json(&mut json);
+    assert!(
+        json.contains(r#""timeToFirstAudioMs":500,"timeToFirstSoundMs":900,"#),
+        "{json}"
+    );
+}
+
 #[test]
 fn commit_without_vad_starts_the_latency_clock() {
     let mut sim = Sim::new("");

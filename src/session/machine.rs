@@ -272,6 +272,7 @@ impl Session {
         self.attempts = Attempts::default();
         self.connect_called_at = Some(now_ms);
         self.snap.time_to_first_audio_ms = None;
+        self.snap.time_to_first_sound_ms = None;
         if self.mode != self.cfg.mode {
             self.set_mode(self.cfg.mode, "connect");
         }

@@ -102,6 +102,10 @@ pub struct MetricsSnapshot {
     pub latency_samples: usize,
     /// `connect()` → first audio delta, ms (first connection of this session).
     pub time_to_first_audio_ms: Option<u64>,
+    /// `connect()` → the player's first report of assistant audio played, ms: what a user waits
+    /// for the first sound, the audio devices' start-up included (the player reports about
+    /// every 50 ms; the device's output latency is not included).
+    pub time_to_first_sound_ms: Option<u64>,
     /// Capture → send delay of the last chunk sent, ms.
     pub capture_to_send_last_ms: Option<u64>,
     /// Largest capture → send delay seen, ms.
@@ -226,6 +230,7 @@ impl MetricsSnapshot {
         opt(s, ",\"latencyP99Ms\":", self.latency_p99_ms);
         opt(s, ",\"latencySamples\":", Some(self.latency_samples as u64));
         opt(s, ",\"timeToFirstAudioMs\":", self.time_to_first_audio_ms);
+        opt(s, ",\"timeToFirstSoundMs\":", self.time_to_first_sound_ms);
         opt(s, ",\"captureToSendLastMs\":", self.capture_to_send_last_ms);
         opt(
             s,

@@ -315,7 +315,7 @@ impl Session {
 
     fn progress(
         &mut self,
-        _now_ms: u64,
+        now_ms: u64,
         item: u32,
         played_frames: u64,
         underruns_total: u64,
@@ -329,6 +329,10 @@ impl Session {
         if let Some(it) = p.item(item) {
             let played = it.base + played_frames * u64::from(API_RATE) / rate;
             it.played = it.played.max(played.min(it.received));
+            if played_frames > 0 && self.snap.time_to_first_sound_ms.is_none() {
+                self.snap.time_to_first_sound_ms =
+                    self.connect_called_at.map(|t| now_ms.saturating_sub(t));
+            }
             self.echo.played(&it.item_id, it.played, at);
         }
         self.check_assistant_done();

@@ -141,6 +141,9 @@ export interface MetricsSnapshot {
   latencyP50Ms: number | null; latencyP95Ms: number | null; latencyP99Ms: number | null;
   latencySamples: number;
   timeToFirstAudioMs: number | null;
+  /** `connect()` → the player's first report of AI audio played (the audio devices' start-up
+   * included, the device's output latency not). */
+  timeToFirstSoundMs: number | null;
   captureToSendLastMs: number | null; captureToSendMaxMs: number; captureToSendAvgMs: number | null;
   underruns: number; audioInterruptions: number; capturedAudioMs: number; sentAudioMs: number; droppedPlaybackMs: number; prebufferMs: number;
   echoReturnLossDb: number | null; echoDelayMs: number | null; echoGuardedMs: number; echoHeldMs: number; suspectedSelfInterruptions: number;
