@@ -61,11 +61,11 @@ fn bench_guard(
     c.bench_function(name, |b| {
         b.iter(|| {
             let mut g = EchoGuard::for_capture(true, capture);
-            g.push_reference("a", reference);
+            g.push_reference(1, reference);
             let mut sent = 0usize;
             for (i, block) in mic.chunks(FRAME).enumerate() {
                 if i % 2 == 1 {
-                    g.played("a", ((i + 1) * FRAME) as u64);
+                    g.played(1, ((i + 1) * FRAME) as u64);
                 }
                 out.clear();
                 if capture == Capture::Pair {

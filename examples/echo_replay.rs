@@ -143,12 +143,12 @@ fn replay(args: &[String]) -> Result<(), Failure> {
         (None, true) => EchoGuard::raw(true),
         (None, false) => EchoGuard::new(true),
     };
-    guard.push_reference("recorded", &reference);
+    guard.push_reference(1, &reference);
     let mut sent = Vec::with_capacity(mic.len());
     for (i, block) in mic.chunks(FRAME).enumerate() {
         guard.set_ducked(ducks.iter().any(|d| d.contains(&i)));
         if i % 2 == 1 {
-            guard.played("recorded", ((i + 1) * FRAME).min(reference.len()) as u64);
+            guard.played(1, ((i + 1) * FRAME).min(reference.len()) as u64);
         }
         let at = i * FRAME..(i * FRAME + block.len());
         match processed.as_ref().and_then(|p| p.get(at)) {

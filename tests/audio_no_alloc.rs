@@ -140,12 +140,12 @@ fn echo_guard_gate_and_progress_do_not_allocate() {
         .collect();
     let mic = echo_support::wav("mild-echo.wav");
     let mut g = EchoGuard::new(true);
-    g.push_reference("a", &reference);
+    g.push_reference(1, &reference);
     let mut out = Vec::with_capacity(mic.len() + FRAME);
     // Reference played and mic captured in 10 ms steps, through the idle and guard states.
     let n = allocations(|| {
         for (i, block) in mic.chunks(FRAME).enumerate() {
-            g.played("a", ((i + 1) * FRAME).min(reference.len()) as u64);
+            g.played(1, ((i + 1) * FRAME).min(reference.len()) as u64);
             g.process(block, &mut out);
         }
     });

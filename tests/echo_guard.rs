@@ -20,6 +20,17 @@ use realtime_voice::audio::echo_guard::{
 
 /// Where the user's first sound is in the talk fixtures, ms (1.2 s of padding + espeak's lead).
 const USER_ONSET_MS: u64 = 1_212;
+/// Assistant items by number, as the session numbers them (its player's slots).
+const GREETING: u32 = 1;
+const SECOND: u32 = 2;
+const THIRD: u32 = 3;
+const FOURTH: u32 = 4;
+const FIFTH: u32 = 5;
+/// Series of items: `MOVED + k`, `RESPONSES + k`, `DUCKED + 1 + k`, `ANSWER + 1 + leak_ms`.
+const MOVED: u32 = 10;
+const RESPONSES: u32 = 20;
+const DUCKED: u32 = 100;
+const ANSWER: u32 = 1_000;
 const ROOMS: [(&str, u32); 3] = [("mild", 80), ("harsh", 80), ("speakerphone", 240)];
 
 /// What the guard gave for one response: its output, and the state after each 10 ms block.
@@ -33,19 +44,19 @@ struct Run {
 }
 
 /// Plays assistant.wav as item `item` while `mic` is captured, through `g`.
-fn respond(g: &mut EchoGuard, item: &str, mic: &[i16]) -> Run {
+fn respond(g: &mut EchoGuard, item: u32, mic: &[i16]) -> Run {
     respond_pair(g, item, mic, mic)
 }
 
 /// As [`respond`], the microphone captured as a pair: `heard` judged, `sent` sent.
-fn respond_pair(g: &mut EchoGuard, item: &str, heard: &[i16], sent: &[i16]) -> Run {
+fn respond_pair(g: &mut EchoGuard, item: u32, heard: &[i16], sent: &[i16]) -> Run {
     respond_pair_playing(g, item, &wav("assistant.wav"), heard, sent)
 }
 
 /// As [`respond_pair`], playing `played` instead of assistant.wav.
 fn respond_pair_playing(
     g: &mut EchoGuard,
-    item: &str,
+    item: u32,
     played: &[i16],
     heard: &[i16],
     sent: &[i16],
@@ -78,7 +89,7 @@ fn respond_pair_playing(
 /// where the echo path was first evidenced.
 fn respond_ducked(
     g: &mut EchoGuard,
-    item: &str,
+    item: u32,
     mic: &[i16],
     ducked: std::ops::Range<usize>,
 ) -> (Vec<i16>, Option<usize>) {
@@ -88,7 +99,7 @@ fn respond_ducked(
 /// As [`respond_ducked`], the microphone captured as a pair: `heard` judged, `sent` sent.
 fn respond_ducked_pair(
     g: &mut EchoGuard,
-    item: &str,
+    item: u32,
     heard: &[i16],
     sent: &[i16],
     ducked: std::ops::Range<usize>,
@@ -121,7 +132,7 @@ fn respond_ducked_pair(
 /// A raw capture's guard that has heard `echo` over two responses (its path known).
 fn raw_primed(echo: &[i16]) -> EchoGuard {
     let mut g = EchoGuard::raw(true);
-    for item in ["greeting", "second"] {
+    for item in [GREETING, SECOND] {
         respond(&mut g, item, echo);
         pause(&mut g);
     }
@@ -141,7 +152,7 @@ fn primed(room: &str, gating: bool) -> (EchoGuard, Vec<Run>, Option<u64>) {
     let mut g = EchoGuard::new(gating);
     let mic = wav(&format!("{room}-echo.wav"));
     let (mut runs, mut at) = (Vec::new(), None);
-    for (k, item) in ["greeting", "second"].into_iter().enumerate() {
+    for (k, item) in [GREETING, SECOND].into_iter().enumerate() {
         let r = respond(&mut g, item, &mic);
         at = at.or(r.echo_at_ms.map(|t| t + k as u64 * mic.len() as u64 / 24));
         runs.push(r);
@@ -221,7 +232,7 @@ fn with_an_echo_path_echo_alone_never_reaches_the_servers_vad() {
         );
         let (mut g, _, _) = primed(room, true);
         let before = g.stats().guarded_ms;
-        let r = respond(&mut g, "third", &mic);
+        let r = respond(&mut g, THIRD, &mic);
         assert_eq!(
             vad_starts(&r.out),
             Vec::<u64>::new(),
@@ -261,7 +272,7 @@ enum Delivered {
 /// frame. Then a 5 s pause on the same clock. What `g` sent.
 fn respond_out_of_step(
     g: &mut EchoGuard,
-    item: &str,
+    item: u32,
     mic: &[i16],
     ctx: &mut u64,
     rng: &mut u32,
@@ -324,7 +335,7 @@ fn on_the_capture_clock_reports_out_of_step_place_the_echo_where_it_played() {
             let mut g = guard(true);
             let (mut ctx, mut rng) = (1_234_567, 7);
             let mut outs = Vec::new();
-            for item in ["greeting", "second", "third"] {
+            for item in [GREETING, SECOND, THIRD] {
                 outs.push(respond_out_of_step(
                     &mut g, item, &mic, &mut ctx, &mut rng, true,
                 ));
@@ -359,14 +370,14 @@ fn after_a_pause_in_a_noisy_room_the_echo_of_the_next_response_never_reaches_the
         for (room, _) in ROOMS {
             let mut g = guard(true);
             let echo = wav(&format!("{room}-echo.wav"));
-            for item in ["greeting", "second", "third", "fourth"] {
+            for item in [GREETING, SECOND, THIRD, FOURTH] {
                 let mic: Vec<i16> = echo
                     .iter()
                     .zip(noise(echo.len()))
                     .map(|(&e, n)| e.saturating_add(n))
                     .collect();
                 let r = respond(&mut g, item, &mic);
-                if item != "greeting" {
+                if item != GREETING {
                     let what = format!(
                         "{room} {item}, raw {}: {:?}",
                         g.stats().path == EchoPath::Echo,
@@ -410,12 +421,12 @@ fn responses_close_together_the_tail_of_one_never_opens_the_gate_on_the_next() {
             let mut out = Vec::new();
             for (i, block) in mic.chunks(FRAME).enumerate() {
                 let (k, j) = (i / every, i % every);
-                let item = format!("r{k}");
+                let item = RESPONSES + k as u32;
                 if j == 0 && k < 6 {
-                    g.push_reference(&item, &reference);
+                    g.push_reference(item, &reference);
                 }
                 if i % 2 == 1 && k < 6 {
-                    g.played(&item, ((j + 1) * FRAME).min(reference.len()) as u64);
+                    g.played(item, ((j + 1) * FRAME).min(reference.len()) as u64);
                 }
                 g.process(block, &mut out);
             }
@@ -435,7 +446,7 @@ fn with_an_echo_path_a_voice_over_the_echo_gets_through_with_its_first_word() {
     for (room, _) in ROOMS {
         let mic = wav(&format!("{room}-talk.wav"));
         let (mut g, _, _) = primed(room, true);
-        for item in ["third", "fourth", "fifth"] {
+        for item in [THIRD, FOURTH, FIFTH] {
             let r = respond(&mut g, item, &mic);
             assert_first_word(&format!("{room}, {item} response"), &g, &r, &mic, 50);
             pause(&mut g);
@@ -498,7 +509,7 @@ fn a_voice_under_way_when_the_echo_path_is_evidenced_is_not_held_back() {
             })
             .collect();
         let mut g = EchoGuard::new(true);
-        let (out, evidenced) = respond_ducked(&mut g, "greeting", &mic, duck..undo);
+        let (out, evidenced) = respond_ducked(&mut g, GREETING, &mic, duck..undo);
         let Some(from) = evidenced.filter(|&at| at < undo) else {
             continue;
         };
@@ -556,7 +567,7 @@ fn over_the_fake_mic(
     let n = wav("assistant.wav").len();
     for k in 0..13 {
         let mut g = guard(true);
-        for (j, item) in ["greeting", "second", "third"].into_iter().enumerate() {
+        for (j, item) in [GREETING, SECOND, THIRD].into_iter().enumerate() {
             let off = (k * 12_000 + j * 40_800) % len;
             let mic = &looped[off..off + n];
             let r = respond(&mut g, item, mic);
@@ -599,10 +610,10 @@ fn without_an_echo_path_a_voice_is_never_held_back() {
         })
         .collect();
     let mut g = EchoGuard::new(true);
-    let r = respond(&mut g, "greeting", &noise);
+    let r = respond(&mut g, GREETING, &noise);
     assert_passthrough("headset, quiet", &g, &noise, &r);
     pause(&mut g);
-    let r = respond(&mut g, "second", &looped[..n]);
+    let r = respond(&mut g, SECOND, &looped[..n]);
     assert_passthrough("headset, a voice", &g, &looped[..n], &r);
 
     // The same headset judged as a pair: once every lag has seen the greeting play with the
@@ -615,7 +626,7 @@ fn without_an_echo_path_a_voice_is_never_held_back() {
         .copied()
         .collect();
     let mut g = pair(true);
-    let r = respond_pair(&mut g, "greeting", &mic, &mic);
+    let r = respond_pair(&mut g, GREETING, &mic, &mic);
     assert_eq!(r.out.len(), mic.len(), "nothing lost or added");
     let lead = 300 * 24; // what the pre-roll line may still hold when the guard stands down
     assert_eq!(
@@ -653,7 +664,7 @@ fn on_raw_capture_echo_alone_never_reaches_the_servers_vad_from_the_first_respon
     for (room, _) in ROOMS {
         let mic = wav(&format!("{room}-echo.wav"));
         let mut g = EchoGuard::raw(true);
-        for item in ["greeting", "second"] {
+        for item in [GREETING, SECOND] {
             let r = respond(&mut g, item, &mic);
             println!(
                 "{room} {item}: path at {:?} ms, {:?}",
@@ -679,7 +690,7 @@ fn on_raw_capture_a_voice_over_the_first_response_gets_through_with_its_first_wo
     for (room, _) in ROOMS {
         let mic = wav(&format!("{room}-talk.wav"));
         let mut g = EchoGuard::raw(true);
-        let r = respond(&mut g, "greeting", &mic);
+        let r = respond(&mut g, GREETING, &mic);
         assert_first_word(room, &g, &r, &mic, 150);
     }
 }
@@ -705,7 +716,7 @@ fn on_raw_capture_a_voice_gets_through_where_its_bands_stand_out_over_the_echo()
             })
             .collect();
         let mut g = raw_primed(&echo);
-        for item in ["third", "fourth", "fifth"] {
+        for item in [THIRD, FOURTH, FIFTH] {
             assert_eq!(
                 g.stats().path,
                 EchoPath::Echo,
@@ -732,7 +743,7 @@ fn on_raw_capture_a_doubted_echo_path_is_guarded_before_it_is_given_up() {
         assert_eq!(g.stats().path, EchoPath::Echo, "{room}");
         let mut paths = vec![EchoPath::Echo];
         let len = looped.len() / 2;
-        for (j, item) in ["third", "fourth", "fifth"].into_iter().enumerate() {
+        for (j, item) in [THIRD, FOURTH, FIFTH].into_iter().enumerate() {
             let off = (j * 40_800) % len;
             let r = respond(&mut g, item, &looped[off..off + n]);
             for p in r.paths {
@@ -803,7 +814,7 @@ fn pair(gating: bool) -> EchoGuard {
 /// A guard judging a pair that has heard `heard` and sent `sent` over two responses.
 fn primed_pair(heard: &[i16], sent: &[i16]) -> EchoGuard {
     let mut g = pair(true);
-    for item in ["greeting", "second"] {
+    for item in [GREETING, SECOND] {
         respond_pair(&mut g, item, heard, sent);
         pause(&mut g);
     }
@@ -841,7 +852,7 @@ fn judged_as_a_pair_an_echo_sooner_than_the_paths_lag_is_expected_when_playback_
         !vad_starts(&onset_leak).is_empty(),
         "the leak alone starts the VAD"
     );
-    let r = respond_pair(&mut g, "third", &echo, &onset_leak);
+    let r = respond_pair(&mut g, THIRD, &echo, &onset_leak);
     assert_eq!(vad_starts(&r.out), Vec::<u64>::new(), "{:?}", g.stats());
 }
 
@@ -902,7 +913,7 @@ fn judged_as_a_pair_an_echo_sooner_than_the_paths_lag_is_expected_after_a_short_
         !vad_starts(&restart_leak).is_empty(),
         "the leak alone starts the VAD"
     );
-    let r = respond_pair_playing(&mut g, "third", &played, &echo, &restart_leak);
+    let r = respond_pair_playing(&mut g, THIRD, &played, &echo, &restart_leak);
     assert_eq!(vad_starts(&r.out), Vec::<u64>::new(), "{:?}", g.stats());
 }
 
@@ -920,10 +931,10 @@ fn judged_by_the_raw_capture_a_cancellers_leaks_never_reach_the_vad() {
             "{room}: the leaks alone start the VAD"
         );
         let mut g = pair(true);
-        for item in ["greeting", "second", "third"] {
+        for item in [GREETING, SECOND, THIRD] {
             let known = g.stats().path == EchoPath::Echo;
             assert!(
-                known || item != "third",
+                known || item != THIRD,
                 "{room}: the path is known by the third"
             );
             let r = respond_pair(&mut g, item, &heard, &sent);
@@ -973,7 +984,7 @@ fn judged_by_the_raw_capture_a_voice_gets_through_as_the_canceller_cleaned_it() 
         let sent = leaky_canceller(&echo, Some(&voice));
         let mut g = primed_pair(&echo, &leaky_canceller(&echo, None));
         assert_eq!(g.stats().path, EchoPath::Echo, "{room}: the path is known");
-        let r = respond_pair(&mut g, "third", &talk, &sent);
+        let r = respond_pair(&mut g, THIRD, &talk, &sent);
         assert_first_word(&format!("{room}, pair"), &g, &r, &sent, 150);
     }
 }
@@ -1015,7 +1026,7 @@ fn assert_no_vad_through_ducks(
     mic: &[i16],
     ducked: std::ops::Range<usize>,
 ) {
-    for item in ["third", "fourth", "fifth"] {
+    for item in [THIRD, FOURTH, FIFTH] {
         assert_eq!(g.stats().path, EchoPath::Echo, "{what} {item}");
         let (mut out, _) = respond_ducked(g, item, mic, ducked.clone());
         assert_eq!(
@@ -1042,7 +1053,7 @@ fn judged_by_the_raw_capture_the_first_leaks_before_the_path_never_reach_the_vad
             "{room}: the first leak alone starts the VAD"
         );
         let mut g = pair(true);
-        let r = respond_pair(&mut g, "greeting", &heard, &sent);
+        let r = respond_pair(&mut g, GREETING, &heard, &sent);
         let starts: Vec<u64> = vad_starts(&r.out[..early.min(r.out.len())]);
         assert_eq!(starts, Vec::<u64>::new(), "{room}: {:?}", g.stats());
     }
@@ -1166,7 +1177,7 @@ fn on_raw_capture_a_voice_in_a_duck_gets_through_once_the_room_is_heard_to_fall(
     let voice = user_voice(&talk, &echo);
     let (mic, rung) = harsh_ringing(duck, undo, 100.0);
     let mut g = raw_primed(&rung);
-    let (out, _) = respond_ducked(&mut g, "third", &mix(&mic, &voice), duck..undo);
+    let (out, _) = respond_ducked(&mut g, THIRD, &mix(&mic, &voice), duck..undo);
     let starts = vad_starts(&out);
     assert!(
         starts
@@ -1214,7 +1225,7 @@ fn judged_as_a_pair_a_voice_in_a_duck_reaches_the_server_from_its_first_word() {
     let heard = mix(&mic, &voice);
     let sent = mix(&cleaned(&mic), &voice);
     let mut g = primed_pair(&echo, &cleaned(&echo));
-    let (out, _) = respond_ducked_pair(&mut g, "third", &heard, &sent, duck..undo);
+    let (out, _) = respond_ducked_pair(&mut g, THIRD, &heard, &sent, duck..undo);
     let starts = vad_starts(&out);
     assert!(
         starts
@@ -1241,7 +1252,7 @@ fn judged_as_a_pair_a_voice_the_canceller_suppresses_in_a_duck_leaves_raw() {
     let primed = || primed_pair(&echo, &cancelled(&echo));
     let heard = mix(&mic, &voice);
     let mut g = primed();
-    let (out, _) = respond_ducked_pair(&mut g, "third", &heard, &cancelled(&heard), duck..undo);
+    let (out, _) = respond_ducked_pair(&mut g, THIRD, &heard, &cancelled(&heard), duck..undo);
     let starts = vad_starts(&out);
     // The duck's effect is heard from 1 490 ms on: the word under way then is the first
     // that can be told from the echo.
@@ -1251,7 +1262,7 @@ fn judged_as_a_pair_a_voice_the_canceller_suppresses_in_a_duck_leaves_raw() {
         g.stats()
     );
     let mut g = primed();
-    let (out, _) = respond_ducked_pair(&mut g, "third", &mic, &cancelled(&mic), duck..undo);
+    let (out, _) = respond_ducked_pair(&mut g, THIRD, &mic, &cancelled(&mic), duck..undo);
     assert_eq!(vad_starts(&out), Vec::<u64>::new(), "{:?}", g.stats());
     // Nothing is lost or added.
     assert_eq!(out.len() as u64 + g.stats().held_ms * 24, mic.len() as u64);
@@ -1273,7 +1284,7 @@ fn ducker_lets_go(
         .iter()
         .map(|&s| f32::from(s) / 32768.0)
         .collect();
-    g.push_reference("third", &reference);
+    g.push_reference(THIRD, &reference);
     let mut out = Vec::new();
     for (i, (block, h)) in sent.chunks(FRAME).zip(heard.chunks(FRAME)).enumerate() {
         let at = i * FRAME;
@@ -1292,7 +1303,7 @@ fn ducker_lets_go(
             g.set_ducked(true);
         }
         if i % 2 == 1 {
-            g.played("third", ((i + 1) * FRAME).min(reference.len()) as u64);
+            g.played(THIRD, ((i + 1) * FRAME).min(reference.len()) as u64);
         }
         g.process_pair(h, block, &mut out);
     }
@@ -1320,12 +1331,12 @@ fn judged_as_a_pair_a_late_duck_is_held_until_the_voice_over_it_is_told() {
         let (echo, mic, voice) = speakerphone_ducked(duck, undo);
         let heard = mix(&mic, &voice);
         let mut g = primed_pair(&echo, &cancelled(&echo));
-        let (out, _) = respond_ducked_pair(&mut g, "third", &heard, &cancelled(&heard), duck..undo);
+        let (out, _) = respond_ducked_pair(&mut g, THIRD, &heard, &cancelled(&heard), duck..undo);
         let starts = vad_starts(&out);
         firsts.push((starts.first().copied(), (undo / 24) as u64, g.stats()));
         // The echo alone is never let through, however long the duck is held.
         let mut g = primed_pair(&echo, &cancelled(&echo));
-        let (out, _) = respond_ducked_pair(&mut g, "third", &mic, &cancelled(&mic), duck..undo);
+        let (out, _) = respond_ducked_pair(&mut g, THIRD, &mic, &cancelled(&mic), duck..undo);
         assert_eq!(vad_starts(&out), Vec::<u64>::new(), "{:?}", g.stats());
     }
     // Let go 150 ms after the effect, the voice never reaches the VAD; held on, it does before
@@ -1368,7 +1379,7 @@ fn judged_as_a_pair_the_echo_of_a_duck_ramped_late_never_reaches_the_vad() {
                     (f32::from(e) * gain).round() as i16
                 })
                 .collect();
-            for item in ["third", "fourth"] {
+            for item in [THIRD, FOURTH] {
                 let sent = leaky_canceller(&mic, None);
                 let (out, _) = respond_ducked_pair(&mut g, item, &mic, &sent, duck..undo);
                 assert_eq!(
@@ -1402,7 +1413,7 @@ fn judged_as_a_pair_behind_a_canceller_that_takes_the_echo_out_a_voice_in_a_duck
         let (mic, rung) = (scaled(&mic), scaled(&rung));
         let mut g = primed_pair(&rung, &cancelled(&rung));
         let (heard, sent) = (mix(&mic, &voice), mix(&cancelled(&mic), &voice));
-        let (out, _) = respond_ducked_pair(&mut g, "third", &heard, &sent, duck..undo);
+        let (out, _) = respond_ducked_pair(&mut g, THIRD, &heard, &sent, duck..undo);
         let starts = vad_starts(&out);
         assert!(
             starts
@@ -1427,7 +1438,7 @@ fn judged_as_a_pair_ducks_do_not_move_the_paths_lag() {
     assert_eq!(g.stats().delay_ms, Some(80), "{:?}", g.stats());
     for k in 0..8 {
         let sent = leaky_canceller(&mic, None);
-        respond_ducked_pair(&mut g, &format!("ducked {k}"), &mic, &sent, duck..undo);
+        respond_ducked_pair(&mut g, DUCKED + 1 + k as u32, &mic, &sent, duck..undo);
         let lag = g.stats().delay_ms;
         assert!(
             lag.is_some_and(|d| d.abs_diff(80) <= 20),
@@ -1440,7 +1451,7 @@ fn judged_as_a_pair_ducks_do_not_move_the_paths_lag() {
     let moved: Vec<i16> = std::iter::repeat_n(0, later)
         .chain(rung[..rung.len() - later].iter().copied())
         .collect();
-    for item in ["moved", "moved again", "moved a third time"] {
+    for item in [MOVED, MOVED + 1, MOVED + 2] {
         respond_pair(&mut g, item, &moved, &leaky_canceller(&moved, None));
         pause(&mut g);
     }
@@ -1474,11 +1485,11 @@ fn judged_as_a_pair_the_ringing_a_canceller_takes_out_never_reaches_the_vad_thro
         };
         let mut g = pair(true);
         if primed {
-            respond_pair(&mut g, "greeting", &rung, &canceller(&rung));
+            respond_pair(&mut g, GREETING, &rung, &canceller(&rung));
             pause(&mut g);
         }
         let (out, evidenced) =
-            respond_ducked_pair(&mut g, "ducked", &mic, &canceller(&mic), duck..undo);
+            respond_ducked_pair(&mut g, DUCKED, &mic, &canceller(&mic), duck..undo);
         // The duck finds the echo path known: the ringing is judged as an echo path's.
         assert!(evidenced.is_some_and(|at| at < duck), "{:?}", g.stats());
         let starts = vad_starts(&out);
@@ -1500,7 +1511,7 @@ fn judged_as_a_pair_a_dry_rooms_echo_path_is_evidenced_in_the_first_response() {
     for t60 in [50.0, 250.0] {
         let echo = room_echo(&assistant, 120, t60);
         let mut g = pair(true);
-        let r = respond_pair(&mut g, "greeting", &echo, &cancelled(&echo));
+        let r = respond_pair(&mut g, GREETING, &echo, &cancelled(&echo));
         let what = format!("T60 {t60} ms: {:?}", g.stats());
         assert!(r.echo_at_ms.is_some_and(|t| t <= 3_000), "{what}");
         assert!(
@@ -1539,7 +1550,7 @@ fn wandering_loop(played: &[i16], on: usize) -> Vec<i16> {
 fn assert_wandering_loop_found(played: &[i16], on_ms: usize) {
     let echo = wandering_loop(played, on_ms * 24);
     let mut g = pair(true);
-    let r = respond_pair_playing(&mut g, "answer", played, &echo, &cancelled(&echo));
+    let r = respond_pair_playing(&mut g, ANSWER, played, &echo, &cancelled(&echo));
     let what = format!(
         "on at {on_ms} ms, found at {:?} ms: {:?}",
         r.echo_at_ms,
@@ -1608,13 +1619,13 @@ fn judged_as_a_pair_a_voice_in_a_dry_rooms_first_duck_gets_through_as_the_echo_f
     }
     let primed = || {
         let mut g = pair(true);
-        respond_pair(&mut g, "greeting", &echo, &cancelled(&echo));
+        respond_pair(&mut g, GREETING, &echo, &cancelled(&echo));
         pause(&mut g);
         assert_eq!(g.stats().path, EchoPath::Echo, "{:?}", g.stats());
         g
     };
     let mut g = primed();
-    let (out, _) = respond_ducked_pair(&mut g, "second", &heard, &sent, duck..undo);
+    let (out, _) = respond_ducked_pair(&mut g, SECOND, &heard, &sent, duck..undo);
     let starts = vad_starts(&out);
     assert!(
         starts
@@ -1625,7 +1636,7 @@ fn judged_as_a_pair_a_voice_in_a_dry_rooms_first_duck_gets_through_as_the_echo_f
     );
     let mut g = primed();
     let alone: Vec<i16> = (0..echo.len()).map(|k| ducked(echo[k], k) as i16).collect();
-    let (out, _) = respond_ducked_pair(&mut g, "second", &alone, &cancelled(&alone), duck..undo);
+    let (out, _) = respond_ducked_pair(&mut g, SECOND, &alone, &cancelled(&alone), duck..undo);
     assert_eq!(vad_starts(&out), Vec::<u64>::new(), "{:?}", g.stats());
 }
 
@@ -1659,7 +1670,7 @@ fn judged_as_a_pair_an_echo_under_the_bar_is_found_by_how_steadily_it_correlates
         let echo = wav(&format!("{room}-echo.wav"));
         let heard = over_noise(&echo, -30.0);
         let mut g = pair(true);
-        let first = respond_pair(&mut g, "greeting", &heard, &cleaned(&heard));
+        let first = respond_pair(&mut g, GREETING, &heard, &cleaned(&heard));
         let at = first.echo_at_ms;
         assert!(at.is_some_and(|t| t <= 2_000), "{room}: path at {at:?} ms");
         let mut leaks = 0;
@@ -1669,7 +1680,7 @@ fn judged_as_a_pair_an_echo_under_the_bar_is_found_by_how_steadily_it_correlates
                 continue;
             }
             leaks += 1;
-            let r = respond_pair(&mut g, &format!("answer {leak_ms}"), &heard, &sent);
+            let r = respond_pair(&mut g, ANSWER + 1 + leak_ms as u32, &heard, &sent);
             let starts = vad_starts(&r.out);
             assert_eq!(
                 starts,
@@ -1701,7 +1712,7 @@ fn leaking(echo: &[i16], leak: std::ops::Range<usize>) -> Vec<i16> {
 fn assert_kept_out(heard: &[i16], sent: &[i16], duck: std::ops::Range<usize>) {
     let mut g = pair(true);
     let at_ms = duck.start / 24;
-    let (out, _) = respond_ducked_pair(&mut g, "greeting", heard, sent, duck);
+    let (out, _) = respond_ducked_pair(&mut g, GREETING, heard, sent, duck);
     assert_ne!(g.stats().path, EchoPath::Echo, "{:?}", g.stats());
     let starts = vad_starts(&out);
     assert_eq!(
@@ -1765,7 +1776,7 @@ fn judged_as_a_pair_without_a_path_a_duck_is_probed_on_what_would_be_sent() {
     let sent = mix(&cleaned(&echo), &voice);
     let mut g = pair(true);
     let duck = onset + 200 * 24..echo.len() - 24;
-    let (out, _) = respond_ducked_pair(&mut g, "greeting", &mix(&heard, &voice), &sent, duck);
+    let (out, _) = respond_ducked_pair(&mut g, GREETING, &mix(&heard, &voice), &sent, duck);
     assert_ne!(g.stats().path, EchoPath::Echo, "{:?}", g.stats());
     assert_eq!(
         vad_starts(&out).first(),

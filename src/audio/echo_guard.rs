@@ -374,10 +374,11 @@ struct Clock {
     rate: u32,
 }
 
-/// Reference energy frames of one assistant item; those before `next` were played.
+/// Reference energy frames of one assistant item (`id`: its number, [`EchoGuard::push_reference`]);
+/// those before `next` were played.
 #[derive(Debug)]
 struct RefItem {
-    id: String,
+    id: u32,
     frames: Vec<Bands>,
     next: usize,
     /// Energy sums and count of the samples after the last whole frame.
@@ -771,16 +772,18 @@ impl EchoGuard {
         }
     }
 
-    /// Assistant audio of `item_id` as decoded (24 kHz, in the item's order), before it plays.
-    pub fn push_reference(&mut self, item_id: &str, samples: &[f32]) {
-        let idx = match self.items.iter().position(|i| i.id == item_id) {
+    /// Assistant audio of item number `item` as decoded (24 kHz, in the item's order), before
+    /// it plays. Any number that names one item while it plays will do (the session gives its
+    /// player's: a number, not the server's item id, so no string is kept or compared per item).
+    pub fn push_reference(&mut self, item: u32, samples: &[f32]) {
+        let idx = match self.items.iter().position(|i| i.id == item) {
             Some(i) => i,
             None => {
                 if self.items.len() == ITEMS {
                     self.items.remove(0);
                 }
                 self.items.push(RefItem {
-                    id: item_id.to_string(),
+                    id: item,
                     frames: Vec::new(),
                     next: 0,
                     partial: ([0.0; BANDS.len() + 1], 0),
@@ -818,10 +821,10 @@ impl EchoGuard {
         clear_denormals(&mut it.split);
     }
 
-    /// The player has played `played_total` samples (24 kHz) of `item_id`: the frames played
+    /// The player has played `played_total` samples (24 kHz) of item `item`: the frames played
     /// since the last report are placed on the mic timeline, ending at the frame being captured.
-    pub fn played(&mut self, item_id: &str, played_total: u64) {
-        self.played_at(item_id, played_total, None);
+    pub fn played(&mut self, item: u32, played_total: u64) {
+        self.played_at(item, played_total, None);
     }
 
     /// The next samples [`EchoGuard::process`] takes were captured from the audio context's
@@ -842,7 +845,7 @@ impl EchoGuard {
     /// ([`EchoGuard::capture_clock`]) the frames are placed where they played. A report the
     /// clock places more than 640 ms ahead, or too far back, is placed as
     /// without it (the clock is stale: the microphone is muted, or the context was rebuilt).
-    pub fn played_at(&mut self, item_id: &str, played_total: u64, context_frame: Option<u64>) {
+    pub fn played_at(&mut self, item: u32, played_total: u64, context_frame: Option<u64>) {
         let now = self.mic_frames;
         let end = context_frame
             .zip(self.clock)
@@ -854,7 +857,7 @@ impl EchoGuard {
             })
             .filter(|&e| e <= now + CLOCK_AHEAD && e + (RING as u64 - CLOCK_AHEAD) > now)
             .unwrap_or(now);
-        let Some(it) = self.items.iter_mut().find(|i| i.id == item_id) else {
+        let Some(it) = self.items.iter_mut().find(|i| i.id == item) else {
             return;
         };
         let total = played_total / FRAME as u64;
@@ -1699,11 +1702,11 @@ mod tests {
 
     /// Plays `reference` while `mic` is captured in 10 ms blocks, then 6 s of silence.
     fn run(g: &mut EchoGuard, reference: &[f32], mic: &[i16]) -> Vec<i16> {
-        g.push_reference("a", reference);
+        g.push_reference(1, reference);
         let mut out = Vec::new();
         let silence = [0i16; FRAME];
         for (i, block) in mic.chunks(FRAME).chain([&silence[..]; 600]).enumerate() {
-            g.played("a", ((i + 1) * FRAME).min(reference.len()) as u64);
+            g.played(1, ((i + 1) * FRAME).min(reference.len()) as u64);
             g.process(block, &mut out);
         }
         out
@@ -1713,11 +1716,11 @@ mod tests {
     fn a_capture_change_in_the_middle_of_a_guarded_frame_loses_nothing() {
         let reference = tone(24_000, 0.3);
         let mut g = EchoGuard::raw(true);
-        g.push_reference("a", &reference);
+        g.push_reference(1, &reference);
         let mut out = Vec::new();
         let loud = [8_000i16; FRAME];
         for i in 0..20 {
-            g.played("a", ((i + 1) * FRAME) as u64);
+            g.played(1, ((i + 1) * FRAME) as u64);
             g.process(&loud, &mut out);
         }
         // Raw capture guards from the first echo: the line holds the pre-roll.

@@ -138,12 +138,12 @@ impl EchoPath {
         &self.out
     }
 
-    /// The player has played `played_total` samples (24 kHz) of `item_id`, by the audio
-    /// context's frame `at` if known: the guard places them on its reference (at the level the
-    /// ducker leaves them).
-    pub fn played(&mut self, item_id: &str, played_total: u64, at: Option<u64>) {
+    /// The player has played `played_total` samples (24 kHz) of item `slot` (the player's
+    /// number for it), by the audio context's frame `at` if known: the guard places them on its
+    /// reference (at the level the ducker leaves them).
+    pub fn played(&mut self, slot: u32, played_total: u64, at: Option<u64>) {
         self.sync_duck();
-        self.guard.played_at(item_id, played_total, at);
+        self.guard.played_at(slot, played_total, at);
     }
 
     /// The guard told whether the ducker holds the assistant down: the ducker's state is the

@@ -333,7 +333,7 @@ impl Session {
                 self.snap.time_to_first_sound_ms =
                     self.connect_called_at.map(|t| now_ms.saturating_sub(t));
             }
-            self.echo.played(&it.item_id, it.played, at);
+            self.echo.played(it.slot, it.played, at);
         }
         self.check_assistant_done();
     }
@@ -490,7 +490,7 @@ impl Session {
         it.finished = false;
         let slot = it.slot;
         p.jitter.observe(now_ms, late);
-        self.echo.guard.push_reference(item_id, &buf[..n]);
+        self.echo.guard.push_reference(slot, &buf[..n]);
         self.update_prebuffer();
         if first {
             let ms = self.play.prebuffer_ms;

@@ -153,7 +153,7 @@ mod echo_exports {
             let mut sent = 0u32;
             for s in 0..seconds {
                 // A new item each second: an item's progress only moves forward.
-                let item = &s.to_string();
+                let item = s;
                 g.push_reference(item, reference);
                 for (i, block) in mic.chunks(FRAME).enumerate() {
                     if i % 2 == 1 {
