@@ -390,7 +390,7 @@ struct RefItem {
 }
 
 /// What the gate knew of a frame in the pre-roll line.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Held {
     /// The frame's level over the path's envelope it was judged on, dB, broadband and per
     /// band, where the coupling may learn from it (the reference was being played, not only
@@ -422,6 +422,20 @@ struct Duck {
     /// Whether the microphone was heard louder than the ducked echo can be once the duck's
     /// effect reached it ([`EchoGuard::judging_duck`]).
     over_ducked: bool,
+}
+
+impl Duck {
+    /// A duck before its first frame, but for `since`: a constant, so that starting one copies
+    /// it rather than filling each array in turn.
+    const FRESH: Duck = Duck {
+        since: 0,
+        judged: false,
+        voiced: 0,
+        window: [[ENV_FLOOR; BANDS.len() + 1]; 2],
+        before: [ENV_FLOOR; BANDS.len() + 1],
+        heard: [f32::INFINITY; BANDS.len() + 1],
+        over_ducked: false,
+    };
 }
 
 /// Exponentially weighted correlation statistics of the mic envelope with a reference
@@ -570,6 +584,8 @@ pub struct EchoGuard {
 type Bands = [f32; BANDS.len() + 1];
 /// The band filters' state.
 type Split = [[f32; 2]; BANDS.len()];
+/// The band filters at rest.
+const SPLIT_ZERO: Split = [[0.0; 2]; BANDS.len()];
 
 /// Adds sample `x`'s energy, broadband and (`bands`) per band, to `acc` (filter state `z`).
 /// Only raw capture consults the bands: behind a canceller they are left at zero.
@@ -609,6 +625,17 @@ fn db(energy: f32) -> f32 {
 }
 
 impl EchoGuard {
+    /// The large arrays' starting values as constants: copied whole rather than filled in
+    /// loops element by element.
+    const RING_ZERO: [(u64, Bands); RING] = [(0, [0.0; BANDS.len() + 1]); RING];
+    const ENV_ZERO: [[Bands; TAILS.len()]; RING] = [[[0.0; BANDS.len() + 1]; TAILS.len()]; RING];
+    const STATS_ZERO: [Moments; TAILS.len() + 1] = [Moments::ZERO; TAILS.len() + 1];
+    const LINE_ZERO: [[i16; FRAME]; LINE_FRAMES] = [[0; FRAME]; LINE_FRAMES];
+    const HELD_ZERO: [Held; LINE_FRAMES] = [Held {
+        over: [0.0; BANDS.len() + 1],
+        explained: false,
+    }; LINE_FRAMES];
+
     /// Whether the guard gates (`echoGuard: "auto"`) or only measures.
     pub fn gating(&self) -> bool {
         self.gating
@@ -637,20 +664,20 @@ impl EchoGuard {
             gating,
             capture,
             items: Vec::with_capacity(ITEMS),
-            ring: [(0, [0.0; BANDS.len() + 1]); RING],
-            env: [[[0.0; BANDS.len() + 1]; TAILS.len()]; RING],
+            ring: Self::RING_ZERO,
+            env: Self::ENV_ZERO,
             settled: 0,
             mic_frames: 0,
             clock: None,
             acc: [0; FRAME],
             acc_sent: [0; FRAME],
             acc_len: 0,
-            split: [[0.0; 2]; BANDS.len()],
+            split: SPLIT_ZERO,
             noise: VOICE_FLOOR_DB - MARGIN_DB,
             peak: ENV_FLOOR,
             capture_peak: ENV_FLOOR,
             playing: 0,
-            stats: [Moments::ZERO; TAILS.len() + 1],
+            stats: Self::STATS_ZERO,
             learnt: 0,
             stats_frames: 0,
             evidence: 0,
@@ -664,8 +691,8 @@ impl EchoGuard {
             shadow: [[COUPLING_MIN_DB; BANDS.len() + 1]; TAILS.len() + 1],
             state: GateState::Idle,
             run: 0,
-            line: Box::new([[0; FRAME]; LINE_FRAMES]),
-            held: [Held::default(); LINE_FRAMES],
+            line: Box::new(Self::LINE_ZERO),
+            held: Self::HELD_ZERO,
             line_head: 0,
             line_len: 0,
             recent: 0,
@@ -762,12 +789,7 @@ impl EchoGuard {
         } else if self.duck.is_none() {
             self.duck = Some(Duck {
                 since: self.mic_frames,
-                judged: false,
-                voiced: 0,
-                window: [[ENV_FLOOR; BANDS.len() + 1]; 2],
-                before: [ENV_FLOOR; BANDS.len() + 1],
-                heard: [f32::INFINITY; BANDS.len() + 1],
-                over_ducked: false,
+                ..Duck::FRESH
             });
         }
     }
@@ -787,7 +809,7 @@ impl EchoGuard {
                     frames: Vec::new(),
                     next: 0,
                     partial: ([0.0; BANDS.len() + 1], 0),
-                    split: [[0.0; 2]; BANDS.len()],
+                    split: SPLIT_ZERO,
                     placed: 0,
                 });
                 self.items.len() - 1
@@ -1320,10 +1342,12 @@ impl EchoGuard {
             self.settled += 1;
         }
         // The envelopes per lag: settled ones as kept, the newest run on from them (from
-        // nothing before the first frame).
-        let mut x = [[0.0; MAX_LAG + 1]; TAILS.len() + 1];
-        let mut lin = [[[0.0; BANDS.len() + 1]; MAX_LAG + 1]; TAILS.len() + 1];
-        let mut h = [[0.0f32; BANDS.len() + 1]; TAILS.len() + 1];
+        // nothing before the first frame). Zeroed from constants (copied, not filled in loops).
+        const X: [[f32; MAX_LAG + 1]; TAILS.len() + 1] = [[0.0; MAX_LAG + 1]; TAILS.len() + 1];
+        const LIN: [[Bands; MAX_LAG + 1]; TAILS.len() + 1] =
+            [[[0.0; BANDS.len() + 1]; MAX_LAG + 1]; TAILS.len() + 1];
+        const H: [Bands; TAILS.len() + 1] = [[0.0; BANDS.len() + 1]; TAILS.len() + 1];
+        let (mut x, mut lin, mut h) = (X, LIN, H);
         let mut newest = 0.0f32;
         let lags = self.max_lag();
         let pair = self.capture == Capture::Pair;
@@ -1369,7 +1393,7 @@ impl EchoGuard {
         self.loop_quiet |=
             pair && self.playing > lags as u32 && self.capture_peak < self.peak - QUIET_LOOP_DB;
         if woke && self.path != EchoPath::Echo && self.playing > lags as u32 {
-            self.stats = [Moments::ZERO; TAILS.len() + 1];
+            self.stats = Self::STATS_ZERO;
             (self.stats_frames, self.evidence, self.sustained, self.doubt) = (0, 0, 0, 0);
             self.path = EchoPath::Unknown;
         }
