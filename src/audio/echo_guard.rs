@@ -93,6 +93,10 @@
 //! `ITEMS` × `ITEM_FRAMES` frames of 20 B (about 640 KiB with the vectors' growth);
 //! `process` does not allocate once its output vector has grown to the largest block.
 
+#[cfg(feature = "guard-hash")]
+#[path = "echo_guard_hash.rs"]
+mod hash;
+
 /// Samples per analysis frame: 10 ms at 24 kHz.
 pub const FRAME: usize = 240;
 /// Samples per second of what the guard takes, captured and played.
@@ -942,6 +946,8 @@ impl EchoGuard {
     /// place). One frame leaves per frame of `sent`; a `heard` shorter than it is taken as
     /// silence where it ends (two resamplers in step differ by a sample at most).
     pub fn process_pair(&mut self, heard: &[i16], sent: &[i16], out: &mut Vec<i16>) {
+        #[cfg(feature = "guard-hash")]
+        let start = out.len();
         let mut at = 0;
         while at < sent.len() {
             let take = (FRAME - self.acc_len).min(sent.len() - at);
@@ -958,8 +964,12 @@ impl EchoGuard {
             if self.acc_len == FRAME {
                 self.acc_len = 0;
                 self.frame(out);
+                #[cfg(feature = "guard-hash")]
+                hash::state(self, out.len());
             }
         }
+        #[cfg(feature = "guard-hash")]
+        hash::samples(&out[start..]);
     }
 
     /// One whole mic frame (heard in `acc`, sent in `acc_sent`) through the estimate and the
