@@ -14,13 +14,12 @@ esac
 rm -rf "$dir"
 mkdir -p "$dir"
 log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 if ! GUARD_HASH_DIR="$PWD/$dir" PROPTEST_RNG_SEED=7 cargo test -q --features guard-hash --lib --tests >"$log" 2>&1; then
   cat "$log"
-  rm -f "$log"
   echo "guard-bit-exact: the tests failed" >&2
   exit 1
 fi
-rm -f "$log"
 n=$(find "$dir" -type f | wc -l)
 if [ "$1" = save ]; then
   echo "guard-bit-exact: $n test threads hashed into $dir"
