@@ -195,6 +195,10 @@ pub struct RelayConfig {
     /// SIMULATED_OPENAI_KEY: when set, the reference server also serves an OpenAI-compatible
     /// `/v1/realtime` (the simulated interviewer, GA names) accepting this Bearer key.
     pub simulated_openai_key: Option<ApiKey>,
+    /// SIMULATED_OPENAI_DELTA_MS: the simulated `/v1/realtime`'s time between audio deltas of
+    /// 100 ms each, ms (100 is real time; less answers faster, for tests that need the events
+    /// rather than the pace).
+    pub simulated_openai_delta_ms: u64,
 }
 
 /// The interviewer's instructions when REALTIME_INSTRUCTIONS is unset.
@@ -221,6 +225,7 @@ impl Default for RelayConfig {
             replay_max_chars: 12_000,
             cost_alert_usd: 10.0,
             simulated_openai_key: None,
+            simulated_openai_delta_ms: crate::interviewer::DELTA_MS,
         }
     }
 }
@@ -638,7 +643,7 @@ impl Config {
     }
 }
 
-/// A duration variable in seconds (fractions allowed, e.g. `0.5`), as milliseconds.
+/// The relay's variables (and the simulated upstream's).
 fn relay_from_env<F: Fn(&str) -> Option<String>>(env: &F) -> Result<RelayConfig, ConfigError> {
     let d = RelayConfig::default();
     let set = |name: &str| {
@@ -676,6 +681,20 @@ fn relay_from_env<F: Fn(&str) -> Option<String>>(env: &F) -> Result<RelayConfig,
         });
     }
     let cost_alert_usd: f64 = parse_or(env, "COST_ALERT_USD", d.cost_alert_usd, "a number")?;
+    const PACE: &str = "milliseconds from 1 to 1000";
+    let delta_ms: u64 = parse_or(
+        env,
+        "SIMULATED_OPENAI_DELTA_MS",
+        d.simulated_openai_delta_ms,
+        PACE,
+    )?;
+    if !(1..=1000).contains(&delta_ms) {
+        return Err(ConfigError::Invalid {
+            name: "SIMULATED_OPENAI_DELTA_MS",
+            value: delta_ms.to_string(),
+            expected: PACE,
+        });
+    }
     Ok(RelayConfig {
         upstream,
         api_key,
@@ -701,9 +720,11 @@ fn relay_from_env<F: Fn(&str) -> Option<String>>(env: &F) -> Result<RelayConfig,
         replay_max_chars: parse_or(env, "RELAY_REPLAY_MAX_CHARS", d.replay_max_chars, "count")?,
         cost_alert_usd,
         simulated_openai_key: set("SIMULATED_OPENAI_KEY").map(ApiKey),
+        simulated_openai_delta_ms: delta_ms,
     })
 }
 
+/// A duration variable in seconds (fractions allowed, e.g. `0.5`), as milliseconds.
 fn secs_ms<F: Fn(&str) -> Option<String>>(
     env: &F,
     name: &'static str,
@@ -787,6 +808,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.relay.upstream, UpstreamKind::Simulated);
+        assert_eq!(c.relay.simulated_openai_delta_ms, 100);
+        let c = Config::from_env_and_args(dev(), env_of(&[("SIMULATED_OPENAI_DELTA_MS", "10")]))
+            .unwrap();
+        assert_eq!(c.relay.simulated_openai_delta_ms, 10);
+        for v in ["0", "1001", "fast"] {
+            let e = Config::from_env_and_args(dev(), env_of(&[("SIMULATED_OPENAI_DELTA_MS", v)]))
+                .unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    ConfigError::Invalid {
+                        name: "SIMULATED_OPENAI_DELTA_MS",
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+        }
         let e = Config::from_env_and_args(dev(), env_of(&[("REALTIME_UPSTREAM", "openai")]));
         assert!(e.is_err());
         let e = Config::from_env_and_args(

@@ -18,10 +18,15 @@ use serde_json::{json, Value};
 
 const KEY: &str = "sk-test-relay-0123456789";
 
+/// The upstream's time between audio deltas of 100 ms: five times real time. The scenarios
+/// need its events, not its pace; the greeting still lasts about 1.3 s.
+const PACE_MS: u64 = 20;
+
 /// The simulated OpenAI upstream.
 async fn upstream() -> Server {
     let mut c = dev();
     c.relay.simulated_openai_key = Some(ApiKey::new(KEY));
+    c.relay.simulated_openai_delta_ms = PACE_MS;
     start(c).await
 }
 
@@ -259,7 +264,7 @@ async fn a_browser_away_past_the_grace_period_gets_a_new_upstream_session_with_t
 #[tokio::test]
 async fn the_upstream_session_is_renewed_at_a_turn_boundary_before_its_limit() {
     let up = upstream().await;
-    let relay = relay_to(&up, |c| c.relay.upstream_session_max_ms = 1_000).await;
+    let relay = relay_to(&up, |c| c.relay.upstream_session_max_ms = 500).await;
     let (mut ws, _) = open(&relay, "iv-renew", "").await;
     // The greeting lasts longer than the limit: no renewal in the middle of it.
     let (greeting, seen) = next_response(&mut ws).await;

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use realtime_voice_server::config::SessionDefaults;
-use realtime_voice_server::interviewer::{Interviewer, Output, SessionParams};
+use realtime_voice_server::interviewer::{Interviewer, Output, SessionParams, DELTA_MS};
 use realtime_voice_server::ProtocolFlavor;
 use serde_json::{json, Value};
 
@@ -66,6 +66,7 @@ fn conversation(flavor: ProtocolFlavor) -> Vec<Value> {
         turns_left: 100,
         question_index: 0,
         response_delay_ms: 0,
+        delta_ms: DELTA_MS,
         started_at_s: 1_700_000_000,
         session_id: "sess_0123456789abcdef0123456789abcdef".into(),
         tool_output_wait_ms: 15_000,

@@ -206,6 +206,7 @@ async fn run(st: Arc<AppState>, mut socket: WebSocket, model: String, fault: Ups
         turns_left: u32::MAX,
         question_index: 0,
         response_delay_ms: 0,
+        delta_ms: st.config.relay.simulated_openai_delta_ms,
         started_at_s: now_ms() / 1000,
         session_id: session_id.clone(),
         tool_output_wait_ms: st.config.tool_output_wait_ms,

@@ -326,6 +326,7 @@ pub(super) async fn run(st: Arc<AppState>, mut socket: WebSocket, req: Request) 
             .as_ref()
             .and_then(|f| f.delay_response_ms)
             .unwrap_or(0),
+        delta_ms: crate::interviewer::DELTA_MS,
         started_at_s: now_ms() / 1000,
         session_id,
         tool_output_wait_ms: st.config.tool_output_wait_ms,

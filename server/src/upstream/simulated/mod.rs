@@ -35,7 +35,7 @@ use vad::{Vad, VadParams};
 
 /// Samples per audio delta: 100 ms at 24 kHz.
 pub const DELTA_SAMPLES: usize = 2400;
-/// Milliseconds between paced audio deltas.
+/// Milliseconds between paced audio deltas in real time (a delta holds 100 ms of audio).
 pub const DELTA_MS: u64 = 100;
 /// Assistant items remembered for truncation (bounded).
 const MAX_ITEMS: usize = 32;
@@ -55,6 +55,9 @@ pub struct SessionParams {
     pub question_index: u32,
     /// Extra delay before every response starts (fault injection), ms.
     pub response_delay_ms: u64,
+    /// Milliseconds between audio deltas: [`DELTA_MS`] plays in real time, less plays faster
+    /// (tests that only need the events, not the pace).
+    pub delta_ms: u64,
     /// Wall-clock seconds at connection start (for `expires_at`).
     pub started_at_s: u64,
     /// Session id to report.

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use super::script::{script_line, QUESTIONS};
-use super::{voice, AssistantItem, Interviewer, Output, DELTA_MS, DELTA_SAMPLES, MAX_ITEMS};
+use super::{voice, AssistantItem, Interviewer, Output, DELTA_SAMPLES, MAX_ITEMS};
 use crate::config::ProtocolFlavor;
 use crate::upstream::events::{self, names, Part};
 use crate::upstream::usage::{self, Usage};
@@ -205,7 +205,7 @@ impl Interviewer {
                         self.send(p.event(n.transcript_delta, json!({ "delta": delta })));
                     }
                 }
-                a.due_ms += DELTA_MS;
+                a.due_ms += self.params.delta_ms;
                 if a.sent_samples >= audio.len() {
                     return self.finish(a, "completed", Value::Null);
                 }

@@ -14,6 +14,7 @@ fn params(flavor: ProtocolFlavor) -> SessionParams {
         turns_left: 200,
         question_index: 0,
         response_delay_ms: 0,
+        delta_ms: DELTA_MS,
         started_at_s: 1_700_000_000,
         session_id: "s1".into(),
         tool_output_wait_ms: 15_000,
@@ -52,6 +53,14 @@ fn run_until_idle(iv: &mut Interviewer, now: &mut u64) -> (Vec<Value>, Vec<Outpu
     all
 }
 
+/// Samples of assistant audio in `events`' GA audio deltas.
+fn delta_samples<'a>(events: impl Iterator<Item = &'a Value>) -> usize {
+    events
+        .filter(|e| e["type"] == "response.output_audio.delta")
+        .map(|e| STANDARD.decode(e["delta"].as_str().unwrap()).unwrap().len() / 2)
+        .sum()
+}
+
 fn append(ms: usize, amp: f64) -> String {
     let mut b = Vec::new();
     for i in 0..ms * 24 {
@@ -80,12 +89,7 @@ fn greets_right_after_session_created_with_paced_audio() {
     assert_eq!(iv.poll_timeout(), Some(100));
     let mut now = 0;
     let (rest, other) = run_until_idle(&mut iv, &mut now);
-    let audio: usize = sent
-        .iter()
-        .chain(&rest)
-        .filter(|e| e["type"] == "response.output_audio.delta")
-        .map(|e| STANDARD.decode(e["delta"].as_str().unwrap()).unwrap().len() / 2)
-        .sum();
+    let audio = delta_samples(sent.iter().chain(&rest));
     let line = script_line(0, false);
     assert_eq!(audio, voice::speech_for(&line).len());
     // Paced: the last delta went out at (deltas - 1) * 100 ms.
@@ -106,6 +110,24 @@ fn greets_right_after_session_created_with_paced_audio() {
     );
     assert!(other.contains(&Output::AssistantTurn(line)));
     assert!(other.iter().any(|o| matches!(o, Output::Billed { .. })));
+}
+
+#[test]
+fn a_faster_pace_sends_the_same_greeting_sooner() {
+    let mut iv = Interviewer::new(SessionParams {
+        delta_ms: 20,
+        ..params(ProtocolFlavor::Ga)
+    });
+    iv.start(0);
+    let (sent, _) = drain(&mut iv);
+    assert_eq!(iv.poll_timeout(), Some(20));
+    let mut now = 0;
+    let (rest, _) = run_until_idle(&mut iv, &mut now);
+    let audio = delta_samples(sent.iter().chain(&rest));
+    assert_eq!(audio, voice::speech_for(&script_line(0, false)).len());
+    assert_eq!(now, (audio.div_ceil(DELTA_SAMPLES) as u64 - 1) * 20);
+    let done = rest.iter().find(|e| e["type"] == "response.done").unwrap();
+    assert_eq!(done["response"]["status"], "completed");
 }
 
 #[test]
