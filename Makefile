@@ -20,7 +20,7 @@ XVFB := xvfb-run -a -s "-screen 0 1280x1024x24"
 WASM_TEST := CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
   cargo test --target wasm32-unknown-unknown --test web
 
-.PHONY: help setup demo test lint fmt-check clippy test-native pkg server webdriver size-echo-guard \
+.PHONY: help setup demo test lint fmt-check clippy size-patch-check test-native pkg server webdriver size-echo-guard \
         test-browser test-chrome test-firefox test-webkit test-package test-e2e size size-check \
         latency-report pkg-debug fault-proxy test-faults server-load-two soak-report
 
@@ -59,7 +59,12 @@ demo: pkg server
 test: setup lint test-native pkg size-check test-browser test-package test-e2e test-echo-short
 	@echo "make test: all layers passed"
 
-lint: setup fmt-check clippy
+lint: setup fmt-check clippy size-patch-check
+
+# The build without the echo guard (size-echo-guard) is a patch on the sources: it must still
+# apply, or the report breaks unnoticed when the guard's code moves.
+size-patch-check:
+	git apply --check scripts/size/no-echo-guard.patch
 
 fmt-check:
 	cargo fmt --all -- --check
