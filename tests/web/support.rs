@@ -127,6 +127,12 @@ impl AppendSends {
         AppendSends(log)
     }
 
+    /// The window the pace is judged in: a second, less 50 ms for what can pass between the
+    /// session's decision (on the clock it read when its input came) and the socket's `send`,
+    /// which a loaded WebKitGTK stretched past 10 ms. A client pacing 11 a second still shows
+    /// 11 in it (they span 909 ms), and a burst of 11 shows at once.
+    pub const PACE_WINDOW_MS: f64 = 950.0;
+
     /// The most appends sent within any `window_ms` so far.
     pub fn max_within(&self, window_ms: f64) -> usize {
         let times: Vec<f64> = self.0.iter().filter_map(|v| v.as_f64()).collect();
