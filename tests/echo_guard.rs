@@ -1317,19 +1317,29 @@ fn ducker_lets_go(
 /// since the duck then left as silence, and the next second of it with the echo back at full
 /// level (the lab: the first word 1 s late in 3 of 10 barge-ins). While the raw capture stays
 /// louder than the ducked echo the guard is still judging the duck, and the ducker holds on:
-/// the voice reaches the VAD within the duck.
+/// the voice reaches the VAD within the duck, at the fixture's level and at half of it (within
+/// about 6 dB of the ducked echo: the room's echo follows the shortest tail, so the margin
+/// through a duck is 3 dB, not the 4 dB elsewhere).
 #[test]
 fn judged_as_a_pair_a_late_duck_is_held_until_the_voice_over_it_is_told() {
+    for gain in [1.0, 0.5] {
+        late_duck_held_on(gain);
+    }
+}
+
+fn late_duck_held_on(gain: f32) {
+    let scaled =
+        |v: Vec<i16>| -> Vec<i16> { v.iter().map(|&s| (f32::from(s) * gain) as i16).collect() };
     let onset = USER_ONSET_MS as usize * 24;
     let duck = onset + 380 * 24;
     let (echo, long_mic, long_voice) = speakerphone_ducked(duck, duck + 5_000 * 24);
-    let long_heard = mix(&long_mic, &long_voice);
+    let long_heard = mix(&long_mic, &scaled(long_voice));
     let mut firsts = Vec::new();
     for judged_on in [false, true] {
         let g = primed_pair(&echo, &cancelled(&echo));
         let undo = ducker_lets_go(g, &long_heard, &cancelled(&long_heard), duck, judged_on);
         let (echo, mic, voice) = speakerphone_ducked(duck, undo);
-        let heard = mix(&mic, &voice);
+        let heard = mix(&mic, &scaled(voice));
         let mut g = primed_pair(&echo, &cancelled(&echo));
         let (out, _) = respond_ducked_pair(&mut g, THIRD, &heard, &cancelled(&heard), duck..undo);
         let starts = vad_starts(&out);
@@ -1347,7 +1357,7 @@ fn judged_as_a_pair_a_late_duck_is_held_until_the_voice_over_it_is_told() {
             && firsts[1]
                 .0
                 .is_some_and(|ms| (duck_ms..firsts[1].1).contains(&ms)),
-        "{firsts:?}"
+        "voice × {gain}: {firsts:?}"
     );
 }
 
@@ -1469,12 +1479,16 @@ fn judged_as_a_pair_ducks_do_not_move_the_paths_lag() {
 /// may carry it after all (leaking, as the leaky canceller does), or the raw frame may leave in
 /// the canceller's place where it took the ringing out (a frame passed 12 dB under the raw
 /// capture). None of the harsh room's ringing through a duck reaches the VAD, in the greeting
-/// (nothing primed: what little of the ring-down was heard) or after a response.
+/// (nothing primed: what little of the ring-down was heard) or after a response, ringing down
+/// at 20 dB a second or at 10. Its echo follows a longer tail than the shortest, so the margin
+/// through a duck stays 4 dB: at 3 dB the slower ringing reaches the VAD.
 #[test]
 fn judged_as_a_pair_the_ringing_a_canceller_takes_out_never_reaches_the_vad_through_a_duck() {
     let (duck, undo) = (1_000 * 24, 2_500 * 24);
-    let (mic, rung) = harsh_ringing(duck, undo, 20.0);
-    for (primed, leaking) in [(false, false), (false, true), (true, false), (true, true)] {
+    let rooms = [20.0, 10.0].map(|fall| (fall, harsh_ringing(duck, undo, fall)));
+    let cases = [(false, false), (false, true), (true, false), (true, true)];
+    for ((fall, (mic, rung)), (primed, leaking)) in rooms.iter().flat_map(|r| cases.map(|c| (r, c)))
+    {
         // All of the ringing taken out, or leaking through 250 ms of every 800.
         let canceller = |x: &[i16]| -> Vec<i16> {
             if leaking {
@@ -1485,18 +1499,18 @@ fn judged_as_a_pair_the_ringing_a_canceller_takes_out_never_reaches_the_vad_thro
         };
         let mut g = pair(true);
         if primed {
-            respond_pair(&mut g, GREETING, &rung, &canceller(&rung));
+            respond_pair(&mut g, GREETING, rung, &canceller(rung));
             pause(&mut g);
         }
         let (out, evidenced) =
-            respond_ducked_pair(&mut g, DUCKED, &mic, &canceller(&mic), duck..undo);
+            respond_ducked_pair(&mut g, DUCKED, mic, &canceller(mic), duck..undo);
         // The duck finds the echo path known: the ringing is judged as an echo path's.
         assert!(evidenced.is_some_and(|at| at < duck), "{:?}", g.stats());
         let starts = vad_starts(&out);
         assert_eq!(
             starts,
             [],
-            "primed {primed}, leaking {leaking}: {:?}",
+            "{fall} dB/s, primed {primed}, leaking {leaking}: {:?}",
             g.stats()
         );
     }

@@ -66,8 +66,9 @@
 //!               silence; through a duck on a pair the line keeps all from 100 ms before the
 //!               duck, up to 1.27 s: a voice is told only once the duck's effect is heard)
 //!         Pass  (5 frames above the prediction + 4 dB and the mic's noise floor + 4 dB, one
-//!               below taking one back: the pre-roll line and all that follows pass unchanged
-//!               until 300 ms are explained by echo again)
+//!               below taking one back; once a duck's effect is heard, + 3 dB where the path
+//!               follows the shortest tail or the dry envelope: the pre-roll line and all that
+//!               follows pass unchanged until 300 ms are explained by echo again)
 //!         Probe (the ducker turned the assistant down while the gate was idle: audio is held
 //!               until the duck's effect is heard, 300–400 ms on; loud then is a voice and all
 //!               of it leaves unchanged, quiet is echo and what was loud leaves as silence;
@@ -172,6 +173,11 @@ const OPEN_FRAMES: u32 = 5;
 const CLOSE_FRAMES: u32 = 30;
 /// How far above the predicted echo a frame must be to count as someone talking, dB.
 const MARGIN_DB: f32 = 4.0;
+/// The broadband margin once a duck's effect is heard where the echo path follows the shortest
+/// of [`TAILS`] or the dry envelope, dB: a voice within about 6 dB of the ducked echo is told
+/// from it only by level. Where the room rings on longer its ringing through the duck is
+/// predicted less closely, and the margin stays [`MARGIN_DB`].
+const DUCK_MARGIN_DB: f32 = 3.0;
 /// Frames below this level (dBFS) are never taken for a voice.
 const VOICE_FLOOR_DB: f32 = -50.0;
 /// The microphone's noise floor follows its level down at once and up by this per frame (5 dB
@@ -1001,7 +1007,8 @@ impl EchoGuard {
         self.ring_down(active, &m, floor, sent_db);
         // Held back whole while passing (`holding`), this frame leaves below.
         let swapped = self.holding() && self.state == GateState::Pass;
-        if self.duck_heard(f) && sent_db < level_db - SUPPRESSED_DB {
+        let ducked = self.duck_heard(f);
+        if ducked && sent_db < level_db - SUPPRESSED_DB {
             frame = self.acc;
         }
         // Broadband within the margin of the prediction; on raw capture with an echo path,
@@ -1014,7 +1021,11 @@ impl EchoGuard {
             if said && self.playing > 0 {
                 over[b] = m[b] - env[b];
             }
-            let margin = if b == 0 { MARGIN_DB } else { BAND_MARGIN_DB };
+            let margin = match b {
+                0 if ducked => self.duck_margin(),
+                0 => MARGIN_DB,
+                _ => BAND_MARGIN_DB,
+            };
             voice |= (b == 0 || (bands && said)) && m[b] > env[b] + self.coupling[b] + margin;
         }
         // On raw capture, the echo comes back at full level after a duck ends, sooner or later
@@ -1237,6 +1248,16 @@ impl EchoGuard {
         self.duck_effect_frames()
             .zip(self.duck)
             .is_some_and(|(k, d)| f >= d.since + u64::from(k))
+    }
+
+    /// How far above the predicted echo a frame must be, broadband, to count as a voice once a
+    /// duck's effect is heard, dB.
+    fn duck_margin(&self) -> f32 {
+        if self.path == EchoPath::Echo && (self.tail == 0 || self.tail == DRY) {
+            DUCK_MARGIN_DB
+        } else {
+            MARGIN_DB
+        }
     }
 
     /// The level of the frame as it would be sent, dB.
@@ -1584,6 +1605,7 @@ impl EchoGuard {
             *e = db(*e).max(ENV_FLOOR);
         }
         let effect = self.duck_effect() + DUCK_EFFECT_SLACK_FRAMES;
+        let margin = self.duck_margin();
         if let Some(d) = self.duck.as_mut() {
             let w = d.window;
             for b in 0..env.len() {
@@ -1594,7 +1616,7 @@ impl EchoGuard {
                 }
             }
             let ducked = d.before[0] - super::duck::DUCK_DB as f32 + self.coupling[0];
-            d.over_ducked |= f >= d.since + effect && m[0] > ducked + MARGIN_DB;
+            d.over_ducked |= f >= d.since + effect && m[0] > ducked + margin;
             d.window = [w[1], *m];
         }
         if let Some(d) = self
