@@ -131,10 +131,11 @@ impl AppendSends {
     /// session's decision (on the clock it read when its input came) and the socket's `send`,
     /// which a loaded WebKitGTK stretched past 10 ms. A client pacing 11 a second still shows
     /// 11 in it (they span 909 ms), and a burst of 11 shows at once.
-    pub const PACE_WINDOW_MS: f64 = 950.0;
+    const PACE_WINDOW_MS: f64 = 950.0;
 
-    /// The most appends sent within any `window_ms` so far.
-    pub fn max_within(&self, window_ms: f64) -> usize {
+    /// The most appends sent within any [`Self::PACE_WINDOW_MS`] so far: the pace as sent.
+    pub fn most_in_a_second(&self) -> usize {
+        let window_ms = Self::PACE_WINDOW_MS;
         let times: Vec<f64> = self.0.iter().filter_map(|v| v.as_f64()).collect();
         let mut most = 0;
         let mut first = 0;
