@@ -78,6 +78,35 @@ fn its_figures_reach_the_metrics() {
     );
 }
 
+/// The canceller's worklet hands the microphone as it came beside its output: the guard judges
+/// that raw capture (a pair) from the start, and the processed capture alone once the
+/// browser's canceller has taken over after a failure.
+#[test]
+fn the_guard_judges_the_raw_microphone_beside_the_cancellers_output() {
+    let raw = |sim: &Sim| {
+        let json = metrics_json(sim);
+        (json.contains(r#""echoGuardRaw":true"#), json)
+    };
+    let mut sim = Sim::new(r#","echoCanceller":"wasm""#);
+    sim.connect_open();
+    sim.s.handle_audio_started(sim.now, 48_000, 1);
+    let block = vec![0.0f32; 480];
+    let (judged_raw, json) = raw(&sim);
+    assert!(judged_raw, "{json}");
+    sim.s.handle_mic_pair(sim.now, &block, &block);
+    let (judged_raw, json) = raw(&sim);
+    assert!(judged_raw, "{json}");
+    sim.s.handle_echo_canceller_failed(sim.now);
+    let seqs = opens(&sim.drain());
+    sim.s.handle_mic_opened(sim.now, seqs[0]);
+    sim.s.handle_mic_samples(sim.now, &block);
+    let (judged_raw, json) = raw(&sim);
+    assert!(
+        !judged_raw && json.contains(r#""echoCanceller":"browser""#),
+        "{json}"
+    );
+}
+
 #[test]
 fn a_failure_while_running_reopens_the_mic_with_the_browsers_canceller() {
     let mut sim = Sim::new(r#","echoCanceller":"wasm""#);

@@ -10,8 +10,9 @@
 //! the microphone is loud over it, so that the canceller lets a barge-in through.
 //!
 //! Also the echo canceller in use (option `echoCanceller`): the browser's, or the opt-in wasm
-//! one in the capture worklet, which falls back to the browser's for the rest of the session
-//! when it cannot load or stops working (`Session::handle_echo_canceller_failed`).
+//! one in the capture worklet (whose frames come as a pair: its output sent, the microphone as
+//! it came judged), which falls back to the browser's for the rest of the session when it
+//! cannot load or stops working (`Session::handle_echo_canceller_failed`).
 
 use super::config::{EchoCanceller, RawCapture};
 use super::devices::MicLoss;
@@ -95,12 +96,13 @@ impl EchoPath {
             EchoCanceller::Browser => raw,
             _ => RawCapture::Never,
         };
-        let hears_raw = raw != RawCapture::Never;
         let canceller = match canceller {
             EchoCanceller::Wasm => Canceller::Wasm { stats: None },
             EchoCanceller::None => Canceller::None,
             _ => Canceller::Browser,
         };
+        // The wasm canceller hands the microphone as it came beside its output.
+        let hears_raw = raw != RawCapture::Never || matches!(canceller, Canceller::Wasm { .. });
         EchoPath {
             // Judging raw capture from the start where the pair is asked for: its reference
             // then has bands from the first item.

@@ -47,7 +47,9 @@ export interface VoiceClientOptions {
   /** "browser" (default): the browser's echo cancellation, noise suppression and gain control.
    * "wasm" (experimental): WebRTC's AEC3 in the capture worklet, with what the player plays as
    * its reference and the browser's processing off; a separate module (≈ 220 KB gzip) fetched
-   * only then. If it cannot load or run, the microphone is reopened with the browser's canceller
+   * only then. The echo guard judges the microphone as it came beside the canceller's output
+   * (a pair, as with the browser's canceller on desktop Chromium): on Firefox, on speakers, the
+   * way to keep the agent from interrupting itself (docs/AUDIO.md). If it cannot load or run, the microphone is reopened with the browser's canceller
    * (`error` `echo_canceller_failed`, then an `audio` event with that reason). */
   echoCanceller?: "browser" | "wasm" | "none";
   /** "auto" (default): the assistant is turned down 20 dB the moment the microphone gets loud

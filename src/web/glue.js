@@ -389,7 +389,7 @@ export async function start(g, captureUrl, playbackUrl, c, id, prebufferMs, aecU
         on(7, d.error ?? null, d.attenuation || 0, d.delay || 0);
         return;
       }
-      on(0, f, d.channels, g.r ? 1 : 0, Math.round(d.time * ctx.sampleRate));
+      on(0, f, d.channels, g.r || d.pair ? 1 : 0, Math.round(d.time * ctx.sampleRate));
       // Copied out by now: the buffer goes back to the worklet's pool (transferred).
       g.cap.port.postMessage({ type: "recycle", buffer: f.buffer }, [f.buffer]);
     };

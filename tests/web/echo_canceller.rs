@@ -1,6 +1,7 @@
 //! The opt-in wasm echo canceller (`echoCanceller: "wasm"`) in a real browser against the
 //! reference server: the module loads into the capture worklet with the browser's own
-//! processing off, reports its figures, and the microphone still reaches the server; a module
+//! processing off, reports its figures, hands the raw microphone beside its output for the
+//! echo guard to judge, and the microphone still reaches the server; a module
 //! that cannot be loaded gives way to the browser's canceller (the microphone reopened with it)
 //! and the interview goes on in voice.
 
@@ -95,11 +96,14 @@ async fn the_wasm_canceller_runs_in_the_capture_worklet_and_the_mic_reaches_the_
     let client = client(&interview, &token, &url);
     let rec = Recorder::attach(&client);
     connect(&client).await.expect("connect resolves");
-    rec.wait_for(20_000, "the canceller's figures in the metrics", |l| {
+    // The worklet hands the microphone as it came beside the canceller's output: the guard
+    // judges that raw capture.
+    rec.wait_for(20_000, "its figures, judged raw", |l| {
         l.iter().any(|(n, e, _)| {
             n == "metrics"
                 && prop(e, "echoCanceller").as_string().as_deref() == Some("wasm")
                 && prop(e, "aecAttenuationDb").as_f64().is_some()
+                && prop(e, "echoGuardRaw").as_bool() == Some(true)
         })
     })
     .await;

@@ -1,8 +1,9 @@
 // realtime-voice's opt-in echo canceller (echoCanceller: "wasm"), loaded into the capture
 // worklet's scope after worklets/capture.js: WebRTC's AEC3 compiled to wasm (aec/src/lib.rs),
 // fed 10 ms frames of the microphone (downmixed) and of what the playback worklet played
-// (globalThis.rvRef, a ring it writes). Frames then go out cancelled and mono, one message per
-// 10 ms. Any failure turns it off and is reported ({type: "aec", error}); its figures go out once
+// (globalThis.rvRef, a ring it writes). Frames then go out as a pair, one message per 10 ms:
+// channel 0 cancelled, channel 1 the microphone as it came (downmixed), for the echo guard to
+// judge by. Any failure turns it off and is reported ({type: "aec", error}); its figures go out once
 // a second ({type: "aec", attenuation, delay}). No allocation per frame: the views over the module's
 // memory are made again only if the memory grew.
 const methods = {
@@ -17,7 +18,7 @@ const methods = {
       globalThis.rvRef = { buf: new Float32Array(8192), w: 0 };
       this.r = 0;
       this.flush();
-      this.channels = 1; this.cap = n; this.free.length = 0; this.buf = new Float32Array(n); this.used = 0;
+      this.channels = 2; this.cap = 2 * n; this.free.length = 0; this.buf = new Float32Array(2 * n); this.used = 0;
     } catch (e) {
       this.aecFail(e);
     }
@@ -58,7 +59,7 @@ const methods = {
       const r = x.rv_aec_render(), c = x.rv_aec_capture();
       if (r < 0 || c < 0) throw "error " + Math.min(r, c);
       if (a.cb.length === 0) this.views();
-      this.buf.set(a.cb);
+      for (let i = 0, b = this.buf; i < a.n; i++) { b[2 * i] = a.cb[i]; b[2 * i + 1] = a.mic[i]; }
       this.used = a.n;
       this.t0 = currentTime;
       this.flush();

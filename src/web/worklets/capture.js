@@ -2,8 +2,9 @@
 // one interleaved Float32Array and posts it (transferred, not copied) to the main thread, where the
 // WASM core downmixes, resamples, converts to PCM16 and chunks. No DSP here, by design.
 // Frames are batched (`batch` render quanta per message, default 4 ≈ 10 ms at 48 kHz) to keep
-// message overhead low. Each message: {frames: Float32Array, channels, time} where `time` is the
-// context's currentTime at the first frame. Real-time safe: the main thread hands each buffer back
+// message overhead low. Each message: {frames: Float32Array, channels, time, pair} where `time` is
+// the context's currentTime at the first frame and `pair` says the echo canceller (worklets/aec.js)
+// made the frames: its output and the microphone as it came. Real-time safe: the main thread hands each buffer back
 // ({type: "recycle", buffer}) and process() takes the next one from that pool, so it allocates only
 // while the pool fills (the first few batches, or a main thread that falls behind).
 class RealtimeVoiceCapture extends AudioWorkletProcessor {
@@ -53,7 +54,7 @@ class RealtimeVoiceCapture extends AudioWorkletProcessor {
   flush() {
     if (!this.buf || this.used === 0) return;
     const frames = this.used * this.channels === this.cap ? this.buf : this.buf.slice(0, this.used * this.channels);
-    this.port.postMessage({ frames, channels: this.channels, time: this.t0 }, [frames.buffer]);
+    this.port.postMessage({ frames, channels: this.channels, time: this.t0, pair: !!this.aec }, [frames.buffer]);
     // The posted buffer was transferred (detached) here: take a recycled one.
     this.buf = this.free.pop() || new Float32Array(this.cap);
     this.used = 0;
