@@ -20,6 +20,9 @@ use realtime_voice::audio::echo_guard::{
 
 /// Where the user's first sound is in the talk fixtures, ms (1.2 s of padding + espeak's lead).
 const USER_ONSET_MS: u64 = 1_212;
+/// A late duck: the ducker set off this long after the voice's onset, ms (as in the lab's
+/// slow speakerphone barge-ins).
+const LATE_DUCK_MS: u64 = 380;
 /// Assistant items by number, as the session numbers them (its player's slots).
 const GREETING: u32 = 1;
 const SECOND: u32 = 2;
@@ -1337,7 +1340,7 @@ fn late_duck_held_on(gain: f32) {
     let firsts = late_duck_firsts(speakerphone_ducked, gain);
     // Let go 150 ms after the effect, the voice never reaches the VAD; held on, it does before
     // the duck ends.
-    let duck_ms = USER_ONSET_MS + 380;
+    let duck_ms = USER_ONSET_MS + LATE_DUCK_MS;
     assert!(
         firsts[0].0.is_none()
             && firsts[1]
@@ -1351,8 +1354,8 @@ fn late_duck_held_on(gain: f32) {
 /// unducked, the microphone hearing it ducked, and the user's voice to mix in.
 type Ducked = fn(usize, usize) -> (Vec<i16>, Vec<i16>, Vec<i16>);
 
-/// Judged as a pair over `ducked`'s room with its voice at `gain`, the duck 380 ms after the
-/// voice's onset: for the ducker letting go 150 ms after the duck's effect is heard, then held
+/// Judged as a pair over `ducked`'s room with its voice at `gain`, the duck [`LATE_DUCK_MS`]
+/// after the voice's onset: for the ducker letting go 150 ms after the duck's effect is heard, then held
 /// on ([`ducker_lets_go`]), when the voice first reached the VAD (ms, if it did), when the
 /// ducker let go (ms), and the guard's stats. Asserts that the echo alone never reaches the
 /// VAD, however long the duck is held.
@@ -1360,7 +1363,7 @@ fn late_duck_firsts(ducked: Ducked, gain: f32) -> Vec<(Option<u64>, u64, EchoSta
     let scaled =
         |v: Vec<i16>| -> Vec<i16> { v.iter().map(|&s| (f32::from(s) * gain) as i16).collect() };
     let onset = USER_ONSET_MS as usize * 24;
-    let duck = onset + 380 * 24;
+    let duck = onset + LATE_DUCK_MS as usize * 24;
     let (echo, long_mic, long_voice) = ducked(duck, duck + 5_000 * 24);
     let long_heard = mix(&long_mic, &scaled(long_voice));
     let mut firsts = Vec::new();
@@ -1404,7 +1407,7 @@ fn judged_as_a_pair_in_a_dry_room_a_quiet_voice_over_a_late_duck_is_told_before_
     let firsts = late_duck_firsts(dry_ducked, 0.18);
     assert!(
         firsts.iter().all(|(first, undo_ms, _)| first
-            .is_some_and(|ms| (USER_ONSET_MS + 380..*undo_ms).contains(&ms))),
+            .is_some_and(|ms| (USER_ONSET_MS + LATE_DUCK_MS..*undo_ms).contains(&ms))),
         "{firsts:?}"
     );
 }

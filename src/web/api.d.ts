@@ -49,8 +49,9 @@ export interface VoiceClientOptions {
    * its reference and the browser's processing off; a separate module (≈ 220 KB gzip) fetched
    * only then. The echo guard judges the microphone as it came beside the canceller's output
    * (a pair, as with the browser's canceller on desktop Chromium): on Firefox, on speakers, the
-   * way to keep the agent from interrupting itself (docs/AUDIO.md). If it cannot load or run, the microphone is reopened with the browser's canceller
-   * (`error` `echo_canceller_failed`, then an `audio` event with that reason). */
+   * way to keep the agent from interrupting itself (docs/AUDIO.md). If it cannot load or run,
+   * the microphone is reopened with the browser's canceller (`error` `echo_canceller_failed`,
+   * then an `audio` event with that reason). */
   echoCanceller?: "browser" | "wasm" | "none";
   /** "auto" (default): the assistant is turned down 20 dB the moment the microphone gets loud
    * over it (20 ms of voice), so that the echo canceller lets the user's barge-in through to the

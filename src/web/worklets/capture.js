@@ -3,10 +3,11 @@
 // WASM core downmixes, resamples, converts to PCM16 and chunks. No DSP here, by design.
 // Frames are batched (`batch` render quanta per message, default 4 ≈ 10 ms at 48 kHz) to keep
 // message overhead low. Each message: {frames: Float32Array, channels, time, pair} where `time` is
-// the context's currentTime at the first frame and `pair` says the echo canceller (worklets/aec.js)
-// made the frames: its output and the microphone as it came. Real-time safe: the main thread hands each buffer back
-// ({type: "recycle", buffer}) and process() takes the next one from that pool, so it allocates only
-// while the pool fills (the first few batches, or a main thread that falls behind).
+// the context's currentTime at the first frame and `pair` says the echo canceller
+// (worklets/aec.js) made the frames: its output and the microphone as it came. Real-time safe:
+// the main thread hands each buffer back ({type: "recycle", buffer}) and process() takes the next
+// one from that pool, so it allocates only while the pool fills (the first few batches, or a main
+// thread that falls behind).
 class RealtimeVoiceCapture extends AudioWorkletProcessor {
   constructor(options) {
     super();
