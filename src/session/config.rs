@@ -145,8 +145,9 @@ pub enum RawCapture {
     /// Never: the guard judges what is sent (`echoGuard: "processed"` or "off").
     Never,
     /// Where the browser is known to keep two captures of one microphone apart: desktop
-    /// Chromium (`echoGuard: "auto"`, the default). Elsewhere a second request can mute the
-    /// first capture (WebKit on iOS) or reconfigure the device under it.
+    /// Chromium, Firefox on Linux and Windows (`echoGuard: "auto"`, the default). Elsewhere a
+    /// second request can mute the first capture (WebKit on iOS) or reconfigure the device
+    /// under it.
     #[default]
     WhereKnown,
     /// Wherever the browser hands over both tracks with their processing as asked

@@ -35,21 +35,23 @@ export interface VoiceClientOptions {
   /** "auto" (default): once the capture is shown to follow what the assistant plays (an echo
    * path), send as silence the microphone audio its echo explains while the assistant speaks,
    * so the server's VAD does not make it interrupt itself; a voice above the echo passes. With
-   * the browser's canceller on desktop Chromium the microphone is also captured raw (the
-   * browser's processing off) and the guard judges by that, where the echo follows what is
-   * played even when the canceller's residue does not; the processed audio is what is sent.
-   * Elsewhere, or where the browser does not give both at once, it judges the processed capture.
+   * the browser's canceller on desktop Chromium and on Firefox on Linux and Windows the
+   * microphone is also captured raw (the browser's processing off) and the guard judges by
+   * that, where the echo follows what is played even when the canceller's residue does not;
+   * the processed audio is what is sent. Elsewhere (Safari, Firefox on macOS, mobile), or
+   * where the browser does not give both at once, it judges the processed capture.
    * "processed": the processed capture only, never a second one.
    * "raw": the raw capture beside the processed one wherever the browser hands both over as
-   * asked (not only on desktop Chromium).
+   * asked (not only where known to).
    * "off": the audio goes unchanged and the echo metrics are measured. */
   echoGuard?: "auto" | "off" | "raw" | "processed";
   /** "browser" (default): the browser's echo cancellation, noise suppression and gain control.
    * "wasm" (experimental): WebRTC's AEC3 in the capture worklet, with what the player plays as
    * its reference and the browser's processing off; a separate module (≈ 220 KB gzip) fetched
    * only then. The echo guard judges the microphone as it came beside the canceller's output
-   * (a pair, as with the browser's canceller on desktop Chromium): on Firefox, on speakers, the
-   * way to keep the agent from interrupting itself (docs/AUDIO.md). If it cannot load or run,
+   * (a pair, as with the browser's canceller on desktop Chromium and Firefox): where the
+   * browser gives no pair (Firefox on macOS, Safari), on speakers, a way to keep the agent from
+   * interrupting itself (measured in Firefox, docs/AUDIO.md). If it cannot load or run,
    * the microphone is reopened with the browser's canceller (`error` `echo_canceller_failed`,
    * then an `audio` event with that reason). */
   echoCanceller?: "browser" | "wasm" | "none";

@@ -326,7 +326,7 @@ export function stopTracks(s) {
 // everything and starts reporting to `on`. With `aecUrl`, compiles the echo canceller meanwhile
 // and hands it to the capture worklet, which reports whether it runs (event 7). Resolves with
 // [sampleRate, state]; rejects (after closing the context) with 1, 2 or getUserMedia's error.
-// With `raw` (1: where the browser is known to keep two captures apart, desktop Chromium; 2:
+// With `raw` (1: where the browser is known to keep two captures apart, `pairsApart`; 2:
 // wherever it hands both over as asked), the same microphone is also opened with the browser's
 // processing off and the capture worklet gets the two as one stereo input (processed, raw);
 // elsewhere the processed one alone.
@@ -434,11 +434,16 @@ export function route(g, direct) {
 }
 
 // Whether this is a browser known to give one page the same microphone twice, each with its own
-// processing: desktop Chromium (it alone has userAgentData). WebKit on iOS mutes the first capture
-// when a second one opens; Android and ChromeOS may hand both to one system canceller.
+// processing: desktop Chromium (it alone has userAgentData), and Firefox on Linux and Windows,
+// whose own processing runs per track (measured in Firefox 153 on Linux: the processed track
+// stays cancelled beside a raw one). WebKit on iOS mutes the first capture when a second one
+// opens; Android and ChromeOS may hand both to one system canceller; Firefox on macOS may use
+// the system's voice processing, and was not measured.
 function pairsApart() {
   const u = navigator.userAgentData;
-  return !!u && !u.mobile && ["Windows", "macOS", "Linux"].includes(u.platform);
+  const a = navigator.userAgent || "";
+  return u ? !u.mobile && ["Windows", "macOS", "Linux"].includes(u.platform)
+    : /Firefox\//.test(a) && /Linux|Windows/.test(a) && !/Android/.test(a);
 }
 
 // The microphone of `s` opened again with the browser's processing off, if the browser gives

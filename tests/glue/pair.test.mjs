@@ -1,5 +1,6 @@
 // The glue's raw capture beside the processed one (`echoGuard` "auto" and "raw", src/web/glue.js
-// `start`) in Node, with stand-ins for the browser: asked for by "auto" only on desktop Chromium,
+// `start`) in Node, with stand-ins for the browser: asked for by "auto" only on desktop Chromium
+// and on Firefox on Linux and Windows,
 // kept only where the processed track runs on unmuted and both tracks say their canceller is as
 // asked, fed to the capture worklet as the second channel of a merger, and every track stopped
 // when the module aborts while the second capture opens; the worklets' messages reported with
@@ -45,18 +46,30 @@ const glue = await import("../../src/web/glue.js");
 // `raw`: 2 ("raw") wherever the browser gives both, 1 ("auto") where it is known to.
 const start = (g, raw = 2) => glue.start(g, "capture.js", "playback.js", { echoCancellation: true }, null, 60, null, raw, () => {});
 
-test("\"auto\" asks for the raw capture on desktop Chromium only", async () => {
+test("\"auto\" asks for the raw capture on desktop Chromium and Firefox on Linux and Windows only", async () => {
+  const safari = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.0 Safari/605.1.15";
+  const ios = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) FxiOS/140.0 Mobile/15E148 Safari/605.1.15";
+  const webkitLinux = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.0 Safari/605.1.15";
+  const firefox = (os) => `Mozilla/5.0 (${os}; rv:153.0) Gecko/20100101 Firefox/153.0`;
   const cases = [
-    [undefined, false, "no userAgentData: Firefox, WebKit"],
-    [{ mobile: true, platform: "Android" }, false, "a phone"],
-    [{ mobile: false, platform: "Android" }, false, "a tablet"],
-    [{ mobile: false, platform: "Chrome OS" }, false, "ChromeOS"],
-    [{ mobile: false, platform: "Linux" }, true, "desktop Linux"],
-    [{ mobile: false, platform: "macOS" }, true, "desktop macOS"],
-    [{ mobile: false, platform: "Windows" }, true, "desktop Windows"],
+    [undefined, safari, false, "Safari"],
+    [undefined, webkitLinux, false, "WebKitGTK"],
+    [undefined, ios, false, "Firefox on iOS (WebKit)"],
+    [undefined, firefox("X11; Linux x86_64"), true, "Firefox on Linux"],
+    [undefined, firefox("Windows NT 10.0; Win64; x64"), true, "Firefox on Windows"],
+    [undefined, firefox("Macintosh; Intel Mac OS X 10.15"), false, "Firefox on macOS"],
+    [undefined, "Mozilla/5.0 (Android 15; Mobile; rv:153.0) Gecko/153.0 Firefox/153.0", false, "Firefox on Android"],
+    [undefined, "Mozilla/5.0 (X11; Linux aarch64; Android 15; rv:153.0) Gecko/153.0 Firefox/153.0", false, "an Android that says Linux"],
+    [{ mobile: true, platform: "Android" }, "", false, "a phone"],
+    [{ mobile: false, platform: "Android" }, "", false, "a tablet"],
+    [{ mobile: false, platform: "Chrome OS" }, "", false, "ChromeOS"],
+    [{ mobile: false, platform: "Linux" }, "", true, "desktop Linux"],
+    [{ mobile: false, platform: "macOS" }, "", true, "desktop macOS"],
+    [{ mobile: false, platform: "Windows" }, "", true, "desktop Windows"],
   ];
-  for (const [ua, pairs, what] of cases) {
-    nav.userAgentData = ua;
+  for (const [uad, ua, pairs, what] of cases) {
+    nav.userAgentData = uad;
+    nav.userAgent = ua;
     const p = track({ deviceId: "mic1", echoCancellation: true });
     const r = track({ deviceId: "mic1", echoCancellation: false });
     answers = [async () => stream(p), async () => stream(r)];
@@ -69,6 +82,7 @@ test("\"auto\" asks for the raw capture on desktop Chromium only", async () => {
     answers = [];
   }
   delete nav.userAgentData;
+  delete nav.userAgent;
 });
 
 test("without `raw` the microphone is opened once", async () => {
