@@ -18,12 +18,13 @@
 //! the duck, takes it 25 dB down once more: through a duck a replay predicts the echo too low,
 //! so it can show a voice held back there, not an echo let through.
 //!
-//! Prints where the echo lab's judge, the reference server's VAD (its `vad.rs`, included), would
-//! start speech in what the guard sends, and the guard's stats at the end. `--raw` replays
+//! Prints when the guard first evidenced an echo path, where the echo lab's judge, the reference
+//! server's VAD (its `vad.rs`, included), would start speech in what the guard sends, and the
+//! guard's stats at the end. `--raw` replays
 //! through `EchoGuard::raw` (`echoCanceller: "none"`), else `EchoGuard::new`. Session 17 found
 //! the guard's harsh-room faults this way (docs/AUDIO.md).
 
-use realtime_voice::audio::echo_guard::{Capture, EchoGuard, FRAME};
+use realtime_voice::audio::echo_guard::{Capture, EchoGuard, EchoPath, FRAME};
 use std::process::ExitCode;
 
 #[path = "common/wav.rs"]
@@ -145,6 +146,7 @@ fn replay(args: &[String]) -> Result<(), Failure> {
     };
     guard.push_reference(1, &reference);
     let mut sent = Vec::with_capacity(mic.len());
+    let mut path_at = None;
     for (i, block) in mic.chunks(FRAME).enumerate() {
         guard.set_ducked(ducks.iter().any(|d| d.contains(&i)));
         if i % 2 == 1 {
@@ -155,6 +157,13 @@ fn replay(args: &[String]) -> Result<(), Failure> {
             Some(p) => guard.process_pair(block, p, &mut sent),
             None => guard.process(block, &mut sent),
         }
+        if path_at.is_none() && guard.stats().path == EchoPath::Echo {
+            path_at = Some(i * 10);
+        }
+    }
+    match path_at {
+        Some(ms) => println!("echo path evidenced at {ms} ms"),
+        None => println!("no echo path evidenced"),
     }
     let mut judge = vad::Vad::new(vad::VadParams::default());
     let mut events = Vec::new();
