@@ -43,6 +43,8 @@
 // RECORD=dir saves each run's received audio, the page's output and the room's microphone as
 // 24 kHz WAVs (their timelines are only as good as PulseAudio's recorders: the native test
 // fixtures are rendered offline instead, scripts/echo-lab/render-fixtures.sh).
+// TRACE_MSGS=dir saves the worklets' messages to the page (the player's progress, each captured
+// block's time and level per channel) over each run's first 30 s.
 // Runs inside scripts/with-server.sh and scripts/with-pulseaudio.sh (the Makefile does both).
 import { spawn, spawnSync } from "node:child_process";
 import { appendFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
@@ -116,6 +118,40 @@ const PAIR_RECORD = process.env.PAIR_RECORD ?? "";
 /** DELAY_TIMELINE=1 (with TRACE=1): each row also gets the guard's path lag every 500 ms
  *  (`delayTimeline`) and the room's loop measured again after the run (`roomDelayAfterMs`). */
 const DELAY_TIMELINE = process.env.DELAY_TIMELINE === "1";
+/** TRACE_MSGS=dir: the worklets' messages to the page over a run's first 30 s, as the page took
+ *  them, saved as `<room>-<guard>-<kind>-<n>-msgs.json` in dir: `[page ms, "p", item, played,
+ *  at]` for the player's progress, `[page ms, "c", time s, samples, dBFS per channel…]` for a
+ *  captured block (on a pair channel 0 is the processed capture, 1 the raw one: a pair whose
+ *  two levels match is no pair). */
+const TRACE_MSGS = process.env.TRACE_MSGS ?? "";
+const WATCH_WORKLETS = () => {
+  const desc = Object.getOwnPropertyDescriptor(MessagePort.prototype, "onmessage");
+  const log = (window.__labMsgs = []);
+  const t0 = performance.now();
+  const db = (f, ch, c) => {
+    let e = 0;
+    for (let i = c; i < f.length; i += ch) e += f[i] * f[i];
+    return Math.round(10 * Math.log10(e / Math.max(1, f.length / ch) + 1e-12));
+  };
+  Object.defineProperty(MessagePort.prototype, "onmessage", {
+    configurable: true,
+    get() { return desc.get.call(this); },
+    set(h) {
+      desc.set.call(this, h && ((e) => {
+        const m = e.data, t = Math.round(performance.now() - t0);
+        if (t < 30000 && m) {
+          if (m.type === "progress") log.push([t, "p", m.item, m.played, m.at]);
+          else if (m.frames) {
+            const ch = m.channels || 1, f = m.frames;
+            log.push([t, "c", m.time, f.length / ch, ...Array.from({ length: ch }, (_, c) => db(f, ch, c))]);
+          }
+        }
+        return h.call(this, e);
+      }));
+    },
+  });
+  return true;
+};
 const PAIR_START = async () => {
   const gum = (c) => navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, ...c } });
   const p = await gum({ echoCancellation: true, noiseSuppression: true, autoGainControl: true });
@@ -454,6 +490,7 @@ async function run(roomName, guard, kind, voice) {
     if (CAPTURE_ON) await d.eval(CAPTURE_GUM, CAPTURE_ON);
     if (DUCK_DB) await d.eval(KEEP_AUDIO_ELEMENTS);
     await d.eval(WATCH_DUCKS, SHADOW_DUCK);
+    if (TRACE_MSGS) await d.eval(WATCH_WORKLETS);
     await d.eval(WATCH, TRACE);
     const id = await d.eval(() => window.__rv.interviewId);
     const mon = RECORD ? record("page_out.monitor") : null;
@@ -494,6 +531,11 @@ async function run(roomName, guard, kind, voice) {
       // `selfInterruptAtMs` are): a duck at t is at t − pairStartMs on the pair's timeline
       // (±10 ms: the recorder's first buffer).
       row.pairStartMs = Math.round(t0 - speakAt);
+    }
+    if (TRACE_MSGS) {
+      await mkdir(TRACE_MSGS, { recursive: true });
+      row.tracedMsgs = join(TRACE_MSGS, `${roomName}-${guard}-${kind}-${Date.now() % 100000}-msgs.json`);
+      await writeFile(row.tracedMsgs, JSON.stringify(await d.eval(() => window.__labMsgs)));
     }
     const lab = await d.eval(() => window.__lab);
     const duckMsgs = await d.eval(() => window.__labDuckMsgs ?? []);
