@@ -20,9 +20,9 @@
 //!
 //! Prints when the guard first evidenced an echo path, where the echo lab's judge, the reference
 //! server's VAD (its `vad.rs`, included), would start speech in what the guard sends, and the
-//! guard's stats at the end. `--raw` replays
-//! through `EchoGuard::raw` (`echoCanceller: "none"`), else `EchoGuard::new`. Session 17 found
-//! the guard's harsh-room faults this way (docs/AUDIO.md).
+//! guard's stats at the end. `--raw` replays through `EchoGuard::raw` (`echoCanceller:
+//! "none"`), else `EchoGuard::new`. Session 17 found the guard's harsh-room faults this way
+//! (docs/AUDIO.md).
 
 use realtime_voice::audio::echo_guard::{Capture, EchoGuard, EchoPath, FRAME};
 use std::process::ExitCode;

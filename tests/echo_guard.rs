@@ -1355,10 +1355,10 @@ fn late_duck_held_on(gain: f32) {
 type Ducked = fn(usize, usize) -> (Vec<i16>, Vec<i16>, Vec<i16>);
 
 /// Judged as a pair over `ducked`'s room with its voice at `gain`, the duck [`LATE_DUCK_MS`]
-/// after the voice's onset: for the ducker letting go 150 ms after the duck's effect is heard, then held
-/// on ([`ducker_lets_go`]), when the voice first reached the VAD (ms, if it did), when the
-/// ducker let go (ms), and the guard's stats. Asserts that the echo alone never reaches the
-/// VAD, however long the duck is held.
+/// after the voice's onset: for the ducker letting go 150 ms after the duck's effect is heard,
+/// then held on ([`ducker_lets_go`]), when the voice first reached the VAD (ms, if it did),
+/// when the ducker let go (ms), and the guard's stats. Asserts that the echo alone never
+/// reaches the VAD, however long the duck is held.
 fn late_duck_firsts(ducked: Ducked, gain: f32) -> Vec<(Option<u64>, u64, EchoStats)> {
     let scaled =
         |v: Vec<i16>| -> Vec<i16> { v.iter().map(|&s| (f32::from(s) * gain) as i16).collect() };

@@ -4,8 +4,7 @@
 //! checked against what the guard saw. Option `echoGuard`: "auto" (the default) gates once the
 //! capture is shown to follow what is played, judging by a raw capture beside the processed one
 //! where the browser is known to give both (desktop Chromium, Firefox on Linux and Windows);
-//! "raw" wherever it gives both,
-//! "processed" never; "off" only measures.
+//! "raw" wherever it gives both, "processed" never; "off" only measures.
 //!
 //! Also the ducker (option `bargeInDuck`, `crate::audio::duck`): the assistant turned down while
 //! the microphone is loud over it, so that the canceller lets a barge-in through.

@@ -1,10 +1,9 @@
 // The glue's raw capture beside the processed one (`echoGuard` "auto" and "raw", src/web/glue.js
 // `start`) in Node, with stand-ins for the browser: asked for by "auto" only on desktop Chromium
-// and on Firefox on Linux and Windows,
-// kept only where the processed track runs on unmuted and both tracks say their canceller is as
-// asked, fed to the capture worklet as the second channel of a merger, and every track stopped
-// when the module aborts while the second capture opens; the worklets' messages reported with
-// every field. `node --test tests/glue/`.
+// and on Firefox on Linux and Windows, kept only where the processed track runs on unmuted and
+// both tracks say their canceller is as asked, fed to the capture worklet as the second channel
+// of a merger, and every track stopped when the module aborts while the second capture opens;
+// the worklets' messages reported with every field. `node --test tests/glue/`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 

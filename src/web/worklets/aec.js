@@ -4,8 +4,8 @@
 // (globalThis.rvRef, a ring it writes). Frames then go out as a pair, one message per 10 ms:
 // channel 0 cancelled, channel 1 the microphone as it came (downmixed), for the echo guard to
 // judge by. Any failure turns it off and is reported ({type: "aec", error}); its figures go out
-// once a second ({type: "aec", attenuation, delay}). No allocation per frame: the views over the module's
-// memory are made again only if the memory grew.
+// once a second ({type: "aec", attenuation, delay}). No allocation per frame: the views over
+// the module's memory are made again only if the memory grew.
 const methods = {
   aecStart(module) {
     try {
